@@ -1,0 +1,40 @@
+//! # sglang-memtest
+//!
+//! Catch memory leaks in LLM/VLM inference servers (SGLang first) before users hit an
+//! out-of-memory crash.
+//!
+//! The crate is a pipeline, one module per stage:
+//!
+//! ```text
+//!  ServerSpec ──> fixture ──pids, base_url──> tracker ──Timeline──> analysis ──Verdict──> report
+//!                    ^                           ^
+//!                    └──────── load driver ──────┘ (marks: request i, phase)
+//!  Scenario = ServerSpec + Workload + Thresholds ;  Scenario::run() -> Report
+//! ```
+//!
+//! - [`fixture`] launches a server (SGLang, the embedded [`reference`] server, or any command),
+//!   waits until it is ready and tears its whole process tree down whatever happens.
+//! - [`tracker`] samples the memory of that tree (host RSS/PSS/USS, GPU through NVML,
+//!   `/dev/shm`, the server's own metrics) into a [`Timeline`].
+//! - [`load`] drives requests at the server and marks each one on the timeline.
+//! - [`analysis`] turns request-indexed series into a [`Verdict`]: pure functions, seeded.
+//! - [`report`] writes the versioned JSON report, plots and the console summary.
+//! - [`scenario`] ties it together: the presets `text_model`, `vlm_no_mm_processor`, `vlm_image`.
+#![warn(missing_docs)]
+
+pub mod analysis;
+mod error;
+pub mod fixture;
+pub mod load;
+pub mod reference;
+pub mod report;
+pub mod scenario;
+pub mod tracker;
+
+pub use analysis::{Outcome, Thresholds, Verdict};
+pub use error::{Error, Result};
+pub use fixture::{ServerFixture, ServerSpec, SglangServer};
+pub use load::{Api, DriverConfig, Workload};
+pub use report::Report;
+pub use scenario::{Scenario, Target};
+pub use tracker::{MemoryTracker, Timeline, TrackerConfig};
