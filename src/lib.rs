@@ -30,6 +30,7 @@ pub mod reference;
 pub mod report;
 pub mod scenario;
 pub mod tracker;
+pub mod util;
 
 pub use analysis::{Outcome, Thresholds, Verdict};
 pub use error::{Error, Result};

@@ -1,12 +1,26 @@
 //! Statistics: request-indexed series in, a [`Verdict`] out.
 //!
-//! Pure functions over numbers, no I/O, seeded randomness: every function here is
-//! unit-testable without a server. The tracker's [`Timeline`](crate::Timeline) is turned into
+//! Pure functions over numbers, no I/O, no clock: every function here is unit-testable
+//! without a server. The tracker's [`Timeline`](crate::Timeline) is turned into
 //! [`RequestSeries`] by the scenario; this module never sees a process.
-
-use std::collections::BTreeMap;
+//!
+//! Per metric: drop missing readings, cut the warm-up (explicit minimum plus MSER-5 on
+//! detrended batch means, never more than half the run), fit a Theil–Sen slope with Sen's
+//! Kendall interval widened for autocorrelation, test "slope <= limit" with a one-sided
+//! Mann–Kendall p-value, correct the p-values of all judged metrics together (Holm), then
+//! apply the rules in [`Verdict`]'s docs. The verdict itself draws no random numbers; the
+//! seeded generator lives in `calibrate`, which measures false-alarm rates and power on
+//! synthetic series (`noise`). docs/design/statistics.md explains the choices.
 
 use serde::{Deserialize, Serialize};
+
+mod sample;
+#[cfg(test)]
+mod tests;
+mod trend;
+mod units;
+mod verdict;
+mod warmup;
 
 /// A point estimate with its standard error and confidence interval.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -89,24 +103,29 @@ pub struct Thresholds {
     /// Requests dropped at the start of the measured window at least (on top of the automatic
     /// warm-up cut).
     pub min_warmup_requests: usize,
-    /// Seed of every random draw (bootstrap), recorded in the report.
+    /// Seed of every random draw, recorded in the report. The verdict itself is
+    /// deterministic (rank-based intervals need no resampling); the seed drives
+    /// `calibrate` and any future resampling method.
     pub seed: u64,
 }
 
 impl Thresholds {
     /// The rule that judges `metric`, if any.
     pub fn rule_for(&self, metric: &str) -> Option<&Rule> {
-        self.rules.iter().find(|r| match r.pattern.strip_suffix('*') {
-            Some(prefix) => metric.starts_with(prefix),
-            None => metric == r.pattern,
-        })
+        self.rules
+            .iter()
+            .find(|r| match r.pattern.strip_suffix('*') {
+                Some(prefix) => metric.starts_with(prefix),
+                None => metric == r.pattern,
+            })
     }
 }
 
 impl Default for Thresholds {
+    /// Limits set from the calibration in `docs/calibration.md`: host and `/dev/shm` metrics
+    /// fail above 32 KiB/request with at least 3 MiB of growth, GPU metrics above
+    /// 128 KiB/request with at least 24 MiB (more than one 20 MiB allocator segment).
     fn default() -> Self {
-        const KIB: f64 = 1024.0;
-        const MIB: f64 = 1024.0 * 1024.0;
         let rule = |pattern: &str, slope: f64, floor: f64| Rule {
             pattern: pattern.to_owned(),
             max_slope_per_request: slope,
@@ -114,12 +133,12 @@ impl Default for Thresholds {
         };
         Self {
             rules: vec![
-                rule("host.rss@tree", 16.0 * KIB, 4.0 * MIB),
-                rule("host.rss@pid:*", 16.0 * KIB, 4.0 * MIB),
-                rule("gpu.proc@tree", 128.0 * KIB, 16.0 * MIB),
-                rule("gpu.proc@pid:*", 128.0 * KIB, 16.0 * MIB),
-                rule("gpu.used@dev:*", 128.0 * KIB, 16.0 * MIB),
-                rule("shm.bytes", 16.0 * KIB, 4.0 * MIB),
+                rule("host.rss@tree", HOST_SLOPE, HOST_FLOOR),
+                rule("host.rss@pid:*", HOST_SLOPE, HOST_FLOOR),
+                rule("gpu.proc@tree", GPU_SLOPE, GPU_FLOOR),
+                rule("gpu.proc@pid:*", GPU_SLOPE, GPU_FLOOR),
+                rule("gpu.used@dev:*", GPU_SLOPE, GPU_FLOOR),
+                rule("shm.bytes", HOST_SLOPE, HOST_FLOOR),
             ],
             confidence: 0.95,
             min_warmup_requests: 0,
@@ -127,6 +146,17 @@ impl Default for Thresholds {
         }
     }
 }
+
+const KIB: f64 = 1024.0;
+const MIB: f64 = 1024.0 * 1024.0;
+/// Default leak limit of host and shm metrics, bytes per request.
+const HOST_SLOPE: f64 = 32.0 * KIB;
+/// Default growth floor of host and shm metrics, bytes.
+const HOST_FLOOR: f64 = 3.0 * MIB;
+/// Default leak limit of GPU metrics, bytes per request.
+const GPU_SLOPE: f64 = 128.0 * KIB;
+/// Default growth floor of GPU metrics, bytes.
+const GPU_FLOOR: f64 = 24.0 * MIB;
 
 /// Everything computed for one metric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,15 +167,17 @@ pub struct MetricAnalysis {
     pub judged: bool,
     /// Requests cut from the start as warm-up (automatic cut and minimum together).
     pub warmup_cut: usize,
-    /// Requests in the analysed (steady) window.
+    /// Readings in the analysed (steady) window.
     pub n: usize,
-    /// Value at the start of the analysed window.
+    /// Level at the start of the analysed window (median of its first tenth, at least 3
+    /// readings). NaN when there is no reading.
     pub baseline: f64,
     /// Value after the last measured request.
     pub last: f64,
     /// Highest value in the analysed window.
     pub peak: f64,
-    /// `last - baseline`.
+    /// Level at the end of the analysed window (median of its last tenth) minus `baseline`:
+    /// medians, so one transient reading at either end does not count as growth.
     pub growth: f64,
     /// Growth per request over the analysed window.
     pub slope: Option<Estimate>,
@@ -153,12 +185,28 @@ pub struct MetricAnalysis {
     pub late_slope: Option<Estimate>,
     /// One-sided p-value of "slope <= threshold" (before the correction across metrics).
     pub p_value: Option<f64>,
+    /// `p_value` after the Holm–Bonferroni correction across all judged metrics; a leak
+    /// needs it at or below `1 - confidence`.
+    #[serde(default)]
+    pub p_value_adjusted: Option<f64>,
     /// Cooldown level minus the baseline (secondary signal).
     pub residual: Option<f64>,
     /// The seed tool's band for `growth` scaled to 100 requests (bytes metrics only).
     pub seed_band: Option<SeedBand>,
     /// Requests until the headroom is used up at the slope's point estimate.
     pub requests_to_oom: Option<f64>,
+    /// For an inconclusive metric: about how many measured requests (warm-up included)
+    /// would decide it, from how the interval shrinks with n. None when no run length would
+    /// (the estimate sits on the limit) or the outcome is decided.
+    #[serde(default)]
+    pub requests_to_decide: Option<u64>,
+    /// Readings dropped as missing (NaN or infinite).
+    #[serde(default)]
+    pub missing: usize,
+    /// How much autocorrelation widened the slope's interval: the variance factor n / ESS
+    /// (1 = independent readings; steps and sawtooths give more).
+    #[serde(default)]
+    pub autocorrelation_inflation: Option<f64>,
     /// Outcome for this metric.
     pub outcome: Outcome,
     /// Why, in sentences for a person.
@@ -166,6 +214,18 @@ pub struct MetricAnalysis {
 }
 
 /// The verdict of a run: the worst judged metric decides.
+///
+/// A judged metric (one that matches a [`Rule`]) is
+/// - **pass** when it grew less than the rule's `min_growth`, or its slope interval lies
+///   wholly below `max_slope_per_request`;
+/// - **leak** when the Holm-adjusted one-sided p-value of "slope <= limit" is at most
+///   `1 - confidence`, and the slope over the last half of the window is not confidently
+///   below the limit (growth still goes on);
+/// - **inconclusive** otherwise, with the reason and, where a longer run would settle it,
+///   `requests_to_decide`.
+///
+/// The cooldown residual only adds reasons. Overall: leak if any judged metric leaks, else
+/// inconclusive if any is, else pass; with nothing judged, inconclusive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     /// Overall outcome.
@@ -186,7 +246,9 @@ impl Verdict {
 
     /// Judged metrics whose outcome is [`Outcome::Leak`].
     pub fn leaks(&self) -> impl Iterator<Item = &MetricAnalysis> {
-        self.metrics.iter().filter(|m| m.judged && m.outcome == Outcome::Leak)
+        self.metrics
+            .iter()
+            .filter(|m| m.judged && m.outcome == Outcome::Leak)
     }
 }
 
@@ -194,9 +256,15 @@ impl Verdict {
 ///
 /// Empty or all-NaN series are reported with `n = 0` and an inconclusive outcome when judged.
 pub fn analyze(series: &[RequestSeries], thresholds: &Thresholds) -> Verdict {
-    let _ = BTreeMap::<(), ()>::new();
-    let mut metrics: Vec<MetricAnalysis> =
-        series.iter().map(|s| simple::analyze_one(s, thresholds)).collect();
+    let mut metrics: Vec<MetricAnalysis> = series
+        .iter()
+        .map(|s| verdict::measure(s, thresholds).0)
+        .collect();
+    holm(&mut metrics);
+    let alpha = 1.0 - thresholds.confidence;
+    for (m, s) in metrics.iter_mut().zip(series) {
+        verdict::judge(m, thresholds.rule_for(&s.metric), alpha, s.values.len());
+    }
     metrics.sort_by_key(|m| (!m.judged, std::cmp::Reverse(m.outcome)));
     let outcome = metrics
         .iter()
@@ -212,7 +280,28 @@ pub fn analyze(series: &[RequestSeries], thresholds: &Thresholds) -> Verdict {
     if !metrics.iter().any(|m| m.judged) {
         reasons.push("no metric matched a threshold rule, so nothing was judged".into());
     }
-    Verdict { outcome, reasons, metrics, thresholds: thresholds.clone() }
+    Verdict {
+        outcome,
+        reasons,
+        metrics,
+        thresholds: thresholds.clone(),
+    }
 }
 
-mod simple;
+/// Holm–Bonferroni step-down adjustment of the judged metrics' p-values, so that watching
+/// twenty metrics does not multiply the false alarms by twenty.
+fn holm(metrics: &mut [MetricAnalysis]) {
+    let mut order: Vec<(usize, f64)> = metrics
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.judged)
+        .filter_map(|(i, m)| Some((i, m.p_value?)))
+        .collect();
+    order.sort_by(|a, b| a.1.total_cmp(&b.1));
+    let m = order.len();
+    let mut running: f64 = 0.0;
+    for (rank, (i, p)) in order.into_iter().enumerate() {
+        running = running.max(((m - rank) as f64 * p).min(1.0));
+        metrics[i].p_value_adjusted = Some(running);
+    }
+}

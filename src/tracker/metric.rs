@@ -34,3 +34,6 @@ pub fn gpu_dev(quantity: &str, index: u32) -> String {
 pub fn pid_of(metric: &str) -> Option<u32> {
     metric.rsplit_once("@pid:")?.1.parse().ok()
 }
+
+/// `host.mem_available`: the host's `MemAvailable` (headroom for `requests_to_oom`).
+pub const HOST_MEM_AVAILABLE: &str = "host.mem_available";

@@ -1,6 +1,5 @@
 //! The shared, append-only store every source writes into.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -83,11 +82,6 @@ impl Store {
             .entry(pid)
             .and_modify(|p| p.last_seen_ms = t_ms)
             .or_insert_with(make);
-    }
-
-    /// Names of known processes by PID.
-    pub(crate) fn process_names(&self) -> BTreeMap<u32, String> {
-        self.lock().processes.iter().map(|(pid, p)| (*pid, p.name.clone())).collect()
     }
 
     /// Set (or replace) the status of a source.

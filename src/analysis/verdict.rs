@@ -1,0 +1,271 @@
+//! One metric: measure it (warm-up cut, trends, levels), then judge it against its rule once
+//! the p-values of all judged metrics have been corrected together.
+
+use super::sample::{Sample, median};
+use super::trend::{self, Trend};
+use super::units::{fmt_per_request, fmt_value, is_bytes};
+use super::warmup;
+use super::{MetricAnalysis, Outcome, RequestSeries, Rule, SeedBand, Thresholds};
+
+/// Fewest readings left after the warm-up cut for a judgement.
+pub(crate) const MIN_JUDGED: usize = 10;
+/// Missing readings above this share of the series are named in the reasons.
+const MISSING_NOTE: f64 = 0.05;
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// Measure one series: everything but the outcome and the corrected p-value.
+pub(crate) fn measure(
+    s: &RequestSeries,
+    t: &Thresholds,
+) -> (MetricAnalysis, Option<Sample>, Option<Trend>) {
+    let total = s.values.len();
+    let half = total / 2;
+    let explicit = t.min_warmup_requests.min(half);
+    let (sample, dropped) = Sample::from_values(&s.values[explicit..], explicit);
+    let rule = t.rule_for(&s.metric);
+    let mut m = MetricAnalysis {
+        metric: s.metric.clone(),
+        judged: rule.is_some(),
+        warmup_cut: explicit,
+        n: 0,
+        baseline: f64::NAN,
+        last: f64::NAN,
+        peak: f64::NAN,
+        growth: f64::NAN,
+        slope: None,
+        late_slope: None,
+        p_value: None,
+        p_value_adjusted: None,
+        residual: None,
+        seed_band: seed_band(s),
+        requests_to_oom: None,
+        requests_to_decide: None,
+        missing: dropped,
+        autocorrelation_inflation: None,
+        outcome: Outcome::Inconclusive,
+        reasons: Vec::new(),
+    };
+    if dropped as f64 > MISSING_NOTE * total as f64 {
+        m.reasons.push(format!(
+            "{dropped} of {total} readings were missing and were skipped"
+        ));
+    }
+    let Some(sample) = sample else {
+        return (m, None, None);
+    };
+    // The automatic cut may only take readings taken before the half-way request.
+    let max_cut = sample.x().iter().take_while(|x| **x < half as f64).count();
+    let cut = warmup::mser5_cut(&sample, max_cut);
+    let window = sample.tail(cut).unwrap_or(sample);
+    let n = window.len();
+    let k = (n / 10).max(3);
+    m.warmup_cut = window.x()[0] as usize;
+    m.n = n;
+    m.baseline = window.head_level(k);
+    m.last = window.y()[n - 1];
+    m.peak = window.y().iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    m.growth = window.tail_level(k) - m.baseline;
+    let fit = trend::theil_sen(&window, t.confidence);
+    m.slope = fit.map(|f| f.estimate);
+    m.autocorrelation_inflation = fit.map(|f| f.inflation);
+    m.late_slope = window
+        .tail(n / 2)
+        .and_then(|w| trend::theil_sen(&w, t.confidence))
+        .map(|f| f.estimate);
+    if let (Some(r), Some(f)) = (rule, fit) {
+        m.p_value = Some(trend::p_above(
+            &window,
+            r.max_slope_per_request,
+            f.inflation,
+        ));
+    }
+    let cool: Vec<f64> = s
+        .cooldown
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    if !cool.is_empty() {
+        m.residual = Some(median(&cool) - m.baseline);
+    }
+    m.requests_to_oom = match (s.headroom, m.slope) {
+        (Some(h), Some(e)) if h.is_finite() && h >= 0.0 && e.point > 0.0 => Some(h / e.point),
+        _ => None,
+    };
+    (m, Some(window), fit)
+}
+
+/// The seed tool's rule: first-to-last growth scaled to 100 requests (byte metrics only).
+fn seed_band(s: &RequestSeries) -> Option<SeedBand> {
+    if !is_bytes(&s.metric) {
+        return None;
+    }
+    let mut finite = s.values.iter().enumerate().filter(|(_, v)| v.is_finite());
+    let (i0, v0) = finite.next()?;
+    let (i1, v1) = finite.next_back()?;
+    let per100 = (v1 - v0) / (i1 - i0) as f64 * 100.0;
+    Some(if per100 < 100.0 * MIB {
+        SeedBand::Stable
+    } else if per100 <= 500.0 * MIB {
+        SeedBand::Concern
+    } else {
+        SeedBand::Leak
+    })
+}
+
+/// Judge a measured metric, given its p-value after the correction across metrics.
+pub(crate) fn judge(
+    m: &mut MetricAnalysis,
+    rule: Option<&Rule>,
+    alpha: f64,
+    total_requests: usize,
+) {
+    let Some(rule) = rule else {
+        m.outcome = Outcome::Pass;
+        m.reasons
+            .push("not judged: no threshold rule matches this metric".into());
+        return;
+    };
+    let name = m.metric.clone();
+    let per = |v: f64| fmt_per_request(&name, v);
+    let val = |v: f64| fmt_value(&name, v);
+    let theta = rule.max_slope_per_request;
+    let (Some(s), true) = (m.slope, m.n >= MIN_JUDGED) else {
+        m.outcome = Outcome::Inconclusive;
+        if m.n == 0 {
+            m.reasons.push("no readings: nothing to judge".into());
+        } else {
+            m.reasons.push(format!(
+                "only {} readings after the warm-up cut; a trend needs at least {MIN_JUDGED}",
+                m.n
+            ));
+            // Twice the minimum: the automatic warm-up cut may take up to half a run.
+            m.requests_to_decide = Some((2 * MIN_JUDGED).max(4 * m.n) as u64);
+        }
+        return;
+    };
+    let ci = format!("{}..{}", per(s.ci.lo), per(s.ci.hi));
+    let level = (s.ci.level * 100.0).round();
+    let p_adj = m.p_value_adjusted.unwrap_or(1.0);
+    let late_levelled = m.late_slope.is_some_and(|l| l.ci.hi < theta);
+    m.outcome = if m.growth < rule.min_growth && p_adj <= alpha {
+        // Confidently above the limit, but too little growth so far to count: a short run.
+        m.reasons.push(format!(
+            "grows {} ({level}% CI {ci}), above the {} limit, but grew only {} so far, below the {} floor",
+            per(s.point),
+            per(theta),
+            val(m.growth),
+            val(rule.min_growth)
+        ));
+        let more = ((rule.min_growth - m.growth.max(0.0)) / s.point.max(f64::MIN_POSITIVE)).ceil();
+        m.requests_to_decide = (more < 1e7).then(|| (m.warmup_cut + m.n) as u64 + more as u64);
+        Outcome::Inconclusive
+    } else if m.growth < rule.min_growth {
+        m.reasons.push(format!(
+            "grew {} over {} requests, below the {} floor that can count as a leak",
+            val(m.growth),
+            m.n,
+            val(rule.min_growth)
+        ));
+        Outcome::Pass
+    } else if s.ci.hi < theta {
+        m.reasons.push(format!(
+            "grows {} ({level}% CI {ci}), confidently below the {} limit",
+            per(s.point),
+            per(theta)
+        ));
+        Outcome::Pass
+    } else if p_adj <= alpha && !late_levelled {
+        let late = m.late_slope.map_or("n/a".into(), |l| per(l.point));
+        m.reasons.push(format!(
+            "grows {} ({level}% CI {ci}), above the {} limit (p = {p_adj:.2e} after the correction across metrics), and still {late} over the last half",
+            per(s.point),
+            per(theta)
+        ));
+        Outcome::Leak
+    } else if p_adj <= alpha {
+        m.reasons.push(format!(
+            "grew {} ({level}% CI {ci}) but levelled off over the last half ({}): a bounded cache or a late warm-up; a longer run would tell",
+            per(s.point),
+            per(m.late_slope.map_or(0.0, |l| l.point))
+        ));
+        m.requests_to_decide = Some(2 * total_requests as u64);
+        Outcome::Inconclusive
+    } else {
+        m.reasons.push(format!(
+            "grows {} ({level}% CI {ci}): not clearly above or below the {} limit (p = {p_adj:.2} after the correction across metrics)",
+            per(s.point),
+            per(theta)
+        ));
+        m.requests_to_decide =
+            requests_to_decide(s.point, s.ci.lo, s.ci.hi, theta, m.n, m.warmup_cut);
+        Outcome::Inconclusive
+    };
+    if let Some(r) = m.requests_to_decide {
+        m.reasons
+            .push(format!("about {r} measured requests would decide it"));
+    }
+    residual_reason(m, &val);
+    if let Some(oom) = m.requests_to_oom.filter(|_| m.outcome == Outcome::Leak) {
+        m.reasons.push(format!(
+            "at this rate the headroom runs out after about {oom:.0} more requests"
+        ));
+    }
+}
+
+/// Requests (warm-up included) at which the interval, shrinking like n^-3/2 as a slope's
+/// standard error does, would no longer straddle the threshold. None when the estimate sits
+/// on the threshold (no run length decides it).
+fn requests_to_decide(
+    point: f64,
+    lo: f64,
+    hi: f64,
+    theta: f64,
+    n: usize,
+    cut: usize,
+) -> Option<u64> {
+    let (width, gap) = if point > theta {
+        (point - lo, point - theta)
+    } else {
+        (hi - point, theta - point)
+    };
+    if gap <= 0.0 || !width.is_finite() {
+        return None;
+    }
+    let needed = n as f64 * (width / gap).max(1.0).powf(2.0 / 3.0);
+    (needed < 1e7).then(|| (needed.ceil() as u64 + cut as u64).max(n as u64 + cut as u64 + 1))
+}
+
+/// The cooldown residual only ever adds a sentence: Python servers rarely hand freed memory
+/// back, so a high residual supports a leak and a low one hints at a cache, but neither
+/// overrules the trend.
+fn residual_reason(m: &mut MetricAnalysis, val: &dyn Fn(f64) -> String) {
+    let Some(r) = m.residual else { return };
+    let growth = m.growth.max(0.0);
+    let sentence = match m.outcome {
+        Outcome::Leak if r >= 0.5 * growth => {
+            format!(
+                "after the cooldown it stayed {} above the baseline: not given back, which supports the leak",
+                val(r)
+            )
+        }
+        Outcome::Leak => format!(
+            "after the cooldown it fell back to {} from the baseline: some of it is reclaimable, but the growth during the run says leak",
+            val(r)
+        ),
+        Outcome::Inconclusive if r < 0.25 * growth => {
+            format!(
+                "after the cooldown it fell back to {} from the baseline, which points to a cache",
+                val(r)
+            )
+        }
+        Outcome::Inconclusive => {
+            format!(
+                "after the cooldown it stayed {} above the baseline (a hint, not a verdict)",
+                val(r)
+            )
+        }
+        Outcome::Pass => return,
+    };
+    m.reasons.push(sentence);
+}

@@ -1,0 +1,676 @@
+#![warn(missing_docs, unused)]
+//! Deterministic images for VLM workloads: generated or read from files, unique per request
+//! by default.
+//!
+//! Engines cache preprocessed images (SGLang's radix and multimodal caches, vLLM's processor
+//! cache), so sending the same image again and again hides a leak in the image path. In
+//! [`ImageMode::Unique`] every `(request, k)` pair gets different pixels, derived from the seed
+//! and the indices alone: a rerun with the same seed sends exactly the same bytes.
+//!
+//! Uniqueness does not rest on luck: each image carries its request index and position as a
+//! small black-and-white code in its lower right corner, on top of seeded gradients, shapes
+//! and noise (the noise keeps PNG from compressing the image into a few hundred bytes, which
+//! no real image is).
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use image::codecs::jpeg::JpegEncoder;
+use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+use image::{ExtendedColorType, ImageEncoder as _, RgbImage};
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+/// Smallest side of a generated image: the corner code (12 × 8 cells) needs that much room.
+pub const MIN_SIDE: u32 = 16;
+/// Largest side of a generated image; VLMs resize far below this anyway.
+pub const MAX_SIDE: u32 = 8192;
+/// JPEG quality of generated and re-encoded images: near-lossless, like a camera's output.
+const JPEG_QUALITY: u8 = 90;
+/// Bits in the corner code: 64 for the request index, 32 for the image's position in it.
+const CODE_COLS: u32 = 12;
+const CODE_ROWS: u32 = 8;
+
+/// How an image is encoded on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageFormat {
+    /// PNG (lossless).
+    Png,
+    /// JPEG, quality 90.
+    Jpeg,
+}
+
+impl ImageFormat {
+    /// The MIME type, as used in `data:` URLs.
+    pub fn mime(self) -> &'static str {
+        match self {
+            Self::Png => "image/png",
+            Self::Jpeg => "image/jpeg",
+        }
+    }
+
+    /// The format a file name's extension stands for (`.png`, `.jpg`, `.jpeg`; any case).
+    fn from_path(path: &Path) -> Option<Self> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        match ext.as_str() {
+            "png" => Some(Self::Png),
+            "jpg" | "jpeg" => Some(Self::Jpeg),
+            _ => None,
+        }
+    }
+}
+
+/// Where the images come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageSource {
+    /// Images drawn by this crate: gradients, shapes and noise.
+    Generated {
+        /// Width in pixels (16 to 8192).
+        width: u32,
+        /// Height in pixels (16 to 8192).
+        height: u32,
+        /// Encoding sent to the server.
+        format: ImageFormat,
+    },
+    /// PNG or JPEG files, used in turn. A directory stands for the `.png`, `.jpg` and `.jpeg`
+    /// files directly inside it, in name order.
+    Files(Vec<PathBuf>),
+}
+
+/// Whether requests see new images or the same ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageMode {
+    /// Different pixels for every image of every request (the default: defeats engine caches).
+    Unique,
+    /// The same image(s) in every request: exercises the cached path.
+    Repeated,
+}
+
+/// The images of a VLM workload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageConfig {
+    /// Generated or from files.
+    pub source: ImageSource,
+    /// Unique per request, or repeated.
+    pub mode: ImageMode,
+    /// Images in each request (at least 1).
+    pub per_request: u32,
+    /// Seed of every generated pixel: the same seed gives the same bytes.
+    pub seed: u64,
+}
+
+impl Default for ImageConfig {
+    /// 448×448 PNG (a common VLM input size), unique per request, one per request.
+    fn default() -> Self {
+        Self {
+            source: ImageSource::Generated { width: 448, height: 448, format: ImageFormat::Png },
+            mode: ImageMode::Unique,
+            per_request: 1,
+            seed: 0x1AA6_E5EE_D000_0001,
+        }
+    }
+}
+
+/// Why images could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    /// A generated image's width or height is out of range.
+    #[error(
+        "invalid image size {width}x{height}: width and height must be between {MIN_SIDE} and \
+         {MAX_SIDE} pixels"
+    )]
+    InvalidSize {
+        /// Requested width.
+        width: u32,
+        /// Requested height.
+        height: u32,
+    },
+    /// `per_request` is 0.
+    #[error("invalid images per request 0: an image workload needs at least 1 image per request")]
+    ZeroPerRequest,
+    /// `ImageSource::Files` with an empty list.
+    #[error("no image files given: list at least one .png or .jpg file or a directory of them")]
+    NoFiles,
+    /// A directory without any usable image.
+    #[error("image directory {path} holds no .png, .jpg or .jpeg files: add some or pick another")]
+    EmptyDir {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A file or directory could not be read.
+    #[error("failed to read image file {path}: check that it exists and is readable")]
+    Read {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file's extension is not one we can send.
+    #[error("unsupported image file {path}: only .png, .jpg and .jpeg files can be used")]
+    UnsupportedExtension {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A file did not decode as the format its extension claims.
+    #[error("failed to decode image file {path}: it is not a valid {format:?} file")]
+    Decode {
+        /// The file.
+        path: PathBuf,
+        /// The format its extension claims.
+        format: ImageFormat,
+        /// The decoder's error.
+        #[source]
+        source: image::ImageError,
+    },
+    /// Encoding an image failed (not expected for in-memory buffers).
+    #[error("failed to encode a {format:?} image")]
+    Encode {
+        /// The target format.
+        format: ImageFormat,
+        /// The encoder's error.
+        #[source]
+        source: image::ImageError,
+    },
+}
+
+/// One encoded image, ready to put into a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedImage {
+    /// `image/png` or `image/jpeg`.
+    pub mime: &'static str,
+    /// The encoded file bytes.
+    pub bytes: Vec<u8>,
+}
+
+impl EncodedImage {
+    /// A `data:` URL (`data:image/png;base64,...`), as the OpenAI route and SGLang's
+    /// `image_data` accept.
+    pub fn data_url(&self) -> String {
+        format!("data:{};base64,{}", self.mime, self.base64())
+    }
+
+    /// The bytes in standard base64 with padding.
+    pub fn base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.bytes)
+    }
+}
+
+/// One image file, read and decoded up front.
+#[derive(Debug)]
+struct SourceFile {
+    format: ImageFormat,
+    /// The file as it is: sent unchanged in repeated mode.
+    bytes: Vec<u8>,
+    /// Decoded pixels: marked and re-encoded in unique mode.
+    pixels: RgbImage,
+}
+
+/// The images of a workload, validated once; hands out each request's images.
+#[derive(Debug)]
+pub struct ImageSet {
+    mode: ImageMode,
+    per_request: u32,
+    seed: u64,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Generated { width: u32, height: u32, format: ImageFormat },
+    Files(Vec<SourceFile>),
+}
+
+impl ImageSet {
+    /// Validate `config`; files are read and decoded now, so a bad path fails before the
+    /// server starts rather than at request 1.
+    ///
+    /// # Errors
+    ///
+    /// [`ImageError`] for an out-of-range size, zero images per request, an empty file list or
+    /// directory, an unreadable, undecodable or non-PNG/JPEG file.
+    pub fn new(config: &ImageConfig) -> Result<Self, ImageError> {
+        if config.per_request == 0 {
+            return Err(ImageError::ZeroPerRequest);
+        }
+        let kind = match &config.source {
+            &ImageSource::Generated { width, height, format } => {
+                let ok = |side| (MIN_SIDE..=MAX_SIDE).contains(&side);
+                if !ok(width) || !ok(height) {
+                    return Err(ImageError::InvalidSize { width, height });
+                }
+                Kind::Generated { width, height, format }
+            }
+            ImageSource::Files(paths) => {
+                let mut files = Vec::new();
+                for path in expand(paths)? {
+                    files.push(read_file(&path)?);
+                }
+                Kind::Files(files)
+            }
+        };
+        Ok(Self { mode: config.mode, per_request: config.per_request, seed: config.seed, kind })
+    }
+
+    /// The `per_request` images of request `request_index` (0-based, counted over the whole
+    /// run so that warm-up and measured requests never share an image).
+    ///
+    /// Unique mode: different bytes for every `(request_index, k)`, the same for the same seed.
+    /// Repeated mode: the same images for every request. Files are used in turn.
+    ///
+    /// # Errors
+    ///
+    /// [`ImageError::Encode`] if encoding fails, which in-memory buffers do not do in practice.
+    pub fn for_request(&self, request_index: u64) -> Result<Vec<EncodedImage>, ImageError> {
+        // Repeated mode is request 0 every time: same pixels, same bytes.
+        let request = match self.mode {
+            ImageMode::Unique => request_index,
+            ImageMode::Repeated => 0,
+        };
+        (0..self.per_request).map(|k| self.image(request, k)).collect()
+    }
+
+    fn image(&self, request: u64, k: u32) -> Result<EncodedImage, ImageError> {
+        match &self.kind {
+            &Kind::Generated { width, height, format } => {
+                let pixels = generate(width, height, key(self.seed, request, k), request, k);
+                encode(&pixels, format)
+            }
+            Kind::Files(files) => {
+                let slot = request.wrapping_mul(u64::from(self.per_request)) + u64::from(k);
+                // `files` is never empty (checked in `new`); `max(1)` keeps `%` total anyway.
+                let idx = (slot % files.len().max(1) as u64) as usize;
+                let Some(file) = files.get(idx) else {
+                    return Err(ImageError::NoFiles);
+                };
+                match self.mode {
+                    ImageMode::Repeated => {
+                        Ok(EncodedImage { mime: file.format.mime(), bytes: file.bytes.clone() })
+                    }
+                    ImageMode::Unique => {
+                        let mut pixels = file.pixels.clone();
+                        draw_code(&mut pixels, request, k);
+                        encode(&pixels, file.format)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Files as given, directories replaced by their image files in name order.
+fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ImageError> {
+    if paths.is_empty() {
+        return Err(ImageError::NoFiles);
+    }
+    let mut out = Vec::new();
+    for path in paths {
+        if !path.is_dir() {
+            out.push(path.clone());
+            continue;
+        }
+        let read_err = |source| ImageError::Read { path: path.clone(), source };
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(path).map_err(read_err)? {
+            let p = entry.map_err(read_err)?.path();
+            if p.is_file() && ImageFormat::from_path(&p).is_some() {
+                found.push(p);
+            }
+        }
+        if found.is_empty() {
+            return Err(ImageError::EmptyDir { path: path.clone() });
+        }
+        found.sort();
+        out.extend(found);
+    }
+    Ok(out)
+}
+
+fn read_file(path: &Path) -> Result<SourceFile, ImageError> {
+    let format = ImageFormat::from_path(path)
+        .ok_or_else(|| ImageError::UnsupportedExtension { path: path.to_owned() })?;
+    let bytes =
+        std::fs::read(path).map_err(|source| ImageError::Read { path: path.to_owned(), source })?;
+    let codec = match format {
+        ImageFormat::Png => image::ImageFormat::Png,
+        ImageFormat::Jpeg => image::ImageFormat::Jpeg,
+    };
+    let pixels = image::load_from_memory_with_format(&bytes, codec)
+        .map_err(|source| ImageError::Decode { path: path.to_owned(), format, source })?
+        .into_rgb8();
+    Ok(SourceFile { format, bytes, pixels })
+}
+
+fn encode(pixels: &RgbImage, format: ImageFormat) -> Result<EncodedImage, ImageError> {
+    let mut bytes = Vec::with_capacity(pixels.as_raw().len() / 2);
+    let (w, h) = pixels.dimensions();
+    let result = match format {
+        // Fast deflate: encoding dominates the cost, and size barely changes on noisy pixels.
+        ImageFormat::Png => PngEncoder::new_with_quality(
+            Cursor::new(&mut bytes),
+            CompressionType::Fast,
+            FilterType::Adaptive,
+        )
+        .write_image(pixels.as_raw(), w, h, ExtendedColorType::Rgb8),
+        ImageFormat::Jpeg => JpegEncoder::new_with_quality(Cursor::new(&mut bytes), JPEG_QUALITY)
+            .write_image(pixels.as_raw(), w, h, ExtendedColorType::Rgb8),
+    };
+    result.map_err(|source| ImageError::Encode { format, source })?;
+    Ok(EncodedImage { mime: format.mime(), bytes })
+}
+
+/// One 64-bit seed per `(seed, request, k)`, well mixed (splitmix64 finaliser) so that
+/// neighbouring indices give unrelated pictures.
+fn key(seed: u64, request: u64, k: u32) -> u64 {
+    let mix = |mut z: u64| {
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    mix(mix(mix(seed) ^ request) ^ u64::from(k))
+}
+
+/// Draw one picture: a two-colour gradient, a few filled shapes, low-amplitude noise and the
+/// corner code. Per-pixel work is a few integer operations, so 448×448 costs about a
+/// millisecond before encoding.
+fn generate(width: u32, height: u32, key: u64, request: u64, k: u32) -> RgbImage {
+    let mut rng = ChaCha8Rng::seed_from_u64(key);
+    let color = |rng: &mut ChaCha8Rng| [rng.random::<u8>(), rng.random(), rng.random()];
+    let (from, to) = (color(&mut rng), color(&mut rng));
+    // Gradient along a random direction: t = (ax*x + ay*y) / norm, in 0..=256.
+    let (ax, ay) = (rng.random_range(0..=8u32), rng.random_range(0..=8u32));
+    let norm = (ax * (width - 1) + ay * (height - 1)).max(1);
+
+    let mut img = RgbImage::new(width, height);
+    for (x, y, px) in img.enumerate_pixels_mut() {
+        let t = (ax * x + ay * y) * 256 / norm;
+        for c in 0..3 {
+            let (a, b) = (u32::from(from[c]), u32::from(to[c]));
+            px.0[c] = ((a * (256 - t) + b * t) / 256) as u8;
+        }
+    }
+
+    // Shapes: drawn over their bounding boxes only, so cost is proportional to their area.
+    for _ in 0..rng.random_range(3..=6) {
+        let fill = color(&mut rng);
+        let (cx, cy) = (rng.random_range(0..width), rng.random_range(0..height));
+        let r = rng.random_range(width.min(height) / 16..=width.min(height) / 4).max(1);
+        let circle = rng.random_bool(0.5);
+        let (x0, x1) = (cx.saturating_sub(r), (cx + r).min(width));
+        let (y0, y1) = (cy.saturating_sub(r), (cy + r).min(height));
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let (dx, dy) = (x.abs_diff(cx), y.abs_diff(cy));
+                if !circle || dx * dx + dy * dy <= r * r {
+                    img.put_pixel(x, y, image::Rgb(fill));
+                }
+            }
+        }
+    }
+
+    // Noise of -1..=+2 per pixel (the same on the three channels, like sensor noise), from a
+    // cheap xorshift: ChaCha per pixel would dominate the cost. Two bits of noise per pixel
+    // keep PNG from shrinking the picture to a drawing's few KiB without bloating it either.
+    let mut state = key | 1;
+    for (i, px) in img.pixels_mut().enumerate() {
+        let lane = i % 32;
+        if lane == 0 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+        }
+        let noise = ((state >> (lane * 2)) & 3) as u8;
+        for c in &mut px.0 {
+            *c = c.saturating_add(noise).saturating_sub(1);
+        }
+    }
+    draw_code(&mut img, request, k);
+    img
+}
+
+/// Write `request` (64 bits) and `k` (32 bits) as black and white cells in the lower right
+/// corner, so two images of different `(request, k)` always differ in pixels. Cells shrink with
+/// the image (down to 1 px) and are clipped when the image is smaller than the code.
+fn draw_code(img: &mut RgbImage, request: u64, k: u32) {
+    let (w, h) = img.dimensions();
+    let cell = (w.min(h) / 56).max(1);
+    let (x0, y0) = (w.saturating_sub(CODE_COLS * cell), h.saturating_sub(CODE_ROWS * cell));
+    for i in 0..CODE_COLS * CODE_ROWS {
+        let bit = if i < 64 { (request >> i) & 1 } else { u64::from(k >> (i - 64)) & 1 };
+        let value = if bit == 1 { 255 } else { 0 };
+        let (cx, cy) = (x0 + (i % CODE_COLS) * cell, y0 + (i / CODE_COLS) * cell);
+        for y in cy..(cy + cell).min(h) {
+            for x in cx..(cx + cell).min(w) {
+                img.put_pixel(x, y, image::Rgb([value; 3]));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    fn generated(format: ImageFormat, mode: ImageMode, per_request: u32) -> ImageSet {
+        let source = ImageSource::Generated { width: 448, height: 448, format };
+        ImageSet::new(&ImageConfig { source, mode, per_request, ..ImageConfig::default() })
+            .unwrap()
+    }
+
+    fn fixtures() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images")
+    }
+
+    fn decode(img: &EncodedImage) -> RgbImage {
+        image::load_from_memory(&img.bytes).expect("decodable").into_rgb8()
+    }
+
+    #[test]
+    fn generated_images_decode_with_the_asked_size_and_format() {
+        for (format, mime) in [(ImageFormat::Png, "image/png"), (ImageFormat::Jpeg, "image/jpeg")] {
+            let source = ImageSource::Generated { width: 320, height: 200, format };
+            let set = ImageSet::new(&ImageConfig { source, ..ImageConfig::default() }).unwrap();
+            let images = set.for_request(3).unwrap();
+            assert_eq!(images.len(), 1);
+            assert_eq!(images[0].mime, mime);
+            assert_eq!(decode(&images[0]).dimensions(), (320, 200));
+            let guessed = image::guess_format(&images[0].bytes).unwrap();
+            let expected = match format {
+                ImageFormat::Png => image::ImageFormat::Png,
+                ImageFormat::Jpeg => image::ImageFormat::Jpeg,
+            };
+            assert_eq!(guessed, expected);
+        }
+    }
+
+    #[test]
+    fn default_png_is_sized_like_a_real_picture() {
+        let set = ImageSet::new(&ImageConfig::default()).unwrap();
+        let img = &set.for_request(0).unwrap()[0];
+        // Noise keeps PNG from collapsing it; fast deflate keeps it under raw size.
+        assert!((50_000..700_000).contains(&img.bytes.len()), "{} bytes", img.bytes.len());
+        let pixels = decode(img);
+        let colors: HashSet<[u8; 3]> = pixels.pixels().map(|p| p.0).collect();
+        assert!(colors.len() > 1_000, "only {} colours: no structure", colors.len());
+    }
+
+    #[test]
+    fn same_seed_same_bytes_other_seed_other_bytes() {
+        let a = generated(ImageFormat::Png, ImageMode::Unique, 2);
+        let b = generated(ImageFormat::Png, ImageMode::Unique, 2);
+        assert_eq!(a.for_request(17).unwrap(), b.for_request(17).unwrap());
+        let config = ImageConfig { seed: 1, per_request: 2, ..ImageConfig::default() };
+        let c = ImageSet::new(&config).unwrap();
+        assert_ne!(a.for_request(17).unwrap(), c.for_request(17).unwrap());
+    }
+
+    #[test]
+    fn unique_mode_never_repeats_within_or_across_requests() {
+        for format in [ImageFormat::Png, ImageFormat::Jpeg] {
+            let set = generated(format, ImageMode::Unique, 3);
+            let mut bytes = HashSet::new();
+            let mut pixels = HashSet::new();
+            for request in (0..20).chain([u64::MAX - 1, u64::MAX]) {
+                for img in set.for_request(request).unwrap() {
+                    pixels.insert(decode(&img).into_raw());
+                    bytes.insert(img.bytes);
+                }
+            }
+            assert_eq!(bytes.len(), 22 * 3, "{format:?}: repeated bytes");
+            assert_eq!(pixels.len(), 22 * 3, "{format:?}: repeated pixels");
+        }
+    }
+
+    #[test]
+    fn repeated_mode_sends_the_same_images_every_request() {
+        let set = generated(ImageFormat::Jpeg, ImageMode::Repeated, 2);
+        let first = set.for_request(0).unwrap();
+        assert_eq!(first, set.for_request(1).unwrap());
+        assert_eq!(first, set.for_request(999).unwrap());
+        assert_ne!(first[0], first[1], "images within one request still differ");
+    }
+
+    #[test]
+    fn files_mode_reads_the_fixtures_and_cycles() {
+        let dir = fixtures();
+        let config = |mode| ImageConfig {
+            source: ImageSource::Files(vec![dir.clone()]),
+            mode,
+            per_request: 1,
+            seed: 0,
+        };
+        let repeated = ImageSet::new(&config(ImageMode::Repeated)).unwrap();
+        let originals: Vec<Vec<u8>> = ["a_224x224.png", "b_336x336.jpg", "c_512x384.png"]
+            .iter()
+            .map(|name| std::fs::read(dir.join(name)).unwrap())
+            .collect();
+        // Repeated: the first file, unchanged, every time.
+        assert_eq!(repeated.for_request(0).unwrap()[0].bytes, originals[0]);
+        assert_eq!(repeated.for_request(5).unwrap()[0].bytes, originals[0]);
+
+        let unique = ImageSet::new(&config(ImageMode::Unique)).unwrap();
+        let mut seen = HashSet::new();
+        for request in 0..9u64 {
+            let img = unique.for_request(request).unwrap().remove(0);
+            let original = &originals[(request % 3) as usize];
+            let want = image::load_from_memory(original).unwrap().into_rgb8();
+            let got = decode(&img);
+            assert_eq!(got.dimensions(), want.dimensions(), "request {request}");
+            assert_eq!(image::guess_format(&img.bytes).unwrap(), image::guess_format(original).unwrap());
+            assert_ne!(&img.bytes, original);
+            // Only a corner changes: most pixels are the file's.
+            let same = got.pixels().zip(want.pixels()).filter(|(a, b)| a.0 == b.0).count();
+            let total = (got.width() * got.height()) as usize;
+            if img.mime == "image/png" {
+                assert!(same * 100 > total * 95, "request {request}: {same}/{total} unchanged");
+            }
+            assert!(seen.insert(img.bytes), "request {request} repeats an earlier image");
+        }
+    }
+
+    #[test]
+    fn bad_inputs_give_errors_that_say_what_is_wrong() {
+        let generated = |width, height| ImageConfig {
+            source: ImageSource::Generated { width, height, format: ImageFormat::Png },
+            ..ImageConfig::default()
+        };
+        let files = |paths: Vec<PathBuf>| ImageConfig {
+            source: ImageSource::Files(paths),
+            ..ImageConfig::default()
+        };
+        let err = |config: ImageConfig| ImageSet::new(&config).unwrap_err();
+
+        assert!(matches!(err(generated(0, 448)), ImageError::InvalidSize { width: 0, .. }));
+        assert!(matches!(err(generated(448, 100_000)), ImageError::InvalidSize { .. }));
+        let zero = ImageConfig { per_request: 0, ..ImageConfig::default() };
+        assert!(matches!(err(zero), ImageError::ZeroPerRequest));
+        assert!(matches!(err(files(vec![])), ImageError::NoFiles));
+
+        let tmp = tempfile::tempdir().unwrap();
+        let e = err(files(vec![tmp.path().to_owned()]));
+        assert!(matches!(&e, ImageError::EmptyDir { path } if path == tmp.path()), "{e}");
+        let missing = tmp.path().join("missing.png");
+        let e = err(files(vec![missing.clone()]));
+        assert!(matches!(&e, ImageError::Read { path, .. } if *path == missing), "{e}");
+        assert!(e.to_string().contains("missing.png"));
+        let gif = tmp.path().join("x.gif");
+        std::fs::write(&gif, b"GIF89a").unwrap();
+        assert!(matches!(err(files(vec![gif])), ImageError::UnsupportedExtension { .. }));
+        let corrupt = tmp.path().join("corrupt.jpg");
+        std::fs::write(&corrupt, b"not a jpeg").unwrap();
+        let e = err(files(vec![corrupt]));
+        assert!(matches!(e, ImageError::Decode { format: ImageFormat::Jpeg, .. }), "{e}");
+    }
+
+    #[test]
+    fn data_url_carries_mime_and_base64() {
+        let img = EncodedImage { mime: "image/png", bytes: vec![0, 1, 2, 250] };
+        assert_eq!(img.base64(), "AAEC+g==");
+        assert_eq!(img.data_url(), "data:image/png;base64,AAEC+g==");
+    }
+
+    #[test]
+    fn config_round_trips_through_json() {
+        let config = ImageConfig {
+            source: ImageSource::Files(vec!["fixtures/images".into()]),
+            mode: ImageMode::Repeated,
+            per_request: 2,
+            seed: 7,
+        };
+        let json = serde_json::to_string(&config).unwrap();
+        assert!(json.contains(r#""mode":"repeated""#), "{json}");
+        assert_eq!(serde_json::from_str::<ImageConfig>(&json).unwrap(), config);
+        let json = serde_json::to_string(&ImageConfig::default()).unwrap();
+        assert!(json.contains(r#"{"generated":{"width":448,"height":448,"format":"png"}}"#), "{json}");
+    }
+
+    /// Prints the cost of one image; run with `--ignored --nocapture` (and `--release` for the
+    /// number that matters).
+    #[test]
+    #[ignore = "timing, not a check"]
+    fn generation_cost() {
+        for format in [ImageFormat::Png, ImageFormat::Jpeg] {
+            let set = generated(format, ImageMode::Unique, 1);
+            let n = 20;
+            let start = std::time::Instant::now();
+            let mut size = 0;
+            for i in 0..n {
+                size += set.for_request(i).unwrap()[0].bytes.len();
+            }
+            let per = start.elapsed() / n as u32;
+            let gen_start = std::time::Instant::now();
+            for i in 0..n {
+                std::hint::black_box(generate(448, 448, key(0, i, 0), i, 0));
+            }
+            let drawing = gen_start.elapsed() / n as u32;
+            println!("{format:?} 448x448: {per:?} per image ({drawing:?} drawing), {} bytes", size / n as usize);
+        }
+    }
+
+    /// Regenerates `fixtures/images/`; run with `--ignored` after changing the generator.
+    #[test]
+    #[ignore = "writes into the source tree"]
+    fn write_fixtures() {
+        let dir = fixtures();
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, width, height, format, seed) in [
+            ("a_224x224.png", 224, 224, ImageFormat::Png, 1),
+            ("b_336x336.jpg", 336, 336, ImageFormat::Jpeg, 2),
+            ("c_512x384.png", 512, 384, ImageFormat::Png, 3),
+        ] {
+            let source = ImageSource::Generated { width, height, format };
+            let config = ImageConfig { source, seed, ..ImageConfig::default() };
+            let img = ImageSet::new(&config).unwrap().for_request(0).unwrap().remove(0);
+            assert!(img.bytes.len() < 200_000, "{name}: {} bytes", img.bytes.len());
+            std::fs::write(dir.join(name), img.bytes).unwrap();
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The reference server's knobs (`serve-reference --...`) and their validation.
+
+use std::path::Path;
+
+use super::ReferenceError;
+
+/// The knobs of `sglang-memtest serve-reference`: where to listen and which leaks to plant.
+///
+/// Byte counts are plain `u64` bytes. `Default` equals the command-line defaults.
+#[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ReferenceArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on; 0 picks a free port (the `listening on` line on stdout names it).
+    #[arg(long, default_value_t = 30000)]
+    pub port: u16,
+    /// Bytes every /generate or /v1/chat/completions request allocates, writes and keeps forever.
+    #[arg(long, default_value_t = 0)]
+    pub leak_bytes_per_request: u64,
+    /// Bytes every request adds to a bounded cache (needs --cache-cap-bytes).
+    #[arg(long, default_value_t = 0)]
+    pub cache_bytes_per_request: u64,
+    /// Size at which the bounded cache evicts its oldest entries (memory plateaus there).
+    #[arg(long, default_value_t = 0)]
+    pub cache_cap_bytes: u64,
+    /// Bytes allocated once, at the first request, and kept (a warm-up step, not a leak).
+    #[arg(long, default_value_t = 0)]
+    pub warmup_step_bytes: u64,
+    /// Child processes mimicking SGLang's tree (`sglang::scheduler_TP{i}`, last of ≥2 is
+    /// `sglang::detokenizer`).
+    #[arg(long, default_value_t = 0)]
+    pub children: usize,
+    /// Make child INDEX (default 0) hold the per-request, per-image and GPU leaks.
+    #[arg(long, value_name = "INDEX", num_args = 0..=1, default_missing_value = "0")]
+    pub leak_in_child: Option<usize>,
+    /// Milliseconds to sleep before binding the port (like loading weights).
+    #[arg(long, default_value_t = 0)]
+    pub startup_delay_ms: u64,
+    /// Exit with status 1 at generate request N+1 (after N successful ones).
+    #[arg(long, value_name = "N")]
+    pub crash_after: Option<u64>,
+    /// Fraction (0..=1) of generate requests answered with HTTP 500; deterministic (ChaCha8,
+    /// seed 0).
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Serve Prometheus metrics at /metrics (404 without it, as in SGLang).
+    #[arg(long)]
+    pub enable_metrics: bool,
+    /// Bytes leaked for every image that is processed (decoded); cache hits leak nothing.
+    #[arg(long, default_value_t = 0)]
+    pub leak_bytes_per_image: u64,
+    /// Capacity of the decoded-image cache (LRU, keyed by the encoded bytes); 0 = no cache.
+    #[arg(long, default_value_t = 0)]
+    pub mm_cache_cap_bytes: u64,
+    /// Bytes of a new, never-removed `/dev/shm/sgl_shm_reference_<pid>_<seq>` file per request.
+    #[arg(long, default_value_t = 0)]
+    pub shm_leak_bytes_per_request: u64,
+    /// Apparent size of one sparse `/dev/shm/psm_reference_<pid>` segment made at startup
+    /// (4 KiB written; removed on clean shutdown); 0 = none.
+    #[arg(long, default_value_t = 0)]
+    pub shm_segment_bytes: u64,
+    /// GPU bytes allocated, set and kept per request (needs the `cuda` build feature).
+    #[arg(long, default_value_t = 0)]
+    pub gpu_leak_bytes_per_request: u64,
+    /// GPU bytes allocated, set and freed per request: clean (needs the `cuda` build feature).
+    #[arg(long, default_value_t = 0)]
+    pub gpu_alloc_bytes_per_request: u64,
+}
+
+impl Default for ReferenceArgs {
+    fn default() -> Self {
+        // Must match the clap defaults above; `default_equals_clap_defaults` checks it.
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 30000,
+            leak_bytes_per_request: 0,
+            cache_bytes_per_request: 0,
+            cache_cap_bytes: 0,
+            warmup_step_bytes: 0,
+            children: 0,
+            leak_in_child: None,
+            startup_delay_ms: 0,
+            crash_after: None,
+            error_rate: 0.0,
+            enable_metrics: false,
+            leak_bytes_per_image: 0,
+            mm_cache_cap_bytes: 0,
+            shm_leak_bytes_per_request: 0,
+            shm_segment_bytes: 0,
+            gpu_leak_bytes_per_request: 0,
+            gpu_alloc_bytes_per_request: 0,
+        }
+    }
+}
+
+/// Most children a reference server may start: far above SGLang's tree, low enough that a typo
+/// cannot fork-bomb the machine.
+pub(crate) const MAX_CHILDREN: usize = 64;
+
+impl ReferenceArgs {
+    /// True when any GPU knob is set.
+    pub(crate) fn wants_gpu(&self) -> bool {
+        self.gpu_leak_bytes_per_request > 0 || self.gpu_alloc_bytes_per_request > 0
+    }
+
+    /// Checks every knob before anything is bound or spawned.
+    pub(crate) fn validate(&self) -> Result<(), ReferenceError> {
+        if !(0.0..=1.0).contains(&self.error_rate) {
+            return Err(ReferenceError::ErrorRateOutOfRange {
+                rate: self.error_rate,
+            });
+        }
+        if self.children > MAX_CHILDREN {
+            return Err(ReferenceError::TooManyChildren {
+                children: self.children,
+                max: MAX_CHILDREN,
+            });
+        }
+        if let Some(index) = self.leak_in_child {
+            if self.children == 0 {
+                return Err(ReferenceError::LeakInChildWithoutChildren);
+            }
+            if index >= self.children {
+                return Err(ReferenceError::LeakChildOutOfRange {
+                    index,
+                    children: self.children,
+                });
+            }
+        }
+        match (self.cache_bytes_per_request, self.cache_cap_bytes) {
+            (0, 0) => {}
+            (0, _) => return Err(ReferenceError::CacheCapWithoutBytes),
+            (_, 0) => return Err(ReferenceError::CacheBytesWithoutCap),
+            (per_request, cap) if per_request > cap => {
+                return Err(ReferenceError::CacheEntryOverCap { per_request, cap });
+            }
+            _ => {}
+        }
+        if self.shm_leak_bytes_per_request > 0 || self.shm_segment_bytes > 0 {
+            let shm = Path::new(super::shm::SHM_DIR);
+            if !shm.is_dir() {
+                return Err(ReferenceError::NoShm {
+                    path: shm.to_path_buf(),
+                });
+            }
+        }
+        if self.wants_gpu() {
+            super::gpu::check_driver()?;
+        }
+        Ok(())
+    }
+}
+
+/// Arguments of the hidden `reference-child` subcommand (set by the parent, not by people).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChildArgs {
+    /// Position of this child in the parent's list.
+    #[arg(long)]
+    pub index: usize,
+    /// Process title (`comm`, truncated to 15 bytes), e.g. `sglang::scheduler_TP0`.
+    #[arg(long)]
+    pub title: String,
+    /// Pid of the reference server that spawned this child; the child exits if it is gone.
+    #[arg(long)]
+    pub parent_pid: i32,
+    /// Create the CUDA context at startup (this child holds the GPU leaks).
+    #[arg(long)]
+    pub init_gpu: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ReferenceArgs,
+    }
+
+    fn parse(argv: &[&str]) -> ReferenceArgs {
+        let full = std::iter::once("x").chain(argv.iter().copied());
+        match Cli::try_parse_from(full) {
+            Ok(cli) => cli.args,
+            Err(e) => panic!("parse {argv:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn default_equals_clap_defaults() {
+        let parsed = serde_json::to_value(parse(&[])).expect("serialize");
+        let default = serde_json::to_value(ReferenceArgs::default()).expect("serialize");
+        assert_eq!(parsed, default);
+    }
+
+    #[test]
+    fn leak_in_child_takes_an_optional_index() {
+        assert_eq!(parse(&["--leak-in-child"]).leak_in_child, Some(0));
+        assert_eq!(parse(&["--leak-in-child=1"]).leak_in_child, Some(1));
+        assert_eq!(
+            parse(&["--leak-in-child", "--children", "2"]).leak_in_child,
+            Some(0)
+        );
+        assert_eq!(parse(&[]).leak_in_child, None);
+    }
+
+    #[test]
+    fn validation_refuses_bad_combinations() {
+        let ok = |a: &ReferenceArgs| a.validate().is_ok();
+        let base = ReferenceArgs::default();
+        assert!(ok(&base));
+        let bad_rate = ReferenceArgs {
+            error_rate: 1.5,
+            ..base.clone()
+        };
+        assert!(matches!(
+            bad_rate.validate(),
+            Err(ReferenceError::ErrorRateOutOfRange { .. })
+        ));
+        let lonely = ReferenceArgs {
+            leak_in_child: Some(0),
+            ..base.clone()
+        };
+        assert!(matches!(
+            lonely.validate(),
+            Err(ReferenceError::LeakInChildWithoutChildren)
+        ));
+        let far = ReferenceArgs {
+            leak_in_child: Some(2),
+            children: 2,
+            ..base.clone()
+        };
+        assert!(matches!(
+            far.validate(),
+            Err(ReferenceError::LeakChildOutOfRange { .. })
+        ));
+        let uncapped = ReferenceArgs {
+            cache_bytes_per_request: 10,
+            ..base.clone()
+        };
+        assert!(matches!(
+            uncapped.validate(),
+            Err(ReferenceError::CacheBytesWithoutCap)
+        ));
+        let over = ReferenceArgs {
+            cache_bytes_per_request: 10,
+            cache_cap_bytes: 5,
+            ..base.clone()
+        };
+        assert!(matches!(
+            over.validate(),
+            Err(ReferenceError::CacheEntryOverCap { .. })
+        ));
+        let capped = ReferenceArgs {
+            cache_bytes_per_request: 5,
+            cache_cap_bytes: 10,
+            ..base
+        };
+        assert!(ok(&capped));
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn gpu_knobs_need_the_cuda_feature() {
+        let gpu = ReferenceArgs {
+            gpu_leak_bytes_per_request: 1,
+            ..ReferenceArgs::default()
+        };
+        let err = gpu.validate().expect_err("refused");
+        assert!(err.to_string().contains("--features cuda"), "{err}");
+    }
+}

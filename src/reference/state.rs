@@ -1,0 +1,250 @@
+//! The server's shared state and the planting of leaks for one request.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::children::{ChildCommand, ChildLink};
+use super::gpu::GpuMemory;
+use super::images::{self, ImageError, MmCache};
+use super::memory::{BoundedCache, Leaks, alloc_written, trim};
+use super::metrics::MetricsSnapshot;
+use super::shm::ShmLeaker;
+use super::{ReferenceArgs, ReferenceError};
+
+/// Seed of the error-rate generator: fixed, so a run's failures are reproducible.
+pub(crate) const ERROR_RATE_SEED: u64 = 0;
+
+/// Token capacity the server claims (SGLang's `max_total_num_tokens`).
+pub(crate) const TOKEN_CAPACITY: u64 = 4096;
+
+/// Why a request failed while its memory was being planted.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum PlantError {
+    /// A bad image: the client's fault (HTTP 400).
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// Anything else: the server's fault (HTTP 500).
+    #[error(transparent)]
+    Server(#[from] ReferenceError),
+}
+
+/// Everything the handlers share.
+pub(crate) struct State {
+    pub(crate) args: ReferenceArgs,
+    pub(crate) children: Vec<ChildLink>,
+    leaks: Mutex<Leaks>,
+    cache: Mutex<BoundedCache>,
+    mm_cache: Mutex<MmCache>,
+    gpu: Option<Arc<Mutex<GpuMemory>>>,
+    shm: ShmLeaker,
+    rng: Mutex<ChaCha8Rng>,
+    warmed: AtomicBool,
+    child_leaked: AtomicU64,
+    child_gpu_leaked: AtomicU64,
+    /// Generate requests that got past parsing (drives --crash-after and request ids).
+    pub(crate) arrivals: AtomicU64,
+    pub(crate) finished: AtomicU64,
+    pub(crate) running: AtomicU64,
+    pub(crate) used_tokens: AtomicU64,
+    pub(crate) prompt_tokens: AtomicU64,
+    pub(crate) generation_tokens: AtomicU64,
+    images_processed: AtomicU64,
+}
+
+/// Locks a mutex, carrying on if a panicking thread poisoned it: the data (byte blocks and
+/// counters) stays consistent because every update is a single push or add.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl State {
+    /// State for `args` with its children already spawned and, when the parent holds GPU
+    /// leaks, its CUDA context.
+    pub(crate) fn new(
+        args: ReferenceArgs,
+        children: Vec<ChildLink>,
+        gpu: Option<GpuMemory>,
+    ) -> Self {
+        Self {
+            cache: Mutex::new(BoundedCache::new(args.cache_cap_bytes)),
+            mm_cache: Mutex::new(MmCache::new(args.mm_cache_cap_bytes)),
+            args,
+            children,
+            leaks: Mutex::new(Leaks::default()),
+            gpu: gpu.map(|g| Arc::new(Mutex::new(g))),
+            shm: ShmLeaker::default(),
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(ERROR_RATE_SEED)),
+            warmed: AtomicBool::new(false),
+            child_leaked: AtomicU64::new(0),
+            child_gpu_leaked: AtomicU64::new(0),
+            arrivals: AtomicU64::new(0),
+            finished: AtomicU64::new(0),
+            running: AtomicU64::new(0),
+            used_tokens: AtomicU64::new(0),
+            prompt_tokens: AtomicU64::new(0),
+            generation_tokens: AtomicU64::new(0),
+            images_processed: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether this request should fail with HTTP 500 (--error-rate, seeded ChaCha8: draw a
+    /// uniform number in [0, 1) per request and fail when it is below the rate).
+    pub(crate) fn should_fail(&self) -> bool {
+        let rate = self.args.error_rate;
+        rate > 0.0 && lock(&self.rng).random::<f64>() < rate
+    }
+
+    fn leak_child(&self) -> Option<&ChildLink> {
+        self.args.leak_in_child.and_then(|i| self.children.get(i))
+    }
+
+    /// Plants this request's memory: decodes its images (leaking per processed image), the
+    /// warm-up step, the per-request leak, the bounded cache, `/dev/shm` and the GPU.
+    pub(crate) async fn plant(self: &Arc<Self>, images: Vec<String>) -> Result<(), PlantError> {
+        let processed = if images.is_empty() {
+            0
+        } else {
+            // Decoding is CPU work: keep it off the async workers.
+            let state = Arc::clone(self);
+            tokio::task::spawn_blocking(move || state.process_images(&images))
+                .await
+                .map_err(|e| ReferenceError::Task {
+                    message: e.to_string(),
+                })??
+        };
+        if self.args.warmup_step_bytes > 0 && !self.warmed.swap(true, Ordering::SeqCst) {
+            lock(&self.leaks).leak(self.args.warmup_step_bytes)?;
+        }
+        let host_leak =
+            self.args.leak_bytes_per_request + processed * self.args.leak_bytes_per_image;
+        if host_leak > 0 {
+            match self.leak_child() {
+                Some(child) => {
+                    child.send(ChildCommand::Leak(host_leak)).await?;
+                    self.child_leaked.fetch_add(host_leak, Ordering::Relaxed);
+                }
+                None => {
+                    // Allocate and write outside the lock; only the push is serialized.
+                    let block = alloc_written(host_leak)?;
+                    lock(&self.leaks).keep(block);
+                }
+            }
+        }
+        if self.args.cache_bytes_per_request > 0 {
+            let block = alloc_written(self.args.cache_bytes_per_request)?;
+            let evicted = lock(&self.cache).insert(block);
+            if evicted > 0 {
+                trim();
+            }
+        }
+        self.shm.leak(self.args.shm_leak_bytes_per_request)?;
+        self.plant_gpu().await?;
+        Ok(())
+    }
+
+    fn process_images(&self, images: &[String]) -> Result<u64, ImageError> {
+        let mut processed = 0;
+        for (index, source) in images.iter().enumerate() {
+            let encoded = images::read_source(index, source)?;
+            let key = images::key(&encoded);
+            if lock(&self.mm_cache).lookup(key) {
+                // A hit skips processing: no per-image leak, as in real engines.
+                continue;
+            }
+            let pixels = images::decode(index, &encoded)?;
+            processed += 1;
+            if self.args.mm_cache_cap_bytes > 0 && lock(&self.mm_cache).insert(key, pixels) > 0 {
+                trim();
+            }
+        }
+        self.images_processed
+            .fetch_add(processed, Ordering::Relaxed);
+        Ok(processed)
+    }
+
+    async fn plant_gpu(&self) -> Result<(), ReferenceError> {
+        let (leak, alloc) = (
+            self.args.gpu_leak_bytes_per_request,
+            self.args.gpu_alloc_bytes_per_request,
+        );
+        if leak == 0 && alloc == 0 {
+            return Ok(());
+        }
+        if let Some(child) = self.leak_child() {
+            if leak > 0 {
+                child.send(ChildCommand::GpuLeak(leak)).await?;
+                self.child_gpu_leaked.fetch_add(leak, Ordering::Relaxed);
+            }
+            if alloc > 0 {
+                child.send(ChildCommand::GpuAlloc(alloc)).await?;
+            }
+            return Ok(());
+        }
+        let Some(gpu) = self.gpu.clone() else {
+            return Err(ReferenceError::NoGpuSupport);
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut gpu = lock(&gpu);
+            gpu.leak(leak)?;
+            gpu.alloc_and_free(alloc)
+        })
+        .await
+        .map_err(|e| ReferenceError::Task {
+            message: e.to_string(),
+        })?
+    }
+
+    /// Clears the bounded and image caches, returns freed memory to the OS, tells children.
+    pub(crate) async fn flush(&self) -> Result<(), ReferenceError> {
+        lock(&self.cache).clear();
+        lock(&self.mm_cache).clear();
+        trim();
+        for child in &self.children {
+            child.send(ChildCommand::Flush).await?;
+        }
+        Ok(())
+    }
+
+    /// Live byte counts for `/get_server_info` (handy for tests and for the tracker).
+    pub(crate) fn live(&self) -> serde_json::Value {
+        let gpu_leaked = self.gpu.as_ref().map_or(0, |g| lock(g).leaked_bytes())
+            + self.child_gpu_leaked.load(Ordering::Relaxed);
+        let mm = lock(&self.mm_cache);
+        serde_json::json!({
+            "pid": std::process::id(),
+            "leaked_bytes": lock(&self.leaks).bytes(),
+            "child_leaked_bytes": self.child_leaked.load(Ordering::Relaxed),
+            "cache_bytes": lock(&self.cache).bytes(),
+            "cache_entries": lock(&self.cache).len(),
+            "mm_cache_bytes": mm.bytes(),
+            "mm_cache_hits": mm.hits(),
+            "images_processed": self.images_processed.load(Ordering::Relaxed),
+            "shm_leaked_bytes": self.shm.bytes(),
+            "shm_leaked_files": self.shm.files(),
+            "gpu_leaked_bytes": gpu_leaked,
+            "requests": self.finished.load(Ordering::Relaxed),
+            "children": self.children.iter().map(|c| serde_json::json!({
+                "pid": c.pid(), "title": c.title(),
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The values `/metrics` shows.
+    pub(crate) fn metrics(&self) -> MetricsSnapshot {
+        let used = self.used_tokens.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            running_reqs: self.running.load(Ordering::Relaxed),
+            used_tokens: used,
+            token_usage: used as f64 / TOKEN_CAPACITY as f64,
+            cache_hit_rate: lock(&self.mm_cache).hit_rate(),
+            queue_reqs: 0,
+            max_total_num_tokens: TOKEN_CAPACITY,
+            prompt_tokens_total: self.prompt_tokens.load(Ordering::Relaxed),
+            generation_tokens_total: self.generation_tokens.load(Ordering::Relaxed),
+            requests_total: self.finished.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The console summary: what a person reads at 3 a.m. first.
+
+use std::fmt::Write;
+
+use super::{Report, RunOutcome};
+use crate::analysis::{MetricAnalysis, Outcome};
+use crate::tracker::{Unit, metric};
+use crate::util::human_bytes;
+
+fn label(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Pass => "pass",
+        Outcome::Leak => "LEAK",
+        Outcome::Inconclusive => "undecided",
+    }
+}
+
+/// A metric name with the process it belongs to, when it is per-process.
+pub(crate) fn metric_label(report: &Report, name: &str) -> String {
+    match metric::pid_of(name).and_then(|pid| report.timeline.processes.get(&pid)) {
+        Some(p) => format!("{name} ({})", p.name),
+        None => name.to_owned(),
+    }
+}
+
+fn value(report: &Report, metric: &str, v: f64) -> String {
+    match report.timeline.series.get(metric).map(|s| s.unit) {
+        Some(Unit::Bytes) | None => human_bytes(v),
+        Some(Unit::Count) => format!("{v:.0}"),
+        Some(Unit::Ratio) => format!("{v:.3}"),
+    }
+}
+
+fn metric_line(report: &Report, m: &MetricAnalysis) -> String {
+    let mut line = format!("  {:<9} {:<44}", label(m.outcome), metric_label(report, &m.metric));
+    match m.slope {
+        Some(s) => {
+            let _ = write!(
+                line,
+                " {}/req [{} .. {}]",
+                value(report, &m.metric, s.point),
+                value(report, &m.metric, s.ci.lo),
+                value(report, &m.metric, s.ci.hi)
+            );
+        }
+        None => line.push_str(" slope n/a"),
+    }
+    let _ = write!(line, "  growth {}", value(report, &m.metric, m.growth));
+    if let Some(r) = m.requests_to_oom.filter(|r| r.is_finite()) {
+        let _ = write!(line, "  OOM in ~{r:.0} requests");
+    }
+    line
+}
+
+/// The summary text.
+pub(crate) fn summary(report: &Report) -> String {
+    let mut out = String::new();
+    let outcome = match report.outcome {
+        RunOutcome::Pass => "PASS",
+        RunOutcome::Leak => "LEAK",
+        RunOutcome::Inconclusive => "INCONCLUSIVE",
+        RunOutcome::Error => "ERROR",
+    };
+    let _ = writeln!(
+        out,
+        "{outcome} · {} ({}) against {} {} · {:.1} s",
+        report.scenario,
+        report.test_type,
+        report.target.kind,
+        report.target.model.as_deref().unwrap_or(""),
+        report.duration_ms as f64 / 1000.0
+    );
+    if let Some(e) = &report.error {
+        let _ = writeln!(out, "  error: {}", e.message);
+    }
+    if let Some(v) = &report.verdict {
+        for reason in v.reasons.iter().take(6) {
+            let _ = writeln!(out, "  why: {reason}");
+        }
+        for m in v.metrics.iter().filter(|m| m.judged) {
+            let _ = writeln!(out, "{}", metric_line(report, m));
+        }
+    }
+    if let Some(r) = &report.requests {
+        let ms = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.1} ms"));
+        let _ = writeln!(
+            out,
+            "  requests: {} sent, {} ok, {} failed; latency p50 {}, p95 {}",
+            r.sent,
+            r.ok,
+            r.failed,
+            ms(r.latency_p50_ms),
+            ms(r.latency_p95_ms)
+        );
+    }
+    for s in report.timeline.sources.iter().filter(|s| !s.available || s.errors > 0) {
+        let note = s.note.as_deref().unwrap_or("unavailable");
+        let _ = writeln!(out, "  {}: {note}{}", s.name, if s.errors > 0 { format!(" ({} read errors)", s.errors) } else { String::new() });
+    }
+    for c in &report.caches {
+        let _ = writeln!(out, "  cache: {} {}", c.name, c.state);
+    }
+    for n in &report.notes {
+        let _ = writeln!(out, "  note: {n}");
+    }
+    if report.outcome == RunOutcome::Error && !report.server_log_tail.is_empty() {
+        let _ = writeln!(out, "  server log (last lines):");
+        for l in report.server_log_tail.iter().rev().take(20).rev() {
+            let _ = writeln!(out, "    | {l}");
+        }
+    }
+    let files = &report.files;
+    for (what, path) in [("report", &files.json), ("plot", &files.png), ("svg", &files.svg), ("server log", &files.server_log)] {
+        if let Some(p) = path {
+            let _ = writeln!(out, "  {what}: {}", p.display());
+        }
+    }
+    out
+}

@@ -1,0 +1,757 @@
+#![warn(missing_docs, unused)]
+//! PNG and SVG plots of a run: memory over time, one panel per kind of memory.
+//!
+//! The figure has up to three stacked panels sharing the x axis (seconds since the tracker
+//! started): host RSS of the tree and its largest processes, GPU memory (when the tracker saw a
+//! GPU), and `/dev/shm` (when sampled). Warm-up and cooldown are shaded; the verdict heads the
+//! figure. Both files are written atomically (temp file + rename), so a reader never sees half
+//! a plot.
+//!
+//! Text is drawn with DejaVu Sans embedded in the binary (`assets/fonts/`): plotters' system
+//! font lookup needs fontconfig and installed fonts, which CI images and GPU runners lack.
+
+use std::io::Write as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::analysis::{MetricAnalysis, Outcome, Verdict};
+use crate::tracker::{Phase, Timeline};
+
+/// Size of the figure in pixels (PNG) and user units (SVG).
+const SIZE: (u32, u32) = (1600, 1000);
+/// Width of the legend column to the right of each panel: labels never cover the data.
+const LEGEND_WIDTH: u32 = 400;
+/// Processes drawn per panel; more make the picture unreadable.
+const MAX_PROCESSES: usize = 6;
+/// Points per drawn line; longer series are reduced to a min/max envelope.
+const MAX_POINTS: usize = 2000;
+/// Font family every text of the figure asks for (registered from the embedded file).
+const FAMILY: &str = "sans-serif";
+static FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+const MIB: f64 = 1024.0 * 1024.0;
+const GIB: f64 = 1024.0 * MIB;
+
+/// Colours of the per-process lines (Tableau 10, minus the reds kept for leaks and the grey).
+const PALETTE: [RGBColor; 7] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(23, 190, 207),
+];
+const LEAK_RED: RGBColor = RGBColor(200, 30, 30);
+const PASS_GREEN: RGBColor = RGBColor(30, 130, 50);
+const UNSURE_ORANGE: RGBColor = RGBColor(200, 110, 0);
+
+/// Why the plots could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum PlotError {
+    /// The file stem would escape the output directory or is empty.
+    #[error("invalid plot file name `{stem}`: use a plain name without `/`")]
+    InvalidStem {
+        /// The stem that was given.
+        stem: String,
+    },
+    /// The embedded font did not parse (a corrupt `assets/fonts/DejaVuSans.ttf`).
+    #[error("failed to load the embedded plot font assets/fonts/DejaVuSans.ttf")]
+    Font,
+    /// The output directory could not be created.
+    #[error("failed to create plot directory {path}")]
+    CreateDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Plotters failed while drawing (its errors are backend-specific, kept as text).
+    #[error("failed to draw plot {path}: {message}")]
+    Draw {
+        /// The file being drawn.
+        path: PathBuf,
+        /// What plotters said.
+        message: String,
+    },
+    /// The bitmap could not be encoded as PNG.
+    #[error("failed to encode plot {path} as png")]
+    Encode {
+        /// The PNG file.
+        path: PathBuf,
+        /// The encoder's error.
+        #[source]
+        source: png::EncodingError,
+    },
+    /// The file could not be written or moved into place.
+    #[error("failed to write plot {path}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The files written by [`write_plots`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlotFiles {
+    /// `<dir>/<stem>.png`.
+    pub png: PathBuf,
+    /// `<dir>/<stem>.svg`.
+    pub svg: PathBuf,
+}
+
+/// Write `<stem>.png` and `<stem>.svg` into `dir` (created if missing): memory over time,
+/// phases shaded, the verdict (when given) in the heading.
+///
+/// A timeline without memory series still gives a figure, one that says "no data".
+///
+/// # Errors
+///
+/// [`PlotError`] when `stem` is not a plain file name, the directory cannot be created, the
+/// embedded font is corrupt, or a file cannot be drawn, encoded or written.
+pub fn write_plots(
+    timeline: &Timeline,
+    verdict: Option<&Verdict>,
+    title: &str,
+    dir: &Path,
+    stem: &str,
+) -> Result<PlotFiles, PlotError> {
+    if stem.is_empty() || stem.contains(['/', '\\']) || stem == "." || stem == ".." {
+        return Err(PlotError::InvalidStem { stem: stem.to_owned() });
+    }
+    register_font()?;
+    std::fs::create_dir_all(dir)
+        .map_err(|source| PlotError::CreateDir { path: dir.to_owned(), source })?;
+    let figure = Figure::new(timeline, verdict, title);
+    let files = PlotFiles {
+        png: dir.join(format!("{stem}.png")),
+        svg: dir.join(format!("{stem}.svg")),
+    };
+
+    let mut rgb = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
+        draw(&root, &figure)
+            .and_then(|()| root.present())
+            .map_err(|e| PlotError::Draw { path: files.png.clone(), message: e.to_string() })?;
+    }
+    let png = encode_png(&rgb, SIZE)
+        .map_err(|source| PlotError::Encode { path: files.png.clone(), source })?;
+    write_atomic(&files.png, &png)?;
+
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        draw(&root, &figure)
+            .and_then(|()| root.present())
+            .map_err(|e| PlotError::Draw { path: files.svg.clone(), message: e.to_string() })?;
+    }
+    write_atomic(&files.svg, svg.as_bytes())?;
+    Ok(files)
+}
+
+/// Register the embedded font once per process; plotters keeps it in a global table.
+fn register_font() -> Result<(), PlotError> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED
+        .get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
+    if ok { Ok(()) } else { Err(PlotError::Font) }
+}
+
+fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, png::EncodingError> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, w, h);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(rgb)?;
+    writer.finish()?;
+    Ok(out)
+}
+
+/// Temp file in the same directory, then rename: readers see the old file or the new one.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PlotError> {
+    let err = |source| PlotError::Write { path: path.to_owned(), source };
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    // tempfile creates 0600 files; plots are artifacts others (CI, a browser) must read.
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".plot-")
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+        .map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
+}
+
+/// What is drawn, decided before drawing so that PNG and SVG show the same thing.
+struct Figure {
+    title: String,
+    headline: Option<(String, RGBColor)>,
+    details: Vec<String>,
+    panels: Vec<Panel>,
+    shades: Vec<(f64, f64, &'static str)>,
+    x_max: f64,
+}
+
+struct Panel {
+    title: &'static str,
+    /// Divisor and name of the unit shown: MiB, or GiB above 4 GiB.
+    unit: (f64, &'static str),
+    lines: Vec<Line>,
+    /// Processes left out to keep the panel readable.
+    hidden: usize,
+}
+
+struct Line {
+    label: String,
+    /// (seconds, bytes), finite values only.
+    points: Vec<(f64, f64)>,
+    color: RGBColor,
+    bold: bool,
+    leak: bool,
+}
+
+impl Figure {
+    fn new(timeline: &Timeline, verdict: Option<&Verdict>, title: &str) -> Self {
+        let leaking = |metric: &str| verdict.is_some_and(|v| v.leaks().any(|m| m.metric == metric));
+        let line = |metric: &str, label: String, bold: bool| {
+            let points: Vec<(f64, f64)> = timeline
+                .series
+                .get(metric)?
+                .points
+                .iter()
+                .filter(|p| p.v.is_finite())
+                .map(|p| (p.t_ms as f64 / 1000.0, p.v))
+                .collect();
+            (!points.is_empty()).then(|| Line {
+                label,
+                points: decimate(points, MAX_POINTS),
+                color: BLACK,
+                bold,
+                leak: leaking(metric),
+            })
+        };
+        let process_label = |pid: u32| match timeline.processes.get(&pid) {
+            Some(p) if !p.name.is_empty() => format!("{} ({pid})", p.name),
+            _ => format!("pid {pid}"),
+        };
+        // Per-process lines of one family, largest peak first, at most MAX_PROCESSES.
+        let processes = |prefix: &str| -> (Vec<Line>, usize) {
+            let mut lines: Vec<Line> = timeline
+                .series
+                .keys()
+                .filter_map(|name| {
+                    let pid = name.strip_prefix(prefix)?.parse::<u32>().ok()?;
+                    line(name, process_label(pid), false)
+                })
+                .collect();
+            // A leaking process is always drawn, however small: it is the point of the plot.
+            lines.sort_by(|a, b| b.leak.cmp(&a.leak).then(peak(b).total_cmp(&peak(a))));
+            let hidden = lines.len().saturating_sub(MAX_PROCESSES);
+            lines.truncate(MAX_PROCESSES);
+            (lines, hidden)
+        };
+
+        let mut panels = Vec::new();
+        let (mut host, hidden) = processes("host.rss@pid:");
+        host.splice(0..0, line("host.rss@tree", "whole tree".to_owned(), true));
+        panels.push(Panel::new("host memory (RSS)", host, hidden));
+
+        let mut gpu: Vec<Line> = timeline
+            .series
+            .keys()
+            .filter_map(|name| {
+                let dev = name.strip_prefix("gpu.used@dev:")?;
+                line(name, format!("GPU {dev} used (all processes)"), false)
+            })
+            .collect();
+        gpu.extend(line("gpu.proc@tree", "whole tree on GPU".to_owned(), true));
+        let (gpu_procs, hidden) = processes("gpu.proc@pid:");
+        gpu.extend(gpu_procs);
+        panels.push(Panel::new("GPU memory", gpu, hidden));
+
+        let shm = line("shm.bytes", "/dev/shm allocated".to_owned(), true);
+        panels.push(Panel::new("/dev/shm", shm.into_iter().collect(), 0));
+        panels.retain(|p| !p.lines.is_empty());
+
+        let last_point = panels
+            .iter()
+            .flat_map(|p| &p.lines)
+            .flat_map(|l| l.points.last())
+            .map(|&(t, _)| t)
+            .fold(0.0, f64::max);
+        let last_mark = timeline.marks.iter().map(|m| m.t_ms as f64 / 1000.0).fold(0.0, f64::max);
+        let x_max = last_point.max(last_mark);
+        let x_max = if x_max > 0.0 { x_max } else { 1.0 };
+        let shades = [(Phase::Warmup, "warm-up"), (Phase::Cooldown, "cooldown")]
+            .into_iter()
+            .filter_map(|(phase, label)| {
+                let (from, to) = timeline.phase_range(phase)?;
+                // An open phase (`u64::MAX`) runs to the end of the data.
+                let to = (to as f64 / 1000.0).min(x_max);
+                Some((from as f64 / 1000.0, to, label))
+            })
+            .filter(|(from, to, _)| to > from)
+            .collect();
+
+        let (headline, details) = verdict.map_or((None, Vec::new()), |v| {
+            let (h, d) = headline(v, timeline);
+            (Some(h), d)
+        });
+        Self { title: title.to_owned(), headline, details, panels, shades, x_max }
+    }
+}
+
+impl Panel {
+    fn new(title: &'static str, mut lines: Vec<Line>, hidden: usize) -> Self {
+        let mut colors = PALETTE.iter().cycle();
+        for line in lines.iter_mut().filter(|l| !l.bold) {
+            line.color = *colors.next().unwrap_or(&BLACK);
+        }
+        let max = lines.iter().map(peak).fold(0.0, f64::max);
+        let unit = if max > 4.0 * GIB { (GIB, "GiB") } else { (MIB, "MiB") };
+        Self { title, unit, lines, hidden }
+    }
+
+    /// Y range in the shown unit, padded so lines do not sit on the frame.
+    fn y_range(&self) -> (f64, f64) {
+        let values = self.lines.iter().flat_map(|l| &l.points).map(|&(_, v)| v / self.unit.0);
+        let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
+        let pad = if hi > lo { (hi - lo) * 0.08 } else { (hi.abs() * 0.05).max(1.0) };
+        let floor = if lo >= 0.0 { 0.0 } else { f64::NEG_INFINITY };
+        ((lo - pad).max(floor), hi + pad)
+    }
+}
+
+fn shade_color(phase_label: &str) -> RGBAColor {
+    let base = if phase_label == "warm-up" { RGBColor(255, 190, 60) } else { RGBColor(110, 160, 230) };
+    base.mix(0.2)
+}
+
+fn peak(line: &Line) -> f64 {
+    line.points.iter().map(|&(_, v)| v).fold(f64::NEG_INFINITY, f64::max)
+}
+
+/// Reduce a long series to per-bucket min and max, in time order: the envelope (and any
+/// spike) survives, the SVG stays small.
+fn decimate(points: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
+    if points.len() <= max {
+        return points;
+    }
+    let bucket = points.len().div_ceil(max / 2);
+    let mut out = Vec::with_capacity(max);
+    for chunk in points.chunks(bucket) {
+        let lo = chunk.iter().min_by(|a, b| a.1.total_cmp(&b.1));
+        let hi = chunk.iter().max_by(|a, b| a.1.total_cmp(&b.1));
+        if let (Some(&lo), Some(&hi)) = (lo, hi) {
+            let (first, second) = if lo.0 <= hi.0 { (lo, hi) } else { (hi, lo) };
+            out.push(first);
+            out.push(second);
+        }
+    }
+    out
+}
+
+/// "LEAK: host.rss@pid:4321 +1.0 MiB/request" / "PASS" / "INCONCLUSIVE", and detail lines.
+fn headline(verdict: &Verdict, timeline: &Timeline) -> ((String, RGBColor), Vec<String>) {
+    let describe = |m: &MetricAnalysis| {
+        let slope =
+            m.slope.map(|s| format!(", {}/request", signed_bytes(s.point))).unwrap_or_default();
+        let process = m
+            .metric
+            .rsplit_once("@pid:")
+            .and_then(|(_, pid)| timeline.processes.get(&pid.parse().ok()?))
+            .map(|p| format!(" ({})", p.name))
+            .unwrap_or_default();
+        format!("{}{process}: {} over the run{slope}", m.metric, signed_bytes(m.growth))
+    };
+    let head = match verdict.outcome {
+        Outcome::Leak => {
+            let leaks: Vec<&MetricAnalysis> = verdict.leaks().collect();
+            let text = match leaks.first() {
+                Some(m) => {
+                    let slope =
+                        m.slope.map(|s| format!(" {}/request", signed_bytes(s.point)));
+                    let more = match leaks.len() {
+                        0 | 1 => String::new(),
+                        n => format!(" (and {} more)", n - 1),
+                    };
+                    format!("LEAK: {}{}{more}", m.metric, slope.unwrap_or_default())
+                }
+                None => "LEAK".to_owned(),
+            };
+            (text, LEAK_RED)
+        }
+        Outcome::Pass => ("PASS".to_owned(), PASS_GREEN),
+        Outcome::Inconclusive => ("INCONCLUSIVE".to_owned(), UNSURE_ORANGE),
+    };
+    // The metrics that decided the outcome first (the analysis sorts judged, worst first).
+    let mut details: Vec<String> =
+        verdict.metrics.iter().filter(|m| m.judged).take(2).map(describe).collect();
+    details.extend(verdict.reasons.iter().take(1).cloned());
+    (head, details)
+}
+
+/// Bytes with a sign, in the largest unit that keeps the number >= 1.
+fn signed_bytes(b: f64) -> String {
+    let sign = if b < 0.0 { "-" } else { "+" };
+    let a = b.abs();
+    if a >= GIB {
+        format!("{sign}{:.2} GiB", a / GIB)
+    } else if a >= MIB {
+        format!("{sign}{:.1} MiB", a / MIB)
+    } else if a >= 1024.0 {
+        format!("{sign}{:.1} KiB", a / 1024.0)
+    } else {
+        format!("{sign}{a:.0} B")
+    }
+}
+
+type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+fn font(size: u32) -> TextStyle<'static> {
+    (FAMILY, size).into_font().color(&BLACK)
+}
+
+/// Shorten `text` with "…" until it fits `width` pixels.
+fn fit<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, text: &str, style: &TextStyle, width: u32) -> String {
+    let fits = |s: &str| area.estimate_text_size(s, style).map_or(true, |(w, _)| w <= width);
+    if fits(text) {
+        return text.to_owned();
+    }
+    let mut chars: Vec<char> = text.chars().collect();
+    while !chars.is_empty() {
+        chars.pop();
+        let candidate: String = chars.iter().chain(['…'].iter()).collect();
+        if fits(&candidate) {
+            return candidate;
+        }
+    }
+    String::new()
+}
+
+fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> DrawResult<DB> {
+    root.fill(&WHITE)?;
+    let (width, _) = root.dim_in_pixel();
+    let header_height = 56 + if fig.headline.is_some() { 40 } else { 0 } + 26 * fig.details.len();
+    let (header, body) = root.split_vertically(header_height as u32);
+
+    let title_style = font(30);
+    header.draw(&Text::new(fit(&header, &fig.title, &title_style, width - 40), (20, 14), title_style))?;
+    let mut y = 56;
+    if let Some((text, color)) = &fig.headline {
+        let style = font(28).color(color);
+        header.draw(&Text::new(fit(&header, text, &style, width - 40), (20, y), style))?;
+        y += 40;
+    }
+    for detail in &fig.details {
+        let style = font(18).color(&RGBColor(60, 60, 60));
+        header.draw(&Text::new(fit(&header, detail, &style, width - 40), (20, y), style))?;
+        y += 26;
+    }
+
+    if fig.panels.is_empty() {
+        let (w, h) = body.dim_in_pixel();
+        let style = font(32).color(&RGBColor(120, 120, 120));
+        let text = "no data: the timeline has no memory series";
+        let (tw, _) = body.estimate_text_size(text, &style)?;
+        let x = (w.saturating_sub(tw) / 2) as i32;
+        return body.draw(&Text::new(text, (x, (h / 2) as i32), style));
+    }
+    let areas = body.split_evenly((fig.panels.len(), 1));
+    for (i, (panel, area)) in fig.panels.iter().zip(&areas).enumerate() {
+        let last = i + 1 == fig.panels.len();
+        draw_panel(area, panel, fig, i == 0, last)?;
+    }
+    Ok(())
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    fig: &Figure,
+    first: bool,
+    last: bool,
+) -> DrawResult<DB> {
+    let (width, _) = area.dim_in_pixel();
+    let (plot_area, legend) = area.split_horizontally(width.saturating_sub(LEGEND_WIDTH));
+    let (y_lo, y_hi) = panel.y_range();
+    let mut chart = ChartBuilder::on(&plot_area)
+        .caption(panel.title, font(22))
+        .margin_left(10)
+        .margin_right(20)
+        .margin_bottom(if last { 6 } else { 2 })
+        .x_label_area_size(if last { 56 } else { 30 })
+        .y_label_area_size(100)
+        .build_cartesian_2d(0.0..fig.x_max, y_lo..y_hi)?;
+    let span = y_hi - y_lo;
+    let decimals = if span < 1.0 { 2 } else if span < 10.0 { 1 } else { 0 };
+    let y_fmt = |v: &f64| format!("{v:.decimals$}");
+    let mut mesh = chart.configure_mesh();
+    mesh.y_desc(panel.unit.1)
+        .y_label_formatter(&y_fmt)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .label_style(font(16))
+        .axis_desc_style(font(18))
+        .y_labels(6)
+        .x_labels(12)
+        .max_light_lines(1)
+        .light_line_style(RGBColor(240, 240, 240))
+        .bold_line_style(RGBColor(215, 215, 215));
+    if last {
+        mesh.x_desc("seconds since start");
+    }
+    mesh.draw()?;
+
+    for &(from, to, label) in &fig.shades {
+        let shade = Rectangle::new([(from, y_lo), (to, y_hi)], shade_color(label).filled());
+        chart.draw_series(std::iter::once(shade))?;
+    }
+    let unit = panel.unit.0;
+    // Thin lines first, so the bold tree total stays on top.
+    for line in panel.lines.iter().filter(|l| !l.bold).chain(panel.lines.iter().filter(|l| l.bold)) {
+        let color = if line.leak && !line.bold { LEAK_RED } else { line.color };
+        let style = color.stroke_width(if line.bold { 3 } else { 2 });
+        let points = line.points.iter().map(|&(t, v)| (t, v / unit));
+        chart.draw_series(LineSeries::new(points, style))?;
+    }
+
+    // Legend in its own column: labels never cover the data, and long process names fit.
+    let mut y = 40;
+    let style = font(16);
+    for line in &panel.lines {
+        let color = if line.leak && !line.bold { LEAK_RED } else { line.color };
+        let stroke = color.stroke_width(if line.bold { 4 } else { 2 });
+        legend.draw(&PathElement::new(vec![(8, y + 8), (40, y + 8)], stroke))?;
+        let label = if line.leak { format!("{}  [LEAK]", line.label) } else { line.label.clone() };
+        let label_style = if line.leak { style.color(&LEAK_RED) } else { style.clone() };
+        let text = fit(&legend, &label, &label_style, LEGEND_WIDTH - 60);
+        legend.draw(&Text::new(text, (48, y), label_style))?;
+        y += 26;
+    }
+    let grey = RGBColor(110, 110, 110);
+    if panel.hidden > 0 {
+        let text = format!("+{} smaller processes not shown", panel.hidden);
+        legend.draw(&Text::new(text, (48, y), font(14).color(&grey)))?;
+        y += 26;
+    }
+    // The phase key goes once, in the first panel's legend: text over the data would hide it.
+    if first {
+        for &(_, _, label) in &fig.shades {
+            legend.draw(&Rectangle::new([(8, y + 1), (40, y + 15)], shade_color(label).filled()))?;
+            legend.draw(&Text::new(format!("{label} (shaded)"), (48, y), style.color(&grey)))?;
+            y += 26;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{RequestSeries, Thresholds, analyze};
+    use crate::tracker::{Mark, Point, ProcessInfo, Series, Unit};
+
+    fn series(points: impl Iterator<Item = (u64, f64)>) -> Series {
+        Series { unit: Unit::Bytes, points: points.map(|(t_ms, v)| Point { t_ms, v }).collect() }
+    }
+
+    /// 120 s of samples every 500 ms: a tree of 8 processes, one leaking 1 MiB per request.
+    fn timeline() -> Timeline {
+        let mut tl = Timeline { interval_ms: 500, ..Timeline::default() };
+        let ticks = || (0..240u64).map(|i| i * 500);
+        let names = ["python3", "sglang::scheduler_TP0", "sglang::detokenizer"];
+        for (k, pid) in (4320..4328u32).enumerate() {
+            let name = names.get(k).copied().unwrap_or("worker").to_owned();
+            let info = ProcessInfo {
+                pid,
+                ppid: 1,
+                name,
+                cmdline: String::new(),
+                first_seen_ms: 0,
+                last_seen_ms: 119_500,
+            };
+            tl.processes.insert(pid, info);
+            let base = (k as f64 + 1.0) * 300.0 * MIB;
+            let slope = if pid == 4321 { MIB / 1000.0 } else { 0.0 };
+            let wobble = |t: u64| ((t / 500) % 7) as f64 * 0.3 * MIB;
+            let s = series(ticks().map(|t| (t, base + slope * t as f64 + wobble(t))));
+            tl.series.insert(format!("host.rss@pid:{pid}"), s);
+        }
+        let tree = |t: u64| -> f64 {
+            tl.series
+                .iter()
+                .filter(|(k, _)| k.starts_with("host.rss@pid:"))
+                .map(|(_, s)| s.points[(t / 500) as usize].v)
+                .sum()
+        };
+        let tree_points: Vec<(u64, f64)> = ticks().map(|t| (t, tree(t))).collect();
+        tl.series.insert("host.rss@tree".into(), series(tree_points.into_iter()));
+        tl.series.insert("gpu.used@dev:0".into(), series(ticks().map(|t| (t, 60.0 * GIB))));
+        tl.series.insert("gpu.proc@tree".into(), series(ticks().map(|t| (t, 55.0 * GIB))));
+        tl.series.insert(
+            "shm.bytes".into(),
+            series(ticks().map(|t| (t, 3.0 * MIB + if t > 20_000 { MIB } else { 0.0 }))),
+        );
+        tl.marks.push(Mark { t_ms: 5_000, request: 0, phase: Phase::Warmup });
+        for i in 0..100 {
+            tl.marks.push(Mark { t_ms: 20_000 + i * 900, request: i, phase: Phase::Measure });
+        }
+        tl.marks.push(Mark { t_ms: 110_000, request: 0, phase: Phase::Cooldown });
+        tl
+    }
+
+    fn verdict(tl: &Timeline) -> Verdict {
+        let series: Vec<RequestSeries> = tl
+            .series
+            .keys()
+            .filter_map(|metric| {
+                let values = tl.per_request(metric, Phase::Measure)?;
+                let metric = metric.clone();
+                Some(RequestSeries { metric, values, cooldown: Vec::new(), headroom: None })
+            })
+            .collect();
+        analyze(&series, &Thresholds::default())
+    }
+
+    fn decode(path: &Path) -> (png::OutputInfo, Vec<u8>) {
+        let file = std::io::BufReader::new(std::fs::File::open(path).unwrap());
+        let mut reader = png::Decoder::new(file).read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        buf.truncate(info.buffer_size());
+        (info, buf)
+    }
+
+    #[test]
+    fn writes_a_png_and_an_svg_of_a_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let tl = timeline();
+        let v = verdict(&tl);
+        let files = write_plots(&tl, Some(&v), "reference server: planted leak", dir.path(), "run")
+            .unwrap();
+        assert_eq!(files.png, dir.path().join("run.png"));
+        assert_eq!(files.svg, dir.path().join("run.svg"));
+
+        let (info, pixels) = decode(&files.png);
+        assert_eq!((info.width, info.height), SIZE);
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        let dark = pixels.chunks(3).filter(|p| p.iter().all(|&c| c < 128)).count();
+        assert!(dark > 5_000, "only {dark} dark pixels: the plot looks blank");
+
+        let svg = std::fs::read_to_string(&files.svg).unwrap();
+        assert!(svg.contains("<svg"));
+        // Process names label the lines; only the 6 largest processes get one.
+        assert!(svg.contains("sglang::scheduler_TP0 (4321)"), "{svg:.2000}");
+        assert!(svg.contains("+2 smaller processes not shown"));
+        assert!(!svg.contains("python3 (4320)"), "the smallest process is drawn");
+        assert!(svg.contains("warm-up (shaded)") && svg.contains("cooldown (shaded)"));
+        for panel in ["host memory (RSS)", "GPU memory", "/dev/shm"] {
+            assert!(svg.contains(panel), "missing {panel}");
+        }
+        // GPU panel above 4 GiB is shown in GiB; host panel in MiB.
+        assert!(svg.contains("GiB") && svg.contains("MiB"));
+        // No temp files left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn empty_timeline_still_gives_a_plot_that_says_no_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("nested/out");
+        let files = write_plots(&Timeline::default(), None, "empty", &out, "empty").unwrap();
+        let (info, pixels) = decode(&files.png);
+        assert_eq!((info.width, info.height), SIZE);
+        assert!(pixels.iter().any(|&c| c < 200), "blank png");
+        let svg = std::fs::read_to_string(&files.svg).unwrap();
+        assert!(svg.contains("<svg") && svg.contains("no data"));
+    }
+
+    #[test]
+    fn missing_gpu_and_shm_series_drop_their_panels() {
+        let mut tl = timeline();
+        tl.series.retain(|k, _| k.starts_with("host."));
+        tl.series.get_mut("host.rss@tree").unwrap().points[3].v = f64::NAN;
+        let fig = Figure::new(&tl, None, "t");
+        assert_eq!(fig.panels.len(), 1);
+        assert_eq!(fig.panels[0].lines.len(), 1 + MAX_PROCESSES);
+        assert!(fig.panels[0].lines[0].bold);
+        assert!(fig.panels[0].lines[0].points.iter().all(|p| p.1.is_finite()));
+        assert!(fig.headline.is_none());
+    }
+
+    #[test]
+    fn headline_names_the_leaking_metric_and_its_slope() {
+        let tl = timeline();
+        let mut v = verdict(&tl);
+        let m = v.metrics.iter_mut().find(|m| m.metric == "host.rss@pid:4321").unwrap();
+        m.judged = true;
+        m.outcome = Outcome::Leak;
+        let slope = m.slope.as_mut().expect("a slope for 100 requests");
+        slope.point = MIB;
+        v.outcome = Outcome::Leak;
+        v.metrics.sort_by_key(|m| (!m.judged, std::cmp::Reverse(m.outcome)));
+        let ((text, color), details) = headline(&v, &tl);
+        assert!(text.starts_with("LEAK: host.rss@pid:4321 +1.0 MiB/request"), "{text}");
+        assert_eq!(color, LEAK_RED);
+        assert!(details[0].contains("(sglang::scheduler_TP0)"), "{details:?}");
+
+        v.outcome = Outcome::Pass;
+        assert_eq!(headline(&v, &tl).0.0, "PASS");
+        v.outcome = Outcome::Inconclusive;
+        assert_eq!(headline(&v, &tl).0.0, "INCONCLUSIVE");
+    }
+
+    #[test]
+    fn bad_stem_is_an_error_not_a_stray_file() {
+        let dir = tempfile::tempdir().unwrap();
+        for stem in ["", "../x", "a/b", ".."] {
+            let err = write_plots(&Timeline::default(), None, "t", dir.path(), stem).unwrap_err();
+            assert!(matches!(err, PlotError::InvalidStem { .. }), "{stem}: {err}");
+        }
+    }
+
+    #[test]
+    fn decimation_keeps_the_envelope() {
+        let points: Vec<(f64, f64)> = (0..10_000).map(|i| (i as f64, (i % 100) as f64)).collect();
+        let mut with_spike = points.clone();
+        with_spike[5_123].1 = 1e6;
+        let out = decimate(with_spike, 1000);
+        assert!(out.len() <= 1000);
+        assert!(out.iter().any(|p| p.1 == 1e6));
+        assert!(out.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(decimate(points[..10].to_vec(), 1000).len(), 10);
+    }
+
+    #[test]
+    fn bytes_are_shown_with_sign_and_unit() {
+        assert_eq!(signed_bytes(MIB), "+1.0 MiB");
+        assert_eq!(signed_bytes(-1536.0), "-1.5 KiB");
+        assert_eq!(signed_bytes(2.5 * GIB), "+2.50 GiB");
+        assert_eq!(signed_bytes(12.0), "+12 B");
+    }
+
+    /// Writes the example figure to `target/memtest/plot-example.{png,svg}` to look at.
+    #[test]
+    #[ignore = "writes an example for a person to look at"]
+    fn write_example() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/memtest");
+        let tl = timeline();
+        let v = verdict(&tl);
+        let files = write_plots(&tl, Some(&v), "reference server: planted leak", &dir, "plot-example");
+        println!("{:?}", files.unwrap());
+        write_plots(&Timeline::default(), None, "empty run", &dir, "plot-empty").unwrap();
+    }
+}

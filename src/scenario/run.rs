@@ -1,0 +1,302 @@
+//! `Scenario::run`: the pipeline, end to end, with a report written on every outcome.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::{Scenario, ScenarioError, Target};
+use crate::analysis::{self, RequestSeries};
+use crate::fixture::{ServerFixture, ServerSpec};
+use crate::load::{self, Workload, images::ImageSet};
+use crate::report::{ErrorKind, Report, ReportFiles, RunError, RunOutcome, SCHEMA_VERSION, TargetInfo};
+use crate::tracker::{GpuMode, MemoryTracker, Phase, Timeline, Unit, metric};
+
+/// A failed stage: whose fault, and the error with its causes.
+struct Failure {
+    kind: ErrorKind,
+    message: String,
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let s_msg = s.to_string();
+        if !msg.contains(&s_msg) {
+            msg.push_str(": ");
+            msg.push_str(&s_msg);
+        }
+        src = s.source();
+    }
+    msg
+}
+
+fn setup(e: impl std::error::Error) -> Failure {
+    Failure { kind: ErrorKind::Setup, message: chain(&e) }
+}
+
+impl Scenario {
+    /// Run the whole pipeline: launch, baseline, warm-up, measured requests, cooldown, stop,
+    /// analyse; then write the JSON report (and plots) into the output folder.
+    ///
+    /// Never fails: a failed stage ends the run with [`RunOutcome::Error`] and the report still
+    /// holds everything collected until then. Use [`Report::assert_pass`] in tests.
+    pub async fn run(&self) -> Report {
+        let t0 = Instant::now();
+        let mut report = self.empty_report();
+        if let Err(f) = self.run_stages(&mut report).await {
+            report.outcome = RunOutcome::Error;
+            report.error = Some(RunError { kind: f.kind, message: f.message });
+        }
+        report.duration_ms = t0.elapsed().as_millis() as u64;
+        self.write_outputs(&mut report);
+        report
+    }
+
+    fn empty_report(&self) -> Report {
+        Report {
+            schema_version: SCHEMA_VERSION,
+            tool: format!("sglang-memtest {}", env!("CARGO_PKG_VERSION")),
+            scenario: self.name.clone(),
+            test_type: self.workload.test_type().to_owned(),
+            outcome: RunOutcome::Error,
+            error: None,
+            started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            duration_ms: 0,
+            target: TargetInfo { kind: self.target.kind().to_owned(), ..TargetInfo::default() },
+            caches: self.caches.clone(),
+            workload: self.workload.clone(),
+            driver: self.driver.clone(),
+            tracker: self.tracker.clone(),
+            requests: None,
+            request_records: Vec::new(),
+            verdict: None,
+            timeline: Timeline::default(),
+            shutdown: None,
+            server_log_tail: Vec::new(),
+            files: ReportFiles::default(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn spec(&self) -> Option<ServerSpec> {
+        let spec = match &self.target {
+            Target::Reference { exe, args } => {
+                let mut argv = vec!["serve-reference".to_owned(), "--port".to_owned(), "{port}".to_owned()];
+                argv.extend(args.iter().cloned());
+                ServerSpec::command(exe, argv).with_name(format!("{}-reference", self.name))
+            }
+            Target::Sglang(server) => server.clone().into_spec().with_name(format!("{}-sglang", self.name)),
+            Target::Command(spec) => spec.clone(),
+            Target::Attach { .. } => return None,
+        };
+        Some(spec.with_log_dir(self.out_dir.join("logs")).with_startup_timeout(self.startup_timeout))
+    }
+
+    async fn preflight(&self) -> Result<(), Failure> {
+        self.validate().map_err(setup)?;
+        if self.tracker.gpu == GpuMode::Required
+            && let Err(reason) = crate::tracker::check_gpu()
+        {
+            return Err(Failure {
+                kind: ErrorKind::Setup,
+                message: format!(
+                    "this scenario needs GPU metrics and none are available ({reason}); run it on a GPU machine, or set MEMTEST_GPU=auto to measure host memory only"
+                ),
+            });
+        }
+        if let Target::Sglang(server) = &self.target {
+            check_sglang(server.python()).await.map_err(setup)?;
+        }
+        Ok(())
+    }
+
+    async fn run_stages(&self, report: &mut Report) -> Result<(), Failure> {
+        self.preflight().await?;
+        let images = match &self.workload {
+            Workload::VlmImage(config) => Some(ImageSet::new(config).map_err(setup)?),
+            _ => None,
+        };
+        let fixture = match (&self.target, self.spec()) {
+            (Target::Attach { base_url, .. }, _) => ServerFixture::attach(base_url.clone()),
+            (_, Some(spec)) => {
+                report.target.argv = spec.argv();
+                ServerFixture::start(spec).await.map_err(setup)?
+            }
+            (_, None) => unreachable!("every launched target has a spec"),
+        };
+        report.target.base_url = fixture.base_url().to_owned();
+        report.files.server_log = fixture.log_path().map(Path::to_path_buf);
+        if let Target::Sglang(server) = &self.target {
+            report.target.model = Some(server.model_path.clone());
+        }
+        let tree = match &self.target {
+            Target::Attach { pid: Some(pid), .. } => Some(crate::fixture::ProcessTree::new(*pid, None)),
+            _ => fixture.tree(),
+        };
+        let tracker = match MemoryTracker::start(tree, Some(fixture.base_url()), &self.tracker) {
+            Ok(t) => t,
+            Err(e) => {
+                let shutdown = fixture.stop().await;
+                report.shutdown = shutdown.ok();
+                return Err(setup(e));
+            }
+        };
+        let outcome = self.measure(&fixture, &tracker, images.as_ref(), report).await;
+        report.timeline = tracker.finish().await;
+        report.server_log_tail = fixture.log_tail(50);
+        let exit = fixture.exit_status();
+        match fixture.stop().await {
+            Ok(shutdown) => report.shutdown = Some(shutdown),
+            Err(e) => report.notes.push(format!("stopping the server: {}", chain(&e))),
+        }
+        if let Err(mut f) = outcome {
+            if let Some(status) = exit {
+                f.message.push_str(&format!(" (the server exited: {status}; see the log tail below)"));
+            }
+            return Err(f);
+        }
+        let series = request_series(&report.timeline);
+        if series.is_empty() {
+            return Err(Failure {
+                kind: ErrorKind::Run,
+                message: "no memory readings were recorded for the measured requests (is the server's process tree visible to this user?)".into(),
+            });
+        }
+        let verdict = analysis::analyze(&series, &self.thresholds);
+        report.outcome = verdict.outcome.into();
+        report.verdict = Some(verdict);
+        Ok(())
+    }
+
+    async fn measure(
+        &self,
+        fixture: &ServerFixture,
+        tracker: &MemoryTracker,
+        images: Option<&ImageSet>,
+        report: &mut Report,
+    ) -> Result<(), Failure> {
+        tracker.mark(0, Phase::Baseline);
+        tokio::time::sleep(self.baseline).await;
+        let driven = load::drive(fixture.base_url(), &self.workload, &self.driver, tracker, images).await;
+        report.requests = Some(load::summarize(&driven.records));
+        report.request_records = driven.records;
+        if let Some(e) = driven.error {
+            return Err(Failure { kind: ErrorKind::Run, message: chain(&e) });
+        }
+        tracker.mark(0, Phase::Cooldown);
+        if self.cooldown.flush {
+            match flush(fixture.base_url(), self.cooldown.flush_timeout).await {
+                Ok(()) => {}
+                Err(note) => report.notes.push(note),
+            }
+        }
+        tokio::time::sleep(self.cooldown.settle).await;
+        Ok(())
+    }
+
+    fn write_outputs(&self, report: &mut Report) {
+        let json = self.out_dir.join(format!("{}.json", self.name));
+        if self.plots {
+            let title = format!("{} ({}) — {}", self.name, report.test_type, report.target.kind);
+            match crate::report::plot::write_plots(&report.timeline, report.verdict.as_ref(), &title, &self.out_dir, &self.name) {
+                Ok(files) => {
+                    report.files.png = Some(files.png);
+                    report.files.svg = Some(files.svg);
+                }
+                Err(e) => report.notes.push(format!("plot not written: {}", chain(&e))),
+            }
+        }
+        report.files.json = Some(json.clone());
+        if let Err(e) = report.write_json(&json) {
+            // The report is the one thing a run must leave behind: say so loudly.
+            report.files.json = None;
+            report.notes.push(format!("JSON report not written: {}", chain(&e)));
+            tracing::error!("JSON report not written: {}", chain(&e));
+        }
+    }
+}
+
+/// `/flush_cache`, retried while the server answers 400 (requests still running).
+async fn flush(base_url: &str, timeout: Duration) -> Result<(), String> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        let status = client.post(format!("{base_url}/flush_cache")).send().await.map(|r| r.status().as_u16());
+        match status {
+            Ok(200..=299) => return Ok(()),
+            Ok(400) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+            Ok(404) => return Err("the server has no /flush_cache: cooldown without a cache flush".into()),
+            Ok(s) => return Err(format!("/flush_cache answered HTTP {s}: cooldown without a cache flush")),
+            Err(e) => return Err(format!("/flush_cache failed ({e}): cooldown without a cache flush")),
+        }
+    }
+}
+
+async fn check_sglang(python: &Path) -> Result<(), ScenarioError> {
+    let py = python.display().to_string();
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(python).args(["-c", "import sglang"]).kill_on_drop(true).output(),
+    )
+    .await;
+    let detail = match out {
+        Err(_) => "`import sglang` took over 120 s".to_owned(),
+        Ok(Err(e)) => format!("could not run it ({e})"),
+        Ok(Ok(o)) if o.status.success() => return Ok(()),
+        Ok(Ok(o)) => {
+            let err = String::from_utf8_lossy(&o.stderr);
+            err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("import failed").trim().to_owned()
+        }
+    };
+    Err(ScenarioError::SglangMissing { python: py, detail })
+}
+
+/// Whether a metric's growth is analysed (bytes that can leak; not capacities or headroom).
+fn analysed(name: &str, unit: Unit) -> bool {
+    unit == Unit::Bytes
+        && !name.starts_with("gpu.total")
+        && !name.starts_with("gpu.free")
+        && name != metric::HOST_MEM_AVAILABLE
+        && !name.starts_with("server.")
+}
+
+fn last(timeline: &Timeline, name: &str) -> Option<f64> {
+    timeline.series.get(name)?.points.last().map(|p| p.v)
+}
+
+fn headroom(timeline: &Timeline, name: &str) -> Option<f64> {
+    if name.starts_with("host.") {
+        return last(timeline, metric::HOST_MEM_AVAILABLE);
+    }
+    if let Some(dev) = name.strip_prefix("gpu.used@dev:") {
+        return last(timeline, &format!("gpu.free@dev:{dev}"));
+    }
+    if name.starts_with("gpu.") {
+        let free: Vec<f64> =
+            timeline.series.iter().filter(|(k, _)| k.starts_with("gpu.free@dev:")).filter_map(|(_, s)| s.points.last().map(|p| p.v)).collect();
+        return (!free.is_empty()).then(|| free.iter().sum());
+    }
+    None
+}
+
+/// Turn the timeline into one request-indexed series per analysed metric.
+pub(crate) fn request_series(timeline: &Timeline) -> Vec<RequestSeries> {
+    let cooldown_from = timeline.phase_range(Phase::Cooldown).map(|(start, _)| start);
+    timeline
+        .series
+        .iter()
+        .filter(|(name, s)| analysed(name, s.unit))
+        .filter_map(|(name, s)| {
+            let values = timeline.per_request(name, Phase::Measure)?;
+            // The settled part of the cooldown: its second half.
+            let cooldown = match (cooldown_from, s.points.last()) {
+                (Some(from), Some(end)) if end.t_ms > from => {
+                    let mid = from + (end.t_ms - from) / 2;
+                    s.points.iter().filter(|p| p.t_ms >= mid).map(|p| p.v).collect()
+                }
+                _ => Vec::new(),
+            };
+            Some(RequestSeries { metric: name.clone(), values, cooldown, headroom: headroom(timeline, name) })
+        })
+        .collect()
+}

@@ -1,0 +1,631 @@
+#![allow(dead_code)] // wired in by tracker/mod.rs next
+//! GPU source: device memory and per-process memory of the server's tree, through NVML.
+//!
+//! NVML is loaded at run time (`libnvidia-ml.so.1`), so this builds and runs where no driver
+//! exists: [`GpuSource::open`] then says why GPU metrics are unavailable. See
+//! `docs/design/gpu.md` for how memory is attributed and what "unavailable" means.
+
+use std::collections::{BTreeMap, HashSet};
+
+use nvml_wrapper::Nvml;
+use nvml_wrapper::enums::device::UsedGpuMemory;
+use nvml_wrapper::error::NvmlError;
+
+use super::Reading;
+use super::metric::{GPU_PROC_TREE, gpu_dev, gpu_pid};
+
+/// Inode of the initial PID namespace (`PROC_PID_INIT_INO` in the kernel, fixed since 3.8).
+const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
+
+/// One device the harness watches.
+#[derive(Debug, Clone)]
+struct DeviceInfo {
+    index: u32,
+    name: String,
+    uuid: String,
+    total: u64,
+}
+
+/// One entry of `CUDA_VISIBLE_DEVICES`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum VisibleEntry {
+    /// A CUDA ordinal (taken as the NVML index; see `docs/design/gpu.md` on device order).
+    Index(u32),
+    /// A `GPU-…` UUID or unique prefix of one.
+    Uuid(String),
+    /// A MIG instance (`MIG-…`): memory is not split per instance here.
+    Mig(String),
+    /// Anything else (`-1`, a typo): CUDA stops reading the list at such an entry.
+    Invalid(String),
+}
+
+/// Parses `CUDA_VISIBLE_DEVICES`. `None` (unset) means every device; `Some(vec![])` none.
+fn parse_visible_devices(value: Option<&str>) -> Option<Vec<VisibleEntry>> {
+    let value = value?;
+    let entries = value
+        .split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| {
+            if let Ok(i) = e.parse::<u32>() {
+                VisibleEntry::Index(i)
+            } else if e.len() > 4 && e[..4].eq_ignore_ascii_case("GPU-") {
+                VisibleEntry::Uuid(e.to_ascii_lowercase())
+            } else if e.len() > 4 && e[..4].eq_ignore_ascii_case("MIG-") {
+                VisibleEntry::Mig(e.to_string())
+            } else {
+                VisibleEntry::Invalid(e.to_string())
+            }
+        })
+        .collect();
+    Some(entries)
+}
+
+/// Resolves the entries against the devices NVML lists (`(index, uuid)`), in CUDA's way: an
+/// entry that names no device ends the list (CUDA ignores it and every later one), duplicates
+/// are dropped. Returns the NVML indices to watch and notes for a person.
+fn resolve_visible(
+    entries: Option<&[VisibleEntry]>,
+    devices: &[(u32, String)],
+) -> (Vec<u32>, Vec<String>) {
+    let Some(entries) = entries else {
+        return (devices.iter().map(|(i, _)| *i).collect(), Vec::new());
+    };
+    let mut picked = Vec::new();
+    let mut notes = Vec::new();
+    for entry in entries {
+        let found = match entry {
+            VisibleEntry::Index(i) => devices
+                .iter()
+                .find(|(idx, _)| idx == i)
+                .map(|(idx, _)| *idx),
+            VisibleEntry::Uuid(prefix) => {
+                let mut hits = devices
+                    .iter()
+                    .filter(|(_, u)| u.to_ascii_lowercase().starts_with(prefix.as_str()));
+                match (hits.next(), hits.next()) {
+                    (Some((idx, _)), None) => Some(*idx),
+                    (Some(_), Some(_)) => {
+                        notes.push(format!(
+                            "CUDA_VISIBLE_DEVICES entry {prefix} matches several GPUs"
+                        ));
+                        None
+                    }
+                    _ => None,
+                }
+            }
+            VisibleEntry::Mig(id) => {
+                // CUDA accepts it, so the list goes on; we cannot attribute memory per instance.
+                notes.push(format!(
+                    "MIG instance {id} in CUDA_VISIBLE_DEVICES is not tracked"
+                ));
+                continue;
+            }
+            VisibleEntry::Invalid(_) => None,
+        };
+        match found {
+            Some(idx) if !picked.contains(&idx) => picked.push(idx),
+            Some(_) => {}
+            None => {
+                let shown = match entry {
+                    VisibleEntry::Index(i) => i.to_string(),
+                    VisibleEntry::Uuid(s) | VisibleEntry::Mig(s) | VisibleEntry::Invalid(s) => {
+                        s.clone()
+                    }
+                };
+                notes.push(format!(
+                    "CUDA_VISIBLE_DEVICES entry {shown} names no GPU; CUDA ignores it and every later entry"
+                ));
+                break;
+            }
+        }
+    }
+    (picked, notes)
+}
+
+/// The `NSpid:` line of a `/proc/PID/status` text: the PID in each namespace, from the one of
+/// the reading `/proc` mount inward to the process's own (`fs/proc/array.c` prints levels
+/// `ns->level ..= pid->level`). The first entry is always the PID as this `/proc` shows it, so
+/// the host PID that NVML reports appears only when this `/proc` belongs to the host's namespace.
+fn parse_nspid(status: &str) -> Option<Vec<u32>> {
+    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+    let pids: Option<Vec<u32>> = line.split_whitespace().map(|p| p.parse().ok()).collect();
+    pids.filter(|p| !p.is_empty())
+}
+
+/// True when the harness runs in a PID namespace other than the host's (a container without
+/// `--pid=host`). NVML reports host PIDs, and no file inside the namespace names them (the
+/// `NSpid` line starts at this namespace), so tree PIDs cannot be matched to NVML's.
+fn in_nested_pid_namespace() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // `stat` follows the `pid:[ino]` link to the nsfs inode. Unreadable: assume the host.
+    std::fs::metadata("/proc/self/ns/pid").is_ok_and(|m| m.ino() != INIT_PID_NS_INO)
+}
+
+/// One process on one device as NVML lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ProcSample {
+    device: u32,
+    /// Host PID.
+    pid: u32,
+    /// Bytes, or `None` when the driver does not say (`Unavailable` or the all-ones sentinel).
+    used: Option<u64>,
+}
+
+/// Per-process readings for one tick.
+#[derive(Debug, Default, PartialEq)]
+struct TreeOutcome {
+    readings: Vec<Reading>,
+    /// Tree processes listed on some device.
+    on_gpu: usize,
+    /// Tree processes listed with no usable byte count.
+    without_data: usize,
+    /// True when tree processes were on the GPU but not one of them had data: no `gpu.proc@tree`
+    /// this tick (a 0 would read as "the server holds no GPU memory").
+    unavailable: bool,
+}
+
+/// NVML's byte count, with every "no data" form turned into `None`.
+fn used_bytes(used: &UsedGpuMemory) -> Option<u64> {
+    match *used {
+        // Some drivers (and NVML_VALUE_NOT_AVAILABLE cast to u64) give all ones for every process.
+        UsedGpuMemory::Used(b) if b != u64::MAX => Some(b),
+        _ => None,
+    }
+}
+
+/// Matches the device process lists against the tree (host PIDs) and sums per process and over
+/// the tree. A process with no data gets no reading; the tree sum is emitted when at least one
+/// tree process had data (it is then a lower bound if others had none), and when no tree process
+/// is on the GPU at all (then 0 is a fact).
+fn tree_readings(procs: &[ProcSample], tree: &[u32]) -> TreeOutcome {
+    let tree: HashSet<u32> = tree.iter().copied().collect();
+    // pid -> Some(bytes summed over devices) or None while no device gave data for it.
+    let mut per_pid: BTreeMap<u32, Option<u64>> = BTreeMap::new();
+    for p in procs.iter().filter(|p| tree.contains(&p.pid)) {
+        let slot = per_pid.entry(p.pid).or_insert(None);
+        if let Some(b) = p.used {
+            *slot = Some(slot.unwrap_or(0).saturating_add(b));
+        }
+    }
+    let mut out = TreeOutcome {
+        on_gpu: per_pid.len(),
+        ..TreeOutcome::default()
+    };
+    let mut total = 0u64;
+    let mut with_data = 0usize;
+    for (&pid, &bytes) in &per_pid {
+        match bytes {
+            Some(b) => {
+                with_data += 1;
+                total = total.saturating_add(b);
+                out.readings.push(Reading::bytes(gpu_pid(pid), b));
+            }
+            None => out.without_data += 1,
+        }
+    }
+    if out.on_gpu > 0 && with_data == 0 {
+        out.unavailable = true;
+    } else {
+        out.readings.push(Reading::bytes(GPU_PROC_TREE, total));
+    }
+    out
+}
+
+/// One line for a person from an NVML start-up error.
+fn explain_init_error(e: &NvmlError) -> String {
+    match e {
+        NvmlError::LibloadingError(_) | NvmlError::LibraryNotFound => {
+            "GPU metrics unavailable: NVML library (libnvidia-ml.so.1) not found — no NVIDIA driver on this machine"
+                .to_string()
+        }
+        NvmlError::DriverNotLoaded => {
+            "GPU metrics unavailable: NVML found but the NVIDIA driver is not loaded".to_string()
+        }
+        NvmlError::NoPermission => "GPU metrics unavailable: no permission to talk to the NVIDIA driver (NVML)".to_string(),
+        other => format!("GPU metrics unavailable: NVML failed to start: {other}"),
+    }
+}
+
+/// GPU memory through NVML, per device and per process of the server's tree.
+pub(crate) struct GpuSource {
+    /// Initialised once: `nvmlInit` costs milliseconds. Device handles borrow it, so they are
+    /// fetched per tick (`nvmlDeviceGetHandleByIndex` returns a cached handle, well under a µs)
+    /// rather than stored beside it in a self-referential struct.
+    nvml: Nvml,
+    /// Devices reported per device (`CUDA_VISIBLE_DEVICES`).
+    visible: Vec<DeviceInfo>,
+    /// Every device: process lists are read on all of them, since the server may be started
+    /// with its own `CUDA_VISIBLE_DEVICES`; matching by PID cannot pick up foreign memory.
+    all: Vec<u32>,
+    driver: String,
+    notes: Vec<String>,
+    /// Host PIDs cannot be matched to the tree (see [`in_nested_pid_namespace`]).
+    nested_pid_ns: bool,
+    /// Ticks where tree processes were on the GPU but the driver gave no byte count for any.
+    unavailable_ticks: u64,
+    /// Ticks sampled.
+    ticks: u64,
+    /// Reused between ticks.
+    procs: Vec<ProcSample>,
+}
+
+impl std::fmt::Debug for GpuSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuSource")
+            .field("describe", &self.describe())
+            .finish()
+    }
+}
+
+impl GpuSource {
+    /// Ok(source) when NVML works and at least one visible device exists; Err(one line for a
+    /// person: why GPU metrics are unavailable) otherwise.
+    pub(crate) fn open() -> Result<Self, String> {
+        let visible_env = std::env::var("CUDA_VISIBLE_DEVICES").ok();
+        Self::open_with(visible_env.as_deref())
+    }
+
+    fn open_with(visible_env: Option<&str>) -> Result<Self, String> {
+        let nvml = Nvml::init().map_err(|e| explain_init_error(&e))?;
+        let count = nvml
+            .device_count()
+            .map_err(|e| format!("GPU metrics unavailable: NVML could not count devices: {e}"))?;
+        let mut devices = Vec::new();
+        let mut notes = Vec::new();
+        for index in 0..count {
+            // A device that cannot be opened (lost, no permission) is noted, not fatal.
+            match nvml.device_by_index(index) {
+                Ok(d) => devices.push(DeviceInfo {
+                    index,
+                    name: d.name().unwrap_or_else(|_| "unknown GPU".into()),
+                    uuid: d.uuid().unwrap_or_default(),
+                    total: d.memory_info().map(|m| m.total).unwrap_or(0),
+                }),
+                Err(e) => notes.push(format!("GPU {index} could not be opened: {e}")),
+            }
+        }
+        let ids: Vec<(u32, String)> = devices.iter().map(|d| (d.index, d.uuid.clone())).collect();
+        let entries = parse_visible_devices(visible_env);
+        let (picked, visible_notes) = resolve_visible(entries.as_deref(), &ids);
+        notes.extend(visible_notes);
+        let visible: Vec<DeviceInfo> = picked
+            .iter()
+            .filter_map(|i| devices.iter().find(|d| d.index == *i).cloned())
+            .collect();
+        if visible.is_empty() {
+            let why = match visible_env {
+                _ if devices.is_empty() => "NVML lists no GPU".to_string(),
+                Some(v) => format!("CUDA_VISIBLE_DEVICES={v:?} leaves no GPU visible"),
+                None => "no GPU could be opened".to_string(),
+            };
+            let mut line = format!("GPU metrics unavailable: {why}");
+            if !notes.is_empty() {
+                line.push_str(&format!(" ({})", notes.join("; ")));
+            }
+            return Err(line);
+        }
+        let nested_pid_ns = in_nested_pid_namespace();
+        if nested_pid_ns {
+            notes.push(
+                "harness runs in a PID namespace (container) and NVML reports host PIDs: per-process GPU memory \
+                 is not attributed (run the container with --pid=host)"
+                    .into(),
+            );
+        }
+        Ok(Self {
+            driver: nvml
+                .sys_driver_version()
+                .unwrap_or_else(|_| "unknown".into()),
+            all: devices.iter().map(|d| d.index).collect(),
+            nvml,
+            visible,
+            notes,
+            nested_pid_ns,
+            unavailable_ticks: 0,
+            ticks: 0,
+            procs: Vec::new(),
+        })
+    }
+
+    /// A one-line description for the report: devices (index, name, total memory, uuid), the
+    /// driver version, and any notes.
+    pub(crate) fn describe(&self) -> String {
+        let devices: Vec<String> = self
+            .visible
+            .iter()
+            .map(|d| {
+                format!(
+                    "GPU {} {} {:.1} GiB {}",
+                    d.index,
+                    d.name,
+                    d.total as f64 / (1u64 << 30) as f64,
+                    d.uuid
+                )
+            })
+            .collect();
+        let mut line = format!("{}; driver {}", devices.join(", "), self.driver);
+        for note in &self.notes {
+            line.push_str("; ");
+            line.push_str(note);
+        }
+        line
+    }
+
+    /// Ticks in which the tree was on the GPU but the driver gave no per-process byte count, so
+    /// `gpu.proc@tree` was left out. Non-zero: say "per-process GPU memory unavailable from this
+    /// driver" in the report.
+    pub(crate) fn unavailable_ticks(&self) -> u64 {
+        self.unavailable_ticks
+    }
+
+    /// True when per-process attribution is off because PIDs cannot be matched (container).
+    pub(crate) fn per_process_disabled(&self) -> bool {
+        self.nested_pid_ns
+    }
+
+    /// Reads every visible device and the compute-process lists; pushes readings for the
+    /// processes in `tree` (host PIDs as seen in /proc). Returns the number of NVML errors this
+    /// tick (counted by the caller, never fatal).
+    pub(crate) fn sample(&mut self, tree: &[u32], out: &mut Vec<Reading>) -> u64 {
+        self.ticks += 1;
+        let mut errors = 0u64;
+        for d in &self.visible {
+            let info = self
+                .nvml
+                .device_by_index(d.index)
+                .and_then(|dev| dev.memory_info());
+            match info {
+                Ok(m) => {
+                    // v2 call: `used` excludes `reserved` (driver/firmware memory).
+                    out.push(Reading::bytes(gpu_dev("used", d.index), m.used));
+                    out.push(Reading::bytes(gpu_dev("total", d.index), m.total));
+                    out.push(Reading::bytes(gpu_dev("free", d.index), m.free));
+                    out.push(Reading::bytes(gpu_dev("reserved", d.index), m.reserved));
+                }
+                Err(_) => errors += 1,
+            }
+        }
+        if self.nested_pid_ns {
+            return errors;
+        }
+        self.procs.clear();
+        let mut lists_ok = true;
+        for &index in &self.all {
+            let list = self
+                .nvml
+                .device_by_index(index)
+                .and_then(|dev| dev.running_compute_processes());
+            match list {
+                Ok(list) => self.procs.extend(list.iter().map(|p| ProcSample {
+                    device: index,
+                    pid: p.pid,
+                    used: used_bytes(&p.used_gpu_memory),
+                })),
+                Err(_) => {
+                    errors += 1;
+                    lists_ok = false;
+                }
+            }
+        }
+        let outcome = tree_readings(&self.procs, tree);
+        if outcome.unavailable {
+            self.unavailable_ticks += 1;
+        }
+        // A missing list could hide tree memory: a partial sum would look like a drop.
+        if lists_ok {
+            out.extend(outcome.readings);
+        } else {
+            out.extend(
+                outcome
+                    .readings
+                    .into_iter()
+                    .filter(|r| r.metric != GPU_PROC_TREE),
+            );
+        }
+        errors
+    }
+}
+
+/// GPU memory through NVML, for integration tests and benchmarks that time one sample (for
+/// example against `nvidia-smi`).
+///
+/// Honours `CUDA_VISIBLE_DEVICES` for the per-device readings; per-process readings cover the
+/// given PIDs on every device.
+pub struct GpuProbe {
+    source: GpuSource,
+}
+
+impl std::fmt::Debug for GpuProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl GpuProbe {
+    /// Loads NVML and lists the visible GPUs.
+    ///
+    /// # Errors
+    ///
+    /// One line for a person saying why GPU metrics are unavailable: no NVML library (no NVIDIA
+    /// driver), the driver not loaded, no permission, or no visible GPU.
+    pub fn open() -> Result<GpuProbe, String> {
+        GpuSource::open().map(|source| GpuProbe { source })
+    }
+
+    /// Devices (index, name, total memory, UUID), driver version and notes, on one line.
+    pub fn describe(&self) -> String {
+        self.source.describe()
+    }
+
+    /// Takes one sample: `(metric name, value)` pairs, e.g. `("gpu.used@dev:0", bytes)`,
+    /// `("gpu.proc@pid:4321", bytes)`, `("gpu.proc@tree", bytes)` summed over `pids`.
+    /// NVML errors during the sample leave the affected readings out.
+    pub fn sample_once(&mut self, pids: &[u32]) -> Vec<(String, f64)> {
+        let mut out = Vec::new();
+        self.source.sample(pids, &mut out);
+        out.into_iter().map(|r| (r.metric, r.v)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::Unit;
+
+    fn p(device: u32, pid: u32, used: Option<u64>) -> ProcSample {
+        ProcSample { device, pid, used }
+    }
+
+    fn value(out: &TreeOutcome, metric: &str) -> Option<f64> {
+        out.readings
+            .iter()
+            .find(|r| r.metric == metric)
+            .map(|r| r.v)
+    }
+
+    #[test]
+    fn open_without_a_driver_says_why_in_one_line() {
+        // This machine has no NVIDIA driver; on a GPU machine the source must open instead.
+        match GpuSource::open() {
+            Err(why) => {
+                assert!(why.contains("NVML") || why.contains("GPU"), "{why}");
+                assert!(!why.contains('\n'), "{why}");
+                assert!(why.starts_with("GPU metrics unavailable"), "{why}");
+            }
+            Ok(src) => assert!(!src.describe().is_empty()),
+        }
+    }
+
+    #[test]
+    fn open_failure_names_the_nvml_library() {
+        let e = NvmlError::LibraryNotFound;
+        let line = explain_init_error(&e);
+        assert!(
+            line.contains("NVML library (libnvidia-ml.so.1) not found"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn visible_devices_unset_means_all_and_empty_means_none() {
+        let devs = vec![(0, "GPU-aaaa".to_string()), (1, "GPU-bbbb".to_string())];
+        assert_eq!(parse_visible_devices(None), None);
+        assert_eq!(resolve_visible(None, &devs).0, vec![0, 1]);
+        let empty = parse_visible_devices(Some("")).unwrap();
+        assert!(empty.is_empty());
+        assert_eq!(resolve_visible(Some(&empty), &devs).0, Vec::<u32>::new());
+    }
+
+    #[test]
+    fn visible_devices_take_indices_and_uuid_prefixes_in_order() {
+        let devs = vec![
+            (0, "GPU-8e87ab62-6104-a659-4583-a742265dfd08".to_string()),
+            (1, "GPU-1234abcd-0000-0000-0000-000000000000".to_string()),
+        ];
+        let e = parse_visible_devices(Some(" 1 , GPU-8E87")).unwrap();
+        assert_eq!(
+            e,
+            vec![
+                VisibleEntry::Index(1),
+                VisibleEntry::Uuid("gpu-8e87".into())
+            ]
+        );
+        let (picked, notes) = resolve_visible(Some(&e), &devs);
+        assert_eq!(picked, vec![1, 0]);
+        assert!(notes.is_empty());
+        // Duplicates collapse.
+        let e =
+            parse_visible_devices(Some("0,0,GPU-8e87ab62-6104-a659-4583-a742265dfd08")).unwrap();
+        assert_eq!(resolve_visible(Some(&e), &devs).0, vec![0]);
+    }
+
+    #[test]
+    fn visible_devices_stop_at_an_entry_that_names_no_gpu() {
+        let devs = vec![(0, "GPU-aaaa".to_string()), (1, "GPU-bbbb".to_string())];
+        let e = parse_visible_devices(Some("1,7,0")).unwrap();
+        let (picked, notes) = resolve_visible(Some(&e), &devs);
+        assert_eq!(picked, vec![1]);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].contains('7'), "{notes:?}");
+        // The usual "hide all GPUs" idiom.
+        let e = parse_visible_devices(Some("-1")).unwrap();
+        assert_eq!(e, vec![VisibleEntry::Invalid("-1".into())]);
+        assert!(resolve_visible(Some(&e), &devs).0.is_empty());
+        // An unknown UUID also ends the list.
+        let e = parse_visible_devices(Some("GPU-ffff,0")).unwrap();
+        assert!(resolve_visible(Some(&e), &devs).0.is_empty());
+    }
+
+    #[test]
+    fn visible_devices_note_mig_and_ambiguous_prefixes() {
+        let devs = vec![(0, "GPU-ab01".to_string()), (1, "GPU-ab02".to_string())];
+        let e = parse_visible_devices(Some("MIG-5c2a1e8b-0000,GPU-ab,1")).unwrap();
+        assert!(matches!(e[0], VisibleEntry::Mig(_)));
+        let (picked, notes) = resolve_visible(Some(&e), &devs);
+        assert!(picked.is_empty(), "{picked:?}");
+        assert!(notes.iter().any(|n| n.contains("MIG")), "{notes:?}");
+        assert!(notes.iter().any(|n| n.contains("several")), "{notes:?}");
+    }
+
+    #[test]
+    fn nspid_is_read_outermost_first() {
+        let status =
+            "Name:\tpython3\nTgid:\t4242\nPid:\t4242\nPPid:\t1\nNSpid:\t4242\t17\t1\nNSsid:\t1\n";
+        assert_eq!(parse_nspid(status), Some(vec![4242, 17, 1]));
+        assert_eq!(parse_nspid("Name:\tx\nNSpid:\t88\n"), Some(vec![88]));
+        // Kernels before 4.1 have no NSpid line; garbage is not a PID.
+        assert_eq!(parse_nspid("Name:\tx\nPid:\t1\n"), None);
+        assert_eq!(parse_nspid("NSpid:\tabc\n"), None);
+        assert_eq!(parse_nspid("NSpid:\n"), None);
+    }
+
+    #[test]
+    fn tree_sums_over_devices_and_processes() {
+        let procs = [
+            p(0, 10, Some(100)),
+            p(1, 10, Some(50)),
+            p(0, 11, Some(7)),
+            p(0, 99, Some(1 << 30)),
+        ];
+        let out = tree_readings(&procs, &[10, 11, 12]);
+        assert_eq!(value(&out, &gpu_pid(10)), Some(150.0));
+        assert_eq!(value(&out, &gpu_pid(11)), Some(7.0));
+        assert_eq!(
+            value(&out, &gpu_pid(99)),
+            None,
+            "foreign process attributed"
+        );
+        assert_eq!(value(&out, GPU_PROC_TREE), Some(157.0));
+        assert_eq!(out.on_gpu, 2);
+        assert!(!out.unavailable);
+        assert!(out.readings.iter().all(|r| r.unit == Unit::Bytes));
+    }
+
+    #[test]
+    fn no_tree_process_on_the_gpu_is_a_real_zero() {
+        let out = tree_readings(&[p(0, 99, Some(5))], &[10]);
+        assert_eq!(value(&out, GPU_PROC_TREE), Some(0.0));
+        assert!(!out.unavailable);
+    }
+
+    #[test]
+    fn unavailable_and_sentinel_are_missing_data_not_zero() {
+        assert_eq!(used_bytes(&UsedGpuMemory::Unavailable), None);
+        assert_eq!(used_bytes(&UsedGpuMemory::Used(u64::MAX)), None);
+        assert_eq!(used_bytes(&UsedGpuMemory::Used(0)), Some(0));
+        // Every tree process without data: no per-process reading and no tree reading.
+        let out = tree_readings(&[p(0, 10, None), p(1, 11, None)], &[10, 11]);
+        assert!(out.readings.is_empty(), "{:?}", out.readings);
+        assert!(out.unavailable);
+        assert_eq!(out.without_data, 2);
+        // One with data: the sum is emitted from what is known; the other gets no reading.
+        let out = tree_readings(&[p(0, 10, None), p(0, 11, Some(3))], &[10, 11]);
+        assert_eq!(value(&out, &gpu_pid(10)), None);
+        assert_eq!(value(&out, GPU_PROC_TREE), Some(3.0));
+        assert!(!out.unavailable);
+        // Data on one device and none on another: the known bytes count.
+        let out = tree_readings(&[p(0, 10, None), p(1, 10, Some(9))], &[10]);
+        assert_eq!(value(&out, &gpu_pid(10)), Some(9.0));
+    }
+}

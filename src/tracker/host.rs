@@ -1,0 +1,207 @@
+//! Host memory of the server's process tree, from procfs.
+//!
+//! RSS comes from `/proc/PID/statm` every tick (a few µs per process). PSS and USS come from
+//! `/proc/PID/smaps_rollup`, whose cost grows with resident memory (≈ 15 ms per GiB), so they
+//! are read every `pss_every` ticks only.
+
+use std::collections::HashMap;
+
+use super::metric::{self, HOST_PROCS_TREE, HOST_PSS_TREE, HOST_RSS_TREE, HOST_USS_TREE};
+use super::{ProcessInfo, Reading};
+
+/// PSS and USS of one process, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Rollup {
+    pub pss: u64,
+    pub uss: u64,
+}
+
+/// Parse the text of `/proc/PID/smaps_rollup` (values in kB).
+pub(crate) fn parse_rollup(text: &str) -> Option<Rollup> {
+    let mut rollup = Rollup::default();
+    let mut seen_pss = false;
+    for line in text.lines() {
+        let Some((key, rest)) = line.split_once(':') else { continue };
+        let Some(kb) = rest.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()) else {
+            continue;
+        };
+        match key {
+            "Pss" => {
+                rollup.pss = kb * 1024;
+                seen_pss = true;
+            }
+            "Private_Clean" | "Private_Dirty" | "Private_Hugetlb" => rollup.uss += kb * 1024,
+            _ => {}
+        }
+    }
+    seen_pss.then_some(rollup)
+}
+
+/// A short, stable name for a process: the title it set (`sglang::scheduler_TP0`), else
+/// `comm`, with the module for `python -m module` launches.
+pub(crate) fn process_name(comm: &str, cmdline: &[String]) -> String {
+    if let Some(first) = cmdline.first() {
+        let title = first.trim();
+        if title.contains("::") {
+            return title.split_whitespace().next().unwrap_or(title).to_owned();
+        }
+    }
+    if let Some(i) = cmdline.iter().position(|a| a == "-m")
+        && let Some(module) = cmdline.get(i + 1)
+    {
+        return format!("{comm} -m {module}");
+    }
+    comm.to_owned()
+}
+
+fn resident_bytes(pid: u32, page_size: u64) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size)
+}
+
+fn describe(pid: u32, t_ms: u64) -> Option<ProcessInfo> {
+    let proc = procfs::process::Process::new(pid as i32).ok()?;
+    let stat = proc.stat().ok()?;
+    let cmdline = proc.cmdline().unwrap_or_default();
+    let mut joined = cmdline.join(" ");
+    if joined.len() > 512 {
+        let mut cut = 512;
+        while !joined.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        joined.truncate(cut);
+    }
+    Some(ProcessInfo {
+        pid,
+        ppid: stat.ppid.max(0) as u32,
+        name: process_name(&stat.comm, &cmdline),
+        cmdline: joined,
+        first_seen_ms: t_ms,
+        last_seen_ms: t_ms,
+    })
+}
+
+/// The host source: per-process RSS every tick, PSS/USS every `pss_every` ticks.
+#[derive(Debug)]
+pub(crate) struct HostSource {
+    page_size: u64,
+    pss_every: u32,
+    tick: u32,
+    known: HashMap<u32, ProcessInfo>,
+}
+
+impl HostSource {
+    pub(crate) fn new(pss_every: u32) -> Self {
+        Self { page_size: procfs::page_size(), pss_every: pss_every.max(1), tick: 0, known: HashMap::new() }
+    }
+
+    /// Processes seen for the first time during the last [`sample`](Self::sample).
+    pub(crate) fn describe_new(&mut self, pids: &[u32], t_ms: u64) -> Vec<ProcessInfo> {
+        let mut new = Vec::new();
+        for &pid in pids {
+            if !self.known.contains_key(&pid)
+                && let Some(info) = describe(pid, t_ms)
+            {
+                self.known.insert(pid, info.clone());
+                new.push(info);
+            }
+        }
+        new
+    }
+
+    /// Read the tree. `full` also reads PSS/USS when it is their turn.
+    pub(crate) fn sample(&mut self, pids: &[u32], full: bool, out: &mut Vec<Reading>) -> u64 {
+        let mut total = 0u64;
+        let mut alive = 0u64;
+        for &pid in pids {
+            // A process that exited between listing and reading simply has no reading.
+            if let Some(rss) = resident_bytes(pid, self.page_size) {
+                total += rss;
+                alive += 1;
+                out.push(Reading::bytes(metric::host_pid("rss", pid), rss));
+            }
+        }
+        if !pids.is_empty() {
+            out.push(Reading::bytes(HOST_RSS_TREE, total));
+            out.push(Reading::count(HOST_PROCS_TREE, alive));
+        }
+        if full {
+            self.tick = self.tick.wrapping_add(1);
+            if self.tick % self.pss_every == 1 % self.pss_every {
+                self.sample_rollups(pids, out);
+            }
+        }
+        0
+    }
+
+    fn sample_rollups(&self, pids: &[u32], out: &mut Vec<Reading>) {
+        let (mut pss, mut uss, mut any) = (0u64, 0u64, false);
+        for &pid in pids {
+            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else { continue };
+            if let Some(r) = parse_rollup(&text) {
+                any = true;
+                pss += r.pss;
+                uss += r.uss;
+                out.push(Reading::bytes(metric::host_pid("pss", pid), r.pss));
+                out.push(Reading::bytes(metric::host_pid("uss", pid), r.uss));
+            }
+        }
+        if any {
+            out.push(Reading::bytes(HOST_PSS_TREE, pss));
+            out.push(Reading::bytes(HOST_USS_TREE, uss));
+        }
+        if let Some(avail) = mem_available() {
+            out.push(Reading::bytes(metric::HOST_MEM_AVAILABLE, avail));
+        }
+    }
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes: the host's headroom.
+pub(crate) fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rollup_parses_pss_and_private() {
+        let text = "55d0-7ffd ---p 00000000 00:00 0  [rollup]\nRss:  2048 kB\nPss:  1024 kB\n\
+                    Pss_Anon: 512 kB\nShared_Clean: 100 kB\nPrivate_Clean: 10 kB\nPrivate_Dirty: 20 kB\n";
+        let r = parse_rollup(text).expect("parsed");
+        assert_eq!(r.pss, 1024 * 1024);
+        assert_eq!(r.uss, 30 * 1024);
+        assert_eq!(parse_rollup("garbage"), None);
+    }
+
+    #[test]
+    fn names_prefer_titles_then_modules() {
+        let argv = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(process_name("sglang::schedul", &argv("sglang::scheduler_TP0")), "sglang::scheduler_TP0");
+        assert_eq!(
+            process_name("python3", &argv("python3 -m sglang.launch_server --model-path m")),
+            "python3 -m sglang.launch_server"
+        );
+        assert_eq!(process_name("sleep", &argv("sleep 10")), "sleep");
+        assert_eq!(process_name("x", &[]), "x");
+    }
+
+    #[test]
+    fn samples_this_process() {
+        let me = std::process::id();
+        let mut host = HostSource::new(1);
+        let mut out = Vec::new();
+        host.sample(&[me], true, &mut out);
+        let rss = out.iter().find(|r| r.metric == HOST_RSS_TREE).expect("tree rss").v;
+        assert!(rss > 1024.0 * 1024.0, "rss {rss}");
+        assert!(out.iter().any(|r| r.metric == HOST_PSS_TREE));
+        let new = host.describe_new(&[me], 0);
+        assert_eq!(new.len(), 1);
+        assert!(host.describe_new(&[me], 1).is_empty());
+    }
+}

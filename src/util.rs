@@ -1,0 +1,44 @@
+//! Small helpers shared by several modules.
+
+/// Serialize a `Duration` as integer milliseconds.
+pub(crate) mod serde_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis().min(u64::MAX as u128) as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// `1.5 MiB`, `12.0 KiB`, `3 B`: bytes for a person (signed).
+pub fn human_bytes(bytes: f64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    if !bytes.is_finite() {
+        return "n/a".into();
+    }
+    let sign = if bytes < 0.0 { "-" } else { "" };
+    let mut v = bytes.abs();
+    let mut unit = 0;
+    while v >= 1024.0 && unit < UNITS.len() - 1 {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{sign}{v:.0} B") } else { format!("{sign}{v:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_bytes;
+
+    #[test]
+    fn human() {
+        assert_eq!(human_bytes(3.0), "3 B");
+        assert_eq!(human_bytes(1536.0), "1.5 KiB");
+        assert_eq!(human_bytes(-1048576.0), "-1.0 MiB");
+        assert_eq!(human_bytes(f64::NAN), "n/a");
+    }
+}
