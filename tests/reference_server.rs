@@ -514,6 +514,9 @@ fn usage_errors_exit_nonzero_with_a_message() -> Result<()> {
     if cfg!(not(feature = "cuda")) {
         cases.push((&["--gpu-leak-bytes-per-request", "1"], "--features cuda"));
         cases.push((&["--gpu-alloc-bytes-per-request", "1"], "no GPU support"));
+    } else if !std::path::Path::new("/proc/driver/nvidia").exists() {
+        // A cuda build on a machine without the NVIDIA driver must refuse, not panic.
+        cases.push((&["--gpu-leak-bytes-per-request", "1"], "libcuda.so.1"));
     }
     for (args, needle) in &cases {
         let out = Command::new(env!("CARGO_BIN_EXE_sglang-memtest"))

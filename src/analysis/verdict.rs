@@ -32,6 +32,7 @@ pub(crate) fn measure(
         last: f64::NAN,
         peak: f64::NAN,
         growth: f64::NAN,
+        late_growth: f64::NAN,
         slope: None,
         late_slope: None,
         p_value: None,
@@ -65,6 +66,9 @@ pub(crate) fn measure(
     m.last = window.y()[n - 1];
     m.peak = window.y().iter().copied().fold(f64::NEG_INFINITY, f64::max);
     m.growth = window.tail_level(k) - m.baseline;
+    if let Some(late) = window.tail(n / 2) {
+        m.late_growth = late.tail_level(k) - late.head_level(k);
+    }
     let fit = trend::theil_sen(&window, t.confidence);
     m.slope = fit.map(|f| f.estimate);
     m.autocorrelation_inflation = fit.map(|f| f.inflation);
@@ -147,7 +151,11 @@ pub(crate) fn judge(
     let ci = format!("{}..{}", per(s.ci.lo), per(s.ci.hi));
     let level = (s.ci.level * 100.0).round();
     let p_adj = m.p_value_adjusted.unwrap_or(1.0);
-    let late_levelled = m.late_slope.is_some_and(|l| l.ci.hi < theta);
+    // Levelled off: the last half is confidently below the limit *and* grew less than the
+    // floor. The second half of the test keeps a staircase whose last step came late (a long
+    // flat run after a 20 MiB allocator segment) from passing for a plateau.
+    let late_levelled =
+        m.late_slope.is_some_and(|l| l.ci.hi < theta) && m.late_growth < rule.min_growth;
     m.outcome = if m.growth < rule.min_growth && p_adj <= alpha {
         // Confidently above the limit, but too little growth so far to count: a short run.
         m.reasons.push(format!(

@@ -7,7 +7,7 @@
 //! GPU allocate-and-free) really plateaus.
 //!
 //! Files: [`ReferenceArgs`] and validation in `args.rs`, routes in `http.rs`, shared state and
-//! leak planting in `state.rs`, host memory in `memory.rs`, the child processes in
+//! leak planting in `state.rs`, request bodies in `requests.rs`, host memory in `memory.rs`, the child processes in
 //! `children.rs` (parent side) and `child.rs` (child side), images in `images.rs`, `/dev/shm`
 //! in `shm.rs`, `/metrics` in `metrics.rs`, the GPU in `cuda.rs` (behind the `cuda` feature).
 
@@ -21,6 +21,7 @@ mod http;
 mod images;
 mod memory;
 mod metrics;
+mod requests;
 mod shm;
 mod state;
 

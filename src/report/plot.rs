@@ -1,4 +1,3 @@
-#![warn(missing_docs, unused)]
 //! PNG and SVG plots of a run: memory over time, one panel per kind of memory.
 //!
 //! The figure has up to three stacked panels sharing the x axis (seconds since the tracker
@@ -126,11 +125,15 @@ pub fn write_plots(
     stem: &str,
 ) -> Result<PlotFiles, PlotError> {
     if stem.is_empty() || stem.contains(['/', '\\']) || stem == "." || stem == ".." {
-        return Err(PlotError::InvalidStem { stem: stem.to_owned() });
+        return Err(PlotError::InvalidStem {
+            stem: stem.to_owned(),
+        });
     }
     register_font()?;
-    std::fs::create_dir_all(dir)
-        .map_err(|source| PlotError::CreateDir { path: dir.to_owned(), source })?;
+    std::fs::create_dir_all(dir).map_err(|source| PlotError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    })?;
     let figure = Figure::new(timeline, verdict, title);
     let files = PlotFiles {
         png: dir.join(format!("{stem}.png")),
@@ -142,10 +145,15 @@ pub fn write_plots(
         let root = BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area();
         draw(&root, &figure)
             .and_then(|()| root.present())
-            .map_err(|e| PlotError::Draw { path: files.png.clone(), message: e.to_string() })?;
+            .map_err(|e| PlotError::Draw {
+                path: files.png.clone(),
+                message: e.to_string(),
+            })?;
     }
-    let png = encode_png(&rgb, SIZE)
-        .map_err(|source| PlotError::Encode { path: files.png.clone(), source })?;
+    let png = encode_png(&rgb, SIZE).map_err(|source| PlotError::Encode {
+        path: files.png.clone(),
+        source,
+    })?;
     write_atomic(&files.png, &png)?;
 
     let mut svg = String::new();
@@ -153,7 +161,10 @@ pub fn write_plots(
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         draw(&root, &figure)
             .and_then(|()| root.present())
-            .map_err(|e| PlotError::Draw { path: files.svg.clone(), message: e.to_string() })?;
+            .map_err(|e| PlotError::Draw {
+                path: files.svg.clone(),
+                message: e.to_string(),
+            })?;
     }
     write_atomic(&files.svg, svg.as_bytes())?;
     Ok(files)
@@ -180,7 +191,10 @@ fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, png::EncodingEr
 
 /// Temp file in the same directory, then rename: readers see the old file or the new one.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PlotError> {
-    let err = |source| PlotError::Write { path: path.to_owned(), source };
+    let err = |source| PlotError::Write {
+        path: path.to_owned(),
+        source,
+    };
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     // tempfile creates 0600 files; plots are artifacts others (CI, a browser) must read.
     let mut tmp = tempfile::Builder::new()
@@ -287,10 +301,14 @@ impl Figure {
         let last_point = panels
             .iter()
             .flat_map(|p| &p.lines)
-            .flat_map(|l| l.points.last())
+            .filter_map(|l| l.points.last())
             .map(|&(t, _)| t)
             .fold(0.0, f64::max);
-        let last_mark = timeline.marks.iter().map(|m| m.t_ms as f64 / 1000.0).fold(0.0, f64::max);
+        let last_mark = timeline
+            .marks
+            .iter()
+            .map(|m| m.t_ms as f64 / 1000.0)
+            .fold(0.0, f64::max);
         let x_max = last_point.max(last_mark);
         let x_max = if x_max > 0.0 { x_max } else { 1.0 };
         let shades = [(Phase::Warmup, "warm-up"), (Phase::Cooldown, "cooldown")]
@@ -308,7 +326,14 @@ impl Figure {
             let (h, d) = headline(v, timeline);
             (Some(h), d)
         });
-        Self { title: title.to_owned(), headline, details, panels, shades, x_max }
+        Self {
+            title: title.to_owned(),
+            headline,
+            details,
+            panels,
+            shades,
+            x_max,
+        }
     }
 }
 
@@ -319,29 +344,53 @@ impl Panel {
             line.color = *colors.next().unwrap_or(&BLACK);
         }
         let max = lines.iter().map(peak).fold(0.0, f64::max);
-        let unit = if max > 4.0 * GIB { (GIB, "GiB") } else { (MIB, "MiB") };
-        Self { title, unit, lines, hidden }
+        let unit = if max > 4.0 * GIB {
+            (GIB, "GiB")
+        } else {
+            (MIB, "MiB")
+        };
+        Self {
+            title,
+            unit,
+            lines,
+            hidden,
+        }
     }
 
     /// Y range in the shown unit, padded so lines do not sit on the frame.
     fn y_range(&self) -> (f64, f64) {
-        let values = self.lines.iter().flat_map(|l| &l.points).map(|&(_, v)| v / self.unit.0);
+        let values = self
+            .lines
+            .iter()
+            .flat_map(|l| &l.points)
+            .map(|&(_, v)| v / self.unit.0);
         let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
             (lo.min(v), hi.max(v))
         });
-        let pad = if hi > lo { (hi - lo) * 0.08 } else { (hi.abs() * 0.05).max(1.0) };
+        let pad = if hi > lo {
+            (hi - lo) * 0.08
+        } else {
+            (hi.abs() * 0.05).max(1.0)
+        };
         let floor = if lo >= 0.0 { 0.0 } else { f64::NEG_INFINITY };
         ((lo - pad).max(floor), hi + pad)
     }
 }
 
 fn shade_color(phase_label: &str) -> RGBAColor {
-    let base = if phase_label == "warm-up" { RGBColor(255, 190, 60) } else { RGBColor(110, 160, 230) };
+    let base = if phase_label == "warm-up" {
+        RGBColor(255, 190, 60)
+    } else {
+        RGBColor(110, 160, 230)
+    };
     base.mix(0.2)
 }
 
 fn peak(line: &Line) -> f64 {
-    line.points.iter().map(|&(_, v)| v).fold(f64::NEG_INFINITY, f64::max)
+    line.points
+        .iter()
+        .map(|&(_, v)| v)
+        .fold(f64::NEG_INFINITY, f64::max)
 }
 
 /// Reduce a long series to per-bucket min and max, in time order: the envelope (and any
@@ -367,23 +416,30 @@ fn decimate(points: Vec<(f64, f64)>, max: usize) -> Vec<(f64, f64)> {
 /// "LEAK: host.rss@pid:4321 +1.0 MiB/request" / "PASS" / "INCONCLUSIVE", and detail lines.
 fn headline(verdict: &Verdict, timeline: &Timeline) -> ((String, RGBColor), Vec<String>) {
     let describe = |m: &MetricAnalysis| {
-        let slope =
-            m.slope.map(|s| format!(", {}/request", signed_bytes(s.point))).unwrap_or_default();
+        let slope = m
+            .slope
+            .map(|s| format!(", {}/request", signed_bytes(s.point)))
+            .unwrap_or_default();
         let process = m
             .metric
             .rsplit_once("@pid:")
             .and_then(|(_, pid)| timeline.processes.get(&pid.parse().ok()?))
             .map(|p| format!(" ({})", p.name))
             .unwrap_or_default();
-        format!("{}{process}: {} over the run{slope}", m.metric, signed_bytes(m.growth))
+        format!(
+            "{}{process}: {} over the run{slope}",
+            m.metric,
+            signed_bytes(m.growth)
+        )
     };
     let head = match verdict.outcome {
         Outcome::Leak => {
             let leaks: Vec<&MetricAnalysis> = verdict.leaks().collect();
             let text = match leaks.first() {
                 Some(m) => {
-                    let slope =
-                        m.slope.map(|s| format!(" {}/request", signed_bytes(s.point)));
+                    let slope = m
+                        .slope
+                        .map(|s| format!(" {}/request", signed_bytes(s.point)));
                     let more = match leaks.len() {
                         0 | 1 => String::new(),
                         n => format!(" (and {} more)", n - 1),
@@ -398,8 +454,13 @@ fn headline(verdict: &Verdict, timeline: &Timeline) -> ((String, RGBColor), Vec<
         Outcome::Inconclusive => ("INCONCLUSIVE".to_owned(), UNSURE_ORANGE),
     };
     // The metrics that decided the outcome first (the analysis sorts judged, worst first).
-    let mut details: Vec<String> =
-        verdict.metrics.iter().filter(|m| m.judged).take(2).map(describe).collect();
+    let mut details: Vec<String> = verdict
+        .metrics
+        .iter()
+        .filter(|m| m.judged)
+        .take(2)
+        .map(describe)
+        .collect();
     details.extend(verdict.reasons.iter().take(1).cloned());
     (head, details)
 }
@@ -426,8 +487,16 @@ fn font(size: u32) -> TextStyle<'static> {
 }
 
 /// Shorten `text` with "…" until it fits `width` pixels.
-fn fit<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, text: &str, style: &TextStyle, width: u32) -> String {
-    let fits = |s: &str| area.estimate_text_size(s, style).map_or(true, |(w, _)| w <= width);
+fn fit<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    text: &str,
+    style: &TextStyle,
+    width: u32,
+) -> String {
+    let fits = |s: &str| {
+        area.estimate_text_size(s, style)
+            .map_or(true, |(w, _)| w <= width)
+    };
     if fits(text) {
         return text.to_owned();
     }
@@ -448,18 +517,49 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> Draw
     let header_height = 56 + if fig.headline.is_some() { 40 } else { 0 } + 26 * fig.details.len();
     let (header, body) = root.split_vertically(header_height as u32);
 
+    // The title and headline stop short of the phase key on the right.
+    let text_width = width.saturating_sub(LEGEND_WIDTH + 40);
     let title_style = font(30);
-    header.draw(&Text::new(fit(&header, &fig.title, &title_style, width - 40), (20, 14), title_style))?;
+    header.draw(&Text::new(
+        fit(&header, &fig.title, &title_style, text_width),
+        (20, 14),
+        title_style,
+    ))?;
     let mut y = 56;
     if let Some((text, color)) = &fig.headline {
         let style = font(28).color(color);
-        header.draw(&Text::new(fit(&header, text, &style, width - 40), (20, y), style))?;
+        header.draw(&Text::new(
+            fit(&header, text, &style, text_width),
+            (20, y),
+            style,
+        ))?;
         y += 40;
     }
     for detail in &fig.details {
         let style = font(18).color(&RGBColor(60, 60, 60));
-        header.draw(&Text::new(fit(&header, detail, &style, width - 40), (20, y), style))?;
+        header.draw(&Text::new(
+            fit(&header, detail, &style, width - 40),
+            (20, y),
+            style,
+        ))?;
         y += 26;
+    }
+
+    // The phase key sits at the top right, above the legend column: text over the data would
+    // hide it, and the legends may need all their room.
+    let key_x = width.saturating_sub(LEGEND_WIDTH) as i32 + 8;
+    for (row, &(_, _, label)) in fig.shades.iter().enumerate() {
+        let y = 14 + 26 * row as i32;
+        header.draw(&Rectangle::new(
+            [(key_x, y + 1), (key_x + 32, y + 17)],
+            shade_color(label).filled(),
+        ))?;
+        let style = font(16).color(&RGBColor(90, 90, 90));
+        header.draw(&Text::new(
+            format!("{label} (shaded)"),
+            (key_x + 40, y),
+            style,
+        ))?;
     }
 
     if fig.panels.is_empty() {
@@ -473,7 +573,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, fig: &Figure) -> Draw
     let areas = body.split_evenly((fig.panels.len(), 1));
     for (i, (panel, area)) in fig.panels.iter().zip(&areas).enumerate() {
         let last = i + 1 == fig.panels.len();
-        draw_panel(area, panel, fig, i == 0, last)?;
+        draw_panel(area, panel, fig, last)?;
     }
     Ok(())
 }
@@ -482,7 +582,6 @@ fn draw_panel<DB: DrawingBackend>(
     area: &DrawingArea<DB, Shift>,
     panel: &Panel,
     fig: &Figure,
-    first: bool,
     last: bool,
 ) -> DrawResult<DB> {
     let (width, _) = area.dim_in_pixel();
@@ -497,7 +596,13 @@ fn draw_panel<DB: DrawingBackend>(
         .y_label_area_size(100)
         .build_cartesian_2d(0.0..fig.x_max, y_lo..y_hi)?;
     let span = y_hi - y_lo;
-    let decimals = if span < 1.0 { 2 } else if span < 10.0 { 1 } else { 0 };
+    let decimals = if span < 1.0 {
+        2
+    } else if span < 10.0 {
+        1
+    } else {
+        0
+    };
     let y_fmt = |v: &f64| format!("{v:.decimals$}");
     let mut mesh = chart.configure_mesh();
     mesh.y_desc(panel.unit.1)
@@ -521,39 +626,66 @@ fn draw_panel<DB: DrawingBackend>(
     }
     let unit = panel.unit.0;
     // Thin lines first, so the bold tree total stays on top.
-    for line in panel.lines.iter().filter(|l| !l.bold).chain(panel.lines.iter().filter(|l| l.bold)) {
-        let color = if line.leak && !line.bold { LEAK_RED } else { line.color };
+    for line in panel
+        .lines
+        .iter()
+        .filter(|l| !l.bold)
+        .chain(panel.lines.iter().filter(|l| l.bold))
+    {
+        let color = if line.leak && !line.bold {
+            LEAK_RED
+        } else {
+            line.color
+        };
         let style = color.stroke_width(if line.bold { 3 } else { 2 });
         let points = line.points.iter().map(|&(t, v)| (t, v / unit));
         chart.draw_series(LineSeries::new(points, style))?;
     }
 
     // Legend in its own column: labels never cover the data, and long process names fit.
-    let mut y = 40;
-    let style = font(16);
-    for line in &panel.lines {
-        let color = if line.leak && !line.bold { LEAK_RED } else { line.color };
+    // Rows shrink when a panel has many lines (an 8-GPU host), and what still does not fit is
+    // counted rather than drawn over the next panel.
+    let (_, height) = legend.dim_in_pixel();
+    let top = 34;
+    let available = height.saturating_sub(top);
+    let rows = panel.lines.len() + usize::from(panel.hidden > 0);
+    let row = (available / rows.max(1) as u32).clamp(14, 26);
+    let fitting = (available / row) as usize;
+    let shown = if rows > fitting {
+        fitting.saturating_sub(1)
+    } else {
+        panel.lines.len()
+    };
+    let style = font((row - 8).clamp(11, 16));
+    let grey = RGBColor(110, 110, 110);
+    let mut y = top as i32;
+    for line in &panel.lines[..shown.min(panel.lines.len())] {
+        let color = if line.leak && !line.bold {
+            LEAK_RED
+        } else {
+            line.color
+        };
         let stroke = color.stroke_width(if line.bold { 4 } else { 2 });
-        legend.draw(&PathElement::new(vec![(8, y + 8), (40, y + 8)], stroke))?;
-        let label = if line.leak { format!("{}  [LEAK]", line.label) } else { line.label.clone() };
-        let label_style = if line.leak { style.color(&LEAK_RED) } else { style.clone() };
+        let mid = y + row as i32 / 2 - 4;
+        legend.draw(&PathElement::new(vec![(8, mid), (40, mid)], stroke))?;
+        let label = if line.leak {
+            format!("{}  [LEAK]", line.label)
+        } else {
+            line.label.clone()
+        };
+        let label_style = if line.leak {
+            style.color(&LEAK_RED)
+        } else {
+            style.clone()
+        };
         let text = fit(&legend, &label, &label_style, LEGEND_WIDTH - 60);
         legend.draw(&Text::new(text, (48, y), label_style))?;
-        y += 26;
+        y += row as i32;
     }
-    let grey = RGBColor(110, 110, 110);
-    if panel.hidden > 0 {
-        let text = format!("+{} smaller processes not shown", panel.hidden);
-        legend.draw(&Text::new(text, (48, y), font(14).color(&grey)))?;
-        y += 26;
-    }
-    // The phase key goes once, in the first panel's legend: text over the data would hide it.
-    if first {
-        for &(_, _, label) in &fig.shades {
-            legend.draw(&Rectangle::new([(8, y + 1), (40, y + 15)], shade_color(label).filled()))?;
-            legend.draw(&Text::new(format!("{label} (shaded)"), (48, y), style.color(&grey)))?;
-            y += 26;
-        }
+    let not_drawn = panel.hidden + panel.lines.len() - shown.min(panel.lines.len());
+    if not_drawn > 0 {
+        let text = format!("+{not_drawn} smaller processes not shown");
+        legend.draw(&Text::new(text, (48, y), style.color(&grey)))?;
     }
     Ok(())
 }
@@ -565,12 +697,18 @@ mod tests {
     use crate::tracker::{Mark, Point, ProcessInfo, Series, Unit};
 
     fn series(points: impl Iterator<Item = (u64, f64)>) -> Series {
-        Series { unit: Unit::Bytes, points: points.map(|(t_ms, v)| Point { t_ms, v }).collect() }
+        Series {
+            unit: Unit::Bytes,
+            points: points.map(|(t_ms, v)| Point { t_ms, v }).collect(),
+        }
     }
 
     /// 120 s of samples every 500 ms: a tree of 8 processes, one leaking 1 MiB per request.
     fn timeline() -> Timeline {
-        let mut tl = Timeline { interval_ms: 500, ..Timeline::default() };
+        let mut tl = Timeline {
+            interval_ms: 500,
+            ..Timeline::default()
+        };
         let ticks = || (0..240u64).map(|i| i * 500);
         let names = ["python3", "sglang::scheduler_TP0", "sglang::detokenizer"];
         for (k, pid) in (4320..4328u32).enumerate() {
@@ -598,18 +736,37 @@ mod tests {
                 .sum()
         };
         let tree_points: Vec<(u64, f64)> = ticks().map(|t| (t, tree(t))).collect();
-        tl.series.insert("host.rss@tree".into(), series(tree_points.into_iter()));
-        tl.series.insert("gpu.used@dev:0".into(), series(ticks().map(|t| (t, 60.0 * GIB))));
-        tl.series.insert("gpu.proc@tree".into(), series(ticks().map(|t| (t, 55.0 * GIB))));
+        tl.series
+            .insert("host.rss@tree".into(), series(tree_points.into_iter()));
+        tl.series.insert(
+            "gpu.used@dev:0".into(),
+            series(ticks().map(|t| (t, 60.0 * GIB))),
+        );
+        tl.series.insert(
+            "gpu.proc@tree".into(),
+            series(ticks().map(|t| (t, 55.0 * GIB))),
+        );
         tl.series.insert(
             "shm.bytes".into(),
             series(ticks().map(|t| (t, 3.0 * MIB + if t > 20_000 { MIB } else { 0.0 }))),
         );
-        tl.marks.push(Mark { t_ms: 5_000, request: 0, phase: Phase::Warmup });
+        tl.marks.push(Mark {
+            t_ms: 5_000,
+            request: 0,
+            phase: Phase::Warmup,
+        });
         for i in 0..100 {
-            tl.marks.push(Mark { t_ms: 20_000 + i * 900, request: i, phase: Phase::Measure });
+            tl.marks.push(Mark {
+                t_ms: 20_000 + i * 900,
+                request: i,
+                phase: Phase::Measure,
+            });
         }
-        tl.marks.push(Mark { t_ms: 110_000, request: 0, phase: Phase::Cooldown });
+        tl.marks.push(Mark {
+            t_ms: 110_000,
+            request: 0,
+            phase: Phase::Cooldown,
+        });
         tl
     }
 
@@ -620,7 +777,12 @@ mod tests {
             .filter_map(|metric| {
                 let values = tl.per_request(metric, Phase::Measure)?;
                 let metric = metric.clone();
-                Some(RequestSeries { metric, values, cooldown: Vec::new(), headroom: None })
+                Some(RequestSeries {
+                    metric,
+                    values,
+                    cooldown: Vec::new(),
+                    headroom: None,
+                })
             })
             .collect();
         analyze(&series, &Thresholds::default())
@@ -640,23 +802,38 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let tl = timeline();
         let v = verdict(&tl);
-        let files = write_plots(&tl, Some(&v), "reference server: planted leak", dir.path(), "run")
-            .unwrap();
+        let files = write_plots(
+            &tl,
+            Some(&v),
+            "reference server: planted leak",
+            dir.path(),
+            "run",
+        )
+        .unwrap();
         assert_eq!(files.png, dir.path().join("run.png"));
         assert_eq!(files.svg, dir.path().join("run.svg"));
 
         let (info, pixels) = decode(&files.png);
         assert_eq!((info.width, info.height), SIZE);
         assert_eq!(info.color_type, png::ColorType::Rgb);
-        let dark = pixels.chunks(3).filter(|p| p.iter().all(|&c| c < 128)).count();
-        assert!(dark > 5_000, "only {dark} dark pixels: the plot looks blank");
+        let dark = pixels
+            .chunks(3)
+            .filter(|p| p.iter().all(|&c| c < 128))
+            .count();
+        assert!(
+            dark > 5_000,
+            "only {dark} dark pixels: the plot looks blank"
+        );
 
         let svg = std::fs::read_to_string(&files.svg).unwrap();
         assert!(svg.contains("<svg"));
         // Process names label the lines; only the 6 largest processes get one.
         assert!(svg.contains("sglang::scheduler_TP0 (4321)"), "{svg:.2000}");
         assert!(svg.contains("+2 smaller processes not shown"));
-        assert!(!svg.contains("python3 (4320)"), "the smallest process is drawn");
+        assert!(
+            !svg.contains("python3 (4320)"),
+            "the smallest process is drawn"
+        );
         assert!(svg.contains("warm-up (shaded)") && svg.contains("cooldown (shaded)"));
         for panel in ["host memory (RSS)", "GPU memory", "/dev/shm"] {
             assert!(svg.contains(panel), "missing {panel}");
@@ -688,7 +865,12 @@ mod tests {
         assert_eq!(fig.panels.len(), 1);
         assert_eq!(fig.panels[0].lines.len(), 1 + MAX_PROCESSES);
         assert!(fig.panels[0].lines[0].bold);
-        assert!(fig.panels[0].lines[0].points.iter().all(|p| p.1.is_finite()));
+        assert!(
+            fig.panels[0].lines[0]
+                .points
+                .iter()
+                .all(|p| p.1.is_finite())
+        );
         assert!(fig.headline.is_none());
     }
 
@@ -696,17 +878,28 @@ mod tests {
     fn headline_names_the_leaking_metric_and_its_slope() {
         let tl = timeline();
         let mut v = verdict(&tl);
-        let m = v.metrics.iter_mut().find(|m| m.metric == "host.rss@pid:4321").unwrap();
+        let m = v
+            .metrics
+            .iter_mut()
+            .find(|m| m.metric == "host.rss@pid:4321")
+            .unwrap();
         m.judged = true;
         m.outcome = Outcome::Leak;
         let slope = m.slope.as_mut().expect("a slope for 100 requests");
         slope.point = MIB;
         v.outcome = Outcome::Leak;
-        v.metrics.sort_by_key(|m| (!m.judged, std::cmp::Reverse(m.outcome)));
+        v.metrics
+            .sort_by_key(|m| (!m.judged, std::cmp::Reverse(m.outcome)));
         let ((text, color), details) = headline(&v, &tl);
-        assert!(text.starts_with("LEAK: host.rss@pid:4321 +1.0 MiB/request"), "{text}");
+        assert!(
+            text.starts_with("LEAK: host.rss@pid:4321 +1.0 MiB/request"),
+            "{text}"
+        );
         assert_eq!(color, LEAK_RED);
-        assert!(details[0].contains("(sglang::scheduler_TP0)"), "{details:?}");
+        assert!(
+            details[0].contains("(sglang::scheduler_TP0)"),
+            "{details:?}"
+        );
 
         v.outcome = Outcome::Pass;
         assert_eq!(headline(&v, &tl).0.0, "PASS");
@@ -719,7 +912,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for stem in ["", "../x", "a/b", ".."] {
             let err = write_plots(&Timeline::default(), None, "t", dir.path(), stem).unwrap_err();
-            assert!(matches!(err, PlotError::InvalidStem { .. }), "{stem}: {err}");
+            assert!(
+                matches!(err, PlotError::InvalidStem { .. }),
+                "{stem}: {err}"
+            );
         }
     }
 
@@ -750,8 +946,28 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/memtest");
         let tl = timeline();
         let v = verdict(&tl);
-        let files = write_plots(&tl, Some(&v), "reference server: planted leak", &dir, "plot-example");
+        let files = write_plots(
+            &tl,
+            Some(&v),
+            "reference server: planted leak",
+            &dir,
+            "plot-example",
+        );
         println!("{:?}", files.unwrap());
         write_plots(&Timeline::default(), None, "empty run", &dir, "plot-empty").unwrap();
+        // An 8-GPU host: more lines than a legend column holds.
+        let mut crowded = tl.clone();
+        for i in 0..8u32 {
+            let used = series((0..240u64).map(|t| (t * 500, (40.0 + f64::from(i)) * GIB)));
+            crowded.series.insert(format!("gpu.used@dev:{i}"), used);
+            let proc = series((0..240u64).map(|t| (t * 500, (2.0 + f64::from(i)) * GIB)));
+            crowded
+                .series
+                .insert(format!("gpu.proc@pid:{}", 4320 + i), proc);
+        }
+        let mut pass = v.clone();
+        pass.outcome = Outcome::Pass;
+        let title = "a very long title ".repeat(12);
+        write_plots(&crowded, Some(&pass), &title, &dir, "plot-crowded").unwrap();
     }
 }

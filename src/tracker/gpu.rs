@@ -1,4 +1,3 @@
-#![allow(dead_code)] // wired in by tracker/mod.rs next
 //! GPU source: device memory and per-process memory of the server's tree, through NVML.
 //!
 //! NVML is loaded at run time (`libnvidia-ml.so.1`), so this builds and runs where no driver
@@ -121,16 +120,6 @@ fn resolve_visible(
         }
     }
     (picked, notes)
-}
-
-/// The `NSpid:` line of a `/proc/PID/status` text: the PID in each namespace, from the one of
-/// the reading `/proc` mount inward to the process's own (`fs/proc/array.c` prints levels
-/// `ns->level ..= pid->level`). The first entry is always the PID as this `/proc` shows it, so
-/// the host PID that NVML reports appears only when this `/proc` belongs to the host's namespace.
-fn parse_nspid(status: &str) -> Option<Vec<u32>> {
-    let line = status.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
-    let pids: Option<Vec<u32>> = line.split_whitespace().map(|p| p.parse().ok()).collect();
-    pids.filter(|p| !p.is_empty())
 }
 
 /// True when the harness runs in a PID namespace other than the host's (a container without
@@ -566,18 +555,6 @@ mod tests {
         assert!(picked.is_empty(), "{picked:?}");
         assert!(notes.iter().any(|n| n.contains("MIG")), "{notes:?}");
         assert!(notes.iter().any(|n| n.contains("several")), "{notes:?}");
-    }
-
-    #[test]
-    fn nspid_is_read_outermost_first() {
-        let status =
-            "Name:\tpython3\nTgid:\t4242\nPid:\t4242\nPPid:\t1\nNSpid:\t4242\t17\t1\nNSsid:\t1\n";
-        assert_eq!(parse_nspid(status), Some(vec![4242, 17, 1]));
-        assert_eq!(parse_nspid("Name:\tx\nNSpid:\t88\n"), Some(vec![88]));
-        // Kernels before 4.1 have no NSpid line; garbage is not a PID.
-        assert_eq!(parse_nspid("Name:\tx\nPid:\t1\n"), None);
-        assert_eq!(parse_nspid("NSpid:\tabc\n"), None);
-        assert_eq!(parse_nspid("NSpid:\n"), None);
     }
 
     #[test]

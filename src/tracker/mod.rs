@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::fixture::ProcessTree;
+pub use gpu::GpuProbe;
 pub(crate) use store::{Reading, Store};
 pub use timeline::{Mark, Phase, Point, ProcessInfo, Series, SourceStatus, Timeline, Unit};
 
@@ -46,7 +47,7 @@ pub enum TrackerError {
 /// # Errors
 /// The reason GPU metrics are unavailable (no NVML library, no visible device, …).
 pub fn check_gpu() -> Result<String, String> {
-    pending::GpuSource::open().map(|g| g.describe())
+    gpu::GpuSource::open().map(|g| g.describe())
 }
 
 /// Whether to read GPU memory.
@@ -165,7 +166,7 @@ impl MemoryTracker {
                 store.set_source(status("gpu", false, Some("GPU metrics off (not requested)".into())));
                 None
             }
-            GpuMode::Auto | GpuMode::Required => match pending::GpuSource::open() {
+            GpuMode::Auto | GpuMode::Required => match gpu::GpuSource::open() {
                 Ok(source) => {
                     store.set_source(status("gpu", true, Some(source.describe())));
                     Some(source)
@@ -203,7 +204,7 @@ impl MemoryTracker {
             (Some(url), Some(every), Ok(rt)) => {
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
                 let client = reqwest::Client::new();
-                server_task = Some(rt.spawn(pending::poll(url.to_owned(), client, store.clone(), every, stop_rx)));
+                server_task = Some(rt.spawn(server::poll(url.to_owned(), client, store.clone(), every, stop_rx)));
                 server_stop = Some(stop_tx);
             }
             (Some(_), Some(_), Err(_)) => store.set_source(status(
@@ -277,7 +278,7 @@ struct Sampler {
     store: Store,
     tree: Option<ProcessTree>,
     host: host::HostSource,
-    gpu: Option<pending::GpuSource>,
+    gpu: Option<gpu::GpuSource>,
     shm_dir: Option<PathBuf>,
     interval: Duration,
     pids: Vec<u32>,
@@ -306,6 +307,7 @@ impl Sampler {
                 Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                     self.refresh_tree();
                     self.sample(true);
+                    self.note_gpu_gaps();
                     break;
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
@@ -322,6 +324,22 @@ impl Sampler {
                 }
             }
         }
+    }
+
+    /// Say in the GPU status when per-process numbers were missing.
+    fn note_gpu_gaps(&self) {
+        let Some(gpu) = &self.gpu else { return };
+        let mut note = gpu.describe();
+        if gpu.per_process_disabled() {
+            note.push_str("; per-process GPU memory off: the harness runs in a PID namespace (run the container with --pid=host)");
+        } else if gpu.unavailable_ticks() > 0 {
+            note.push_str(&format!(
+                "; per-process GPU memory unavailable from this driver in {} samples (gpu.proc@tree left out there)",
+                gpu.unavailable_ticks()
+            ));
+        }
+        let errors = self.store.snapshot().sources.iter().find(|s| s.name == "gpu").map_or(0, |s| s.errors);
+        self.store.set_source(SourceStatus { name: "gpu".into(), available: true, note: Some(note), errors });
     }
 
     fn refresh_tree(&mut self) {
@@ -359,31 +377,4 @@ impl Sampler {
 /// Placeholder for a PID whose details could not be read (it exited while being listed).
 fn unreachable_info(pid: u32, t: u64) -> ProcessInfo {
     ProcessInfo { pid, ppid: 0, name: "?".into(), cmdline: String::new(), first_seen_ms: t, last_seen_ms: t }
-}
-
-// Stand-ins until the NVML and server-metrics sources land (same signatures).
-#[allow(dead_code)]
-mod pending {
-    use super::{Reading, Store};
-    use std::time::Duration;
-    pub(crate) struct GpuSource;
-    impl GpuSource {
-        pub(crate) fn open() -> Result<Self, String> {
-            Err("GPU metrics unavailable: not built yet".into())
-        }
-        pub(crate) fn describe(&self) -> String {
-            String::new()
-        }
-        pub(crate) fn sample(&mut self, _tree: &[u32], _out: &mut Vec<Reading>) -> u64 {
-            0
-        }
-    }
-    pub(crate) async fn poll(
-        _base_url: String,
-        _client: reqwest::Client,
-        _store: Store,
-        _interval: Duration,
-        _stop: tokio::sync::watch::Receiver<bool>,
-    ) {
-    }
 }

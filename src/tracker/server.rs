@@ -1,4 +1,3 @@
-#![allow(dead_code)] // wired in by tracker/mod.rs next
 //! Server source: SGLang's own numbers (`/metrics`, `/get_server_info`) on the same timeline.
 //!
 //! They explain memory rather than measure it: a KV cache that fills (`server.token_usage`)

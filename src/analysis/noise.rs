@@ -1,0 +1,226 @@
+//! Synthetic memory series with a documented noise model, for calibration.
+//!
+//! Every shape is a pure function of its parameters and a seeded generator, so a calibration
+//! table can be regenerated bit for bit. Values are bytes after each measured request.
+//!
+//! Host RSS (`host.rss@*`): a base of 1.5–2.5 GiB, white Gaussian jitter with σ drawn from
+//! 2–12 KiB per run, and allocator steps of 0.3–0.6 MiB arriving at 2 per 100 requests on
+//! average (three in four up, one in four down, as arenas grow and are trimmed).
+//! GPU (`gpu.proc@*`): readings are exact (NVML reports what the caching allocator reserved),
+//! a base of 18–22 GiB, and transients: with probability 5% per request an extra 20–500 MiB
+//! held for 1–3 readings (a large batch allocated and freed with `empty_cache`).
+
+use rand::{Rng, RngCore};
+
+const KIB: f64 = 1024.0;
+const MIB: f64 = 1024.0 * KIB;
+const GIB: f64 = 1024.0 * MIB;
+
+/// A synthetic series shape: negatives (clean servers) and positives (planted leaks).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shape {
+    /// Host: jitter only.
+    HostWhite,
+    /// Host: jitter and allocator steps.
+    HostAllocatorSteps,
+    /// Host: a cache filling at 64 KiB–1 MiB/request until 10–45% of the run, then flat.
+    HostBoundedCache,
+    /// Host: a cache still filling until 50–80% of the run (a stress case: too short a run
+    /// to tell from a leak that stopped).
+    HostLateCache,
+    /// Host: garbage-collection sawtooth, 1–4 MiB high, every 8–40 requests.
+    HostSawtoothGc,
+    /// Host: a one-off step of 8–64 MiB within the first 8 measured requests.
+    HostWarmupStep,
+    /// Host: a steady leak of `per_request` bytes, on top of jitter, allocator steps and (in
+    /// half the runs) a warm-up step.
+    HostLeak {
+        /// Leaked bytes per request.
+        per_request: f64,
+    },
+    /// GPU: flat with alloc-and-free transients.
+    GpuAllocFree,
+    /// GPU: 1–3 allocator segments (20 MiB) grabbed within the first 10 requests.
+    GpuWarmupStep,
+    /// GPU: one 20 MiB segment grabbed once, anywhere between 20% and 90% of the run.
+    GpuMidRunSegment,
+    /// GPU: leaked demand grows `per_request` bytes per request (each request leaking
+    /// 0.5–1.5× that), but NVML sees it only as the caching allocator reserves whole
+    /// `segment`-sized blocks (2 MiB for small allocations, 20 MiB for large ones).
+    GpuLeak {
+        /// Mean leaked bytes per request.
+        per_request: f64,
+        /// Allocator segment size in bytes.
+        segment: f64,
+    },
+}
+
+impl Shape {
+    /// The metric name the shape stands for.
+    pub fn metric(&self) -> &'static str {
+        match self {
+            Shape::GpuAllocFree
+            | Shape::GpuWarmupStep
+            | Shape::GpuMidRunSegment
+            | Shape::GpuLeak { .. } => "gpu.proc@tree",
+            _ => "host.rss@tree",
+        }
+    }
+
+    /// A short name for tables.
+    pub fn name(&self) -> String {
+        match self {
+            Shape::HostWhite => "host: white jitter".into(),
+            Shape::HostAllocatorSteps => "host: allocator steps".into(),
+            Shape::HostBoundedCache => "host: bounded cache (plateau at 10–45%)".into(),
+            Shape::HostLateCache => "host: late cache (plateau at 50–80%, stress)".into(),
+            Shape::HostSawtoothGc => "host: GC sawtooth".into(),
+            Shape::HostWarmupStep => "host: warm-up step".into(),
+            Shape::HostLeak { per_request } => {
+                format!("host leak {:.0} KiB/req", per_request / KIB)
+            }
+            Shape::GpuAllocFree => "gpu: alloc-and-free transients".into(),
+            Shape::GpuWarmupStep => "gpu: warm-up segments".into(),
+            Shape::GpuMidRunSegment => "gpu: one 20 MiB segment mid-run".into(),
+            Shape::GpuLeak {
+                per_request,
+                segment,
+            } => {
+                format!(
+                    "gpu leak {:.3} MiB/req, {:.0} MiB segments",
+                    per_request / MIB,
+                    segment / MIB
+                )
+            }
+        }
+    }
+
+    /// Whether the shape plants a leak.
+    pub fn is_leak(&self) -> bool {
+        matches!(self, Shape::HostLeak { .. } | Shape::GpuLeak { .. })
+    }
+
+    /// `n` readings of this shape drawn with `rng`.
+    pub fn generate(&self, n: usize, rng: &mut impl RngCore) -> Vec<f64> {
+        match *self {
+            Shape::HostWhite => host(n, rng, 0.0, |_, _| 0.0),
+            Shape::HostAllocatorSteps => host(n, rng, 2.0, |_, _| 0.0),
+            Shape::HostBoundedCache | Shape::HostLateCache => {
+                let (lo, hi) = if *self == Shape::HostBoundedCache {
+                    (0.10, 0.45)
+                } else {
+                    (0.50, 0.80)
+                };
+                let rate = uniform(rng, 64.0 * KIB, MIB);
+                let stop = uniform(rng, lo, hi) * n as f64;
+                host(n, rng, 2.0, move |i, _| rate * (i as f64).min(stop))
+            }
+            Shape::HostSawtoothGc => {
+                let amp = uniform(rng, MIB, 4.0 * MIB);
+                let period = uniform(rng, 8.0, 40.0);
+                let phase = uniform(rng, 0.0, period);
+                host(n, rng, 2.0, move |i, _| {
+                    amp * ((i as f64 + phase) % period) / period
+                })
+            }
+            Shape::HostWarmupStep => {
+                let size = uniform(rng, 8.0 * MIB, 64.0 * MIB);
+                let at = rng.random_range(1..=8);
+                host(n, rng, 2.0, move |i, _| if i >= at { size } else { 0.0 })
+            }
+            Shape::HostLeak { per_request } => {
+                let warm = if rng.random::<bool>() {
+                    uniform(rng, 8.0 * MIB, 64.0 * MIB)
+                } else {
+                    0.0
+                };
+                let at = rng.random_range(1..=8);
+                host(n, rng, 2.0, move |i, _| {
+                    per_request * i as f64 + if i >= at { warm } else { 0.0 }
+                })
+            }
+            Shape::GpuAllocFree => gpu(n, rng, |_, _| 0.0),
+            Shape::GpuWarmupStep => {
+                let at: Vec<usize> = (0..rng.random_range(1..=3))
+                    .map(|_| rng.random_range(0..10))
+                    .collect();
+                gpu(n, rng, move |i, _| {
+                    20.0 * MIB * at.iter().filter(|a| i >= **a).count() as f64
+                })
+            }
+            Shape::GpuMidRunSegment => {
+                let at = (uniform(rng, 0.2, 0.9) * n as f64) as usize;
+                gpu(n, rng, move |i, _| if i >= at { 20.0 * MIB } else { 0.0 })
+            }
+            Shape::GpuLeak {
+                per_request,
+                segment,
+            } => {
+                let mut demand = uniform(rng, 0.0, segment);
+                gpu(n, rng, move |_, rng| {
+                    demand += per_request * uniform(rng, 0.5, 1.5);
+                    segment * (demand / segment).ceil()
+                })
+            }
+        }
+    }
+}
+
+/// Host RSS: base + jitter + allocator steps (`steps_per_100` on average) + `shape(i)`.
+fn host<R: RngCore>(
+    n: usize,
+    rng: &mut R,
+    steps_per_100: f64,
+    mut shape: impl FnMut(usize, &mut R) -> f64,
+) -> Vec<f64> {
+    let base = uniform(rng, 1.5 * GIB, 2.5 * GIB);
+    let sigma = uniform(rng, 2.0 * KIB, 12.0 * KIB);
+    let mut steps = 0.0;
+    (0..n)
+        .map(|i| {
+            if rng.random::<f64>() < steps_per_100 / 100.0 {
+                let size = uniform(rng, 0.3 * MIB, 0.6 * MIB);
+                steps += if rng.random::<f64>() < 0.75 {
+                    size
+                } else {
+                    -size
+                };
+            }
+            base + steps + shape(i, rng) + sigma * gaussian(rng)
+        })
+        .collect()
+}
+
+/// GPU reserved memory: base + `shape(i)` + alloc-and-free transients, exact values.
+fn gpu<R: RngCore>(n: usize, rng: &mut R, mut shape: impl FnMut(usize, &mut R) -> f64) -> Vec<f64> {
+    let base = 2.0 * MIB * (uniform(rng, 18.0 * GIB, 22.0 * GIB) / (2.0 * MIB)).round();
+    let mut transient = (0usize, 0.0);
+    (0..n)
+        .map(|i| {
+            if transient.0 == 0 && rng.random::<f64>() < 0.05 {
+                transient = (
+                    rng.random_range(1..=3),
+                    2.0 * MIB * (uniform(rng, 20.0, 500.0) / 2.0).round(),
+                );
+            }
+            let extra = if transient.0 > 0 {
+                transient.0 -= 1;
+                transient.1
+            } else {
+                0.0
+            };
+            base + shape(i, rng) + extra
+        })
+        .collect()
+}
+
+fn uniform(rng: &mut impl RngCore, lo: f64, hi: f64) -> f64 {
+    lo + (hi - lo) * rng.random::<f64>()
+}
+
+/// Standard normal draw (Box–Muller; `rand_distr` is not a dependency).
+fn gaussian(rng: &mut impl RngCore) -> f64 {
+    let u1 = 1.0 - rng.random::<f64>();
+    let u2 = rng.random::<f64>();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
