@@ -14,6 +14,20 @@ pub(crate) mod serde_ms {
     }
 }
 
+/// Serialize an `f64` that may be NaN ("no data"): NaN and infinities are written as `null`
+/// (JSON has no NaN) and `null` reads back as NaN.
+pub(crate) mod nan_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() { s.serialize_f64(*v) } else { s.serialize_none() }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Option::<f64>::deserialize(d).map(|v| v.unwrap_or(f64::NAN))
+    }
+}
+
 /// `1.5 MiB`, `12.0 KiB`, `3 B`: bytes for a person (signed).
 pub fn human_bytes(bytes: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -179,17 +179,22 @@ pub struct MetricAnalysis {
     pub n: usize,
     /// Level at the start of the analysed window (median of its first tenth, at least 3
     /// readings). NaN when there is no reading.
+    #[serde(with = "crate::util::nan_null")]
     pub baseline: f64,
     /// Value after the last measured request.
+    #[serde(with = "crate::util::nan_null")]
     pub last: f64,
     /// Highest value in the analysed window.
+    #[serde(with = "crate::util::nan_null")]
     pub peak: f64,
     /// Level at the end of the analysed window (median of its last tenth) minus `baseline`:
     /// medians, so one transient reading at either end does not count as growth.
+    #[serde(with = "crate::util::nan_null")]
     pub growth: f64,
     /// The same over the last half of the window (used to tell a plateau from a staircase
     /// whose last step came late).
     #[serde(default = "nan")]
+    #[serde(with = "crate::util::nan_null")]
     pub late_growth: f64,
     /// Growth per request over the analysed window.
     pub slope: Option<Estimate>,

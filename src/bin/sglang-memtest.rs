@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sglang_memtest::analysis::Rule;
+use sglang_memtest::analysis::calibrate::{self, CalibrationConfig};
 use sglang_memtest::fixture::{ServerSpec, SglangServer};
 use sglang_memtest::load::{Api, ImageConfig, ImageFormat, ImageMode, ImageSource, Workload};
 use sglang_memtest::report::compare::compare;
@@ -60,14 +61,15 @@ enum Cmd {
     ServeReference(reference::ReferenceArgs),
     /// Measure the verdict rules' false-positive rate and power on synthetic series.
     Calibrate {
-        /// Write the markdown table here.
+        /// Markdown file whose Results section (between the `calibrate:begin`/`end` markers) is
+        /// rewritten; a missing file is created.
         #[arg(long, default_value = "docs/calibration.md")]
         out: PathBuf,
-        /// Clean runs per negative shape.
-        #[arg(long, default_value_t = 200)]
+        /// Runs per shape (clean and leaking).
+        #[arg(long, default_value_t = 1000)]
         runs: usize,
         /// Seed of every draw.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 20_261_127)]
         seed: u64,
     },
     /// Internal: a child process of the reference server.
@@ -247,12 +249,12 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
         }
         Cmd::Demo { out_dir, num_requests } => demo(out_dir, num_requests).await,
         Cmd::Calibrate { out, runs, seed } => {
-            // CALIBRATE-WIRING: replaced once analysis::calibrate lands.
-            eprintln!("calibrating: {runs} runs per shape (seed {seed}) …");
-            let text = String::new();
-            std::fs::write(&out, &text).with_context(|| format!("failed to write {}", out.display()))?;
+            let config = CalibrationConfig { runs, seed, ..CalibrationConfig::default() };
+            eprintln!("calibrating: {runs} runs per shape, {} requests each (seed {seed}) …", config.requests);
+            let text = calibrate::run(&config).to_markdown();
             print!("{text}");
-            eprintln!("written to {}", out.display());
+            write_calibration(&out, &text)?;
+            eprintln!("results written into {}", out.display());
             Ok(EXIT_PASS)
         }
         Cmd::ReferenceChild(_) => unreachable!("handled before the runtime starts"),
@@ -467,4 +469,24 @@ async fn demo(out_dir: PathBuf, num_requests: u64) -> anyhow::Result<u8> {
         return Ok(EXIT_FAILURE);
     }
     Ok(EXIT_PASS)
+}
+
+/// Replace the generated part of the calibration document, keeping the prose around it.
+fn write_calibration(path: &std::path::Path, table: &str) -> anyhow::Result<()> {
+    const BEGIN: &str = "<!-- calibrate:begin";
+    const END: &str = "<!-- calibrate:end -->";
+    let new = match std::fs::read_to_string(path) {
+        Ok(old) => {
+            let (Some(b), Some(e)) = (old.find(BEGIN), old.find(END)) else {
+                bail!("{} has no `{BEGIN} …` / `{END}` markers: add them around the results, or pass --out NEW_FILE", path.display());
+            };
+            let begin_line_end = old[b..].find('\n').map_or(old.len(), |i| b + i + 1);
+            format!("{}{table}{}", &old[..begin_line_end], &old[e..])
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            format!("# Calibration of the leak verdict\n\n{BEGIN} -->\n{table}{END}\n")
+        }
+        Err(e) => return Err(anyhow::Error::from(e).context(format!("failed to read {}", path.display()))),
+    };
+    std::fs::write(path, new).with_context(|| format!("failed to write {}", path.display()))
 }

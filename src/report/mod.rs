@@ -233,8 +233,10 @@ impl Report {
     /// (real or control) uses.
     #[track_caller]
     pub fn assert_pass(&self) {
-        if self.outcome != RunOutcome::Pass {
-            panic!("memory check did not pass\n{}", self.summary());
+        match (&self.outcome, &self.error) {
+            (RunOutcome::Pass, _) => {}
+            (RunOutcome::Error, Some(e)) => panic!("memory check could not run: {}\n{}", e.message, self.summary()),
+            _ => panic!("memory check did not pass\n{}", self.summary()),
         }
     }
 

@@ -1,0 +1,145 @@
+//! The command line's contract: exit codes, reports on disk, clear errors.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn exe() -> &'static str {
+    env!("CARGO_BIN_EXE_sglang-memtest")
+}
+
+fn out_dir(test: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli").join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn memtest(args: &[&str]) -> Output {
+    Command::new(exe()).args(args).env("MEMTEST_LOG", "warn").output().expect("the CLI runs")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// `monitor` against the reference server: fast settings, output into `dir`.
+fn monitor(dir: &Path, test_type: &str, knobs: &[&str]) -> Output {
+    let mut args = vec![
+        "monitor",
+        "--test-type",
+        test_type,
+        "--reference",
+        "--num-requests",
+        "40",
+        "--request-interval",
+        "0.01",
+        "--sample-interval-ms",
+        "50",
+        "--no-plot",
+        "--out-dir",
+    ];
+    let dir = dir.to_str().expect("utf-8 path");
+    args.push(dir);
+    let knob_args: Vec<String> = knobs.iter().map(|k| format!("--reference-arg={k}")).collect();
+    args.extend(knob_args.iter().map(String::as_str));
+    memtest(&args)
+}
+
+fn report_outcome(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let v: serde_json::Value = serde_json::from_str(&text).expect("the report is JSON");
+    assert_eq!(v["schema_version"], 1);
+    v["outcome"].as_str().expect("an outcome").to_owned()
+}
+
+#[test]
+fn monitor_exits_3_on_a_planted_leak_and_0_without() {
+    let dir = out_dir("leak");
+    let o = monitor(&dir, "text", &["--leak-bytes-per-request=1048576"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(report_outcome(&dir.join("text_model.json")), "leak");
+
+    let dir = out_dir("clean");
+    let o = monitor(&dir, "text", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(report_outcome(&dir.join("text_model.json")), "pass");
+    assert!(text(&o).contains("PASS"), "the summary names the outcome: {}", text(&o));
+}
+
+#[test]
+fn an_image_leak_fails_the_image_scenario_only() {
+    let knobs = ["--leak-bytes-per-image=1048576"];
+    let dir = out_dir("image_leak");
+    let o = monitor(&dir, "vlm-image", &knobs);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(report_outcome(&dir.join("vlm_image.json")), "leak");
+
+    let dir = out_dir("image_leak_text_only");
+    let o = monitor(&dir, "vlm-text", &knobs);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(report_outcome(&dir.join("vlm_no_mm_processor.json")), "pass");
+}
+
+#[test]
+fn compare_flags_a_regression() {
+    let before = out_dir("compare_before");
+    assert_eq!(monitor(&before, "text", &[]).status.code(), Some(0));
+    let after = out_dir("compare_after");
+    assert_eq!(monitor(&after, "text", &["--leak-bytes-per-request=1048576"]).status.code(), Some(3));
+    let a = before.join("text_model.json");
+    let b = after.join("text_model.json");
+    let o = memtest(&["compare", a.to_str().expect("utf-8"), b.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("REGRESSED"), "{}", text(&o));
+    let o = memtest(&["compare", b.to_str().expect("utf-8"), b.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+#[test]
+fn bad_input_is_a_clear_usage_error() {
+    let o = memtest(&["monitor", "--reference", "--num-requests", "1", "--no-plot", "--out-dir", "/tmp/x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("at least 3 measured requests"), "{}", text(&o));
+
+    let o = memtest(&["monitor", "--reference", "--model", "m"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("choose one target"), "{}", text(&o));
+
+    let o = memtest(&["compare", "/nonexistent/a.json", "/nonexistent/b.json"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("/nonexistent/a.json"), "{}", text(&o));
+
+    let o = memtest(&["monitor", "--image-size", "big", "--test-type", "vlm-image", "--no-plot"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("WIDTHxHEIGHT"), "{}", text(&o));
+}
+
+#[test]
+fn a_server_command_that_fails_to_start_is_a_setup_error_with_its_log() {
+    let dir = out_dir("bad_server_cmd");
+    let o = memtest(&[
+        "monitor",
+        "--server-cmd",
+        "sh -c 'echo model not found >&2; exit 3'",
+        "--no-plot",
+        "--out-dir",
+        dir.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("model not found"), "{}", text(&o));
+    assert_eq!(report_outcome(&dir.join("text_model.json")), "error", "the report is written on failure too");
+}
+
+#[test]
+fn demo_shows_clean_and_leaking_side_by_side() {
+    let dir = out_dir("demo");
+    let o = memtest(&["demo", "--num-requests", "30", "--out-dir", dir.to_str().expect("utf-8")]);
+    // The demo checks its own verdicts against the planted leaks and exits 1 when they differ.
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.contains("demo_clean") && out.contains("demo_leaking"), "{out}");
+    for name in ["demo_clean", "demo_leaking"] {
+        assert!(dir.join(format!("{name}.json")).is_file());
+        assert!(dir.join(format!("{name}.png")).is_file());
+        assert!(dir.join(format!("{name}.svg")).is_file());
+    }
+}
