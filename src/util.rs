@@ -20,7 +20,11 @@ pub(crate) mod nan_null {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
-        if v.is_finite() { s.serialize_f64(*v) } else { s.serialize_none() }
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
@@ -41,7 +45,11 @@ pub fn human_bytes(bytes: f64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{sign}{v:.0} B") } else { format!("{sign}{v:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{sign}{v:.0} B")
+    } else {
+        format!("{sign}{v:.1} {}", UNITS[unit])
+    }
 }
 
 #[cfg(test)]

@@ -8,17 +8,27 @@ fn exe() -> &'static str {
 }
 
 fn out_dir(test: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("cli").join(test);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli")
+        .join(test);
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
 
 fn memtest(args: &[&str]) -> Output {
-    Command::new(exe()).args(args).env("MEMTEST_LOG", "warn").output().expect("the CLI runs")
+    Command::new(exe())
+        .args(args)
+        .env("MEMTEST_LOG", "warn")
+        .output()
+        .expect("the CLI runs")
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 /// `monitor` against the reference server: fast settings, output into `dir`.
@@ -39,7 +49,10 @@ fn monitor(dir: &Path, test_type: &str, knobs: &[&str]) -> Output {
     ];
     let dir = dir.to_str().expect("utf-8 path");
     args.push(dir);
-    let knob_args: Vec<String> = knobs.iter().map(|k| format!("--reference-arg={k}")).collect();
+    let knob_args: Vec<String> = knobs
+        .iter()
+        .map(|k| format!("--reference-arg={k}"))
+        .collect();
     args.extend(knob_args.iter().map(String::as_str));
     memtest(&args)
 }
@@ -62,7 +75,11 @@ fn monitor_exits_3_on_a_planted_leak_and_0_without() {
     let o = monitor(&dir, "text", &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(report_outcome(&dir.join("text_model.json")), "pass");
-    assert!(text(&o).contains("PASS"), "the summary names the outcome: {}", text(&o));
+    assert!(
+        text(&o).contains("PASS"),
+        "the summary names the outcome: {}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -76,7 +93,10 @@ fn an_image_leak_fails_the_image_scenario_only() {
     let dir = out_dir("image_leak_text_only");
     let o = monitor(&dir, "vlm-text", &knobs);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    assert_eq!(report_outcome(&dir.join("vlm_no_mm_processor.json")), "pass");
+    assert_eq!(
+        report_outcome(&dir.join("vlm_no_mm_processor.json")),
+        "pass"
+    );
 }
 
 #[test]
@@ -84,21 +104,46 @@ fn compare_flags_a_regression() {
     let before = out_dir("compare_before");
     assert_eq!(monitor(&before, "text", &[]).status.code(), Some(0));
     let after = out_dir("compare_after");
-    assert_eq!(monitor(&after, "text", &["--leak-bytes-per-request=1048576"]).status.code(), Some(3));
+    assert_eq!(
+        monitor(&after, "text", &["--leak-bytes-per-request=1048576"])
+            .status
+            .code(),
+        Some(3)
+    );
     let a = before.join("text_model.json");
     let b = after.join("text_model.json");
-    let o = memtest(&["compare", a.to_str().expect("utf-8"), b.to_str().expect("utf-8")]);
+    let o = memtest(&[
+        "compare",
+        a.to_str().expect("utf-8"),
+        b.to_str().expect("utf-8"),
+    ]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(text(&o).contains("REGRESSED"), "{}", text(&o));
-    let o = memtest(&["compare", b.to_str().expect("utf-8"), b.to_str().expect("utf-8")]);
+    let o = memtest(&[
+        "compare",
+        b.to_str().expect("utf-8"),
+        b.to_str().expect("utf-8"),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
 }
 
 #[test]
 fn bad_input_is_a_clear_usage_error() {
-    let o = memtest(&["monitor", "--reference", "--num-requests", "1", "--no-plot", "--out-dir", "/tmp/x"]);
+    let o = memtest(&[
+        "monitor",
+        "--reference",
+        "--num-requests",
+        "1",
+        "--no-plot",
+        "--out-dir",
+        "/tmp/x",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("at least 3 measured requests"), "{}", text(&o));
+    assert!(
+        text(&o).contains("at least 3 measured requests"),
+        "{}",
+        text(&o)
+    );
 
     let o = memtest(&["monitor", "--reference", "--model", "m"]);
     assert_eq!(o.status.code(), Some(2));
@@ -108,7 +153,14 @@ fn bad_input_is_a_clear_usage_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("/nonexistent/a.json"), "{}", text(&o));
 
-    let o = memtest(&["monitor", "--image-size", "big", "--test-type", "vlm-image", "--no-plot"]);
+    let o = memtest(&[
+        "monitor",
+        "--image-size",
+        "big",
+        "--test-type",
+        "vlm-image",
+        "--no-plot",
+    ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("WIDTHxHEIGHT"), "{}", text(&o));
 }
@@ -126,17 +178,30 @@ fn a_server_command_that_fails_to_start_is_a_setup_error_with_its_log() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("model not found"), "{}", text(&o));
-    assert_eq!(report_outcome(&dir.join("text_model.json")), "error", "the report is written on failure too");
+    assert_eq!(
+        report_outcome(&dir.join("text_model.json")),
+        "error",
+        "the report is written on failure too"
+    );
 }
 
 #[test]
 fn demo_shows_clean_and_leaking_side_by_side() {
     let dir = out_dir("demo");
-    let o = memtest(&["demo", "--num-requests", "30", "--out-dir", dir.to_str().expect("utf-8")]);
+    let o = memtest(&[
+        "demo",
+        "--num-requests",
+        "30",
+        "--out-dir",
+        dir.to_str().expect("utf-8"),
+    ]);
     // The demo checks its own verdicts against the planted leaks and exits 1 when they differ.
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = text(&o);
-    assert!(out.contains("demo_clean") && out.contains("demo_leaking"), "{out}");
+    assert!(
+        out.contains("demo_clean") && out.contains("demo_leaking"),
+        "{out}"
+    );
     for name in ["demo_clean", "demo_leaking"] {
         assert!(dir.join(format!("{name}.json")).is_file());
         assert!(dir.join(format!("{name}.png")).is_file());

@@ -13,19 +13,36 @@ use sglang_memtest::tracker::metric;
 fn assert_pass_fails(r: &sglang_memtest::Report) -> String {
     let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| r.assert_pass()));
     let payload = caught.expect_err("assert_pass accepted a leaking server");
-    payload.downcast_ref::<String>().cloned().unwrap_or_default()
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[test]
 fn planted_host_leak_is_caught() {
-    let r = run(&quick("host_leak", &["--leak-bytes-per-request=1048576"], Workload::Text));
+    let r = run(&quick(
+        "host_leak",
+        &["--leak-bytes-per-request=1048576"],
+        Workload::Text,
+    ));
     assert_eq!(r.outcome, RunOutcome::Leak, "{}", r.summary());
     let message = assert_pass_fails(&r);
-    assert!(message.contains("LEAK"), "the failure message shows the verdict: {message}");
-    let tree = r.verdict.as_ref().and_then(|v| v.metric(metric::HOST_RSS_TREE)).expect("tree RSS analysed");
+    assert!(
+        message.contains("LEAK"),
+        "the failure message shows the verdict: {message}"
+    );
+    let tree = r
+        .verdict
+        .as_ref()
+        .and_then(|v| v.metric(metric::HOST_RSS_TREE))
+        .expect("tree RSS analysed");
     assert_eq!(tree.outcome, Outcome::Leak);
     let slope = tree.slope.expect("a slope").point;
-    assert!((0.8..1.3).contains(&(slope / 1048576.0)), "slope {slope} should be about 1 MiB/request");
+    assert!(
+        (0.8..1.3).contains(&(slope / 1048576.0)),
+        "slope {slope} should be about 1 MiB/request"
+    );
     assert_report_written(&r);
 }
 
@@ -34,14 +51,22 @@ fn clean_server_passes() {
     let r = run(&quick("clean", &[], Workload::Text));
     r.assert_pass();
     assert_eq!(common::measured(&r), 60);
-    assert!(r.verdict.as_ref().is_some_and(|v| v.metric(metric::HOST_RSS_TREE).is_some()));
+    assert!(
+        r.verdict
+            .as_ref()
+            .is_some_and(|v| v.metric(metric::HOST_RSS_TREE).is_some())
+    );
     assert_report_written(&r);
 }
 
 #[test]
 fn one_off_warmup_step_passes() {
     // 64 MiB at the first request, kept forever: a step, not a trend.
-    let mut s = quick("warmup_step", &["--warmup-step-bytes=67108864"], Workload::Text);
+    let mut s = quick(
+        "warmup_step",
+        &["--warmup-step-bytes=67108864"],
+        Workload::Text,
+    );
     s.driver.warmup_requests = 0;
     let r = run(&s);
     r.assert_pass();
@@ -50,7 +75,14 @@ fn one_off_warmup_step_passes() {
 #[test]
 fn bounded_cache_that_plateaus_passes() {
     // 1 MiB per request up to 16 MiB: full after 16 of 65 requests, then flat.
-    let r = run(&quick("bounded_cache", &["--cache-bytes-per-request=1048576", "--cache-cap-bytes=16777216"], Workload::Text));
+    let r = run(&quick(
+        "bounded_cache",
+        &[
+            "--cache-bytes-per-request=1048576",
+            "--cache-cap-bytes=16777216",
+        ],
+        Workload::Text,
+    ));
     r.assert_pass();
 }
 
@@ -58,7 +90,11 @@ fn bounded_cache_that_plateaus_passes() {
 fn leak_in_a_child_is_attributed_to_that_child() {
     let r = run(&quick(
         "child_leak",
-        &["--children=2", "--leak-in-child", "--leak-bytes-per-request=1048576"],
+        &[
+            "--children=2",
+            "--leak-in-child",
+            "--leak-bytes-per-request=1048576",
+        ],
         Workload::Text,
     ));
     assert_eq!(r.outcome, RunOutcome::Leak, "{}", r.summary());
@@ -97,7 +133,10 @@ fn a_server_that_dies_mid_run_is_an_error_with_its_log() {
     assert_eq!(r.outcome, RunOutcome::Error, "{}", r.summary());
     let msg = &r.error.as_ref().expect("error").message;
     assert!(msg.contains("server exited"), "{msg}");
-    assert!(!r.server_log_tail.is_empty(), "the log tail is in the report");
+    assert!(
+        !r.server_log_tail.is_empty(),
+        "the log tail is in the report"
+    );
     assert_report_written(&r);
 }
 
@@ -105,22 +144,42 @@ fn a_server_that_dies_mid_run_is_an_error_with_its_log() {
 fn a_server_that_exits_during_startup_fails_fast_with_its_log_tail() {
     // A usage error makes the reference server exit at once, like SGLang given a bad model path.
     let started = std::time::Instant::now();
-    let r = run(&quick("exits_at_startup", &["--leak-in-child"], Workload::Text));
-    assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+    let r = run(&quick(
+        "exits_at_startup",
+        &["--leak-in-child"],
+        Workload::Text,
+    ));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
     assert_eq!(r.outcome, RunOutcome::Error);
     let e = r.error.as_ref().expect("error");
     assert_eq!(e.kind, sglang_memtest::report::ErrorKind::Setup);
-    assert!(e.message.contains("children"), "the server's own message is in the error: {}", e.message);
+    assert!(
+        e.message.contains("children"),
+        "the server's own message is in the error: {}",
+        e.message
+    );
     assert_report_written(&r);
 }
 
 #[test]
 fn a_server_that_never_becomes_ready_times_out_clearly() {
-    let mut s = quick("never_ready", &["--startup-delay-ms=600000"], Workload::Text);
+    let mut s = quick(
+        "never_ready",
+        &["--startup-delay-ms=600000"],
+        Workload::Text,
+    );
     s.startup_timeout = std::time::Duration::from_secs(2);
     let r = run(&s);
     assert_eq!(r.outcome, RunOutcome::Error);
     let e = r.error.as_ref().expect("error");
-    assert!(e.message.contains("ready") || e.message.contains("timed out"), "{}", e.message);
+    assert!(
+        e.message.contains("ready") || e.message.contains("timed out"),
+        "{}",
+        e.message
+    );
     assert_report_written(&r);
 }

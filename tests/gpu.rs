@@ -69,8 +69,13 @@ fn out_dir(test: &str) -> PathBuf {
 /// A GPU scenario: the reference server with `knobs`, 100 measured requests 10 ms apart, GPU
 /// metrics required, default thresholds.
 fn gpu_scenario(test: &str, knobs: &[String]) -> Scenario {
-    let target = Target::Reference { exe: reference_exe(), args: knobs.to_vec() };
-    let mut s = Scenario::new(test, target, Workload::Text).with_out_dir(out_dir(test)).with_plots(false);
+    let target = Target::Reference {
+        exe: reference_exe(),
+        args: knobs.to_vec(),
+    };
+    let mut s = Scenario::new(test, target, Workload::Text)
+        .with_out_dir(out_dir(test))
+        .with_plots(false);
     s.driver.num_requests = REQUESTS as u64;
     s.driver.warmup_requests = 5;
     s.driver.interval = Duration::from_millis(10);
@@ -86,9 +91,19 @@ fn gpu_scenario(test: &str, knobs: &[String]) -> Scenario {
 fn run_checked(s: &Scenario) -> Report {
     let started = Instant::now();
     let r = common::run(s);
-    eprintln!("[{}] ran in {:.1} s, outcome {:?}", s.name, started.elapsed().as_secs_f64(), r.outcome);
+    eprintln!(
+        "[{}] ran in {:.1} s, outcome {:?}",
+        s.name,
+        started.elapsed().as_secs_f64(),
+        r.outcome
+    );
     if let (RunOutcome::Error, Some(e)) = (&r.outcome, &r.error) {
-        panic!("the {} scenario could not run: {}\n{}", s.name, e.message, r.summary());
+        panic!(
+            "the {} scenario could not run: {}\n{}",
+            s.name,
+            e.message,
+            r.summary()
+        );
     }
     r
 }
@@ -119,7 +134,14 @@ fn print_metrics(test: &str, r: &Report) {
     for m in v.metrics.iter().filter(|m| m.judged) {
         let slope = m.slope.map_or_else(
             || "no slope".to_owned(),
-            |e| format!("slope {} [{} .. {}]", per_request(e.point), per_request(e.ci.lo), per_request(e.ci.hi)),
+            |e| {
+                format!(
+                    "slope {} [{} .. {}]",
+                    per_request(e.point),
+                    per_request(e.ci.lo),
+                    per_request(e.ci.hi)
+                )
+            },
         );
         eprintln!(
             "[{test}]   {:<44} {:<12} {slope}, growth {}, n {}",
@@ -131,7 +153,10 @@ fn print_metrics(test: &str, r: &Report) {
     }
     for s in &r.timeline.sources {
         if s.name.contains("gpu") {
-            eprintln!("[{test}] source {}: available {}, note {:?}, errors {}", s.name, s.available, s.note, s.errors);
+            eprintln!(
+                "[{test}] source {}: available {}, note {:?}, errors {}",
+                s.name, s.available, s.note, s.errors
+            );
         }
     }
 }
@@ -197,9 +222,12 @@ fn idle_device() -> &'static Idle {
 
 /// Bytes held on device 0 by compute processes outside `tree`, and how many there are.
 fn other_processes(tree: &[u32]) -> (f64, usize) {
-    let nvml = nvml_wrapper::Nvml::init().unwrap_or_else(|e| panic!("this test needs an NVIDIA GPU: NVML: {e}"));
+    let nvml = nvml_wrapper::Nvml::init()
+        .unwrap_or_else(|e| panic!("this test needs an NVIDIA GPU: NVML: {e}"));
     let dev = nvml.device_by_index(0).expect("GPU 0");
-    let procs = dev.running_compute_processes().expect("compute process list");
+    let procs = dev
+        .running_compute_processes()
+        .expect("compute process list");
     let others: Vec<_> = procs.iter().filter(|p| !tree.contains(&p.pid)).collect();
     let bytes = others
         .iter()
@@ -244,7 +272,11 @@ fn a_gpu_leak_in_a_child_is_caught_and_attributed() {
 
     // The child's own GPU metric leaks, at about 2 MiB per request.
     let child_gpu = metric::gpu_pid(scheduler);
-    assert!(leaking.contains(&child_gpu.as_str()), "{child_gpu} not flagged\n{}", r.summary());
+    assert!(
+        leaking.contains(&child_gpu.as_str()),
+        "{child_gpu} not flagged\n{}",
+        r.summary()
+    );
     let m = analysed(r, &child_gpu);
     let slope = m.slope.expect("a slope").point;
     eprintln!(
@@ -253,19 +285,32 @@ fn a_gpu_leak_in_a_child_is_caught_and_attributed() {
         per_request(LEAK_BYTES as f64),
         mib(m.growth)
     );
-    assert!((0.8..1.25).contains(&(slope / LEAK_BYTES as f64)), "slope {slope} should be about 2 MiB/request");
+    assert!(
+        (0.8..1.25).contains(&(slope / LEAK_BYTES as f64)),
+        "slope {slope} should be about 2 MiB/request"
+    );
 
     // Every per-process leak is the scheduler's: nothing is pinned on the parent or the
     // detokenizer.
     for name in &leaking {
         if let Some(pid) = metric::pid_of(name) {
-            assert_eq!(pid, scheduler, "{} is flagged\n{}", label(r, name), r.summary());
+            assert_eq!(
+                pid,
+                scheduler,
+                "{} is flagged\n{}",
+                label(r, name),
+                r.summary()
+            );
         }
     }
     let parent_rss = analysed(r, &metric::host_pid("rss", root));
     assert_ne!(parent_rss.outcome, Outcome::Leak, "{}", r.summary());
     let parent_gpu = metric::gpu_pid(root);
-    assert!(!leaking.contains(&parent_gpu.as_str()), "{parent_gpu} flagged\n{}", r.summary());
+    assert!(
+        !leaking.contains(&parent_gpu.as_str()),
+        "{parent_gpu} flagged\n{}",
+        r.summary()
+    );
     eprintln!(
         "[a] parent (pid {root}) host.rss: {:?}, growth {}; parent on the GPU: {}",
         parent_rss.outcome,
@@ -288,10 +333,27 @@ fn b_gpu_alloc_and_free_in_a_child_passes() {
     let r = run_checked(&gpu_scenario("gpu_child_alloc_free", &knobs));
     print_metrics("gpu_child_alloc_free", &r);
     let (_, scheduler) = root_and(&r, SCHEDULER);
-    let series = r.timeline.series.get(&metric::gpu_pid(scheduler)).expect("the scheduler is on the GPU");
-    let lo = series.points.iter().map(|p| p.v).fold(f64::INFINITY, f64::min);
-    let hi = series.points.iter().map(|p| p.v).fold(f64::NEG_INFINITY, f64::max);
-    eprintln!("[b] {SCHEDULER} gpu.proc over the run: min {}, max {} ({} readings)", mib(lo), mib(hi), series.points.len());
+    let series = r
+        .timeline
+        .series
+        .get(&metric::gpu_pid(scheduler))
+        .expect("the scheduler is on the GPU");
+    let lo = series
+        .points
+        .iter()
+        .map(|p| p.v)
+        .fold(f64::INFINITY, f64::min);
+    let hi = series
+        .points
+        .iter()
+        .map(|p| p.v)
+        .fold(f64::NEG_INFINITY, f64::max);
+    eprintln!(
+        "[b] {SCHEDULER} gpu.proc over the run: min {}, max {} ({} readings)",
+        mib(lo),
+        mib(hi),
+        series.points.len()
+    );
     r.assert_pass();
 }
 
@@ -301,16 +363,40 @@ fn b_gpu_alloc_and_free_in_a_child_passes() {
 fn c_device_and_per_process_numbers_agree() {
     let r = leak_run();
     let idle = *idle_device();
-    let used = &r.timeline.series.get("gpu.used@dev:0").expect("gpu.used@dev:0").points;
-    let tree = &r.timeline.series.get(metric::GPU_PROC_TREE).expect("gpu.proc@tree").points;
+    let used = &r
+        .timeline
+        .series
+        .get("gpu.used@dev:0")
+        .expect("gpu.used@dev:0")
+        .points;
+    let tree = &r
+        .timeline
+        .series
+        .get(metric::GPU_PROC_TREE)
+        .expect("gpu.proc@tree")
+        .points;
     // Both come from the same tick: pair them by time.
     let paired: Vec<(u64, f64, f64)> = used
         .iter()
-        .filter_map(|u| tree.iter().find(|t| t.t_ms == u.t_ms).map(|t| (u.t_ms, u.v, t.v)))
+        .filter_map(|u| {
+            tree.iter()
+                .find(|t| t.t_ms == u.t_ms)
+                .map(|t| (u.t_ms, u.v, t.v))
+        })
         .collect();
-    let (start, end) = r.timeline.phase_range(Phase::Measure).expect("a measure phase");
-    let measured: Vec<&(u64, f64, f64)> = paired.iter().filter(|(t, _, _)| *t >= start && *t < end).collect();
-    assert!(measured.len() >= REQUESTS / 2, "only {} paired readings in the measure phase", measured.len());
+    let (start, end) = r
+        .timeline
+        .phase_range(Phase::Measure)
+        .expect("a measure phase");
+    let measured: Vec<&(u64, f64, f64)> = paired
+        .iter()
+        .filter(|(t, _, _)| *t >= start && *t < end)
+        .collect();
+    assert!(
+        measured.len() >= REQUESTS / 2,
+        "only {} paired readings in the measure phase",
+        measured.len()
+    );
     let (first, last) = (measured[0], measured[measured.len() - 1]);
     let d_used = last.1 - first.1;
     let d_tree = last.2 - first.2;
@@ -323,9 +409,23 @@ fn c_device_and_per_process_numbers_agree() {
     let tree_growth = analysed(r, metric::GPU_PROC_TREE).growth;
 
     eprintln!("[c] measure phase, {} paired readings:", measured.len());
-    eprintln!("[c]   growth first->last: gpu.used@dev:0 {}, gpu.proc@tree {}, difference {}", mib(d_used), mib(d_tree), mib(d_used - d_tree));
-    eprintln!("[c]   growth (verdict medians): gpu.used@dev:0 {}, gpu.proc@tree {}", mib(used_growth), mib(tree_growth));
-    eprintln!("[c]   gpu.used - gpu.proc@tree: median {}, min {}, max {}", mib(median_gap), mib(gap_lo), mib(gap_hi));
+    eprintln!(
+        "[c]   growth first->last: gpu.used@dev:0 {}, gpu.proc@tree {}, difference {}",
+        mib(d_used),
+        mib(d_tree),
+        mib(d_used - d_tree)
+    );
+    eprintln!(
+        "[c]   growth (verdict medians): gpu.used@dev:0 {}, gpu.proc@tree {}",
+        mib(used_growth),
+        mib(tree_growth)
+    );
+    eprintln!(
+        "[c]   gpu.used - gpu.proc@tree: median {}, min {}, max {}",
+        mib(median_gap),
+        mib(gap_lo),
+        mib(gap_hi)
+    );
     // NVML's v2 `used` leaves out the driver-reserved memory, so the offset is the memory of
     // other processes plus what the driver holds for no process while a context exists.
     let unattributed = median_gap - idle.others;
@@ -344,17 +444,49 @@ fn c_device_and_per_process_numbers_agree() {
 
     // The per-context overhead: the scheduler's GPU memory before its first allocation.
     let (_, scheduler) = root_and(r, SCHEDULER);
-    let first_request = r.timeline.marks.iter().filter(|m| m.phase >= Phase::Warmup).map(|m| m.t_ms).min().expect("a request");
-    let child = &r.timeline.series.get(&metric::gpu_pid(scheduler)).expect("scheduler on the GPU").points;
-    let context = child.iter().rev().find(|p| p.t_ms < first_request).map(|p| p.v);
+    let first_request = r
+        .timeline
+        .marks
+        .iter()
+        .filter(|m| m.phase >= Phase::Warmup)
+        .map(|m| m.t_ms)
+        .min()
+        .expect("a request");
+    let child = &r
+        .timeline
+        .series
+        .get(&metric::gpu_pid(scheduler))
+        .expect("scheduler on the GPU")
+        .points;
+    let context = child
+        .iter()
+        .rev()
+        .find(|p| p.t_ms < first_request)
+        .map(|p| p.v);
     match context {
-        Some(c) => eprintln!("[c] per-context overhead: {SCHEDULER} held {} before its first allocation", mib(c)),
-        None => eprintln!("[c] per-context overhead: no reading of {SCHEDULER} before the first request"),
+        Some(c) => eprintln!(
+            "[c] per-context overhead: {SCHEDULER} held {} before its first allocation",
+            mib(c)
+        ),
+        None => eprintln!(
+            "[c] per-context overhead: no reading of {SCHEDULER} before the first request"
+        ),
     }
 
-    assert!((d_used - d_tree).abs() <= 4.0 * MIB, "device growth {d_used} and tree growth {d_tree} differ");
-    assert!(d_tree >= 0.8 * (REQUESTS as f64) * LEAK_BYTES as f64, "tree grew only {}", mib(d_tree));
-    assert!(gap_hi - gap_lo <= 8.0 * MIB, "the offset used - tree moved by {}", mib(gap_hi - gap_lo));
+    assert!(
+        (d_used - d_tree).abs() <= 4.0 * MIB,
+        "device growth {d_used} and tree growth {d_tree} differ"
+    );
+    assert!(
+        d_tree >= 0.8 * (REQUESTS as f64) * LEAK_BYTES as f64,
+        "tree grew only {}",
+        mib(d_tree)
+    );
+    assert!(
+        gap_hi - gap_lo <= 8.0 * MIB,
+        "the offset used - tree moved by {}",
+        mib(gap_hi - gap_lo)
+    );
     assert!(
         (-4.0 * MIB..=32.0 * MIB).contains(&unattributed),
         "offset {} is not other processes ({}) plus a few MiB",
@@ -362,7 +494,11 @@ fn c_device_and_per_process_numbers_agree() {
         mib(idle.others)
     );
     if let Some(c) = context {
-        assert!((64.0 * MIB..4096.0 * MIB).contains(&c), "context overhead {} is implausible", mib(c));
+        assert!(
+            (64.0 * MIB..4096.0 * MIB).contains(&c),
+            "context overhead {} is implausible",
+            mib(c)
+        );
     }
 }
 
@@ -396,7 +532,10 @@ fn tree_of(pid: u32) -> Vec<u32> {
         if let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) {
             for task in tasks.flatten() {
                 if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-                    out.extend(text.split_whitespace().filter_map(|s| s.parse::<u32>().ok()));
+                    out.extend(
+                        text.split_whitespace()
+                            .filter_map(|s| s.parse::<u32>().ok()),
+                    );
                 }
             }
         }
@@ -420,7 +559,11 @@ fn smi(args: &[&str]) -> Duration {
         .output()
         .unwrap_or_else(|e| panic!("this test needs nvidia-smi on PATH: {e}"));
     let took = t.elapsed();
-    assert!(out.status.success(), "nvidia-smi {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "nvidia-smi {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     took
 }
 
@@ -433,13 +576,23 @@ fn d_one_nvml_sample_costs_less_than_one_nvidia_smi_call() {
     let open_cost = open_started.elapsed();
     // A server whose scheduler creates a CUDA context at startup and allocates nothing until a
     // request comes (none is sent): the process list has an entry to match.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("addr")
+        .port();
     let mut cmd = Command::new(reference_exe());
-    cmd.args(["serve-reference", "--port", &port.to_string(), "--children=2", "--leak-in-child"])
-        .arg(format!("--gpu-alloc-bytes-per-request={}", 1 << 20))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+    cmd.args([
+        "serve-reference",
+        "--port",
+        &port.to_string(),
+        "--children=2",
+        "--leak-in-child",
+    ])
+    .arg(format!("--gpu-alloc-bytes-per-request={}", 1 << 20))
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit());
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let server = Server(cmd.spawn().expect("start the reference server"));
     let root = server.0.id();
@@ -451,19 +604,29 @@ fn d_one_nvml_sample_costs_less_than_one_nvidia_smi_call() {
         if let Some((name, v)) = sample.iter().find(|(n, _)| n.starts_with("gpu.proc@pid:")) {
             break (pids, (name.clone(), *v));
         }
-        assert!(Instant::now() < deadline, "the reference server's child never showed up on the GPU (pids {pids:?})");
+        assert!(
+            Instant::now() < deadline,
+            "the reference server's child never showed up on the GPU (pids {pids:?})"
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     // Let the context finish settling, then read it again.
     std::thread::sleep(Duration::from_millis(500));
     let settled = probe.sample_once(&pids);
-    let context_bytes = settled.iter().find(|(n, _)| *n == context.0).map_or(context.1, |(_, v)| *v);
+    let context_bytes = settled
+        .iter()
+        .find(|(n, _)| *n == context.0)
+        .map_or(context.1, |(_, v)| *v);
     eprintln!(
         "[d] per-context overhead: {} (a child that created a CUDA context and allocated nothing) = {}",
         context.0,
         mib(context_bytes)
     );
-    eprintln!("[d] tree pids {pids:?}; one sample gives {} readings: {:?}", settled.len(), settled.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>());
+    eprintln!(
+        "[d] tree pids {pids:?}; one sample gives {} readings: {:?}",
+        settled.len(),
+        settled.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>()
+    );
 
     const N: usize = 40;
     let mut nvml = Vec::with_capacity(N);
@@ -477,22 +640,48 @@ fn d_one_nvml_sample_costs_less_than_one_nvidia_smi_call() {
         let t = Instant::now();
         let s = probe.sample_once(&pids);
         nvml.push(t.elapsed().as_secs_f64() * 1e6);
-        assert!(s.iter().any(|(n, _)| n == metric::GPU_PROC_TREE), "a sample without gpu.proc@tree: {s:?}");
+        assert!(
+            s.iter().any(|(n, _)| n == metric::GPU_PROC_TREE),
+            "a sample without gpu.proc@tree: {s:?}"
+        );
         smi_used.push(smi(&["--query-gpu=memory.used", "--format=csv"]).as_secs_f64() * 1e6);
-        smi_apps.push(smi(&["--query-compute-apps=pid,used_memory", "--format=csv"]).as_secs_f64() * 1e6);
+        smi_apps.push(
+            smi(&["--query-compute-apps=pid,used_memory", "--format=csv"]).as_secs_f64() * 1e6,
+        );
     }
     drop(server);
 
     let row = |name: &str, v: &mut Vec<f64>| {
         let m = median(v);
-        eprintln!("[d] | {name:<58} | {:>11.1} | {:>11.1} | {:>11.1} | {:>3} |", m, v[0], v[v.len() - 1], v.len());
+        eprintln!(
+            "[d] | {name:<58} | {:>11.1} | {:>11.1} | {:>11.1} | {:>3} |",
+            m,
+            v[0],
+            v[v.len() - 1],
+            v.len()
+        );
         m
     };
-    eprintln!("[d] NVML open (once): {:.2} ms", open_cost.as_secs_f64() * 1e3);
-    eprintln!("[d] | {:<58} | {:>11} | {:>11} | {:>11} | {:>3} |", "reading", "median µs", "min µs", "max µs", "n");
-    let m_nvml = row("GpuProbe::sample_once (device + process lists, tree pids)", &mut nvml);
-    let m_used = row("nvidia-smi --query-gpu=memory.used --format=csv", &mut smi_used);
-    let m_apps = row("nvidia-smi --query-compute-apps=pid,used_memory --format=csv", &mut smi_apps);
+    eprintln!(
+        "[d] NVML open (once): {:.2} ms",
+        open_cost.as_secs_f64() * 1e3
+    );
+    eprintln!(
+        "[d] | {:<58} | {:>11} | {:>11} | {:>11} | {:>3} |",
+        "reading", "median µs", "min µs", "max µs", "n"
+    );
+    let m_nvml = row(
+        "GpuProbe::sample_once (device + process lists, tree pids)",
+        &mut nvml,
+    );
+    let m_used = row(
+        "nvidia-smi --query-gpu=memory.used --format=csv",
+        &mut smi_used,
+    );
+    let m_apps = row(
+        "nvidia-smi --query-compute-apps=pid,used_memory --format=csv",
+        &mut smi_apps,
+    );
     eprintln!(
         "[d] ratio: nvidia-smi memory.used / NVML sample = {:.0}x; compute-apps / NVML sample = {:.0}x",
         m_used / m_nvml,

@@ -29,7 +29,11 @@ const EXIT_LEAK: u8 = 3;
 const EXIT_INCONCLUSIVE: u8 = 4;
 
 #[derive(Parser)]
-#[command(name = "sglang-memtest", version, about = "Catch memory leaks in LLM/VLM inference servers before users hit OOM")]
+#[command(
+    name = "sglang-memtest",
+    version,
+    about = "Catch memory leaks in LLM/VLM inference servers before users hit OOM"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -209,10 +213,16 @@ struct SuiteArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MEMTEST_LOG").unwrap_or_else(|_| "warn".into());
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MEMTEST_LOG")
+        .unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let result = match cli.cmd {
-        Cmd::ReferenceChild(args) => reference::run_child(args).map(|()| EXIT_PASS).map_err(anyhow::Error::from),
+        Cmd::ReferenceChild(args) => reference::run_child(args)
+            .map(|()| EXIT_PASS)
+            .map_err(anyhow::Error::from),
         cmd => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(run(cmd)),
             Err(e) => Err(anyhow::Error::from(e).context("failed to start the async runtime")),
@@ -245,12 +255,26 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
             let b = Report::read_json(&after)?;
             let cmp = compare(&a, &b);
             print!("{}", cmp.to_table());
-            Ok(if cmp.regressed() { EXIT_LEAK } else { EXIT_PASS })
+            Ok(if cmp.regressed() {
+                EXIT_LEAK
+            } else {
+                EXIT_PASS
+            })
         }
-        Cmd::Demo { out_dir, num_requests } => demo(out_dir, num_requests).await,
+        Cmd::Demo {
+            out_dir,
+            num_requests,
+        } => demo(out_dir, num_requests).await,
         Cmd::Calibrate { out, runs, seed } => {
-            let config = CalibrationConfig { runs, seed, ..CalibrationConfig::default() };
-            eprintln!("calibrating: {runs} runs per shape, {} requests each (seed {seed}) …", config.requests);
+            let config = CalibrationConfig {
+                runs,
+                seed,
+                ..CalibrationConfig::default()
+            };
+            eprintln!(
+                "calibrating: {runs} runs per shape, {} requests each (seed {seed}) …",
+                config.requests
+            );
             let text = calibrate::run(&config).to_markdown();
             print!("{text}");
             write_calibration(&out, &text)?;
@@ -265,7 +289,8 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
 /// second one kills every server and exits.
 async fn run_interruptible(scenario: &Scenario) -> Report {
     let watcher = tokio::spawn(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
         for round in 0..2 {
             let term_recv = async {
                 match term.as_mut() {
@@ -280,7 +305,9 @@ async fn run_interruptible(scenario: &Scenario) -> Report {
                 () = term_recv => {}
             }
             if round == 0 {
-                eprintln!("interrupted: stopping the requests and writing the report (again to kill the server now)");
+                eprintln!(
+                    "interrupted: stopping the requests and writing the report (again to kill the server now)"
+                );
                 load::interrupt();
             } else {
                 fixture::kill_all_registered();
@@ -315,15 +342,23 @@ fn exit_code(report: &Report) -> u8 {
 }
 
 fn target(t: &TargetArgs, model_override: Option<&str>, vlm: bool) -> anyhow::Result<Target> {
-    let chosen = [t.reference || !t.reference_args.is_empty(), t.model.is_some(), t.server_cmd.is_some(), t.base_url.is_some()]
-        .iter()
-        .filter(|x| **x)
-        .count();
+    let chosen = [
+        t.reference || !t.reference_args.is_empty(),
+        t.model.is_some(),
+        t.server_cmd.is_some(),
+        t.base_url.is_some(),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
     if chosen > 1 {
         bail!("choose one target: --reference, --model, --server-cmd or --base-url");
     }
     if let Some(url) = &t.base_url {
-        return Ok(Target::Attach { base_url: url.trim_end_matches('/').to_owned(), pid: t.server_pid });
+        return Ok(Target::Attach {
+            base_url: url.trim_end_matches('/').to_owned(),
+            pid: t.server_pid,
+        });
     }
     if let Some(cmd) = &t.server_cmd {
         let argv = sglang_memtest::scenario::presets::split_command(cmd)?;
@@ -334,9 +369,15 @@ fn target(t: &TargetArgs, model_override: Option<&str>, vlm: bool) -> anyhow::Re
         return Ok(Target::Command(spec));
     }
     if let Some(model) = model_override.or(t.model.as_deref()) {
-        let mut args = vec!["--disable-radix-cache".to_owned(), "--enable-metrics".to_owned()];
+        let mut args = vec![
+            "--disable-radix-cache".to_owned(),
+            "--enable-metrics".to_owned(),
+        ];
         args.extend(t.server_args.iter().cloned());
-        let mut server = SglangServer::new(model).with_python(&t.python).with_mem_fraction_static(t.mem_fraction).with_args(args);
+        let mut server = SglangServer::new(model)
+            .with_python(&t.python)
+            .with_mem_fraction_static(t.mem_fraction)
+            .with_args(args);
         if vlm {
             server = server.with_env("SGLANG_VLM_CACHE_SIZE_MB", "0");
         }
@@ -356,7 +397,12 @@ fn image_config(r: &RunArgs) -> anyhow::Result<ImageConfig> {
         .split_once('x')
         .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
         .filter(|(w, h)| (1..=8192).contains(w) && (1..=8192).contains(h))
-        .with_context(|| format!("--image-size {}: use WIDTHxHEIGHT, e.g. 448x448", r.image_size))?;
+        .with_context(|| {
+            format!(
+                "--image-size {}: use WIDTHxHEIGHT, e.g. 448x448",
+                r.image_size
+            )
+        })?;
     let mode = match r.image_mode.as_str() {
         "unique" => ImageMode::Unique,
         "repeated" => ImageMode::Repeated,
@@ -364,12 +410,26 @@ fn image_config(r: &RunArgs) -> anyhow::Result<ImageConfig> {
     };
     let source = match &r.image_dir {
         Some(dir) => ImageSource::Files(presets::image_files(dir)?),
-        None => ImageSource::Generated { width: w, height: h, format },
+        None => ImageSource::Generated {
+            width: w,
+            height: h,
+            format,
+        },
     };
-    Ok(ImageConfig { source, mode, per_request: r.images_per_request.max(1), ..ImageConfig::default() })
+    Ok(ImageConfig {
+        source,
+        mode,
+        per_request: r.images_per_request.max(1),
+        ..ImageConfig::default()
+    })
 }
 
-fn build(test_type: TestType, t: &TargetArgs, r: &RunArgs, model_override: Option<&str>) -> anyhow::Result<Scenario> {
+fn build(
+    test_type: TestType,
+    t: &TargetArgs,
+    r: &RunArgs,
+    model_override: Option<&str>,
+) -> anyhow::Result<Scenario> {
     let target = target(t, model_override, test_type != TestType::Text)?;
     let (name, workload, default_n, default_interval) = match test_type {
         TestType::Text => ("text_model", Workload::Text, 100, 0.1),
@@ -377,10 +437,15 @@ fn build(test_type: TestType, t: &TargetArgs, r: &RunArgs, model_override: Optio
         TestType::VlmImage => ("vlm_image", Workload::VlmImage(image_config(r)?), 50, 0.2),
     };
     let is_sglang = matches!(target, Target::Sglang(_));
-    let mut s = Scenario::new(name, target, workload).with_out_dir(&r.out_dir).with_plots(!r.no_plot);
+    let mut s = Scenario::new(name, target, workload)
+        .with_out_dir(&r.out_dir)
+        .with_plots(!r.no_plot);
     s.startup_timeout = secs(t.startup_timeout, "--startup-timeout")?;
     s.driver.num_requests = r.num_requests.unwrap_or(default_n);
-    s.driver.interval = secs(r.request_interval.unwrap_or(default_interval), "--request-interval")?;
+    s.driver.interval = secs(
+        r.request_interval.unwrap_or(default_interval),
+        "--request-interval",
+    )?;
     s.driver.warmup_requests = r.warmup_requests;
     s.driver.concurrency = r.concurrency;
     s.driver.max_new_tokens = r.max_new_tokens;
@@ -395,11 +460,26 @@ fn build(test_type: TestType, t: &TargetArgs, r: &RunArgs, model_override: Optio
         Some(other) => bail!("--gpu {other}: use auto, off or required"),
     };
     for item in &r.max_slope {
-        let (pattern, size) = item.split_once('=').with_context(|| format!("--max-slope {item}: use PATTERN=SIZE, e.g. host.rss@tree=64KiB"))?;
-        let bytes = parse_bytes(size).with_context(|| format!("--max-slope {item}: sizes look like 64KiB or 1MiB"))?;
-        match s.thresholds.rules.iter_mut().find(|rule| rule.pattern == pattern) {
+        let (pattern, size) = item.split_once('=').with_context(|| {
+            format!("--max-slope {item}: use PATTERN=SIZE, e.g. host.rss@tree=64KiB")
+        })?;
+        let bytes = parse_bytes(size)
+            .with_context(|| format!("--max-slope {item}: sizes look like 64KiB or 1MiB"))?;
+        match s
+            .thresholds
+            .rules
+            .iter_mut()
+            .find(|rule| rule.pattern == pattern)
+        {
             Some(rule) => rule.max_slope_per_request = bytes,
-            None => s.thresholds.rules.insert(0, Rule { pattern: pattern.to_owned(), max_slope_per_request: bytes, min_growth: 0.0 }),
+            None => s.thresholds.rules.insert(
+                0,
+                Rule {
+                    pattern: pattern.to_owned(),
+                    max_slope_per_request: bytes,
+                    min_growth: 0.0,
+                },
+            ),
         }
     }
     if let Some(seed) = r.seed {
@@ -413,14 +493,19 @@ fn build(test_type: TestType, t: &TargetArgs, r: &RunArgs, model_override: Optio
 }
 
 fn secs(v: f64, flag: &str) -> anyhow::Result<Duration> {
-    Duration::try_from_secs_f64(v).map_err(|_| anyhow::anyhow!("{flag} {v}: use a non-negative number of seconds"))
+    Duration::try_from_secs_f64(v)
+        .map_err(|_| anyhow::anyhow!("{flag} {v}: use a non-negative number of seconds"))
 }
 
 async fn suite(args: SuiteArgs) -> anyhow::Result<u8> {
     let mut worst = EXIT_PASS;
     let mut lines = Vec::new();
     for tt in [TestType::Text, TestType::VlmText, TestType::VlmImage] {
-        let model = if tt == TestType::Text { None } else { args.vlm_model.as_deref() };
+        let model = if tt == TestType::Text {
+            None
+        } else {
+            args.vlm_model.as_deref()
+        };
         let scenario = build(tt, &args.target, &args.run, model)?;
         let report = run_interruptible(&scenario).await;
         print_report(&report, args.run.json)?;
@@ -438,15 +523,35 @@ async fn suite(args: SuiteArgs) -> anyhow::Result<u8> {
 async fn demo(out_dir: PathBuf, num_requests: u64) -> anyhow::Result<u8> {
     let runs = [
         ("demo_clean", vec![]),
-        ("demo_leaking", vec!["--leak-bytes-per-request=1048576".to_owned()]),
-        ("demo_child_leak", vec!["--children=2".to_owned(), "--leak-in-child".to_owned(), "--leak-bytes-per-request=524288".to_owned()]),
-        ("demo_bounded_cache", vec!["--cache-bytes-per-request=1048576".to_owned(), "--cache-cap-bytes=16777216".to_owned()]),
+        (
+            "demo_leaking",
+            vec!["--leak-bytes-per-request=1048576".to_owned()],
+        ),
+        (
+            "demo_child_leak",
+            vec![
+                "--children=2".to_owned(),
+                "--leak-in-child".to_owned(),
+                "--leak-bytes-per-request=524288".to_owned(),
+            ],
+        ),
+        (
+            "demo_bounded_cache",
+            vec![
+                "--cache-bytes-per-request=1048576".to_owned(),
+                "--cache-cap-bytes=16777216".to_owned(),
+            ],
+        ),
     ];
-    println!("demo: the reference server, {num_requests} requests each, reports in {}\n", out_dir.display());
+    println!(
+        "demo: the reference server, {num_requests} requests each, reports in {}\n",
+        out_dir.display()
+    );
     let mut table = Vec::new();
     let mut ok = true;
     for (name, knobs) in runs {
-        let mut s = Scenario::new(name, Target::reference(knobs.clone())?, Workload::Text).with_out_dir(&out_dir);
+        let mut s = Scenario::new(name, Target::reference(knobs.clone())?, Workload::Text)
+            .with_out_dir(&out_dir);
         s.driver.num_requests = num_requests;
         s.driver.interval = Duration::from_millis(20);
         s.tracker.interval = Duration::from_millis(50);
@@ -455,10 +560,21 @@ async fn demo(out_dir: PathBuf, num_requests: u64) -> anyhow::Result<u8> {
         let report = run_interruptible(&s).await;
         print!("{}", report.summary());
         println!();
-        let expected = if name == "demo_clean" || name == "demo_bounded_cache" { RunOutcome::Pass } else { RunOutcome::Leak };
+        let expected = if name == "demo_clean" || name == "demo_bounded_cache" {
+            RunOutcome::Pass
+        } else {
+            RunOutcome::Leak
+        };
         ok &= report.outcome == expected;
-        let knobs = if knobs.is_empty() { "(no planted leak)".to_owned() } else { knobs.join(" ") };
-        table.push(format!("  {name:<20} {:<14} {knobs}", format!("{:?}", report.outcome).to_uppercase()));
+        let knobs = if knobs.is_empty() {
+            "(no planted leak)".to_owned()
+        } else {
+            knobs.join(" ")
+        };
+        table.push(format!(
+            "  {name:<20} {:<14} {knobs}",
+            format!("{:?}", report.outcome).to_uppercase()
+        ));
         if load::interrupted() {
             break;
         }
@@ -478,7 +594,10 @@ fn write_calibration(path: &std::path::Path, table: &str) -> anyhow::Result<()> 
     let new = match std::fs::read_to_string(path) {
         Ok(old) => {
             let (Some(b), Some(e)) = (old.find(BEGIN), old.find(END)) else {
-                bail!("{} has no `{BEGIN} …` / `{END}` markers: add them around the results, or pass --out NEW_FILE", path.display());
+                bail!(
+                    "{} has no `{BEGIN} …` / `{END}` markers: add them around the results, or pass --out NEW_FILE",
+                    path.display()
+                );
             };
             let begin_line_end = old[b..].find('\n').map_or(old.len(), |i| b + i + 1);
             format!("{}{table}{}", &old[..begin_line_end], &old[e..])
@@ -486,7 +605,9 @@ fn write_calibration(path: &std::path::Path, table: &str) -> anyhow::Result<()> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             format!("# Calibration of the leak verdict\n\n{BEGIN} -->\n{table}{END}\n")
         }
-        Err(e) => return Err(anyhow::Error::from(e).context(format!("failed to read {}", path.display()))),
+        Err(e) => {
+            return Err(anyhow::Error::from(e).context(format!("failed to read {}", path.display())));
+        }
     };
     std::fs::write(path, new).with_context(|| format!("failed to write {}", path.display()))
 }

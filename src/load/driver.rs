@@ -60,17 +60,30 @@ pub struct RequestSummary {
 pub fn summarize(records: &[RequestRecord]) -> RequestSummary {
     let sent = records.len() as u64;
     let ok = records.iter().filter(|r| r.ok()).count() as u64;
-    let mut lat: Vec<f64> = records.iter().filter(|r| r.ok()).map(|r| r.latency_ms).collect();
+    let mut lat: Vec<f64> = records
+        .iter()
+        .filter(|r| r.ok())
+        .map(|r| r.latency_ms)
+        .collect();
     lat.sort_by(f64::total_cmp);
-    let pct = |p: f64| (!lat.is_empty()).then(|| lat[((lat.len() - 1) as f64 * p).round() as usize]);
+    let pct =
+        |p: f64| (!lat.is_empty()).then(|| lat[((lat.len() - 1) as f64 * p).round() as usize]);
     RequestSummary {
         sent,
         ok,
         failed: sent - ok,
-        error_rate: if sent == 0 { 0.0 } else { (sent - ok) as f64 / sent as f64 },
+        error_rate: if sent == 0 {
+            0.0
+        } else {
+            (sent - ok) as f64 / sent as f64
+        },
         latency_p50_ms: pct(0.5),
         latency_p95_ms: pct(0.95),
-        first_error: records.iter().filter(|r| !r.ok()).min_by_key(|r| r.start_ms).map(describe_failure),
+        first_error: records
+            .iter()
+            .filter(|r| !r.ok())
+            .min_by_key(|r| r.start_ms)
+            .map(describe_failure),
     }
 }
 
@@ -105,22 +118,50 @@ pub async fn drive(
     tracker: &MemoryTracker,
     images: Option<&ImageSet>,
 ) -> Driven {
-    let client = match reqwest::Client::builder().timeout(config.request_timeout).build() {
+    let client = match reqwest::Client::builder()
+        .timeout(config.request_timeout)
+        .build()
+    {
         Ok(c) => c,
-        Err(e) => return Driven { records: Vec::new(), error: Some(LoadError::Client(e)), model: String::new() },
+        Err(e) => {
+            return Driven {
+                records: Vec::new(),
+                error: Some(LoadError::Client(e)),
+                model: String::new(),
+            };
+        }
     };
     let model = match &config.model {
         Some(m) => m.clone(),
         None => discover_model(&client, base_url, config).await,
     };
     let mut records = Vec::new();
-    for (phase, count) in [(Phase::Warmup, config.warmup_requests), (Phase::Measure, config.num_requests)] {
+    for (phase, count) in [
+        (Phase::Warmup, config.warmup_requests),
+        (Phase::Measure, config.num_requests),
+    ] {
         if count == 0 {
             continue;
         }
-        let gone = run_phase(&client, base_url, workload, config, &model, tracker, images, phase, count, &mut records).await;
+        let gone = run_phase(
+            &client,
+            base_url,
+            workload,
+            config,
+            &model,
+            tracker,
+            images,
+            phase,
+            count,
+            &mut records,
+        )
+        .await;
         if let Some(error) = gone {
-            return Driven { records, error: Some(error), model };
+            return Driven {
+                records,
+                error: Some(error),
+                model,
+            };
         }
     }
     let summary = summarize(&records);
@@ -131,7 +172,11 @@ pub async fn drive(
         limit: config.max_error_rate * 100.0,
         first_error: summary.first_error.unwrap_or_default(),
     });
-    Driven { records, error, model }
+    Driven {
+        records,
+        error,
+        model,
+    }
 }
 
 async fn discover_model(client: &reqwest::Client, base_url: &str, config: &DriverConfig) -> String {
@@ -139,13 +184,23 @@ async fn discover_model(client: &reqwest::Client, base_url: &str, config: &Drive
         return "default".into();
     }
     let found = async {
-        let v: serde_json::Value = client.get(format!("{base_url}/v1/models")).send().await.ok()?.json().await.ok()?;
+        let v: serde_json::Value = client
+            .get(format!("{base_url}/v1/models"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
         v["data"][0]["id"].as_str().map(str::to_owned)
     };
     found.await.unwrap_or_else(|| "default".into())
 }
 
-#[expect(clippy::too_many_arguments, reason = "one private call site; a struct would only rename them")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one private call site; a struct would only rename them"
+)]
 async fn run_phase(
     client: &reqwest::Client,
     base_url: &str,
@@ -163,11 +218,17 @@ async fn run_phase(
     let mut tasks: JoinSet<RequestRecord> = JoinSet::new();
     let mut done: Vec<RequestRecord> = Vec::new();
     let mut consecutive_conn_errors = 0usize;
-    let offset = if phase == Phase::Measure { config.warmup_requests } else { 0 };
+    let offset = if phase == Phase::Measure {
+        config.warmup_requests
+    } else {
+        0
+    };
     for (index, at) in schedule(count, config.interval).into_iter().enumerate() {
         let index = index as u64;
         tokio::time::sleep_until((start + at).into()).await;
-        let Ok(permit) = slots.clone().acquire_owned().await else { break };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            break;
+        };
         // Reap what finished, to notice a dead server early.
         while let Some(Ok(r)) = tasks.try_join_next() {
             consecutive_conn_errors = track_conn_errors(consecutive_conn_errors, &r);
@@ -200,8 +261,14 @@ async fn run_phase(
                     // Read the whole body: the request is complete only when the answer is.
                     match resp.bytes().await {
                         Ok(_) if (200..300).contains(&status) => (Some(status), None),
-                        Ok(body) => (Some(status), Some(format!("HTTP {status}: {}", snippet(&body)))),
-                        Err(e) => (Some(status), Some(format!("reading the response failed: {e}"))),
+                        Ok(body) => (
+                            Some(status),
+                            Some(format!("HTTP {status}: {}", snippet(&body))),
+                        ),
+                        Err(e) => (
+                            Some(status),
+                            Some(format!("reading the response failed: {e}")),
+                        ),
                     }
                 }
                 Err(e) => (None, Some(describe_reqwest(&e))),
@@ -209,7 +276,15 @@ async fn run_phase(
             let latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
             marker.mark(index, phase);
             drop(permit);
-            RequestRecord { index, phase, start_ms, latency_ms, status: result.0, error: result.1, images: n_images }
+            RequestRecord {
+                index,
+                phase,
+                start_ms,
+                latency_ms,
+                status: result.0,
+                error: result.1,
+                images: n_images,
+            }
         });
     }
     while let Some(joined) = tasks.join_next().await {
@@ -221,17 +296,27 @@ async fn run_phase(
     done.sort_by_key(|r| r.index);
     let gone = (consecutive_conn_errors >= GONE_AFTER).then(|| LoadError::ServerGone {
         completed: records.iter().chain(&done).filter(|r| r.ok()).count() as u64,
-        last_error: done.iter().rev().find_map(|r| r.error.clone()).unwrap_or_default(),
+        last_error: done
+            .iter()
+            .rev()
+            .find_map(|r| r.error.clone())
+            .unwrap_or_default(),
     });
     records.extend(done);
     if gone.is_none() && super::interrupted() {
-        return Some(LoadError::Interrupted { completed: records.iter().filter(|r| r.ok()).count() as u64 });
+        return Some(LoadError::Interrupted {
+            completed: records.iter().filter(|r| r.ok()).count() as u64,
+        });
     }
     gone
 }
 
 fn track_conn_errors(count: usize, r: &RequestRecord) -> usize {
-    if r.status.is_none() && r.error.as_deref().is_some_and(|e| e.contains("connect")) { count + 1 } else { 0 }
+    if r.status.is_none() && r.error.as_deref().is_some_and(|e| e.contains("connect")) {
+        count + 1
+    } else {
+        0
+    }
 }
 
 fn snippet(body: &[u8]) -> String {

@@ -52,7 +52,11 @@ pub fn build_request(
                 let placeholders = config.image_token.repeat(images.len());
                 body["text"] = Value::String(format!("{placeholders}{text}"));
                 let urls: Vec<Value> = images.iter().map(|i| Value::String(i.data_url())).collect();
-                body["image_data"] = if urls.len() == 1 { urls[0].clone() } else { Value::Array(urls) };
+                body["image_data"] = if urls.len() == 1 {
+                    urls[0].clone()
+                } else {
+                    Value::Array(urls)
+                };
             }
             ("/generate", body)
         }
@@ -93,7 +97,11 @@ mod tests {
         let (path, body) = build_request(Api::Native, &DriverConfig::default(), "m", 2, &[]);
         assert_eq!(path, "/generate");
         assert_eq!(body["sampling_params"]["max_new_tokens"], 32);
-        assert!(body["text"].as_str().is_some_and(|t| t.contains("Request 2")));
+        assert!(
+            body["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("Request 2"))
+        );
         assert!(body.get("image_data").is_none());
     }
 

@@ -7,7 +7,9 @@ use std::time::Duration;
 /// The driver releases request `i` at `offsets[i]` and then waits for a concurrency slot, so a
 /// server slower than the interval is never sent more than `concurrency` requests at once.
 pub fn schedule(count: u64, interval: Duration) -> Vec<Duration> {
-    (0..count).map(|i| interval.saturating_mul(i.min(u32::MAX as u64) as u32)).collect()
+    (0..count)
+        .map(|i| interval.saturating_mul(i.min(u32::MAX as u64) as u32))
+        .collect()
 }
 
 #[cfg(test)]

@@ -40,16 +40,30 @@ impl Comparison {
 
     /// A table for a person.
     pub fn to_table(&self) -> String {
-        let mut out = format!("{:<52} {:>16} {:>16}  {}\n", "metric", "before/req", "after/req", "change");
+        let mut out = format!(
+            "{:<52} {:>16} {:>16}  {}\n",
+            "metric", "before/req", "after/req", "change"
+        );
         let fmt = |v: Option<f64>| v.map_or("-".to_owned(), human_bytes);
-        let out_label = |o: Option<Outcome>| o.map_or("-".to_owned(), |o| format!("{o:?}").to_lowercase());
+        let out_label =
+            |o: Option<Outcome>| o.map_or("-".to_owned(), |o| format!("{o:?}").to_lowercase());
         for m in &self.metrics {
             let change = if m.regressed {
                 "REGRESSED".to_owned()
             } else {
-                format!("{} → {}", out_label(m.outcome_before), out_label(m.outcome_after))
+                format!(
+                    "{} → {}",
+                    out_label(m.outcome_before),
+                    out_label(m.outcome_after)
+                )
             };
-            let _ = writeln!(out, "{:<52} {:>16} {:>16}  {change}", m.metric, fmt(m.before), fmt(m.after));
+            let _ = writeln!(
+                out,
+                "{:<52} {:>16} {:>16}  {change}",
+                m.metric,
+                fmt(m.before),
+                fmt(m.after)
+            );
         }
         out
     }
@@ -57,7 +71,8 @@ impl Comparison {
 
 /// Stable key of a metric across runs: PIDs change, process names do not.
 fn key(report: &Report, metric: &str) -> String {
-    match crate::tracker::metric::pid_of(metric).and_then(|pid| report.timeline.processes.get(&pid)) {
+    match crate::tracker::metric::pid_of(metric).and_then(|pid| report.timeline.processes.get(&pid))
+    {
         Some(p) => format!("{}@{}", metric.split('@').next().unwrap_or(metric), p.name),
         None => metric.to_owned(),
     }
@@ -81,7 +96,8 @@ pub fn compare(before: &Report, after: &Report) -> Comparison {
         .map(|name| {
             let x = a.iter().find(|m| m.0 == name);
             let y = b.iter().find(|m| m.0 == name);
-            let regressed = y.is_some_and(|y| y.2 == Outcome::Leak) && x.is_none_or(|x| x.2 != Outcome::Leak);
+            let regressed =
+                y.is_some_and(|y| y.2 == Outcome::Leak) && x.is_none_or(|x| x.2 != Outcome::Leak);
             MetricDelta {
                 metric: name,
                 before: x.and_then(|x| x.1),

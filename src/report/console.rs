@@ -32,7 +32,11 @@ fn value(report: &Report, metric: &str, v: f64) -> String {
 }
 
 fn metric_line(report: &Report, m: &MetricAnalysis) -> String {
-    let mut line = format!("  {:<9} {:<44}", label(m.outcome), metric_label(report, &m.metric));
+    let mut line = format!(
+        "  {:<9} {:<44}",
+        label(m.outcome),
+        metric_label(report, &m.metric)
+    );
     match m.slope {
         Some(s) => {
             let _ = write!(
@@ -93,9 +97,23 @@ pub(crate) fn summary(report: &Report) -> String {
             ms(r.latency_p95_ms)
         );
     }
-    for s in report.timeline.sources.iter().filter(|s| !s.available || s.errors > 0) {
+    for s in report
+        .timeline
+        .sources
+        .iter()
+        .filter(|s| !s.available || s.errors > 0)
+    {
         let note = s.note.as_deref().unwrap_or("unavailable");
-        let _ = writeln!(out, "  {}: {note}{}", s.name, if s.errors > 0 { format!(" ({} read errors)", s.errors) } else { String::new() });
+        let _ = writeln!(
+            out,
+            "  {}: {note}{}",
+            s.name,
+            if s.errors > 0 {
+                format!(" ({} read errors)", s.errors)
+            } else {
+                String::new()
+            }
+        );
     }
     for c in &report.caches {
         let _ = writeln!(out, "  cache: {} {}", c.name, c.state);
@@ -110,7 +128,12 @@ pub(crate) fn summary(report: &Report) -> String {
         }
     }
     let files = &report.files;
-    for (what, path) in [("report", &files.json), ("plot", &files.png), ("svg", &files.svg), ("server log", &files.server_log)] {
+    for (what, path) in [
+        ("report", &files.json),
+        ("plot", &files.png),
+        ("svg", &files.svg),
+        ("server log", &files.server_log),
+    ] {
         if let Some(p) = path {
             let _ = writeln!(out, "  {what}: {}", p.display());
         }

@@ -51,7 +51,9 @@ pub enum ReportError {
         source: serde_json::Error,
     },
     /// A report of another schema version.
-    #[error("{path} has schema version {found}; this sglang-memtest reads version {SCHEMA_VERSION}")]
+    #[error(
+        "{path} has schema version {found}; this sglang-memtest reads version {SCHEMA_VERSION}"
+    )]
     Version {
         /// The file.
         path: PathBuf,
@@ -213,12 +215,26 @@ impl Report {
     /// # Errors
     /// [`ReportError::Read`], [`ReportError::Version`] or [`ReportError::Parse`].
     pub fn read_json(path: &Path) -> Result<Self, ReportError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ReportError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|source| ReportError::Parse { path: path.to_owned(), source })?;
-        match value.get("schema_version").and_then(serde_json::Value::as_u64) {
+            serde_json::from_str(&text).map_err(|source| ReportError::Parse {
+                path: path.to_owned(),
+                source,
+            })?;
+        match value
+            .get("schema_version")
+            .and_then(serde_json::Value::as_u64)
+        {
             Some(v) if v == u64::from(SCHEMA_VERSION) => {}
-            Some(v) => return Err(ReportError::Version { path: path.to_owned(), found: v as u32 }),
+            Some(v) => {
+                return Err(ReportError::Version {
+                    path: path.to_owned(),
+                    found: v as u32,
+                });
+            }
             None => {
                 return Err(ReportError::Parse {
                     path: path.to_owned(),
@@ -226,7 +242,10 @@ impl Report {
                 });
             }
         }
-        serde_json::from_value(value).map_err(|source| ReportError::Parse { path: path.to_owned(), source })
+        serde_json::from_value(value).map_err(|source| ReportError::Parse {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// Panic with the console summary unless the run passed: the assertion every scenario test
@@ -235,7 +254,11 @@ impl Report {
     pub fn assert_pass(&self) {
         match (&self.outcome, &self.error) {
             (RunOutcome::Pass, _) => {}
-            (RunOutcome::Error, Some(e)) => panic!("memory check could not run: {}\n{}", e.message, self.summary()),
+            (RunOutcome::Error, Some(e)) => panic!(
+                "memory check could not run: {}\n{}",
+                e.message,
+                self.summary()
+            ),
             _ => panic!("memory check did not pass\n{}", self.summary()),
         }
     }
@@ -252,7 +275,10 @@ impl Report {
 /// Write `bytes` to `path` atomically: a reader sees the old file or the new one, never half.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
     use std::io::Write;
-    let err = |source| ReportError::Write { path: path.to_owned(), source };
+    let err = |source| ReportError::Write {
+        path: path.to_owned(),
+        source,
+    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

@@ -8,11 +8,18 @@ use super::ScenarioError;
 
 /// The raw value of `var`, `None` when unset or empty.
 pub(crate) fn var(var: &str) -> Option<String> {
-    std::env::var(var).ok().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    std::env::var(var)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 fn bad(var: &str, value: &str, expected: &str) -> ScenarioError {
-    ScenarioError::Env { var: var.to_owned(), value: value.to_owned(), expected: expected.to_owned() }
+    ScenarioError::Env {
+        var: var.to_owned(),
+        value: value.to_owned(),
+        expected: expected.to_owned(),
+    }
 }
 
 /// A parsed number (or anything `FromStr`), `None` when unset.
@@ -102,14 +109,21 @@ pub fn parse_bytes(text: &str) -> Option<f64> {
 
 /// `MEMTEST_MAX_SLOPE`: `pattern=size,pattern=size`, e.g. `host.rss@tree=64KiB,gpu.*=1MiB`.
 pub(crate) fn slope_overrides(name: &str) -> Result<Vec<(String, f64)>, ScenarioError> {
-    let Some(text) = var(name) else { return Ok(Vec::new()) };
+    let Some(text) = var(name) else {
+        return Ok(Vec::new());
+    };
     text.split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|item| {
-            let (pattern, size) = item
-                .split_once('=')
-                .ok_or_else(|| bad(name, &text, "pattern=size pairs, e.g. host.rss@tree=64KiB,gpu.proc@tree=1MiB"))?;
-            let bytes = parse_bytes(size).ok_or_else(|| bad(name, &text, "sizes like 64KiB or 1MiB"))?;
+            let (pattern, size) = item.split_once('=').ok_or_else(|| {
+                bad(
+                    name,
+                    &text,
+                    "pattern=size pairs, e.g. host.rss@tree=64KiB,gpu.proc@tree=1MiB",
+                )
+            })?;
+            let bytes =
+                parse_bytes(size).ok_or_else(|| bad(name, &text, "sizes like 64KiB or 1MiB"))?;
             Ok((pattern.trim().to_owned(), bytes))
         })
         .collect()

@@ -83,8 +83,13 @@ impl Target {
     ///
     /// # Errors
     /// [`ScenarioError::ReferenceBinary`] when the executable cannot be found.
-    pub fn reference(args: impl IntoIterator<Item = impl Into<String>>) -> Result<Self, ScenarioError> {
-        Ok(Target::Reference { exe: reference_exe()?, args: args.into_iter().map(Into::into).collect() })
+    pub fn reference(
+        args: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Result<Self, ScenarioError> {
+        Ok(Target::Reference {
+            exe: reference_exe()?,
+            args: args.into_iter().map(Into::into).collect(),
+        })
     }
 
     /// `reference`, `sglang`, `command` or `attach`.
@@ -109,7 +114,10 @@ pub fn reference_exe() -> Result<PathBuf, ScenarioError> {
         return if p.is_file() {
             Ok(p)
         } else {
-            Err(ScenarioError::ReferenceBinary(format!("MEMTEST_REFERENCE_BIN={} does not exist", p.display())))
+            Err(ScenarioError::ReferenceBinary(format!(
+                "MEMTEST_REFERENCE_BIN={} does not exist",
+                p.display()
+            )))
         };
     }
     let me = std::env::current_exe().map_err(|e| ScenarioError::ReferenceBinary(e.to_string()))?;
@@ -122,10 +130,15 @@ pub fn reference_exe() -> Result<PathBuf, ScenarioError> {
         .take(2)
         .map(|dir| dir.join("sglang-memtest"))
         .collect();
-    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
-        let searched: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
-        ScenarioError::ReferenceBinary(format!("looked in {}", searched.join(", ")))
-    })
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| {
+            let searched: Vec<String> =
+                candidates.iter().map(|p| p.display().to_string()).collect();
+            ScenarioError::ReferenceBinary(format!("looked in {}", searched.join(", ")))
+        })
 }
 
 /// What happens after the last request.
@@ -143,7 +156,11 @@ pub struct CooldownConfig {
 
 impl Default for CooldownConfig {
     fn default() -> Self {
-        Self { flush: true, flush_timeout: Duration::from_secs(30), settle: Duration::from_secs(2) }
+        Self {
+            flush: true,
+            flush_timeout: Duration::from_secs(30),
+            settle: Duration::from_secs(2),
+        }
     }
 }
 
@@ -189,7 +206,8 @@ impl Scenario {
             tracker: TrackerConfig::default(),
             cooldown: CooldownConfig::default(),
             baseline: Duration::from_millis(500),
-            out_dir: env::path("MEMTEST_OUT_DIR").unwrap_or_else(|| PathBuf::from("target/memtest")),
+            out_dir: env::path("MEMTEST_OUT_DIR")
+                .unwrap_or_else(|| PathBuf::from("target/memtest")),
             startup_timeout: Duration::from_secs(600),
             caches: Vec::new(),
             plots: true,
@@ -246,16 +264,25 @@ impl Scenario {
         let d = &self.driver;
         let invalid = |m: String| Err(ScenarioError::Invalid(m));
         if d.num_requests < 3 {
-            return invalid(format!("num_requests is {}; at least 3 measured requests are needed for a trend (100 is usual)", d.num_requests));
+            return invalid(format!(
+                "num_requests is {}; at least 3 measured requests are needed for a trend (100 is usual)",
+                d.num_requests
+            ));
         }
         if d.concurrency == 0 {
             return invalid("concurrency is 0; use 1 or more".into());
         }
         if !(0.0..=1.0).contains(&d.max_error_rate) {
-            return invalid(format!("max_error_rate is {}; use a fraction between 0 and 1", d.max_error_rate));
+            return invalid(format!(
+                "max_error_rate is {}; use a fraction between 0 and 1",
+                d.max_error_rate
+            ));
         }
         if !(0.5..1.0).contains(&self.thresholds.confidence) {
-            return invalid(format!("confidence is {}; use a level such as 0.95", self.thresholds.confidence));
+            return invalid(format!(
+                "confidence is {}; use a level such as 0.95",
+                self.thresholds.confidence
+            ));
         }
         if self.tracker.interval.is_zero() {
             return invalid("the sampling interval is 0; use e.g. 100 ms".into());

@@ -16,7 +16,11 @@ pub const DEFAULT_TEXT_MODEL: &str = "meta-llama/Llama-3.2-1B-Instruct";
 pub const DEFAULT_VLM_MODEL: &str = "Qwen/Qwen2.5-VL-3B-Instruct";
 
 fn radix_off() -> CacheInfo {
-    CacheInfo { name: "radix (prefix) cache".into(), state: "off".into(), flag: Some("--disable-radix-cache".into()) }
+    CacheInfo {
+        name: "radix (prefix) cache".into(),
+        state: "off".into(),
+        flag: Some("--disable-radix-cache".into()),
+    }
 }
 
 fn mm_cache_off() -> CacheInfo {
@@ -45,27 +49,46 @@ pub fn split_command(text: &str) -> Result<Vec<String>, ScenarioError> {
 }
 
 /// The SGLang (or attached) target from the environment.
-fn sglang_target(model_var: &str, default_model: &str, vlm: bool, extra: &[&str]) -> Result<(Target, Vec<CacheInfo>), ScenarioError> {
+fn sglang_target(
+    model_var: &str,
+    default_model: &str,
+    vlm: bool,
+    extra: &[&str],
+) -> Result<(Target, Vec<CacheInfo>), ScenarioError> {
     let mut caches = sglang_caches(vlm);
     if let Some(base_url) = var("MEMTEST_BASE_URL") {
         let pid = parse::<u32>("MEMTEST_SERVER_PID", "a process id")?;
         for c in &mut caches {
             c.state = "as the attached server was started".into();
         }
-        return Ok((Target::Attach { base_url: base_url.trim_end_matches('/').to_owned(), pid }, caches));
+        return Ok((
+            Target::Attach {
+                base_url: base_url.trim_end_matches('/').to_owned(),
+                pid,
+            },
+            caches,
+        ));
     }
     let model = var(model_var).unwrap_or_else(|| default_model.to_owned());
     let python = env::path("MEMTEST_PYTHON").unwrap_or_else(|| PathBuf::from("python3"));
-    let mem_fraction = parse::<f64>("MEMTEST_MEM_FRACTION", "a fraction such as 0.7")?.unwrap_or(0.7);
+    let mem_fraction =
+        parse::<f64>("MEMTEST_MEM_FRACTION", "a fraction such as 0.7")?.unwrap_or(0.7);
     if !(0.05..=0.99).contains(&mem_fraction) {
-        return Err(ScenarioError::Invalid(format!("MEMTEST_MEM_FRACTION={mem_fraction}: use a fraction between 0.05 and 0.99")));
+        return Err(ScenarioError::Invalid(format!(
+            "MEMTEST_MEM_FRACTION={mem_fraction}: use a fraction between 0.05 and 0.99"
+        )));
     }
-    let mut args: Vec<String> = ["--disable-radix-cache", "--enable-metrics"].map(String::from).to_vec();
+    let mut args: Vec<String> = ["--disable-radix-cache", "--enable-metrics"]
+        .map(String::from)
+        .to_vec();
     args.extend(extra.iter().map(|s| (*s).to_owned()));
     if let Some(text) = var("MEMTEST_SERVER_ARGS") {
         args.extend(split_args("MEMTEST_SERVER_ARGS", &text)?);
     }
-    let mut server = SglangServer::new(model).with_python(python).with_mem_fraction_static(mem_fraction).with_args(args);
+    let mut server = SglangServer::new(model)
+        .with_python(python)
+        .with_mem_fraction_static(mem_fraction)
+        .with_args(args);
     if vlm {
         // SGLang's multimodal embedding cache (100 MB by default) fills with every unique image
         // and would read as growth for the first ~100 requests: off, and named in the report.
@@ -75,9 +98,15 @@ fn sglang_target(model_var: &str, default_model: &str, vlm: bool, extra: &[&str]
 }
 
 /// Driver, tracker and threshold settings shared by the presets.
-fn apply_common(mut s: Scenario, default_requests: u64, default_interval_s: f64) -> Result<Scenario, ScenarioError> {
-    s.driver.num_requests = parse("MEMTEST_NUM_REQUESTS", "a whole number of requests")?.unwrap_or(default_requests);
-    s.driver.interval = seconds("MEMTEST_REQUEST_INTERVAL")?.unwrap_or(std::time::Duration::from_secs_f64(default_interval_s));
+fn apply_common(
+    mut s: Scenario,
+    default_requests: u64,
+    default_interval_s: f64,
+) -> Result<Scenario, ScenarioError> {
+    s.driver.num_requests =
+        parse("MEMTEST_NUM_REQUESTS", "a whole number of requests")?.unwrap_or(default_requests);
+    s.driver.interval = seconds("MEMTEST_REQUEST_INTERVAL")?
+        .unwrap_or(std::time::Duration::from_secs_f64(default_interval_s));
     if let Some(n) = parse("MEMTEST_WARMUP_REQUESTS", "a whole number of requests")? {
         s.driver.warmup_requests = n;
     }
@@ -94,7 +123,13 @@ fn apply_common(mut s: Scenario, default_requests: u64, default_interval_s: f64)
         s.driver.api = match api.as_str() {
             "openai" => Api::OpenAi,
             "native" => Api::Native,
-            _ => return Err(ScenarioError::Env { var: "MEMTEST_API".into(), value: api, expected: "openai or native".into() }),
+            _ => {
+                return Err(ScenarioError::Env {
+                    var: "MEMTEST_API".into(),
+                    value: api,
+                    expected: "openai or native".into(),
+                });
+            }
         };
     }
     s.driver.api_key = var("MEMTEST_API_KEY");
@@ -103,18 +138,33 @@ fn apply_common(mut s: Scenario, default_requests: u64, default_interval_s: f64)
     }
     s.tracker.gpu = match var("MEMTEST_GPU").as_deref() {
         None | Some("required") => {
-            if matches!(s.target, Target::Sglang(_)) { GpuMode::Required } else { GpuMode::Auto }
+            if matches!(s.target, Target::Sglang(_)) {
+                GpuMode::Required
+            } else {
+                GpuMode::Auto
+            }
         }
         Some("auto") => GpuMode::Auto,
         Some("off") => GpuMode::Off,
         Some(v) => {
-            return Err(ScenarioError::Env { var: "MEMTEST_GPU".into(), value: v.into(), expected: "required, auto or off".into() });
+            return Err(ScenarioError::Env {
+                var: "MEMTEST_GPU".into(),
+                value: v.into(),
+                expected: "required, auto or off".into(),
+            });
         }
     };
     for (pattern, bytes) in env::slope_overrides("MEMTEST_MAX_SLOPE")? {
         match s.thresholds.rules.iter_mut().find(|r| r.pattern == pattern) {
             Some(rule) => rule.max_slope_per_request = bytes,
-            None => s.thresholds.rules.insert(0, Rule { pattern, max_slope_per_request: bytes, min_growth: 0.0 }),
+            None => s.thresholds.rules.insert(
+                0,
+                Rule {
+                    pattern,
+                    max_slope_per_request: bytes,
+                    min_growth: 0.0,
+                },
+            ),
         }
     }
     if let Some(seed) = parse("MEMTEST_SEED", "a whole number")? {
@@ -143,7 +193,11 @@ impl Scenario {
     /// # Errors
     /// [`ScenarioError`] for a `MEMTEST_*` variable that cannot be used.
     pub fn vlm_no_mm_processor() -> Result<Self, ScenarioError> {
-        let extra: &[&str] = if flag("MEMTEST_LANGUAGE_MODEL_ONLY")? { &["--language-model-only"] } else { &[] };
+        let extra: &[&str] = if flag("MEMTEST_LANGUAGE_MODEL_ONLY")? {
+            &["--language-model-only"]
+        } else {
+            &[]
+        };
         let (target, caches) = sglang_target("MEMTEST_VLM_MODEL", DEFAULT_VLM_MODEL, true, extra)?;
         let mut s = Scenario::new("vlm_no_mm_processor", target, Workload::VlmText);
         s.caches = caches;
@@ -157,7 +211,11 @@ impl Scenario {
     /// [`ScenarioError`] for a `MEMTEST_*` variable that cannot be used.
     pub fn vlm_image() -> Result<Self, ScenarioError> {
         let (target, caches) = sglang_target("MEMTEST_VLM_MODEL", DEFAULT_VLM_MODEL, true, &[])?;
-        let mut s = Scenario::new("vlm_image", target, Workload::VlmImage(image_config_from_env()?));
+        let mut s = Scenario::new(
+            "vlm_image",
+            target,
+            Workload::VlmImage(image_config_from_env()?),
+        );
         s.caches = caches;
         apply_common(s, 50, 0.2)
     }
@@ -170,22 +228,36 @@ pub fn image_config_from_env() -> Result<ImageConfig, ScenarioError> {
         None | Some("png") => ImageFormat::Png,
         Some("jpeg" | "jpg") => ImageFormat::Jpeg,
         Some(v) => {
-            return Err(ScenarioError::Env { var: "MEMTEST_IMAGE_FORMAT".into(), value: v.into(), expected: "png or jpeg".into() });
+            return Err(ScenarioError::Env {
+                var: "MEMTEST_IMAGE_FORMAT".into(),
+                value: v.into(),
+                expected: "png or jpeg".into(),
+            });
         }
     };
     let (mut width, mut height) = (448, 448);
     if let Some(size) = var("MEMTEST_IMAGE_SIZE") {
-        let parsed = size.split_once('x').and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
+        let parsed = size
+            .split_once('x')
+            .and_then(|(w, h)| Some((w.parse().ok()?, h.parse().ok()?)));
         match parsed {
             Some((w, h)) if w > 0 && h > 0 && w <= 8192 && h <= 8192 => (width, height) = (w, h),
             _ => {
-                return Err(ScenarioError::Env { var: "MEMTEST_IMAGE_SIZE".into(), value: size, expected: "WIDTHxHEIGHT, e.g. 448x448".into() });
+                return Err(ScenarioError::Env {
+                    var: "MEMTEST_IMAGE_SIZE".into(),
+                    value: size,
+                    expected: "WIDTHxHEIGHT, e.g. 448x448".into(),
+                });
             }
         }
     }
     config.source = match env::path("MEMTEST_IMAGE_DIR") {
         Some(dir) => ImageSource::Files(image_files(&dir)?),
-        None => ImageSource::Generated { width, height, format },
+        None => ImageSource::Generated {
+            width,
+            height,
+            format,
+        },
     };
     if let Some(n) = parse::<u32>("MEMTEST_IMAGES_PER_REQUEST", "a whole number, 1 or more")? {
         config.per_request = n.max(1);
@@ -194,7 +266,11 @@ pub fn image_config_from_env() -> Result<ImageConfig, ScenarioError> {
         None | Some("unique") => ImageMode::Unique,
         Some("repeated") => ImageMode::Repeated,
         Some(v) => {
-            return Err(ScenarioError::Env { var: "MEMTEST_IMAGE_MODE".into(), value: v.into(), expected: "unique or repeated".into() });
+            return Err(ScenarioError::Env {
+                var: "MEMTEST_IMAGE_MODE".into(),
+                value: v.into(),
+                expected: "unique or repeated".into(),
+            });
         }
     };
     Ok(config)
@@ -202,18 +278,27 @@ pub fn image_config_from_env() -> Result<ImageConfig, ScenarioError> {
 
 /// The PNG/JPEG files of a folder, sorted.
 pub fn image_files(dir: &std::path::Path) -> Result<Vec<PathBuf>, ScenarioError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| ScenarioError::Invalid(format!("cannot read the image folder {}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        ScenarioError::Invalid(format!(
+            "cannot read the image folder {}: {e}",
+            dir.display()
+        ))
+    })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| {
-            p.extension().and_then(|x| x.to_str()).is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+            p.extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
         })
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(ScenarioError::Invalid(format!("{} has no .png or .jpg images", dir.display())));
+        return Err(ScenarioError::Invalid(format!(
+            "{} has no .png or .jpg images",
+            dir.display()
+        )));
     }
     Ok(files)
 }

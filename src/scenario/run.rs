@@ -7,7 +7,9 @@ use super::{Scenario, ScenarioError, Target};
 use crate::analysis::{self, RequestSeries};
 use crate::fixture::{ServerFixture, ServerSpec};
 use crate::load::{self, Workload, images::ImageSet};
-use crate::report::{ErrorKind, Report, ReportFiles, RunError, RunOutcome, SCHEMA_VERSION, TargetInfo};
+use crate::report::{
+    ErrorKind, Report, ReportFiles, RunError, RunOutcome, SCHEMA_VERSION, TargetInfo,
+};
 use crate::tracker::{GpuMode, MemoryTracker, Phase, Timeline, Unit, metric};
 
 /// A failed stage: whose fault, and the error with its causes.
@@ -31,7 +33,10 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn setup(e: impl std::error::Error) -> Failure {
-    Failure { kind: ErrorKind::Setup, message: chain(&e) }
+    Failure {
+        kind: ErrorKind::Setup,
+        message: chain(&e),
+    }
 }
 
 impl Scenario {
@@ -45,7 +50,10 @@ impl Scenario {
         let mut report = self.empty_report();
         if let Err(f) = self.run_stages(&mut report).await {
             report.outcome = RunOutcome::Error;
-            report.error = Some(RunError { kind: f.kind, message: f.message });
+            report.error = Some(RunError {
+                kind: f.kind,
+                message: f.message,
+            });
         }
         report.duration_ms = t0.elapsed().as_millis() as u64;
         self.write_outputs(&mut report);
@@ -62,7 +70,10 @@ impl Scenario {
             error: None,
             started_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             duration_ms: 0,
-            target: TargetInfo { kind: self.target.kind().to_owned(), ..TargetInfo::default() },
+            target: TargetInfo {
+                kind: self.target.kind().to_owned(),
+                ..TargetInfo::default()
+            },
             caches: self.caches.clone(),
             workload: self.workload.clone(),
             driver: self.driver.clone(),
@@ -81,15 +92,25 @@ impl Scenario {
     fn spec(&self) -> Option<ServerSpec> {
         let spec = match &self.target {
             Target::Reference { exe, args } => {
-                let mut argv = vec!["serve-reference".to_owned(), "--port".to_owned(), "{port}".to_owned()];
+                let mut argv = vec![
+                    "serve-reference".to_owned(),
+                    "--port".to_owned(),
+                    "{port}".to_owned(),
+                ];
                 argv.extend(args.iter().cloned());
                 ServerSpec::command(exe, argv).with_name(format!("{}-reference", self.name))
             }
-            Target::Sglang(server) => server.clone().into_spec().with_name(format!("{}-sglang", self.name)),
+            Target::Sglang(server) => server
+                .clone()
+                .into_spec()
+                .with_name(format!("{}-sglang", self.name)),
             Target::Command(spec) => spec.clone(),
             Target::Attach { .. } => return None,
         };
-        Some(spec.with_log_dir(self.out_dir.join("logs")).with_startup_timeout(self.startup_timeout))
+        Some(
+            spec.with_log_dir(self.out_dir.join("logs"))
+                .with_startup_timeout(self.startup_timeout),
+        )
     }
 
     async fn preflight(&self) -> Result<(), Failure> {
@@ -130,7 +151,9 @@ impl Scenario {
             report.target.model = Some(server.model_path.clone());
         }
         let tree = match &self.target {
-            Target::Attach { pid: Some(pid), .. } => Some(crate::fixture::ProcessTree::new(*pid, None)),
+            Target::Attach { pid: Some(pid), .. } => {
+                Some(crate::fixture::ProcessTree::new(*pid, None))
+            }
             _ => fixture.tree(),
         };
         let tracker = match MemoryTracker::start(tree, Some(fixture.base_url()), &self.tracker) {
@@ -141,17 +164,23 @@ impl Scenario {
                 return Err(setup(e));
             }
         };
-        let outcome = self.measure(&fixture, &tracker, images.as_ref(), report).await;
+        let outcome = self
+            .measure(&fixture, &tracker, images.as_ref(), report)
+            .await;
         report.timeline = tracker.finish().await;
         report.server_log_tail = fixture.log_tail(50);
         let exit = fixture.exit_status();
         match fixture.stop().await {
             Ok(shutdown) => report.shutdown = Some(shutdown),
-            Err(e) => report.notes.push(format!("stopping the server: {}", chain(&e))),
+            Err(e) => report
+                .notes
+                .push(format!("stopping the server: {}", chain(&e))),
         }
         if let Err(mut f) = outcome {
             if let Some(status) = exit {
-                f.message.push_str(&format!(" (the server exited: {status}; see the log tail below)"));
+                f.message.push_str(&format!(
+                    " (the server exited: {status}; see the log tail below)"
+                ));
             }
             return Err(f);
         }
@@ -177,11 +206,21 @@ impl Scenario {
     ) -> Result<(), Failure> {
         tracker.mark(0, Phase::Baseline);
         tokio::time::sleep(self.baseline).await;
-        let driven = load::drive(fixture.base_url(), &self.workload, &self.driver, tracker, images).await;
+        let driven = load::drive(
+            fixture.base_url(),
+            &self.workload,
+            &self.driver,
+            tracker,
+            images,
+        )
+        .await;
         report.requests = Some(load::summarize(&driven.records));
         report.request_records = driven.records;
         if let Some(e) = driven.error {
-            return Err(Failure { kind: ErrorKind::Run, message: chain(&e) });
+            return Err(Failure {
+                kind: ErrorKind::Run,
+                message: chain(&e),
+            });
         }
         tracker.mark(0, Phase::Cooldown);
         if self.cooldown.flush {
@@ -197,20 +236,33 @@ impl Scenario {
     fn write_outputs(&self, report: &mut Report) {
         let json = self.out_dir.join(format!("{}.json", self.name));
         if self.plots {
-            let title = format!("{} ({}) — {}", self.name, report.test_type, report.target.kind);
-            match crate::report::plot::write_plots(&report.timeline, report.verdict.as_ref(), &title, &self.out_dir, &self.name) {
+            let title = format!(
+                "{} ({}) — {}",
+                self.name, report.test_type, report.target.kind
+            );
+            match crate::report::plot::write_plots(
+                &report.timeline,
+                report.verdict.as_ref(),
+                &title,
+                &self.out_dir,
+                &self.name,
+            ) {
                 Ok(files) => {
                     report.files.png = Some(files.png);
                     report.files.svg = Some(files.svg);
                 }
-                Err(e) => report.notes.push(format!("plot not written: {}", chain(&e))),
+                Err(e) => report
+                    .notes
+                    .push(format!("plot not written: {}", chain(&e))),
             }
         }
         report.files.json = Some(json.clone());
         if let Err(e) = report.write_json(&json) {
             // The report is the one thing a run must leave behind: say so loudly.
             report.files.json = None;
-            report.notes.push(format!("JSON report not written: {}", chain(&e)));
+            report
+                .notes
+                .push(format!("JSON report not written: {}", chain(&e)));
             tracing::error!("JSON report not written: {}", chain(&e));
         }
     }
@@ -218,16 +270,35 @@ impl Scenario {
 
 /// `/flush_cache`, retried while the server answers 400 (requests still running).
 async fn flush(base_url: &str, timeout: Duration) -> Result<(), String> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
     let deadline = Instant::now() + timeout;
     loop {
-        let status = client.post(format!("{base_url}/flush_cache")).send().await.map(|r| r.status().as_u16());
+        let status = client
+            .post(format!("{base_url}/flush_cache"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16());
         match status {
             Ok(200..=299) => return Ok(()),
-            Ok(400) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
-            Ok(404) => return Err("the server has no /flush_cache: cooldown without a cache flush".into()),
-            Ok(s) => return Err(format!("/flush_cache answered HTTP {s}: cooldown without a cache flush")),
-            Err(e) => return Err(format!("/flush_cache failed ({e}): cooldown without a cache flush")),
+            Ok(400) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Ok(404) => {
+                return Err("the server has no /flush_cache: cooldown without a cache flush".into());
+            }
+            Ok(s) => {
+                return Err(format!(
+                    "/flush_cache answered HTTP {s}: cooldown without a cache flush"
+                ));
+            }
+            Err(e) => {
+                return Err(format!(
+                    "/flush_cache failed ({e}): cooldown without a cache flush"
+                ));
+            }
         }
     }
 }
@@ -236,7 +307,10 @@ async fn check_sglang(python: &Path) -> Result<(), ScenarioError> {
     let py = python.display().to_string();
     let out = tokio::time::timeout(
         Duration::from_secs(120),
-        tokio::process::Command::new(python).args(["-c", "import sglang"]).kill_on_drop(true).output(),
+        tokio::process::Command::new(python)
+            .args(["-c", "import sglang"])
+            .kill_on_drop(true)
+            .output(),
     )
     .await;
     let detail = match out {
@@ -245,7 +319,12 @@ async fn check_sglang(python: &Path) -> Result<(), ScenarioError> {
         Ok(Ok(o)) if o.status.success() => return Ok(()),
         Ok(Ok(o)) => {
             let err = String::from_utf8_lossy(&o.stderr);
-            err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("import failed").trim().to_owned()
+            err.lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("import failed")
+                .trim()
+                .to_owned()
         }
     };
     Err(ScenarioError::SglangMissing { python: py, detail })
@@ -272,8 +351,12 @@ fn headroom(timeline: &Timeline, name: &str) -> Option<f64> {
         return last(timeline, &format!("gpu.free@dev:{dev}"));
     }
     if name.starts_with("gpu.") {
-        let free: Vec<f64> =
-            timeline.series.iter().filter(|(k, _)| k.starts_with("gpu.free@dev:")).filter_map(|(_, s)| s.points.last().map(|p| p.v)).collect();
+        let free: Vec<f64> = timeline
+            .series
+            .iter()
+            .filter(|(k, _)| k.starts_with("gpu.free@dev:"))
+            .filter_map(|(_, s)| s.points.last().map(|p| p.v))
+            .collect();
         return (!free.is_empty()).then(|| free.iter().sum());
     }
     None
@@ -281,7 +364,9 @@ fn headroom(timeline: &Timeline, name: &str) -> Option<f64> {
 
 /// Turn the timeline into one request-indexed series per analysed metric.
 pub(crate) fn request_series(timeline: &Timeline) -> Vec<RequestSeries> {
-    let cooldown_from = timeline.phase_range(Phase::Cooldown).map(|(start, _)| start);
+    let cooldown_from = timeline
+        .phase_range(Phase::Cooldown)
+        .map(|(start, _)| start);
     timeline
         .series
         .iter()
@@ -292,11 +377,20 @@ pub(crate) fn request_series(timeline: &Timeline) -> Vec<RequestSeries> {
             let cooldown = match (cooldown_from, s.points.last()) {
                 (Some(from), Some(end)) if end.t_ms > from => {
                     let mid = from + (end.t_ms - from) / 2;
-                    s.points.iter().filter(|p| p.t_ms >= mid).map(|p| p.v).collect()
+                    s.points
+                        .iter()
+                        .filter(|p| p.t_ms >= mid)
+                        .map(|p| p.v)
+                        .collect()
                 }
                 _ => Vec::new(),
             };
-            Some(RequestSeries { metric: name.clone(), values, cooldown, headroom: headroom(timeline, name) })
+            Some(RequestSeries {
+                metric: name.clone(),
+                values,
+                cooldown,
+                headroom: headroom(timeline, name),
+            })
         })
         .collect()
 }

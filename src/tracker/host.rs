@@ -21,8 +21,14 @@ pub(crate) fn parse_rollup(text: &str) -> Option<Rollup> {
     let mut rollup = Rollup::default();
     let mut seen_pss = false;
     for line in text.lines() {
-        let Some((key, rest)) = line.split_once(':') else { continue };
-        let Some(kb) = rest.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()) else {
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let Some(kb) = rest
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<u64>().ok())
+        else {
             continue;
         };
         match key {
@@ -93,7 +99,12 @@ pub(crate) struct HostSource {
 
 impl HostSource {
     pub(crate) fn new(pss_every: u32) -> Self {
-        Self { page_size: procfs::page_size(), pss_every: pss_every.max(1), tick: 0, known: HashMap::new() }
+        Self {
+            page_size: procfs::page_size(),
+            pss_every: pss_every.max(1),
+            tick: 0,
+            known: HashMap::new(),
+        }
     }
 
     /// Processes seen for the first time during the last [`sample`](Self::sample).
@@ -138,7 +149,9 @@ impl HostSource {
     fn sample_rollups(&self, pids: &[u32], out: &mut Vec<Reading>) {
         let (mut pss, mut uss, mut any) = (0u64, 0u64, false);
         for &pid in pids {
-            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else { continue };
+            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+                continue;
+            };
             if let Some(r) = parse_rollup(&text) {
                 any = true;
                 pss += r.pss;
@@ -182,9 +195,15 @@ mod tests {
     #[test]
     fn names_prefer_titles_then_modules() {
         let argv = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
-        assert_eq!(process_name("sglang::schedul", &argv("sglang::scheduler_TP0")), "sglang::scheduler_TP0");
         assert_eq!(
-            process_name("python3", &argv("python3 -m sglang.launch_server --model-path m")),
+            process_name("sglang::schedul", &argv("sglang::scheduler_TP0")),
+            "sglang::scheduler_TP0"
+        );
+        assert_eq!(
+            process_name(
+                "python3",
+                &argv("python3 -m sglang.launch_server --model-path m")
+            ),
             "python3 -m sglang.launch_server"
         );
         assert_eq!(process_name("sleep", &argv("sleep 10")), "sleep");
@@ -197,7 +216,11 @@ mod tests {
         let mut host = HostSource::new(1);
         let mut out = Vec::new();
         host.sample(&[me], true, &mut out);
-        let rss = out.iter().find(|r| r.metric == HOST_RSS_TREE).expect("tree rss").v;
+        let rss = out
+            .iter()
+            .find(|r| r.metric == HOST_RSS_TREE)
+            .expect("tree rss")
+            .v;
         assert!(rss > 1024.0 * 1024.0, "rss {rss}");
         assert!(out.iter().any(|r| r.metric == HOST_PSS_TREE));
         let new = host.describe_new(&[me], 0);

@@ -163,7 +163,11 @@ impl MemoryTracker {
         let store = Store::new(config.interval.as_millis() as u64);
         let gpu = match config.gpu {
             GpuMode::Off => {
-                store.set_source(status("gpu", false, Some("GPU metrics off (not requested)".into())));
+                store.set_source(status(
+                    "gpu",
+                    false,
+                    Some("GPU metrics off (not requested)".into()),
+                ));
                 None
             }
             GpuMode::Auto | GpuMode::Required => match gpu::GpuSource::open() {
@@ -181,8 +185,14 @@ impl MemoryTracker {
             },
         };
         match &config.shm_dir {
-            Some(dir) if dir.is_dir() => store.set_source(status("shm", true, Some(dir.display().to_string()))),
-            Some(dir) => store.set_source(status("shm", false, Some(format!("{} does not exist", dir.display())))),
+            Some(dir) if dir.is_dir() => {
+                store.set_source(status("shm", true, Some(dir.display().to_string())))
+            }
+            Some(dir) => store.set_source(status(
+                "shm",
+                false,
+                Some(format!("{} does not exist", dir.display())),
+            )),
             None => store.set_source(status("shm", false, Some("shm metrics off".into()))),
         }
         let (tx, rx) = mpsc::channel();
@@ -200,21 +210,40 @@ impl MemoryTracker {
             .spawn(move || sampler.run(rx))
             .map_err(TrackerError::Thread)?;
         let (mut server_stop, mut server_task) = (None, None);
-        match (base_url, config.server_interval, tokio::runtime::Handle::try_current()) {
+        match (
+            base_url,
+            config.server_interval,
+            tokio::runtime::Handle::try_current(),
+        ) {
             (Some(url), Some(every), Ok(rt)) => {
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
                 let client = reqwest::Client::new();
-                server_task = Some(rt.spawn(server::poll(url.to_owned(), client, store.clone(), every, stop_rx)));
+                server_task = Some(rt.spawn(server::poll(
+                    url.to_owned(),
+                    client,
+                    store.clone(),
+                    every,
+                    stop_rx,
+                )));
                 server_stop = Some(stop_tx);
             }
             (Some(_), Some(_), Err(_)) => store.set_source(status(
                 "server",
                 false,
-                Some("server metrics not read: the tracker was started outside a tokio runtime".into()),
+                Some(
+                    "server metrics not read: the tracker was started outside a tokio runtime"
+                        .into(),
+                ),
             )),
             _ => store.set_source(status("server", false, Some("server metrics off".into()))),
         }
-        Ok(Self { store, tx, thread: Some(thread), server_stop, server_task })
+        Ok(Self {
+            store,
+            tx,
+            thread: Some(thread),
+            server_stop,
+            server_task,
+        })
     }
 
     /// Record that request `request` of `phase` completed, and take a sample right away on the
@@ -227,7 +256,10 @@ impl MemoryTracker {
 
     /// A handle that marks requests from other tasks (cheap to clone, `Send`).
     pub fn marker(&self) -> Marker {
-        Marker { store: self.store.clone(), tx: self.tx.clone() }
+        Marker {
+            store: self.store.clone(),
+            tx: self.tx.clone(),
+        }
     }
 
     /// Milliseconds since the tracker started (the timeline's clock).
@@ -271,7 +303,12 @@ impl Drop for MemoryTracker {
 }
 
 fn status(name: &str, available: bool, note: Option<String>) -> SourceStatus {
-    SourceStatus { name: name.into(), available, note, errors: 0 }
+    SourceStatus {
+        name: name.into(),
+        available,
+        note,
+        errors: 0,
+    }
 }
 
 struct Sampler {
@@ -291,11 +328,19 @@ impl Sampler {
         let host_note = |n: usize| Some(format!("{n} processes in the server's tree"));
         match &self.tree {
             Some(_) => self.store.set_source(status("host", true, None)),
-            None => self.store.set_source(status("host", false, Some("no server process to watch (attached by URL)".into()))),
+            None => self.store.set_source(status(
+                "host",
+                false,
+                Some("no server process to watch (attached by URL)".into()),
+            )),
         }
         loop {
             let now = Instant::now();
-            let msg = if now >= next { Err(mpsc::RecvTimeoutError::Timeout) } else { rx.recv_timeout(next - now) };
+            let msg = if now >= next {
+                Err(mpsc::RecvTimeoutError::Timeout)
+            } else {
+                rx.recv_timeout(next - now)
+            };
             match msg {
                 Ok(Msg::Sample) => {
                     // Marks can come in bursts (concurrency > 1): one reading per ms is plenty.
@@ -338,8 +383,19 @@ impl Sampler {
                 gpu.unavailable_ticks()
             ));
         }
-        let errors = self.store.snapshot().sources.iter().find(|s| s.name == "gpu").map_or(0, |s| s.errors);
-        self.store.set_source(SourceStatus { name: "gpu".into(), available: true, note: Some(note), errors });
+        let errors = self
+            .store
+            .snapshot()
+            .sources
+            .iter()
+            .find(|s| s.name == "gpu")
+            .map_or(0, |s| s.errors);
+        self.store.set_source(SourceStatus {
+            name: "gpu".into(),
+            available: true,
+            note: Some(note),
+            errors,
+        });
     }
 
     fn refresh_tree(&mut self) {
@@ -376,5 +432,12 @@ impl Sampler {
 
 /// Placeholder for a PID whose details could not be read (it exited while being listed).
 fn unreachable_info(pid: u32, t: u64) -> ProcessInfo {
-    ProcessInfo { pid, ppid: 0, name: "?".into(), cmdline: String::new(), first_seen_ms: t, last_seen_ms: t }
+    ProcessInfo {
+        pid,
+        ppid: 0,
+        name: "?".into(),
+        cmdline: String::new(),
+        first_seen_ms: t,
+        last_seen_ms: t,
+    }
 }

@@ -30,7 +30,9 @@ pub(crate) fn family(name: &str) -> Option<&'static str> {
 
 /// List the regular files of `dir` (missing directory: empty).
 pub(crate) fn scan(dir: &Path) -> Vec<ShmEntry> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     entries
         .filter_map(Result::ok)
         .filter_map(|e| {
@@ -47,9 +49,16 @@ pub(crate) fn scan(dir: &Path) -> Vec<ShmEntry> {
 /// Readings for one scan: totals plus the SGLang families.
 pub(crate) fn readings(entries: &[ShmEntry]) -> Vec<Reading> {
     let total: u64 = entries.iter().map(|e| e.allocated).sum();
-    let mut out = vec![Reading::bytes(SHM_BYTES, total), Reading::count(SHM_FILES, entries.len() as u64)];
+    let mut out = vec![
+        Reading::bytes(SHM_BYTES, total),
+        Reading::count(SHM_FILES, entries.len() as u64),
+    ];
     for fam in ["psm", "sgl_shm"] {
-        let bytes: u64 = entries.iter().filter(|e| family(&e.name) == Some(fam)).map(|e| e.allocated).sum();
+        let bytes: u64 = entries
+            .iter()
+            .filter(|e| family(&e.name) == Some(fam))
+            .map(|e| e.allocated)
+            .sum();
         out.push(Reading::bytes(format!("shm.bytes@{fam}"), bytes));
     }
     out
@@ -70,7 +79,10 @@ mod tests {
         assert_eq!(entries.len(), 3);
         let r = readings(&entries);
         let get = |m: &str| r.iter().find(|x| x.metric == m).map(|x| x.v).expect(m);
-        assert!(get("shm.bytes@psm") < (1 << 20) as f64, "sparse file counted by apparent size");
+        assert!(
+            get("shm.bytes@psm") < (1 << 20) as f64,
+            "sparse file counted by apparent size"
+        );
         assert!(get("shm.bytes@sgl_shm") >= (256 << 10) as f64);
         assert_eq!(get(SHM_FILES), 3.0);
     }

@@ -18,13 +18,25 @@ pub(crate) struct Reading {
 
 impl Reading {
     pub(crate) fn bytes(metric: impl Into<String>, v: u64) -> Self {
-        Self { metric: metric.into(), unit: Unit::Bytes, v: v as f64 }
+        Self {
+            metric: metric.into(),
+            unit: Unit::Bytes,
+            v: v as f64,
+        }
     }
     pub(crate) fn count(metric: impl Into<String>, v: u64) -> Self {
-        Self { metric: metric.into(), unit: Unit::Count, v: v as f64 }
+        Self {
+            metric: metric.into(),
+            unit: Unit::Count,
+            v: v as f64,
+        }
     }
     pub(crate) fn ratio(metric: impl Into<String>, v: f64) -> Self {
-        Self { metric: metric.into(), unit: Unit::Ratio, v }
+        Self {
+            metric: metric.into(),
+            unit: Unit::Ratio,
+            v,
+        }
     }
 }
 
@@ -42,7 +54,10 @@ impl Store {
             started_at: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
             ..Timeline::default()
         };
-        Self { start: Instant::now(), inner: Arc::new(Mutex::new(timeline)) }
+        Self {
+            start: Instant::now(),
+            inner: Arc::new(Mutex::new(timeline)),
+        }
     }
 
     /// Milliseconds since the tracker started.
@@ -59,10 +74,10 @@ impl Store {
     pub(crate) fn push(&self, t_ms: u64, readings: impl IntoIterator<Item = Reading>) {
         let mut tl = self.lock();
         for r in readings {
-            let series = tl
-                .series
-                .entry(r.metric)
-                .or_insert_with(|| Series { unit: r.unit, points: Vec::new() });
+            let series = tl.series.entry(r.metric).or_insert_with(|| Series {
+                unit: r.unit,
+                points: Vec::new(),
+            });
             // Sources run on different threads: keep each series sorted by time.
             let at = series.points.partition_point(|p| p.t_ms <= t_ms);
             series.points.insert(at, Point { t_ms, v: r.v });
@@ -72,7 +87,14 @@ impl Store {
     pub(crate) fn mark(&self, t_ms: u64, request: u64, phase: Phase) {
         let mut tl = self.lock();
         let at = tl.marks.partition_point(|m| m.t_ms <= t_ms);
-        tl.marks.insert(at, Mark { t_ms, request, phase });
+        tl.marks.insert(
+            at,
+            Mark {
+                t_ms,
+                request,
+                phase,
+            },
+        );
     }
 
     /// Record that `pid` was seen alive at `t_ms` (first sighting fills in the rest).

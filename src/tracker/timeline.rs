@@ -176,6 +176,11 @@ impl Timeline {
         let Some((start, end)) = self.phase_range(phase) else {
             return Vec::new();
         };
-        series.points.iter().copied().filter(|p| p.t_ms >= start && p.t_ms < end).collect()
+        series
+            .points
+            .iter()
+            .copied()
+            .filter(|p| p.t_ms >= start && p.t_ms < end)
+            .collect()
     }
 }

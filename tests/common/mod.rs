@@ -16,7 +16,9 @@ pub fn exe() -> PathBuf {
 
 /// A fresh output folder for one test (kept under target/ so failures can be inspected).
 pub fn out_dir(test: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("controls").join(test);
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("controls")
+        .join(test);
     let _ = std::fs::remove_dir_all(&dir);
     dir
 }
@@ -24,8 +26,13 @@ pub fn out_dir(test: &str) -> PathBuf {
 /// A short scenario against the reference server with `knobs`: 60 measured requests 10 ms
 /// apart, sampled every 50 ms (each request also gets its own reading), no plots, no GPU.
 pub fn quick(test: &str, knobs: &[&str], workload: Workload) -> Scenario {
-    let target = Target::Reference { exe: exe(), args: knobs.iter().map(|s| (*s).to_owned()).collect() };
-    let mut s = Scenario::new(test, target, workload).with_out_dir(out_dir(test)).with_plots(false);
+    let target = Target::Reference {
+        exe: exe(),
+        args: knobs.iter().map(|s| (*s).to_owned()).collect(),
+    };
+    let mut s = Scenario::new(test, target, workload)
+        .with_out_dir(out_dir(test))
+        .with_plots(false);
     s.driver.num_requests = 60;
     s.driver.warmup_requests = 5;
     s.driver.interval = Duration::from_millis(10);
@@ -51,7 +58,11 @@ pub fn seen_pids(r: &Report) -> Vec<u32> {
 /// True when `pid` is alive (and not a zombie).
 pub fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
+        Ok(stat) => {
+            stat.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next())
+                != Some("Z")
+        }
         Err(_) => false,
     }
 }
