@@ -440,6 +440,7 @@ fn build(
     let mut s = Scenario::new(name, target, workload)
         .with_out_dir(&r.out_dir)
         .with_plots(!r.no_plot);
+    s.progress = Some(Duration::from_secs(2));
     s.startup_timeout = secs(t.startup_timeout, "--startup-timeout")?;
     s.driver.num_requests = r.num_requests.unwrap_or(default_n);
     s.driver.interval = secs(

@@ -191,6 +191,8 @@ pub struct Scenario {
     pub caches: Vec<CacheInfo>,
     /// Write PNG/SVG plots.
     pub plots: bool,
+    /// Print a live progress line to stderr every this often (`None`: quiet; the CLI sets it).
+    pub progress: Option<Duration>,
 }
 
 impl Scenario {
@@ -211,6 +213,7 @@ impl Scenario {
             startup_timeout: Duration::from_secs(600),
             caches: Vec::new(),
             plots: true,
+            progress: None,
         }
     }
 

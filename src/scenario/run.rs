@@ -10,6 +10,7 @@ use crate::load::{self, Workload, images::ImageSet};
 use crate::report::{
     ErrorKind, Report, ReportFiles, RunError, RunOutcome, SCHEMA_VERSION, TargetInfo,
 };
+use crate::util::human_bytes;
 use crate::tracker::{GpuMode, MemoryTracker, Phase, Timeline, Unit, metric};
 
 /// A failed stage: whose fault, and the error with its causes.
@@ -206,6 +207,7 @@ impl Scenario {
     ) -> Result<(), Failure> {
         tracker.mark(0, Phase::Baseline);
         tokio::time::sleep(self.baseline).await;
+        let printer = self.progress.map(|every| self.spawn_progress(tracker, every));
         let driven = load::drive(
             fixture.base_url(),
             &self.workload,
@@ -214,6 +216,9 @@ impl Scenario {
             images,
         )
         .await;
+        if let Some(p) = printer {
+            p.abort();
+        }
         report.requests = Some(load::summarize(&driven.records));
         report.request_records = driven.records;
         if let Some(e) = driven.error {
@@ -231,6 +236,32 @@ impl Scenario {
         }
         tokio::time::sleep(self.cooldown.settle).await;
         Ok(())
+    }
+
+    /// A task printing one line every `every`: phase, requests done, tree memory so far.
+    fn spawn_progress(&self, tracker: &MemoryTracker, every: Duration) -> tokio::task::JoinHandle<()> {
+        let marker = tracker.marker();
+        let name = self.name.clone();
+        let (warmup, measured) = (self.driver.warmup_requests, self.driver.num_requests);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let p = marker.progress(&[metric::HOST_RSS_TREE, metric::GPU_PROC_TREE, metric::SHM_BYTES]);
+                let (phase, total) = match p.phase {
+                    Some(Phase::Warmup) => ("warm-up", warmup),
+                    Some(Phase::Measure) => ("measure", measured),
+                    _ => continue,
+                };
+                let values: Vec<String> = p
+                    .values
+                    .iter()
+                    .map(|(m, first, last)| format!("{m} {} ({})", human_bytes(*last), Signed(last - first)))
+                    .collect();
+                eprintln!("  {name} · {phase} {}/{total} · {}", p.done, values.join(" · "));
+            }
+        })
     }
 
     fn write_outputs(&self, report: &mut Report) {
@@ -265,6 +296,16 @@ impl Scenario {
                 .push(format!("JSON report not written: {}", chain(&e)));
             tracing::error!("JSON report not written: {}", chain(&e));
         }
+    }
+}
+
+/// Bytes with an explicit sign, for deltas.
+struct Signed(f64);
+
+impl std::fmt::Display for Signed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = if self.0 >= 0.0 { "+" } else { "" };
+        write!(f, "{sign}{}", human_bytes(self.0))
     }
 }
 

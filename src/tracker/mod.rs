@@ -116,6 +116,17 @@ mod opt_ms {
     }
 }
 
+/// Where a run stands, for a live console line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// Phase of the latest mark.
+    pub phase: Option<Phase>,
+    /// Marks (completed requests) in that phase.
+    pub done: u64,
+    /// `(metric, first value, latest value)` for the metrics asked for that have readings.
+    pub values: Vec<(String, f64, f64)>,
+}
+
 /// Marks requests on a [`MemoryTracker`] from any task or thread.
 #[derive(Debug, Clone)]
 pub struct Marker {
@@ -124,6 +135,11 @@ pub struct Marker {
 }
 
 impl Marker {
+    /// Same as [`MemoryTracker::progress`].
+    pub fn progress(&self, metrics: &[&str]) -> Progress {
+        self.store.progress(metrics)
+    }
+
     /// Same as [`MemoryTracker::mark`].
     pub fn mark(&self, request: u64, phase: Phase) {
         self.store.mark(self.store.now_ms(), request, phase);
@@ -260,6 +276,12 @@ impl MemoryTracker {
             store: self.store.clone(),
             tx: self.tx.clone(),
         }
+    }
+
+    /// Where the run stands: the phase, requests done in it, first and latest values of
+    /// `metrics`. Cheap: nothing is copied but those values.
+    pub fn progress(&self, metrics: &[&str]) -> Progress {
+        self.store.progress(metrics)
     }
 
     /// Milliseconds since the tracker started (the timeline's clock).

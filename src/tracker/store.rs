@@ -122,6 +122,22 @@ impl Store {
         }
     }
 
+    /// Where the run is, cheaply (no copy of the timeline): the phase of the latest mark, the
+    /// requests completed in it, and the first and latest value of each of `metrics`.
+    pub(crate) fn progress(&self, metrics: &[&str]) -> super::Progress {
+        let tl = self.lock();
+        let phase = tl.marks.last().map(|m| m.phase);
+        let done = phase.map_or(0, |p| tl.marks.iter().filter(|m| m.phase == p).count() as u64);
+        let values = metrics
+            .iter()
+            .filter_map(|name| {
+                let points = &tl.series.get(*name)?.points;
+                Some(((*name).to_owned(), points.first()?.v, points.last()?.v))
+            })
+            .collect();
+        super::Progress { phase, done, values }
+    }
+
     /// A copy of everything so far.
     pub(crate) fn snapshot(&self) -> Timeline {
         self.lock().clone()
