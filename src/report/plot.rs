@@ -604,10 +604,13 @@ fn draw_panel<DB: DrawingBackend>(
         0
     };
     let y_fmt = |v: &f64| format!("{v:.decimals$}");
+    // Short runs (the reference server, a demo) last seconds: whole seconds would repeat.
+    let x_decimals = if fig.x_max < 10.0 { 1 } else { 0 };
+    let x_fmt = |v: &f64| format!("{v:.x_decimals$}");
     let mut mesh = chart.configure_mesh();
     mesh.y_desc(panel.unit.1)
         .y_label_formatter(&y_fmt)
-        .x_label_formatter(&|v| format!("{v:.0}"))
+        .x_label_formatter(&x_fmt)
         .label_style(font(16))
         .axis_desc_style(font(18))
         .y_labels(6)
