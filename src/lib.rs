@@ -34,7 +34,7 @@ pub mod util;
 
 pub use analysis::{Outcome, Thresholds, Verdict};
 pub use error::{Error, Result};
-pub use fixture::{ServerFixture, ServerSpec, SglangServer};
+pub use fixture::{ServerFixture, ServerSpec, SglangServer, ShutdownReport, kill_all_registered};
 pub use load::{Api, DriverConfig, Workload};
 pub use report::Report;
 pub use scenario::{Scenario, Target};

@@ -52,9 +52,37 @@ pub fn human_bytes(bytes: f64) -> String {
     }
 }
 
+/// `+1.5 MiB`, `-12 B`: a difference in bytes, with its sign always shown.
+pub fn signed_bytes(bytes: f64) -> String {
+    let s = human_bytes(bytes);
+    if bytes >= 0.0 { format!("+{s}") } else { s }
+}
+
+/// An error and its sources, `: `-joined, skipping a source whose text the message already
+/// holds (reqwest's own message hides "connection refused" in its source).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::human_bytes;
+    use super::{human_bytes, signed_bytes};
+
+    #[test]
+    fn signed() {
+        assert_eq!(signed_bytes(65536.0), "+64.0 KiB");
+        assert_eq!(signed_bytes(-12.0), "-12 B");
+    }
 
     #[test]
     fn human() {

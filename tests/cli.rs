@@ -208,3 +208,25 @@ fn demo_shows_clean_and_leaking_side_by_side() {
         assert!(dir.join(format!("{name}.svg")).is_file());
     }
 }
+
+#[test]
+fn suite_runs_the_three_scenarios_into_one_folder() {
+    let dir = out_dir("suite");
+    let o = memtest(&[
+        "suite",
+        "--reference",
+        "--num-requests",
+        "20",
+        "--request-interval",
+        "0.01",
+        "--image-size",
+        "64x64",
+        "--no-plot",
+        "--out-dir",
+        dir.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    for name in ["text_model", "vlm_no_mm_processor", "vlm_image"] {
+        assert_eq!(report_outcome(&dir.join(format!("{name}.json"))), "pass", "{name}");
+    }
+}

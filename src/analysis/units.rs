@@ -23,19 +23,7 @@ pub(crate) fn fmt_per_request(metric: &str, v: f64) -> String {
 
 /// Signed bytes with a binary unit that keeps 3 significant digits readable.
 pub(crate) fn fmt_bytes(v: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut x = v.abs();
-    let mut u = 0;
-    while x >= 1024.0 && u + 1 < UNITS.len() {
-        x /= 1024.0;
-        u += 1;
-    }
-    let sign = if v < 0.0 { "-" } else { "+" };
-    if u == 0 {
-        format!("{sign}{x:.0} {}", UNITS[u])
-    } else {
-        format!("{sign}{x:.1} {}", UNITS[u])
-    }
+    crate::util::signed_bytes(v)
 }
 
 #[cfg(test)]

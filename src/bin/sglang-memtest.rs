@@ -75,6 +75,10 @@ enum Cmd {
         /// Seed of every draw.
         #[arg(long, default_value_t = 20_261_127)]
         seed: u64,
+        /// Also run this many scenarios per shape against the reference server (slow: about
+        /// 1.5 s each; 200 for the published table, planted leaks get a quarter of that).
+        #[arg(long, default_value_t = 0)]
+        reference_runs: usize,
     },
     /// Internal: a child process of the reference server.
     #[command(hide = true)]
@@ -163,6 +167,10 @@ struct RunArgs {
     /// Image format of generated images: png or jpeg.
     #[arg(long, default_value = "png")]
     image_format: String,
+    /// Image placeholder put before the prompt on `--api native` image requests (the native
+    /// route does not apply the chat template). Default: Qwen2-VL's.
+    #[arg(long)]
+    image_token: Option<String>,
     /// Send the PNG/JPEG images of this folder instead of generated ones.
     #[arg(long)]
     image_dir: Option<PathBuf>,
@@ -265,7 +273,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
             out_dir,
             num_requests,
         } => demo(out_dir, num_requests).await,
-        Cmd::Calibrate { out, runs, seed } => {
+        Cmd::Calibrate { out, runs, seed, reference_runs } => {
             let config = CalibrationConfig {
                 runs,
                 seed,
@@ -277,7 +285,12 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
             );
             let text = calibrate::run(&config).to_markdown();
             print!("{text}");
-            write_calibration(&out, &text)?;
+            write_calibration(&out, "calibrate", &text)?;
+            if reference_runs > 0 {
+                let text = calibrate_reference(reference_runs).await?;
+                print!("{text}");
+                write_calibration(&out, "calibrate-reference", &text)?;
+            }
             eprintln!("results written into {}", out.display());
             Ok(EXIT_PASS)
         }
@@ -452,6 +465,9 @@ fn build(
     s.driver.max_new_tokens = r.max_new_tokens;
     s.driver.api = r.api;
     s.driver.max_error_rate = r.max_error_rate;
+    if let Some(token) = &r.image_token {
+        s.driver.image_token = token.clone();
+    }
     s.tracker.interval = Duration::from_millis(r.sample_interval_ms.max(1));
     s.tracker.gpu = match r.gpu.as_deref() {
         None if is_sglang => GpuMode::Required,
@@ -588,27 +604,43 @@ async fn demo(out_dir: PathBuf, num_requests: u64) -> anyhow::Result<u8> {
     Ok(EXIT_PASS)
 }
 
-/// Replace the generated part of the calibration document, keeping the prose around it.
-fn write_calibration(path: &std::path::Path, table: &str) -> anyhow::Result<()> {
-    const BEGIN: &str = "<!-- calibrate:begin";
-    const END: &str = "<!-- calibrate:end -->";
+/// Replace the part of the calibration document between the `<!-- MARKER:begin … -->` and
+/// `<!-- MARKER:end -->` lines, keeping the prose around it.
+fn write_calibration(path: &std::path::Path, marker: &str, table: &str) -> anyhow::Result<()> {
+    let begin = format!("<!-- {marker}:begin");
+    let end = format!("<!-- {marker}:end -->");
     let new = match std::fs::read_to_string(path) {
         Ok(old) => {
-            let (Some(b), Some(e)) = (old.find(BEGIN), old.find(END)) else {
-                bail!(
-                    "{} has no `{BEGIN} …` / `{END}` markers: add them around the results, or pass --out NEW_FILE",
-                    path.display()
-                );
+            let (Some(b), Some(e)) = (old.find(&begin), old.find(&end)) else {
+                bail!("{} has no `{begin} …` / `{end}` markers: add them around the results, or pass --out NEW_FILE", path.display());
             };
-            let begin_line_end = old[b..].find('\n').map_or(old.len(), |i| b + i + 1);
-            format!("{}{table}{}", &old[..begin_line_end], &old[e..])
+            let after_begin = old[b..].find('\n').map_or(old.len(), |i| b + i + 1);
+            format!("{}{table}{}", &old[..after_begin], &old[e..])
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            format!("# Calibration of the leak verdict\n\n{BEGIN} -->\n{table}{END}\n")
+            format!("# Calibration of the leak verdict\n\n{begin} -->\n{table}{end}\n")
         }
-        Err(e) => {
-            return Err(anyhow::Error::from(e).context(format!("failed to read {}", path.display())));
-        }
+        Err(e) => return Err(anyhow::Error::from(e).context(format!("failed to read {}", path.display()))),
     };
     std::fs::write(path, new).with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// Real runs against the reference server, per shape: clean shapes get `runs`, planted leaks a
+/// quarter of that (their rate is near 100 % and needs fewer runs to pin down).
+async fn calibrate_reference(runs: usize) -> anyhow::Result<String> {
+    use sglang_memtest::scenario::calibrate;
+    let exe = sglang_memtest::scenario::reference_exe()?;
+    let dir = calibrate::scratch_dir();
+    let mut rows = Vec::new();
+    for shape in calibrate::default_shapes() {
+        let n = if shape.leaks { runs.div_ceil(4) } else { runs };
+        eprintln!("reference server: {} × {n} …", shape.name);
+        let tally = calibrate::run_shape(&exe, &shape, n, 100, &dir).await;
+        rows.push((shape, tally));
+        if load::interrupted() {
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(calibrate::to_markdown(&rows, 100))
 }

@@ -332,14 +332,8 @@ fn describe_reqwest(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {
-        format!("could not connect: {e}")
+        format!("could not connect: {}", crate::util::error_chain(e))
     } else {
-        let mut msg = e.to_string();
-        let mut src = std::error::Error::source(e);
-        while let Some(s) = src {
-            msg.push_str(&format!(": {s}"));
-            src = s.source();
-        }
-        msg
+        crate::util::error_chain(e)
     }
 }

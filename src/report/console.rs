@@ -115,6 +115,23 @@ pub(crate) fn summary(report: &Report) -> String {
             }
         );
     }
+    if let Some(sd) = &report.shutdown {
+        if !sd.leftovers.is_empty() {
+            let procs: Vec<String> = sd.leftovers.iter().map(|p| format!("{} ({})", p.name, p.pid)).collect();
+            let _ = writeln!(out, "  WARNING: still alive after teardown: {}", procs.join(", "));
+        }
+        if !sd.shm_removed.is_empty() {
+            let _ = writeln!(out, "  /dev/shm: removed {} segment(s) the server left behind", sd.shm_removed.len());
+        }
+        if !sd.shm_left.is_empty() {
+            let _ = writeln!(
+                out,
+                "  /dev/shm: {} new segment(s) not matching SGLang's names were left alone: {}",
+                sd.shm_left.len(),
+                sd.shm_left.join(", ")
+            );
+        }
+    }
     for c in &report.caches {
         let _ = writeln!(out, "  cache: {} {}", c.name, c.state);
     }

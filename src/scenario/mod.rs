@@ -5,6 +5,7 @@
 //! The presets [`Scenario::text_model`], [`Scenario::vlm_no_mm_processor`] and
 //! [`Scenario::vlm_image`] are what SGLang asked for; they read `MEMTEST_*` variables.
 
+pub mod calibrate;
 mod env;
 pub mod presets;
 mod run;

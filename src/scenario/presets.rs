@@ -133,6 +133,9 @@ fn apply_common(
         };
     }
     s.driver.api_key = var("MEMTEST_API_KEY");
+    if let Some(token) = var("MEMTEST_IMAGE_TOKEN") {
+        s.driver.image_token = token;
+    }
     if let Some(t) = seconds("MEMTEST_STARTUP_TIMEOUT")? {
         s.startup_timeout = t;
     }

@@ -10,7 +10,7 @@ use crate::load::{self, Workload, images::ImageSet};
 use crate::report::{
     ErrorKind, Report, ReportFiles, RunError, RunOutcome, SCHEMA_VERSION, TargetInfo,
 };
-use crate::util::human_bytes;
+use crate::util::{human_bytes, signed_bytes};
 use crate::tracker::{GpuMode, MemoryTracker, Phase, Timeline, Unit, metric};
 
 /// A failed stage: whose fault, and the error with its causes.
@@ -19,19 +19,7 @@ struct Failure {
     message: String,
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let s_msg = s.to_string();
-        if !msg.contains(&s_msg) {
-            msg.push_str(": ");
-            msg.push_str(&s_msg);
-        }
-        src = s.source();
-    }
-    msg
-}
+use crate::util::error_chain as chain;
 
 fn setup(e: impl std::error::Error) -> Failure {
     Failure {
@@ -257,7 +245,7 @@ impl Scenario {
                 let values: Vec<String> = p
                     .values
                     .iter()
-                    .map(|(m, first, last)| format!("{m} {} ({})", human_bytes(*last), Signed(last - first)))
+                    .map(|(m, first, last)| format!("{m} {} ({})", human_bytes(*last), signed_bytes(last - first)))
                     .collect();
                 eprintln!("  {name} · {phase} {}/{total} · {}", p.done, values.join(" · "));
             }
@@ -296,16 +284,6 @@ impl Scenario {
                 .push(format!("JSON report not written: {}", chain(&e)));
             tracing::error!("JSON report not written: {}", chain(&e));
         }
-    }
-}
-
-/// Bytes with an explicit sign, for deltas.
-struct Signed(f64);
-
-impl std::fmt::Display for Signed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let sign = if self.0 >= 0.0 { "+" } else { "" };
-        write!(f, "{sign}{}", human_bytes(self.0))
     }
 }
 
