@@ -227,6 +227,10 @@ fn suite_runs_the_three_scenarios_into_one_folder() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     for name in ["text_model", "vlm_no_mm_processor", "vlm_image"] {
-        assert_eq!(report_outcome(&dir.join(format!("{name}.json"))), "pass", "{name}");
+        assert_eq!(
+            report_outcome(&dir.join(format!("{name}.json"))),
+            "pass",
+            "{name}"
+        );
     }
 }

@@ -273,7 +273,12 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
             out_dir,
             num_requests,
         } => demo(out_dir, num_requests).await,
-        Cmd::Calibrate { out, runs, seed, reference_runs } => {
+        Cmd::Calibrate {
+            out,
+            runs,
+            seed,
+            reference_runs,
+        } => {
             let config = CalibrationConfig {
                 runs,
                 seed,
@@ -612,7 +617,10 @@ fn write_calibration(path: &std::path::Path, marker: &str, table: &str) -> anyho
     let new = match std::fs::read_to_string(path) {
         Ok(old) => {
             let (Some(b), Some(e)) = (old.find(&begin), old.find(&end)) else {
-                bail!("{} has no `{begin} …` / `{end}` markers: add them around the results, or pass --out NEW_FILE", path.display());
+                bail!(
+                    "{} has no `{begin} …` / `{end}` markers: add them around the results, or pass --out NEW_FILE",
+                    path.display()
+                );
             };
             let after_begin = old[b..].find('\n').map_or(old.len(), |i| b + i + 1);
             format!("{}{table}{}", &old[..after_begin], &old[e..])
@@ -620,7 +628,9 @@ fn write_calibration(path: &std::path::Path, marker: &str, table: &str) -> anyho
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             format!("# Calibration of the leak verdict\n\n{begin} -->\n{table}{end}\n")
         }
-        Err(e) => return Err(anyhow::Error::from(e).context(format!("failed to read {}", path.display()))),
+        Err(e) => {
+            return Err(anyhow::Error::from(e).context(format!("failed to read {}", path.display())));
+        }
     };
     std::fs::write(path, new).with_context(|| format!("failed to write {}", path.display()))
 }

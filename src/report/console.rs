@@ -117,11 +117,23 @@ pub(crate) fn summary(report: &Report) -> String {
     }
     if let Some(sd) = &report.shutdown {
         if !sd.leftovers.is_empty() {
-            let procs: Vec<String> = sd.leftovers.iter().map(|p| format!("{} ({})", p.name, p.pid)).collect();
-            let _ = writeln!(out, "  WARNING: still alive after teardown: {}", procs.join(", "));
+            let procs: Vec<String> = sd
+                .leftovers
+                .iter()
+                .map(|p| format!("{} ({})", p.name, p.pid))
+                .collect();
+            let _ = writeln!(
+                out,
+                "  WARNING: still alive after teardown: {}",
+                procs.join(", ")
+            );
         }
         if !sd.shm_removed.is_empty() {
-            let _ = writeln!(out, "  /dev/shm: removed {} segment(s) the server left behind", sd.shm_removed.len());
+            let _ = writeln!(
+                out,
+                "  /dev/shm: removed {} segment(s) the server left behind",
+                sd.shm_removed.len()
+            );
         }
         if !sd.shm_left.is_empty() {
             let _ = writeln!(

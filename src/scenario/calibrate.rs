@@ -25,15 +25,46 @@ pub struct Shape {
 
 /// The shapes measured by default: clean ones first, then planted leaks.
 pub fn default_shapes() -> Vec<Shape> {
-    let shape = |name, knobs: &[&str], leaks| Shape { name, knobs: knobs.iter().map(|s| (*s).to_owned()).collect(), leaks };
+    let shape = |name, knobs: &[&str], leaks| Shape {
+        name,
+        knobs: knobs.iter().map(|s| (*s).to_owned()).collect(),
+        leaks,
+    };
     vec![
         shape("clean", &[], false),
         shape("clean, 2 child processes", &["--children=2"], false),
-        shape("one-off 64 MiB warm-up step", &["--warmup-step-bytes=67108864"], false),
-        shape("bounded cache, 1 MiB/request up to 16 MiB", &["--cache-bytes-per-request=1048576", "--cache-cap-bytes=16777216"], false),
-        shape("leak 64 KiB/request", &["--leak-bytes-per-request=65536"], true),
-        shape("leak 64 KiB/request in a child", &["--children=2", "--leak-in-child", "--leak-bytes-per-request=65536"], true),
-        shape("leak 1 MiB/request", &["--leak-bytes-per-request=1048576"], true),
+        shape(
+            "one-off 64 MiB warm-up step",
+            &["--warmup-step-bytes=67108864"],
+            false,
+        ),
+        shape(
+            "bounded cache, 1 MiB/request up to 16 MiB",
+            &[
+                "--cache-bytes-per-request=1048576",
+                "--cache-cap-bytes=16777216",
+            ],
+            false,
+        ),
+        shape(
+            "leak 64 KiB/request",
+            &["--leak-bytes-per-request=65536"],
+            true,
+        ),
+        shape(
+            "leak 64 KiB/request in a child",
+            &[
+                "--children=2",
+                "--leak-in-child",
+                "--leak-bytes-per-request=65536",
+            ],
+            true,
+        ),
+        shape(
+            "leak 1 MiB/request",
+            &["--leak-bytes-per-request=1048576"],
+            true,
+        ),
     ]
 }
 
@@ -53,11 +84,22 @@ pub struct Tally {
 }
 
 /// Run `runs` scenarios of `shape` (100 measured requests each) against the reference server.
-pub async fn run_shape(exe: &std::path::Path, shape: &Shape, runs: usize, requests: u64, out_dir: &std::path::Path) -> Tally {
+pub async fn run_shape(
+    exe: &std::path::Path,
+    shape: &Shape,
+    runs: usize,
+    requests: u64,
+    out_dir: &std::path::Path,
+) -> Tally {
     let mut tally = Tally::default();
     for i in 0..runs {
-        let target = Target::Reference { exe: exe.to_path_buf(), args: shape.knobs.clone() };
-        let mut s = Scenario::new(format!("calibrate_{i}"), target, Workload::Text).with_out_dir(out_dir).with_plots(false);
+        let target = Target::Reference {
+            exe: exe.to_path_buf(),
+            args: shape.knobs.clone(),
+        };
+        let mut s = Scenario::new(format!("calibrate_{i}"), target, Workload::Text)
+            .with_out_dir(out_dir)
+            .with_plots(false);
         s.driver.num_requests = requests;
         s.driver.interval = Duration::from_millis(5);
         s.tracker.interval = Duration::from_millis(50);
@@ -77,7 +119,9 @@ pub async fn run_shape(exe: &std::path::Path, shape: &Shape, runs: usize, reques
             .verdict
             .as_ref()
             .and_then(|v| v.metric(metric::HOST_RSS_TREE))
-            .is_some_and(|m| m.n > 1 && m.growth / (m.n - 1) as f64 * 100.0 > 100.0 * 1024.0 * 1024.0);
+            .is_some_and(|m| {
+                m.n > 1 && m.growth / (m.n - 1) as f64 * 100.0 > 100.0 * 1024.0 * 1024.0
+            });
         tally.seed_fail += usize::from(seed_fail);
     }
     tally
@@ -85,7 +129,13 @@ pub async fn run_shape(exe: &std::path::Path, shape: &Shape, runs: usize, reques
 
 /// The markdown table of a calibration on the reference server.
 pub fn to_markdown(rows: &[(Shape, Tally)], requests: u64) -> String {
-    let pct = |n: usize, d: usize| if d == 0 { "-".to_owned() } else { format!("{:.1} %", 100.0 * n as f64 / d as f64) };
+    let pct = |n: usize, d: usize| {
+        if d == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.1} %", 100.0 * n as f64 / d as f64)
+        }
+    };
     let mut out = format!(
         "Reference server, {requests} measured requests per run (5 ms apart, sampled every 50 ms and after each request), default thresholds.\n\n\
          | server | planted leak | runs | leak verdict | inconclusive | error | seed rule fails |\n|---|---|---:|---:|---:|---:|---:|\n"

@@ -10,8 +10,8 @@ use crate::load::{self, Workload, images::ImageSet};
 use crate::report::{
     ErrorKind, Report, ReportFiles, RunError, RunOutcome, SCHEMA_VERSION, TargetInfo,
 };
-use crate::util::{human_bytes, signed_bytes};
 use crate::tracker::{GpuMode, MemoryTracker, Phase, Timeline, Unit, metric};
+use crate::util::{human_bytes, signed_bytes};
 
 /// A failed stage: whose fault, and the error with its causes.
 struct Failure {
@@ -195,7 +195,9 @@ impl Scenario {
     ) -> Result<(), Failure> {
         tracker.mark(0, Phase::Baseline);
         tokio::time::sleep(self.baseline).await;
-        let printer = self.progress.map(|every| self.spawn_progress(tracker, every));
+        let printer = self
+            .progress
+            .map(|every| self.spawn_progress(tracker, every));
         let driven = load::drive(
             fixture.base_url(),
             &self.workload,
@@ -227,7 +229,11 @@ impl Scenario {
     }
 
     /// A task printing one line every `every`: phase, requests done, tree memory so far.
-    fn spawn_progress(&self, tracker: &MemoryTracker, every: Duration) -> tokio::task::JoinHandle<()> {
+    fn spawn_progress(
+        &self,
+        tracker: &MemoryTracker,
+        every: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let marker = tracker.marker();
         let name = self.name.clone();
         let (warmup, measured) = (self.driver.warmup_requests, self.driver.num_requests);
@@ -236,7 +242,11 @@ impl Scenario {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                let p = marker.progress(&[metric::HOST_RSS_TREE, metric::GPU_PROC_TREE, metric::SHM_BYTES]);
+                let p = marker.progress(&[
+                    metric::HOST_RSS_TREE,
+                    metric::GPU_PROC_TREE,
+                    metric::SHM_BYTES,
+                ]);
                 let (phase, total) = match p.phase {
                     Some(Phase::Warmup) => ("warm-up", warmup),
                     Some(Phase::Measure) => ("measure", measured),
@@ -245,9 +255,19 @@ impl Scenario {
                 let values: Vec<String> = p
                     .values
                     .iter()
-                    .map(|(m, first, last)| format!("{m} {} ({})", human_bytes(*last), signed_bytes(last - first)))
+                    .map(|(m, first, last)| {
+                        format!(
+                            "{m} {} ({})",
+                            human_bytes(*last),
+                            signed_bytes(last - first)
+                        )
+                    })
                     .collect();
-                eprintln!("  {name} · {phase} {}/{total} · {}", p.done, values.join(" · "));
+                eprintln!(
+                    "  {name} · {phase} {}/{total} · {}",
+                    p.done,
+                    values.join(" · ")
+                );
             }
         })
     }
@@ -306,7 +326,9 @@ async fn flush(base_url: &str, timeout: Duration) -> Result<(), String> {
                 tokio::time::sleep(Duration::from_millis(200)).await
             }
             Ok(404) => {
-                return Err("the server has no /flush_cache: cooldown without a cache flush".into());
+                return Err(
+                    "the server has no /flush_cache: cooldown without a cache flush".into(),
+                );
             }
             Ok(s) => {
                 return Err(format!(

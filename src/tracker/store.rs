@@ -127,7 +127,9 @@ impl Store {
     pub(crate) fn progress(&self, metrics: &[&str]) -> super::Progress {
         let tl = self.lock();
         let phase = tl.marks.last().map(|m| m.phase);
-        let done = phase.map_or(0, |p| tl.marks.iter().filter(|m| m.phase == p).count() as u64);
+        let done = phase.map_or(0, |p| {
+            tl.marks.iter().filter(|m| m.phase == p).count() as u64
+        });
         let values = metrics
             .iter()
             .filter_map(|name| {
@@ -135,7 +137,11 @@ impl Store {
                 Some(((*name).to_owned(), points.first()?.v, points.last()?.v))
             })
             .collect();
-        super::Progress { phase, done, values }
+        super::Progress {
+            phase,
+            done,
+            values,
+        }
     }
 
     /// A copy of everything so far.

@@ -133,8 +133,9 @@ impl Timeline {
     /// The value of `metric` after each request of `phase` completed, in completion order.
     ///
     /// For request `i` this is the latest reading taken no later than the completion of request
-    /// `i + 1` (or the end of the phase for the last one) and no earlier than the completion of
-    /// request `i`; when no reading falls in that window the previous reading is carried forward.
+    /// `i + 1` (or the end of the phase for the last one). Every mark triggers a reading, so this
+    /// is normally one taken just after request `i` completed; when none falls between the two
+    /// completions, the reading before is carried forward.
     /// Returns `None` when the metric does not exist or had no reading by the end of the phase.
     pub fn per_request(&self, metric: &str, phase: Phase) -> Option<Vec<f64>> {
         let series = self.series.get(metric)?;

@@ -1,0 +1,41 @@
+//! The JSON report's shape is a contract (schema version 1): this snapshot lists every field
+//! path a run writes, so a change to the schema is a reviewed diff, never an accident.
+
+mod common;
+
+use common::{quick, run};
+use serde_json::Value;
+use sglang_memtest::load::Workload;
+
+/// Field paths, unioned over every array item and map entry (collapsed to `[]` / `<key>`).
+/// Only paths are listed, not types: a field that is `null` in one run and a number in the next
+/// is the same schema.
+fn paths(v: &Value, at: &str, out: &mut Vec<String>) {
+    out.push(at.to_owned());
+    // Maps keyed by data (metric names, PIDs) rather than by field names.
+    let keyed_by_data = at.ends_with(".series") || at.ends_with(".processes");
+    match v {
+        Value::Object(map) if keyed_by_data => map
+            .values()
+            .for_each(|v| paths(v, &format!("{at}.<key>"), out)),
+        Value::Object(map) => map
+            .iter()
+            .for_each(|(k, v)| paths(v, &format!("{at}.{k}"), out)),
+        Value::Array(items) => items.iter().for_each(|v| paths(v, &format!("{at}[]"), out)),
+        _ => {}
+    }
+}
+
+#[test]
+fn report_schema_v1() {
+    let r = run(&quick("schema", &["--children=1"], Workload::Text));
+    r.assert_pass();
+    let json: Value = serde_json::to_value(&r).expect("serializable");
+    let mut out = Vec::new();
+    paths(&json, "", &mut out);
+    out.sort();
+    out.dedup();
+    // Fields whose presence depends on the run, not the schema, are left out of the listing.
+    let out: Vec<String> = out.into_iter().filter(|p| !p.is_empty()).collect();
+    insta::assert_snapshot!(out.join("\n"));
+}
