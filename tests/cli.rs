@@ -234,3 +234,25 @@ fn suite_runs_the_three_scenarios_into_one_folder() {
         );
     }
 }
+
+#[test]
+fn a_run_too_short_to_call_is_inconclusive_and_says_how_long_to_run() {
+    // 64 KiB/request is a leak, but 20 requests grow only ~1.2 MiB: below the floor that can
+    // count as one. The honest answer is "run longer", with exit status 4, never a pass.
+    let dir = out_dir("inconclusive");
+    let o = memtest(&[
+        "monitor",
+        "--reference",
+        "--reference-arg=--leak-bytes-per-request=65536",
+        "--num-requests",
+        "20",
+        "--request-interval",
+        "0.01",
+        "--no-plot",
+        "--out-dir",
+        dir.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("measured requests would decide"), "{}", text(&o));
+    assert_eq!(report_outcome(&dir.join("text_model.json")), "inconclusive");
+}
