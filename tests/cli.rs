@@ -253,6 +253,10 @@ fn a_run_too_short_to_call_is_inconclusive_and_says_how_long_to_run() {
         dir.to_str().expect("utf-8"),
     ]);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
-    assert!(text(&o).contains("measured requests would decide"), "{}", text(&o));
+    assert!(
+        text(&o).contains("measured requests would decide"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(report_outcome(&dir.join("text_model.json")), "inconclusive");
 }

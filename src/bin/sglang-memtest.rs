@@ -629,7 +629,9 @@ fn write_calibration(path: &std::path::Path, marker: &str, table: &str) -> anyho
             format!("# Calibration of the leak verdict\n\n{begin} -->\n{table}{end}\n")
         }
         Err(e) => {
-            return Err(anyhow::Error::from(e).context(format!("failed to read {}", path.display())));
+            return Err(
+                anyhow::Error::from(e).context(format!("failed to read {}", path.display()))
+            );
         }
     };
     std::fs::write(path, new).with_context(|| format!("failed to write {}", path.display()))
