@@ -62,10 +62,18 @@ pub(crate) fn process_name(comm: &str, cmdline: &[String]) -> String {
         && let Some(code) = cmdline.get(i + 1)
         && let Some(rest) = code.split("from multiprocessing.").nth(1)
     {
-        let role: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        let role: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
         return format!("{comm} (multiprocessing {role})");
     }
-    if let Some(script) = cmdline.iter().skip(1).find(|a| !a.starts_with('-')).filter(|a| a.ends_with(".py")) {
+    if let Some(script) = cmdline
+        .iter()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .filter(|a| a.ends_with(".py"))
+    {
         let base = script.rsplit('/').next().unwrap_or(script);
         return format!("{comm} {base}");
     }
@@ -219,14 +227,23 @@ mod tests {
             "python3 -m sglang.launch_server"
         );
         assert_eq!(process_name("sleep", &argv("sleep 10")), "sleep");
-        assert_eq!(process_name("python3", &argv("python3 fixtures/servers/torch_server.py --port 1")), "python3 torch_server.py");
+        assert_eq!(
+            process_name(
+                "python3",
+                &argv("python3 fixtures/servers/torch_server.py --port 1")
+            ),
+            "python3 torch_server.py"
+        );
         let spawned = vec![
             "python3".to_owned(),
             "-B".to_owned(),
             "-c".to_owned(),
             "from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=5)".to_owned(),
         ];
-        assert_eq!(process_name("python3", &spawned), "python3 (multiprocessing spawn)");
+        assert_eq!(
+            process_name("python3", &spawned),
+            "python3 (multiprocessing spawn)"
+        );
         assert_eq!(process_name("x", &[]), "x");
     }
 
