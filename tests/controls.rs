@@ -182,3 +182,55 @@ fn a_server_that_never_becomes_ready_times_out_clearly() {
     );
     assert_report_written(&r);
 }
+
+#[test]
+fn a_crash_at_the_very_last_request_is_still_an_error() {
+    // 65 requests: the 65th kills the server. One failure in 65 is under no error-rate limit of
+    // 1 %... but a server that died is never a pass.
+    let mut s = quick("crash_last", &["--crash-after=64"], Workload::Text);
+    s.driver.max_error_rate = 0.05;
+    let r = run(&s);
+    assert_eq!(r.outcome, RunOutcome::Error, "{}", r.summary());
+    assert!(
+        r.error
+            .as_ref()
+            .is_some_and(|e| e.message.contains("server exited")),
+        "{}",
+        r.summary()
+    );
+}
+
+#[test]
+fn attaching_without_a_pid_and_without_gpu_metrics_judges_nothing_and_says_so() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let spec = sglang_memtest::ServerSpec::command(
+        common::exe(),
+        [
+            "serve-reference",
+            "--port",
+            "{port}",
+            "--leak-bytes-per-request=1048576",
+        ],
+    )
+    .with_log_dir(common::out_dir("attach_no_pid_server"));
+    let fixture = rt
+        .block_on(sglang_memtest::ServerFixture::start(spec))
+        .expect("reference server starts");
+    let target = sglang_memtest::Target::Attach {
+        base_url: fixture.base_url().to_owned(),
+        pid: None,
+    };
+    let mut s = quick("attach_no_pid", &[], Workload::Text);
+    s.target = target;
+    let r = rt.block_on(s.run());
+    let _ = rt.block_on(fixture.stop());
+    assert_eq!(
+        r.outcome,
+        RunOutcome::Error,
+        "a leaking server must not pass unmeasured: {}",
+        r.summary()
+    );
+    let e = r.error.as_ref().expect("error");
+    assert_eq!(e.kind, sglang_memtest::report::ErrorKind::Setup);
+    assert!(e.message.contains("--server-pid"), "{}", e.message);
+}

@@ -380,8 +380,8 @@ fn c_device_and_per_process_numbers_agree() {
         .iter()
         .filter_map(|u| {
             tree.iter()
-                .find(|t| t.t_ms == u.t_ms)
-                .map(|t| (u.t_ms, u.v, t.v))
+                .find(|t| t.t_us == u.t_us)
+                .map(|t| (u.t_us, u.v, t.v))
         })
         .collect();
     let (start, end) = r
@@ -449,7 +449,7 @@ fn c_device_and_per_process_numbers_agree() {
         .marks
         .iter()
         .filter(|m| m.phase >= Phase::Warmup)
-        .map(|m| m.t_ms)
+        .map(|m| m.t_us)
         .min()
         .expect("a request");
     let child = &r
@@ -461,7 +461,7 @@ fn c_device_and_per_process_numbers_agree() {
     let context = child
         .iter()
         .rev()
-        .find(|p| p.t_ms < first_request)
+        .find(|p| p.t_us < first_request)
         .map(|p| p.v);
     match context {
         Some(c) => eprintln!(

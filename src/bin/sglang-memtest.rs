@@ -261,6 +261,19 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
         Cmd::Compare { before, after } => {
             let a = Report::read_json(&before)?;
             let b = Report::read_json(&after)?;
+            for (which, r, path) in [("baseline", &a, &before), ("new", &b, &after)] {
+                if r.verdict.is_none() {
+                    let why = r
+                        .error
+                        .as_ref()
+                        .map_or("no verdict", |e| e.message.as_str());
+                    eprintln!(
+                        "error: the {which} report {} has no verdict to compare ({why})",
+                        path.display()
+                    );
+                    return Ok(EXIT_FAILURE);
+                }
+            }
             let cmp = compare(&a, &b);
             print!("{}", cmp.to_table());
             Ok(if cmp.regressed() {
@@ -348,6 +361,10 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
 }
 
 fn exit_code(report: &Report) -> u8 {
+    if report.files.json.is_none() && report.outcome != RunOutcome::Error {
+        // The report is what a run leaves behind: without it the run counts as failed.
+        return EXIT_FAILURE;
+    }
     match report.outcome {
         RunOutcome::Pass => EXIT_PASS,
         RunOutcome::Leak => EXIT_LEAK,
@@ -519,21 +536,40 @@ fn secs(v: f64, flag: &str) -> anyhow::Result<Duration> {
         .map_err(|_| anyhow::anyhow!("{flag} {v}: use a non-negative number of seconds"))
 }
 
+/// How bad an exit status is, for `suite`: a leak outranks everything, then failures.
+fn severity(code: u8) -> u8 {
+    match code {
+        EXIT_LEAK => 5,
+        EXIT_FAILURE => 4,
+        EXIT_SETUP => 3,
+        EXIT_INCONCLUSIVE => 2,
+        _ => 0,
+    }
+}
+
 async fn suite(args: SuiteArgs) -> anyhow::Result<u8> {
+    // Every flag is checked before the first (possibly long) scenario starts.
+    let scenarios = [TestType::Text, TestType::VlmText, TestType::VlmImage]
+        .into_iter()
+        .map(|tt| {
+            let model = if tt == TestType::Text {
+                None
+            } else {
+                args.vlm_model.as_deref()
+            };
+            build(tt, &args.target, &args.run, model)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let mut worst = EXIT_PASS;
     let mut lines = Vec::new();
-    for tt in [TestType::Text, TestType::VlmText, TestType::VlmImage] {
-        let model = if tt == TestType::Text {
-            None
-        } else {
-            args.vlm_model.as_deref()
-        };
-        let scenario = build(tt, &args.target, &args.run, model)?;
-        let report = run_interruptible(&scenario).await;
+    for scenario in &scenarios {
+        let report = run_interruptible(scenario).await;
         print_report(&report, args.run.json)?;
         let code = exit_code(&report);
         lines.push(format!("{:<22} {:?}", scenario.name, report.outcome));
-        worst = worst.max(code);
+        if severity(code) > severity(worst) {
+            worst = code;
+        }
         if load::interrupted() {
             break;
         }

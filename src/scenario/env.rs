@@ -35,8 +35,10 @@ pub(crate) fn seconds(name: &str) -> Result<Option<Duration>, ScenarioError> {
     match var(name) {
         None => Ok(None),
         Some(v) => match v.parse::<f64>() {
-            Ok(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s))),
-            _ => Err(bad(name, &v, "a number of seconds, e.g. 0.1")),
+            Ok(s) => Duration::try_from_secs_f64(s)
+                .map(Some)
+                .map_err(|_| bad(name, &v, "a number of seconds, e.g. 0.1")),
+            Err(_) => Err(bad(name, &v, "a number of seconds, e.g. 0.1")),
         },
     }
 }

@@ -140,7 +140,8 @@ fn apply_common(
         s.startup_timeout = t;
     }
     s.tracker.gpu = match var("MEMTEST_GPU").as_deref() {
-        None | Some("required") => {
+        Some("required") => GpuMode::Required,
+        None => {
             if matches!(s.target, Target::Sglang(_)) {
                 GpuMode::Required
             } else {

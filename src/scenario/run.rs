@@ -104,6 +104,18 @@ impl Scenario {
 
     async fn preflight(&self) -> Result<(), Failure> {
         self.validate().map_err(setup)?;
+        // Find out now, not after a 10-minute SGLang start, that the report cannot be written.
+        if let Err(e) = std::fs::create_dir_all(&self.out_dir)
+            .and_then(|()| tempfile::NamedTempFile::new_in(&self.out_dir).map(drop))
+        {
+            return Err(Failure {
+                kind: ErrorKind::Setup,
+                message: format!(
+                    "cannot write reports into {}: {e}; choose another --out-dir / MEMTEST_OUT_DIR",
+                    self.out_dir.display()
+                ),
+            });
+        }
         if self.tracker.gpu == GpuMode::Required
             && let Err(reason) = crate::tracker::check_gpu()
         {
@@ -173,6 +185,15 @@ impl Scenario {
             }
             return Err(f);
         }
+        if let Some(status) = exit {
+            // Even one crash at the last request is a failed run, whatever the error rate says.
+            return Err(Failure {
+                kind: ErrorKind::Run,
+                message: format!(
+                    "the server exited during the run ({status}); see the log tail below"
+                ),
+            });
+        }
         let series = request_series(&report.timeline);
         if series.is_empty() {
             return Err(Failure {
@@ -181,6 +202,17 @@ impl Scenario {
             });
         }
         let verdict = analysis::analyze(&series, &self.thresholds);
+        let judged_memory = verdict
+            .metrics
+            .iter()
+            .any(|m| m.judged && (m.metric.starts_with("host.") || m.metric.starts_with("gpu.")));
+        if !judged_memory {
+            report.verdict = Some(verdict);
+            return Err(Failure {
+                kind: ErrorKind::Setup,
+                message: "no host or GPU memory of the server was measured, so nothing could be judged: give the server's PID (--server-pid / MEMTEST_SERVER_PID) when attaching, or run where NVML works".into(),
+            });
+        }
         report.outcome = verdict.outcome.into();
         report.verdict = Some(verdict);
         Ok(())
@@ -224,6 +256,7 @@ impl Scenario {
                 Err(note) => report.notes.push(note),
             }
         }
+        tracker.mark(1, Phase::Cooldown);
         tokio::time::sleep(self.cooldown.settle).await;
         Ok(())
     }
@@ -398,16 +431,16 @@ fn headroom(timeline: &Timeline, name: &str) -> Option<f64> {
             .filter(|(k, _)| k.starts_with("gpu.free@dev:"))
             .filter_map(|(_, s)| s.points.last().map(|p| p.v))
             .collect();
-        return (!free.is_empty()).then(|| free.iter().sum());
+        // A process lives on one device (usually): the tightest device is the honest bound.
+        return free.into_iter().reduce(f64::min);
     }
     None
 }
 
 /// Turn the timeline into one request-indexed series per analysed metric.
 pub(crate) fn request_series(timeline: &Timeline) -> Vec<RequestSeries> {
-    let cooldown_from = timeline
-        .phase_range(Phase::Cooldown)
-        .map(|(start, _)| start);
+    // The settle starts at the cooldown's last mark (after the flush), not at its first.
+    let cooldown_from = timeline.marks_in(Phase::Cooldown).map(|m| m.t_us).max();
     timeline
         .series
         .iter()
@@ -416,11 +449,11 @@ pub(crate) fn request_series(timeline: &Timeline) -> Vec<RequestSeries> {
             let values = timeline.per_request(name, Phase::Measure)?;
             // The settled part of the cooldown: its second half.
             let cooldown = match (cooldown_from, s.points.last()) {
-                (Some(from), Some(end)) if end.t_ms > from => {
-                    let mid = from + (end.t_ms - from) / 2;
+                (Some(from), Some(end)) if end.t_us > from => {
+                    let mid = from + (end.t_us - from) / 2;
                     s.points
                         .iter()
-                        .filter(|p| p.t_ms >= mid)
+                        .filter(|p| p.t_us >= mid)
                         .map(|p| p.v)
                         .collect()
                 }

@@ -142,7 +142,7 @@ impl Marker {
 
     /// Same as [`MemoryTracker::mark`].
     pub fn mark(&self, request: u64, phase: Phase) {
-        self.store.mark(self.store.now_ms(), request, phase);
+        self.store.mark(self.store.now_us(), request, phase);
         let _ = self.tx.send(Msg::Sample);
     }
 }
@@ -265,7 +265,7 @@ impl MemoryTracker {
     /// Record that request `request` of `phase` completed, and take a sample right away on the
     /// sampler thread. Cheap and non-blocking.
     pub fn mark(&self, request: u64, phase: Phase) {
-        self.store.mark(self.store.now_ms(), request, phase);
+        self.store.mark(self.store.now_us(), request, phase);
         // The sampler may have stopped already; a lost nudge only costs one extra reading.
         let _ = self.tx.send(Msg::Sample);
     }
@@ -423,6 +423,7 @@ impl Sampler {
     fn refresh_tree(&mut self) {
         let Some(tree) = &self.tree else { return };
         self.pids = tree.pids();
+        // Process sightings are kept in ms (enough for a lifetime; readings use µs).
         let t = self.store.now_ms();
         for info in self.host.describe_new(&self.pids, t) {
             self.store.saw_process(t, info.pid, || info.clone());
@@ -434,16 +435,20 @@ impl Sampler {
 
     /// One sample of every source; `full` is a regular tick (shm, PSS at its rate).
     fn sample(&mut self, full: bool) {
-        let t = self.store.now_ms();
+        let t = self.store.now_us();
         let mut out = Vec::new();
+        // Fast sources first, so their readings match the timestamp; PSS/USS last.
         if self.tree.is_some() {
-            self.host.sample(&self.pids, full, &mut out);
+            self.host.sample_rss(&self.pids, &mut out);
         }
         if let Some(gpu) = &mut self.gpu {
             let errors = gpu.sample(&self.pids, &mut out);
             if errors > 0 {
                 self.store.source_errors("gpu", errors);
             }
+        }
+        if full && self.tree.is_some() {
+            self.host.sample_rollups_if_due(&self.pids, &mut out);
         }
         if full && let Some(dir) = &self.shm_dir {
             out.extend(shm::readings(&shm::scan(dir)));

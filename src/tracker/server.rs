@@ -264,7 +264,7 @@ impl Poller {
         if readings.is_empty() {
             return;
         }
-        self.store.push(self.store.now_ms(), readings);
+        self.store.push(self.store.now_us(), readings);
         if !self.available {
             self.available = true;
             self.publish();

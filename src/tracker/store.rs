@@ -61,6 +61,11 @@ impl Store {
     }
 
     /// Milliseconds since the tracker started.
+    pub(crate) fn now_us(&self) -> u64 {
+        self.start.elapsed().as_micros() as u64
+    }
+
+    /// Milliseconds since the tracker started.
     pub(crate) fn now_ms(&self) -> u64 {
         self.start.elapsed().as_millis() as u64
     }
@@ -70,8 +75,8 @@ impl Store {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Append readings taken at `t_ms`.
-    pub(crate) fn push(&self, t_ms: u64, readings: impl IntoIterator<Item = Reading>) {
+    /// Append readings taken at `t_us`.
+    pub(crate) fn push(&self, t_us: u64, readings: impl IntoIterator<Item = Reading>) {
         let mut tl = self.lock();
         for r in readings {
             let series = tl.series.entry(r.metric).or_insert_with(|| Series {
@@ -79,18 +84,18 @@ impl Store {
                 points: Vec::new(),
             });
             // Sources run on different threads: keep each series sorted by time.
-            let at = series.points.partition_point(|p| p.t_ms <= t_ms);
-            series.points.insert(at, Point { t_ms, v: r.v });
+            let at = series.points.partition_point(|p| p.t_us <= t_us);
+            series.points.insert(at, Point { t_us, v: r.v });
         }
     }
 
-    pub(crate) fn mark(&self, t_ms: u64, request: u64, phase: Phase) {
+    pub(crate) fn mark(&self, t_us: u64, request: u64, phase: Phase) {
         let mut tl = self.lock();
-        let at = tl.marks.partition_point(|m| m.t_ms <= t_ms);
+        let at = tl.marks.partition_point(|m| m.t_us <= t_us);
         tl.marks.insert(
             at,
             Mark {
-                t_ms,
+                t_us,
                 request,
                 phase,
             },

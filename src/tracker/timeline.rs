@@ -19,8 +19,8 @@ pub enum Unit {
 /// One reading of one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Point {
-    /// Milliseconds since the tracker started.
-    pub t_ms: u64,
+    /// Microseconds since the tracker started.
+    pub t_us: u64,
     /// The value, in the series' unit. Bytes are exact up to 2^53 (8 PiB).
     pub v: f64,
 }
@@ -30,7 +30,7 @@ pub struct Point {
 pub struct Series {
     /// Unit of every point.
     pub unit: Unit,
-    /// Readings, sorted by `t_ms`.
+    /// Readings, sorted by `t_us`.
     pub points: Vec<Point>,
 }
 
@@ -51,8 +51,8 @@ pub enum Phase {
 /// A request completion (or a phase change) on the timeline.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Mark {
-    /// Milliseconds since the tracker started.
-    pub t_ms: u64,
+    /// Microseconds since the tracker started.
+    pub t_us: u64,
     /// Index of the request within its phase (0-based); phase changes carry 0.
     pub request: u64,
     /// Phase of the request.
@@ -119,12 +119,12 @@ impl Timeline {
     /// Time range `[start, end)` of a phase: from its first mark to the first mark of a later
     /// phase (or the last point recorded).
     pub fn phase_range(&self, phase: Phase) -> Option<(u64, u64)> {
-        let start = self.marks_in(phase).map(|m| m.t_ms).min()?;
+        let start = self.marks_in(phase).map(|m| m.t_us).min()?;
         let end = self
             .marks
             .iter()
             .filter(|m| m.phase > phase)
-            .map(|m| m.t_ms)
+            .map(|m| m.t_us)
             .min()
             .unwrap_or(u64::MAX);
         Some((start, end))
@@ -132,14 +132,15 @@ impl Timeline {
 
     /// The value of `metric` after each request of `phase` completed, in completion order.
     ///
-    /// For request `i` this is the latest reading taken no later than the completion of request
-    /// `i + 1` (or the end of the phase for the last one). Every mark triggers a reading, so this
-    /// is normally one taken just after request `i` completed; when none falls between the two
-    /// completions, the reading before is carried forward.
+    /// For request `i` this is the latest reading taken strictly before the completion of request
+    /// `i + 1` (or the end of the phase for the last one). Every mark triggers a reading a few µs
+    /// later, so this is normally the reading taken just after request `i` completed, never one
+    /// that already includes request `i + 1`; when none falls between the two completions, the
+    /// reading before is carried forward. Times are in µs, so back-to-back requests stay apart.
     /// Returns `None` when the metric does not exist or had no reading by the end of the phase.
     pub fn per_request(&self, metric: &str, phase: Phase) -> Option<Vec<f64>> {
         let series = self.series.get(metric)?;
-        let mut ends: Vec<u64> = self.marks_in(phase).map(|m| m.t_ms).collect();
+        let mut ends: Vec<u64> = self.marks_in(phase).map(|m| m.t_us).collect();
         if ends.is_empty() {
             return None;
         }
@@ -152,7 +153,7 @@ impl Timeline {
             .map(|(i, _)| {
                 let until = ends.get(i + 1).copied().unwrap_or(phase_end);
                 // Latest reading no later than `until` (points are sorted by time).
-                let idx = points.partition_point(|p| p.t_ms <= until);
+                let idx = points.partition_point(|p| p.t_us < until);
                 idx.checked_sub(1).map(|k| points[k].v)
             })
             .collect();
@@ -181,7 +182,7 @@ impl Timeline {
             .points
             .iter()
             .copied()
-            .filter(|p| p.t_ms >= start && p.t_ms < end)
+            .filter(|p| p.t_us >= start && p.t_us < end)
             .collect()
     }
 }

@@ -248,7 +248,7 @@ impl Figure {
                 .points
                 .iter()
                 .filter(|p| p.v.is_finite())
-                .map(|p| (p.t_ms as f64 / 1000.0, p.v))
+                .map(|p| (p.t_us as f64 / 1e6, p.v))
                 .collect();
             (!points.is_empty()).then(|| Line {
                 label,
@@ -310,7 +310,7 @@ impl Figure {
         let last_mark = timeline
             .marks
             .iter()
-            .map(|m| m.t_ms as f64 / 1000.0)
+            .map(|m| m.t_us as f64 / 1e6)
             .fold(0.0, f64::max);
         let x_max = last_point.max(last_mark);
         let x_max = if x_max > 0.0 { x_max } else { 1.0 };
@@ -319,8 +319,8 @@ impl Figure {
             .filter_map(|(phase, label)| {
                 let (from, to) = timeline.phase_range(phase)?;
                 // An open phase (`u64::MAX`) runs to the end of the data.
-                let to = (to as f64 / 1000.0).min(x_max);
-                Some((from as f64 / 1000.0, to, label))
+                let to = (to as f64 / 1e6).min(x_max);
+                Some((from as f64 / 1e6, to, label))
             })
             .filter(|(from, to, _)| to > from)
             .collect();

@@ -7,7 +7,12 @@ use crate::tracker::{Mark, Point, ProcessInfo, Series, Unit};
 fn series(points: impl Iterator<Item = (u64, f64)>) -> Series {
     Series {
         unit: Unit::Bytes,
-        points: points.map(|(t_ms, v)| Point { t_ms, v }).collect(),
+        points: points
+            .map(|(t_ms, v)| Point {
+                t_us: t_ms * 1000,
+                v,
+            })
+            .collect(),
     }
 }
 
@@ -59,19 +64,19 @@ fn timeline() -> Timeline {
         series(ticks().map(|t| (t, 3.0 * MIB + if t > 20_000 { MIB } else { 0.0 }))),
     );
     tl.marks.push(Mark {
-        t_ms: 5_000,
+        t_us: 5_000_000,
         request: 0,
         phase: Phase::Warmup,
     });
     for i in 0..100 {
         tl.marks.push(Mark {
-            t_ms: 20_000 + i * 900,
+            t_us: (20_000 + i * 900) * 1000,
             request: i,
             phase: Phase::Measure,
         });
     }
     tl.marks.push(Mark {
-        t_ms: 110_000,
+        t_us: 110_000_000,
         request: 0,
         phase: Phase::Cooldown,
     });
