@@ -225,9 +225,13 @@ async fn run_phase(
     };
     for (index, at) in schedule(count, config.interval).into_iter().enumerate() {
         let index = index as u64;
-        tokio::time::sleep_until((start + at).into()).await;
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            break;
+        tokio::select! {
+            () = tokio::time::sleep_until((start + at).into()) => {}
+            () = super::until_interrupted() => break,
+        }
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = super::until_interrupted() => break,
         };
         // Reap what finished, to notice a dead server early.
         while let Some(Ok(r)) = tasks.try_join_next() {
@@ -236,6 +240,24 @@ async fn run_phase(
         }
         if consecutive_conn_errors >= GONE_AFTER || super::interrupted() {
             break;
+        }
+        // Once more requests failed than the guard allows for the whole run, the outcome is
+        // known: stop instead of waiting out every timeout.
+        let failed = records.iter().chain(&done).filter(|r| !r.ok()).count() as u64;
+        let planned = config.warmup_requests + config.num_requests;
+        if failed as f64 > config.max_error_rate * planned as f64 && failed >= 1 {
+            let sent = (records.len() + done.len()) as u64;
+            records.extend(std::mem::take(&mut done));
+            tasks.abort_all();
+            return Some(LoadError::TooManyFailures {
+                failed,
+                total: sent,
+                rate: failed as f64 / planned as f64 * 100.0,
+                limit: config.max_error_rate * 100.0,
+                first_error: super::driver::summarize(records)
+                    .first_error
+                    .unwrap_or_default(),
+            });
         }
         // Images use a global index so warm-up and measured requests never share an image.
         let imgs = match (workload, images) {
@@ -287,10 +309,24 @@ async fn run_phase(
             }
         });
     }
-    while let Some(joined) = tasks.join_next().await {
-        if let Ok(r) = joined {
-            consecutive_conn_errors = track_conn_errors(consecutive_conn_errors, &r);
-            done.push(r);
+    loop {
+        let joined = tokio::select! {
+            // Finished requests first: only those still in flight are abandoned.
+            biased;
+            j = tasks.join_next() => j,
+            () = super::until_interrupted() => {
+                // Requests still in flight are abandoned: the run ends as interrupted anyway.
+                tasks.abort_all();
+                None
+            }
+        };
+        match joined {
+            None => break,
+            Some(Ok(r)) => {
+                consecutive_conn_errors = track_conn_errors(consecutive_conn_errors, &r);
+                done.push(r);
+            }
+            Some(Err(_)) => {}
         }
     }
     done.sort_by_key(|r| r.index);
@@ -311,8 +347,13 @@ async fn run_phase(
     gone
 }
 
+/// Consecutive requests that got no answer at all (refused connections, time-outs).
 fn track_conn_errors(count: usize, r: &RequestRecord) -> usize {
-    if r.status.is_none() && r.error.as_deref().is_some_and(|e| e.contains("connect")) {
+    if r.status.is_none()
+        && r.error
+            .as_deref()
+            .is_some_and(|e| e.contains("connect") || e == "timed out")
+    {
         count + 1
     } else {
         0

@@ -20,10 +20,28 @@ pub use schedule::schedule;
 
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+static INTERRUPT_NOTIFY: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
 /// Ask every running driver to stop sending requests (e.g. on Ctrl-C); the run then ends as an
-/// error and its report is still written.
+/// error and its report is still written. Drivers waiting (for the next send time, a free slot,
+/// or answers still in flight) stop waiting at once.
 pub fn interrupt() {
     INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    INTERRUPT_NOTIFY.notify_waiters();
+}
+
+/// Completes once [`interrupt`] has been called (at once if it already was).
+pub(crate) async fn until_interrupted() {
+    loop {
+        let notified = INTERRUPT_NOTIFY.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is checked, so a concurrent interrupt is never missed.
+        notified.as_mut().enable();
+        if interrupted() {
+            return;
+        }
+        notified.await;
+    }
 }
 
 /// Whether [`interrupt`] was called.
