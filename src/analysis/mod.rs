@@ -112,6 +112,22 @@ pub struct Thresholds {
 }
 
 impl Thresholds {
+    /// Set the leak limit of the rule for `pattern`; a pattern no rule has gets a new rule,
+    /// checked first, with no growth floor.
+    pub fn set_max_slope(&mut self, pattern: &str, per_request: f64) {
+        match self.rules.iter_mut().find(|r| r.pattern == pattern) {
+            Some(rule) => rule.max_slope_per_request = per_request,
+            None => self.rules.insert(
+                0,
+                Rule {
+                    pattern: pattern.to_owned(),
+                    max_slope_per_request: per_request,
+                    min_growth: 0.0,
+                },
+            ),
+        }
+    }
+
     /// The rule that judges `metric`, if any.
     pub fn rule_for(&self, metric: &str) -> Option<&Rule> {
         self.rules

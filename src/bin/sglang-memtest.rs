@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sglang_memtest::analysis::Rule;
 use sglang_memtest::analysis::calibrate::{self, CalibrationConfig};
-use sglang_memtest::fixture::{ServerSpec, SglangServer};
+use sglang_memtest::fixture::ServerSpec;
 use sglang_memtest::load::{Api, ImageConfig, ImageFormat, ImageMode, ImageSource, Workload};
 use sglang_memtest::report::compare::compare;
 use sglang_memtest::report::{ErrorKind, Report, RunOutcome};
@@ -404,18 +403,8 @@ fn target(t: &TargetArgs, model_override: Option<&str>, vlm: bool) -> anyhow::Re
         return Ok(Target::Command(spec));
     }
     if let Some(model) = model_override.or(t.model.as_deref()) {
-        let mut args = vec![
-            "--disable-radix-cache".to_owned(),
-            "--enable-metrics".to_owned(),
-        ];
-        args.extend(t.server_args.iter().cloned());
-        let mut server = SglangServer::new(model)
-            .with_python(&t.python)
-            .with_mem_fraction_static(t.mem_fraction)
-            .with_args(args);
-        if vlm {
-            server = server.with_env("SGLANG_VLM_CACHE_SIZE_MB", "0");
-        }
+        let server =
+            presets::sglang_server(model, &t.python, t.mem_fraction, t.server_args.clone(), vlm);
         return Ok(Target::Sglang(server));
     }
     Ok(Target::reference(t.reference_args.iter().cloned())?)
@@ -504,22 +493,7 @@ fn build(
         })?;
         let bytes = parse_bytes(size)
             .with_context(|| format!("--max-slope {item}: sizes look like 64KiB or 1MiB"))?;
-        match s
-            .thresholds
-            .rules
-            .iter_mut()
-            .find(|rule| rule.pattern == pattern)
-        {
-            Some(rule) => rule.max_slope_per_request = bytes,
-            None => s.thresholds.rules.insert(
-                0,
-                Rule {
-                    pattern: pattern.to_owned(),
-                    max_slope_per_request: bytes,
-                    min_growth: 0.0,
-                },
-            ),
-        }
+        s.thresholds.set_max_slope(pattern, bytes);
     }
     if let Some(seed) = r.seed {
         s.thresholds.seed = seed;

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use super::env::{self, flag, parse, seconds, split_args, var};
 use super::{Scenario, ScenarioError, Target};
-use crate::analysis::Rule;
 use crate::fixture::SglangServer;
 use crate::load::{Api, ImageConfig, ImageFormat, ImageMode, ImageSource, Workload};
 use crate::report::CacheInfo;
@@ -78,23 +77,36 @@ fn sglang_target(
             "MEMTEST_MEM_FRACTION={mem_fraction}: use a fraction between 0.05 and 0.99"
         )));
     }
-    let mut args: Vec<String> = ["--disable-radix-cache", "--enable-metrics"]
-        .map(String::from)
-        .to_vec();
-    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let mut args: Vec<String> = extra.iter().map(|s| (*s).to_owned()).collect();
     if let Some(text) = var("MEMTEST_SERVER_ARGS") {
         args.extend(split_args("MEMTEST_SERVER_ARGS", &text)?);
     }
-    let mut server = SglangServer::new(model)
+    let server = sglang_server(&model, &python, mem_fraction, args, vlm);
+    Ok((Target::Sglang(server), caches))
+}
+
+/// SGLang as the presets launch it: the caches of [`sglang_caches`] switched off, metrics on,
+/// then `extra_args`.
+pub fn sglang_server(
+    model: &str,
+    python: &std::path::Path,
+    mem_fraction: f64,
+    extra_args: Vec<String>,
+    vlm: bool,
+) -> SglangServer {
+    let mut args: Vec<String> = vec!["--disable-radix-cache".into(), "--enable-metrics".into()];
+    args.extend(extra_args);
+    let server = SglangServer::new(model)
         .with_python(python)
         .with_mem_fraction_static(mem_fraction)
         .with_args(args);
     if vlm {
         // SGLang's multimodal embedding cache (100 MB by default) fills with every unique image
         // and would read as growth for the first ~100 requests: off, and named in the report.
-        server = server.with_env("SGLANG_VLM_CACHE_SIZE_MB", "0");
+        server.with_env("SGLANG_VLM_CACHE_SIZE_MB", "0")
+    } else {
+        server
     }
-    Ok((Target::Sglang(server), caches))
 }
 
 /// Driver, tracker and threshold settings shared by the presets.
@@ -159,17 +171,7 @@ fn apply_common(
         }
     };
     for (pattern, bytes) in env::slope_overrides("MEMTEST_MAX_SLOPE")? {
-        match s.thresholds.rules.iter_mut().find(|r| r.pattern == pattern) {
-            Some(rule) => rule.max_slope_per_request = bytes,
-            None => s.thresholds.rules.insert(
-                0,
-                Rule {
-                    pattern,
-                    max_slope_per_request: bytes,
-                    min_growth: 0.0,
-                },
-            ),
-        }
+        s.thresholds.set_max_slope(&pattern, bytes);
     }
     if let Some(seed) = parse("MEMTEST_SEED", "a whole number")? {
         s.thresholds.seed = seed;
