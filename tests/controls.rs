@@ -101,9 +101,10 @@ fn leak_in_a_child_is_attributed_to_that_child() {
     let leaking: Vec<String> = verdict
         .leaks()
         .filter_map(|m| metric::pid_of(&m.metric))
-        .filter_map(|pid| r.timeline.processes.get(&pid).map(|p| p.name.clone()))
+        .filter_map(|pid| r.timeline.processes.get(&pid).map(|p| p.label().to_owned()))
         .collect();
-    assert_eq!(leaking, ["sglang::scheduler_TP0"], "{}", r.summary());
+    // Reported by role, as the real SGLang tree at TP 1 is titled `sglang::scheduler`.
+    assert_eq!(leaking, ["scheduler"], "{}", r.summary());
     // The parent and the detokenizer are per-process metrics too, and they pass.
     let passing = verdict
         .metrics

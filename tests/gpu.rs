@@ -36,7 +36,7 @@ const ALLOC_BYTES: u64 = 64 << 20;
 /// Measured requests per scenario.
 const REQUESTS: usize = 100;
 /// Name of the child that holds the CUDA context (`--leak-in-child` makes it child 0).
-const SCHEDULER: &str = "sglang::scheduler_TP0";
+const SCHEDULER: &str = "sglang::scheduler";
 
 /// Opens NVML or fails the test with one clear sentence.
 fn need_gpu() -> GpuProbe {

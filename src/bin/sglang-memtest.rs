@@ -111,9 +111,20 @@ struct TargetArgs {
     /// `--mem-fraction-static` for SGLang.
     #[arg(long, default_value_t = 0.7)]
     mem_fraction: f64,
+    /// Where SGLang runs the model: `gpu`, or `cpu` (SGLang's CPU engine: torch-native
+    /// attention, a bounded KV pool, GPU metrics off).
+    #[arg(long, default_value = "gpu", value_parser = parse_device)]
+    device: fixture::Device,
+    /// SGLang's `--max-total-tokens` (KV pool size; default 65536 on CPU, SGLang's choice on GPU).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_total_tokens: Option<u64>,
     /// Extra SGLang argument (repeatable), e.g. `--server-arg=--tp-size=2`.
     #[arg(long = "server-arg", allow_hyphen_values = true, value_name = "ARG")]
     server_args: Vec<String>,
+    /// Environment variable for the launched server, `KEY=VALUE` (repeatable), e.g.
+    /// `--server-env SGLANG_VLM_CACHE_SIZE_MB=100` or `--server-env LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4`.
+    #[arg(long = "server-env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    server_env: Vec<(String, String)>,
     /// Launch any command; `{port}` is replaced by a free port. Quotes group words; no shell.
     #[arg(long)]
     server_cmd: Option<String>,
@@ -397,14 +408,24 @@ fn target(t: &TargetArgs, model_override: Option<&str>, vlm: bool) -> anyhow::Re
     if let Some(cmd) = &t.server_cmd {
         let argv = sglang_memtest::scenario::presets::split_command(cmd)?;
         let (program, args) = argv.split_first().context("--server-cmd is empty")?;
-        let spec = ServerSpec::command(program, args.to_vec())
+        let mut spec = ServerSpec::command(program, args.to_vec())
             .with_name("server")
             .with_wait_for(fixture::WaitFor::http_ok(t.health_path.clone()));
+        for (k, v) in &t.server_env {
+            spec = spec.with_env(k, v);
+        }
         return Ok(Target::Command(spec));
     }
     if let Some(model) = model_override.or(t.model.as_deref()) {
-        let server =
-            presets::sglang_server(model, &t.python, t.mem_fraction, t.server_args.clone(), vlm);
+        let mut server =
+            presets::sglang_server(model, &t.python, t.mem_fraction, t.server_args.clone(), vlm)
+                .with_device(t.device);
+        if let Some(tokens) = t.max_total_tokens {
+            server = server.with_max_total_tokens(tokens);
+        }
+        for (k, v) in &t.server_env {
+            server = server.with_env(k, v);
+        }
         return Ok(Target::Sglang(server));
     }
     Ok(Target::reference(t.reference_args.iter().cloned())?)
@@ -461,6 +482,7 @@ fn build(
         TestType::VlmImage => ("vlm_image", Workload::VlmImage(image_config(r)?), 50, 0.2),
     };
     let is_sglang = matches!(target, Target::Sglang(_));
+    let default_gpu = presets::default_gpu_mode(&target);
     let mut s = Scenario::new(name, target, workload)
         .with_out_dir(&r.out_dir)
         .with_plots(!r.no_plot);
@@ -481,8 +503,8 @@ fn build(
     }
     s.tracker.interval = Duration::from_millis(r.sample_interval_ms.max(1));
     s.tracker.gpu = match r.gpu.as_deref() {
-        None if is_sglang => GpuMode::Required,
-        None | Some("auto") => GpuMode::Auto,
+        None => default_gpu,
+        Some("auto") => GpuMode::Auto,
         Some("required") => GpuMode::Required,
         Some("off") => GpuMode::Off,
         Some(other) => bail!("--gpu {other}: use auto, off or required"),
@@ -500,9 +522,36 @@ fn build(
     }
     if is_sglang {
         s.caches = presets::sglang_caches(test_type != TestType::Text);
+        if let Some((_, mb)) = t
+            .server_env
+            .iter()
+            .rfind(|(k, _)| k == "SGLANG_VLM_CACHE_SIZE_MB")
+            && let Some(c) = s
+                .caches
+                .iter_mut()
+                .find(|c| c.name.starts_with("multimodal"))
+            && mb != "0"
+        {
+            c.state = format!("on, {mb} MB (--server-env)");
+        }
     }
     s.validate()?;
     Ok(s)
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !k.contains(char::is_whitespace) => {
+            Ok((k.to_owned(), v.to_owned()))
+        }
+        _ => Err(format!(
+            "{s:?}: use KEY=VALUE, e.g. SGLANG_VLM_CACHE_SIZE_MB=100"
+        )),
+    }
+}
+
+fn parse_device(s: &str) -> Result<fixture::Device, String> {
+    s.parse()
 }
 
 fn secs(v: f64, flag: &str) -> anyhow::Result<Duration> {

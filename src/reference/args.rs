@@ -28,8 +28,8 @@ pub struct ReferenceArgs {
     /// Bytes allocated once, at the first request, and kept (a warm-up step, not a leak).
     #[arg(long, default_value_t = 0)]
     pub warmup_step_bytes: u64,
-    /// Child processes mimicking SGLang's tree (`sglang::scheduler_TP{i}`, last of ≥2 is
-    /// `sglang::detokenizer`).
+    /// Child processes mimicking SGLang's tree: `sglang::scheduler` (`sglang::scheduler_TP{i}`
+    /// with several), and with two or more the last is `sglang::detokenizer`.
     #[arg(long, default_value_t = 0)]
     pub children: usize,
     /// Make child INDEX (default 0) hold the per-request, per-image and GPU leaks.

@@ -23,10 +23,16 @@ const CHILD_GRACE: Duration = Duration::from_secs(2);
 /// How long a child gets to say `ready` after it is spawned.
 const CHILD_READY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The title of child `index` among `count`, as SGLang names its processes.
+/// The title of child `index` among `count`, as SGLang names its processes: with two or more
+/// children the last is `sglang::detokenizer`; the others are schedulers, titled
+/// `sglang::scheduler` when there is one (SGLang at TP 1) and `sglang::scheduler_TP{i}` when
+/// there are several.
 pub(crate) fn child_title(index: usize, count: usize) -> String {
-    if count >= 2 && index == count - 1 {
+    let schedulers = if count >= 2 { count - 1 } else { count };
+    if index >= schedulers {
         "sglang::detokenizer".to_owned()
+    } else if schedulers == 1 {
+        "sglang::scheduler".to_owned()
     } else {
         format!("sglang::scheduler_TP{index}")
     }
@@ -269,9 +275,11 @@ mod tests {
 
     #[test]
     fn titles_follow_sglang() {
-        assert_eq!(child_title(0, 1), "sglang::scheduler_TP0");
-        assert_eq!(child_title(0, 2), "sglang::scheduler_TP0");
+        // As a real SGLang 0.5.23 at TP 1: no rank suffix.
+        assert_eq!(child_title(0, 1), "sglang::scheduler");
+        assert_eq!(child_title(0, 2), "sglang::scheduler");
         assert_eq!(child_title(1, 2), "sglang::detokenizer");
+        assert_eq!(child_title(0, 3), "sglang::scheduler_TP0");
         assert_eq!(child_title(1, 3), "sglang::scheduler_TP1");
         assert_eq!(child_title(2, 3), "sglang::detokenizer");
     }

@@ -73,7 +73,11 @@ impl Comparison {
 fn key(report: &Report, metric: &str) -> String {
     match crate::tracker::metric::pid_of(metric).and_then(|pid| report.timeline.processes.get(&pid))
     {
-        Some(p) => format!("{}@{}", metric.split('@').next().unwrap_or(metric), p.name),
+        Some(p) => format!(
+            "{}@{}",
+            metric.split('@').next().unwrap_or(metric),
+            p.label()
+        ),
         None => metric.to_owned(),
     }
 }

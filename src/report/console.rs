@@ -18,7 +18,7 @@ fn label(outcome: Outcome) -> &'static str {
 /// A metric name with the process it belongs to, when it is per-process.
 pub(crate) fn metric_label(report: &Report, name: &str) -> String {
     match metric::pid_of(name).and_then(|pid| report.timeline.processes.get(&pid)) {
-        Some(p) => format!("{name} ({})", p.name),
+        Some(p) => format!("{name} ({})", p.label()),
         None => name.to_owned(),
     }
 }

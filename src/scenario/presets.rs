@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::env::{self, flag, parse, seconds, split_args, var};
 use super::{Scenario, ScenarioError, Target};
-use crate::fixture::SglangServer;
+use crate::fixture::{Device, SglangServer};
 use crate::load::{Api, ImageConfig, ImageFormat, ImageMode, ImageSource, Workload};
 use crate::report::CacheInfo;
 use crate::tracker::GpuMode;
@@ -81,7 +81,23 @@ fn sglang_target(
     if let Some(text) = var("MEMTEST_SERVER_ARGS") {
         args.extend(split_args("MEMTEST_SERVER_ARGS", &text)?);
     }
-    let server = sglang_server(&model, &python, mem_fraction, args, vlm);
+    let device = match var("MEMTEST_DEVICE") {
+        None => Device::Gpu,
+        Some(v) => v.parse().map_err(|_| ScenarioError::Env {
+            var: "MEMTEST_DEVICE".into(),
+            value: v,
+            expected: "gpu or cpu".into(),
+        })?,
+    };
+    let mut server = sglang_server(&model, &python, mem_fraction, args, vlm).with_device(device);
+    if let Some(tokens) = parse::<u64>("MEMTEST_MAX_TOTAL_TOKENS", "a whole number of tokens")? {
+        if tokens == 0 {
+            return Err(ScenarioError::Invalid(
+                "MEMTEST_MAX_TOTAL_TOKENS=0: the KV pool needs at least one token (65536 is the CPU default)".into(),
+            ));
+        }
+        server = server.with_max_total_tokens(tokens);
+    }
     Ok((Target::Sglang(server), caches))
 }
 
@@ -153,13 +169,7 @@ fn apply_common(
     }
     s.tracker.gpu = match var("MEMTEST_GPU").as_deref() {
         Some("required") => GpuMode::Required,
-        None => {
-            if matches!(s.target, Target::Sglang(_)) {
-                GpuMode::Required
-            } else {
-                GpuMode::Auto
-            }
-        }
+        None => default_gpu_mode(&s.target),
         Some("auto") => GpuMode::Auto,
         Some("off") => GpuMode::Off,
         Some(v) => {
@@ -177,6 +187,16 @@ fn apply_common(
         s.thresholds.seed = seed;
     }
     Ok(s)
+}
+
+/// GPU metrics unless told otherwise: required for SGLang on a GPU, off for SGLang on the CPU
+/// (the report says why), used when present for everything else.
+pub fn default_gpu_mode(target: &Target) -> GpuMode {
+    match target {
+        Target::Sglang(server) if server.device() == Device::Cpu => GpuMode::Off,
+        Target::Sglang(_) => GpuMode::Required,
+        _ => GpuMode::Auto,
+    }
 }
 
 impl Scenario {

@@ -138,6 +138,13 @@ impl Scenario {
             Workload::VlmImage(config) => Some(ImageSet::new(config).map_err(setup)?),
             _ => None,
         };
+        if let Target::Sglang(server) = &self.target
+            && server.device() == crate::fixture::Device::Cpu
+        {
+            report
+                .notes
+                .push("SGLang runs on the CPU (device cpu): host memory is judged".into());
+        }
         let fixture = match (&self.target, self.spec()) {
             (Target::Attach { base_url, .. }, _) => ServerFixture::attach(base_url.clone()),
             (_, Some(spec)) => {
@@ -169,6 +176,13 @@ impl Scenario {
             .measure(&fixture, &tracker, images.as_ref(), report)
             .await;
         report.timeline = tracker.finish().await;
+        if let Target::Sglang(server) = &self.target
+            && server.device() == crate::fixture::Device::Cpu
+            && let Some(gpu) = report.timeline.sources.iter_mut().find(|s| s.name == "gpu")
+            && !gpu.available
+        {
+            gpu.note = Some("GPU metrics off: SGLang runs on the CPU (device cpu)".into());
+        }
         report.server_log_tail = fixture.log_tail(50);
         let exit = fixture.exit_status();
         match fixture.stop().await {

@@ -80,6 +80,53 @@ pub(crate) fn process_name(comm: &str, cmdline: &[String]) -> String {
     comm.to_owned()
 }
 
+/// The role of a process in an inference server, from its title and command line (see
+/// [`ProcessInfo::role`]); `None` when it is not recognised.
+///
+/// SGLang: the launcher (`python -m sglang.launch_server`, or `sglang serve`) runs the HTTP
+/// server and the TokenizerManager in one process, where image preprocessing happens (#9365's
+/// leak lived there); its children set titles `sglang::scheduler` (`_TP0`… with several ranks),
+/// `sglang::detokenizer`, `sglang::data_parallel_controller`. vLLM: `VLLM::EngineCore`,
+/// `VLLM::Worker…` and an untitled API server. The reference server plays SGLang's launcher.
+pub(crate) fn process_role(cmdline: &[String]) -> Option<String> {
+    let first = cmdline.first().map(|s| s.trim()).unwrap_or("");
+    let title = first.split_whitespace().next().unwrap_or("");
+    if let Some(role) = title
+        .strip_prefix("sglang::")
+        .or_else(|| title.strip_prefix("VLLM::"))
+        .filter(|r| !r.is_empty())
+    {
+        return Some(role.to_owned());
+    }
+    let has = |a: &str| cmdline.iter().any(|x| x == a);
+    let module = cmdline
+        .iter()
+        .position(|a| a == "-m")
+        .and_then(|i| cmdline.get(i + 1))
+        .map(String::as_str);
+    let program = first.rsplit('/').next().unwrap_or(first);
+    let sub = cmdline.get(1).map(String::as_str);
+    match (module, program, sub) {
+        (Some("sglang.launch_server"), _, _) | (_, "sglang", Some("serve")) => {
+            return Some("tokenizer_manager".into());
+        }
+        (Some(m), _, _) if m.starts_with("vllm.entrypoints") => return Some("api_server".into()),
+        (_, "vllm", Some("serve")) => return Some("api_server".into()),
+        (_, "sglang-memtest", Some("serve-reference")) => {
+            return Some("tokenizer_manager".into());
+        }
+        _ => {}
+    }
+    if has("-c")
+        && cmdline
+            .iter()
+            .any(|a| a.contains("multiprocessing.resource_tracker"))
+    {
+        return Some("resource_tracker".into());
+    }
+    None
+}
+
 fn resident_bytes(pid: u32, page_size: u64) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
@@ -102,6 +149,7 @@ fn describe(pid: u32, t_ms: u64) -> Option<ProcessInfo> {
         pid,
         ppid: stat.ppid.max(0) as u32,
         name: process_name(&stat.comm, &cmdline),
+        role: process_role(&cmdline),
         cmdline: joined,
         first_seen_ms: t_ms,
         last_seen_ms: t_ms,
@@ -248,6 +296,41 @@ mod tests {
             "python3 (multiprocessing spawn)"
         );
         assert_eq!(process_name("x", &[]), "x");
+    }
+
+    #[test]
+    fn roles_of_sglang_vllm_and_the_reference_server() {
+        let argv = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        let role = |s: &str| process_role(&argv(s));
+        assert_eq!(
+            role("/v/bin/python -m sglang.launch_server --model-path m").as_deref(),
+            Some("tokenizer_manager")
+        );
+        assert_eq!(role("sglang::scheduler").as_deref(), Some("scheduler"));
+        assert_eq!(
+            role("sglang::scheduler_TP1").as_deref(),
+            Some("scheduler_TP1")
+        );
+        assert_eq!(role("sglang::detokenizer").as_deref(), Some("detokenizer"));
+        assert_eq!(role("VLLM::EngineCore").as_deref(), Some("EngineCore"));
+        assert_eq!(
+            role("/v/bin/python -m vllm.entrypoints.openai.api_server --model m").as_deref(),
+            Some("api_server")
+        );
+        assert_eq!(
+            role("/t/sglang-memtest serve-reference --port 1").as_deref(),
+            Some("tokenizer_manager")
+        );
+        let tracker = vec![
+            "/v/bin/python".to_owned(),
+            "-B".to_owned(),
+            "-c".to_owned(),
+            "from multiprocessing.resource_tracker import main;main(6)".to_owned(),
+        ];
+        assert_eq!(process_role(&tracker).as_deref(), Some("resource_tracker"));
+        assert_eq!(role("sleep 10"), None);
+        assert_eq!(role("sglang::"), None);
+        assert_eq!(process_role(&[]), None);
     }
 
     #[test]

@@ -463,6 +463,7 @@ fn unreachable_info(pid: u32, t: u64) -> ProcessInfo {
         pid,
         ppid: 0,
         name: "?".into(),
+        role: None,
         cmdline: String::new(),
         first_seen_ms: t,
         last_seen_ms: t,

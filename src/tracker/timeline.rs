@@ -68,12 +68,25 @@ pub struct ProcessInfo {
     pub ppid: u32,
     /// Short name: the process title (`sglang::scheduler_TP0`) when it set one, else `comm`.
     pub name: String,
+    /// What the process does in an inference server, when it is recognised:
+    /// `tokenizer_manager` (SGLang's launcher: HTTP server and TokenizerManager), `scheduler`,
+    /// `scheduler_TP1`, `detokenizer`, `resource_tracker`, `EngineCore`, `Worker`, `api_server`.
+    /// Stable across runs, unlike the PID: reports, plots and `compare` use it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
     /// Full command line, space-joined (truncated to 512 characters).
     pub cmdline: String,
     /// First and last time the process was seen alive (ms since start).
     pub first_seen_ms: u64,
     /// Last time the process was seen alive (ms since start).
     pub last_seen_ms: u64,
+}
+
+impl ProcessInfo {
+    /// The role when recognised, else the name: what a person should read.
+    pub fn label(&self) -> &str {
+        self.role.as_deref().unwrap_or(&self.name)
+    }
 }
 
 /// Whether a source produced data, and why not when it did not.

@@ -259,7 +259,7 @@ impl Figure {
             })
         };
         let process_label = |pid: u32| match timeline.processes.get(&pid) {
-            Some(p) if !p.name.is_empty() => format!("{} ({pid})", p.name),
+            Some(p) if !p.label().is_empty() => format!("{} ({pid})", p.label()),
             _ => format!("pid {pid}"),
         };
         // Per-process lines of one family, largest peak first, at most MAX_PROCESSES.
@@ -427,7 +427,7 @@ fn headline(verdict: &Verdict, timeline: &Timeline) -> ((String, RGBColor), Vec<
             .metric
             .rsplit_once("@pid:")
             .and_then(|(_, pid)| timeline.processes.get(&pid.parse().ok()?))
-            .map(|p| format!(" ({})", p.name))
+            .map(|p| format!(" ({})", p.label()))
             .unwrap_or_default();
         format!(
             "{}{process}: {} over the run{slope}",

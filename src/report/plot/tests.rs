@@ -30,6 +30,7 @@ fn timeline() -> Timeline {
             pid,
             ppid: 1,
             name,
+            role: None,
             cmdline: String::new(),
             first_seen_ms: 0,
             last_seen_ms: 119_500,

@@ -1,0 +1,358 @@
+//! The real-engine tier: a real SGLang server (PyPI `sglang==0.5.23`) serving tiny models on this
+//! machine's CPU. The three scenarios must pass, two leaks planted inside SGLang must be caught and
+//! attributed to the process that holds them, and no process, `/dev/shm` segment or temporary file
+//! of the server may outlive a test — after a pass, a failed assertion or a panic.
+//!
+//! ```sh
+//! scripts/setup-sglang-cpu.sh && cargo test --test sglang_cpu -- --ignored
+//! ```
+//!
+//! The install is found in `MEMTEST_SGLANG_CPU_DIR` (default `~/.cache/sglang-memtest/sglang-cpu`).
+//! Without it every test fails saying how to make it: this tier never skips.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serial_test::serial;
+use sglang_memtest::analysis::Outcome;
+use sglang_memtest::fixture::{Device, ServerFixture};
+use sglang_memtest::load::{ImageConfig, Workload};
+use sglang_memtest::report::{Report, RunOutcome};
+use sglang_memtest::scenario::presets;
+use sglang_memtest::tracker::{GpuMode, metric};
+use sglang_memtest::{Scenario, Target};
+
+/// Bytes each planted leak keeps per request.
+const PLANTED: u64 = 256 * 1024;
+
+/// The install made by `scripts/setup-sglang-cpu.sh`.
+struct Install {
+    python: PathBuf,
+    text_model: String,
+    vlm_model: String,
+}
+
+fn install() -> Install {
+    let dir = std::env::var_os("MEMTEST_SGLANG_CPU_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".cache/sglang-memtest/sglang-cpu"))
+        })
+        .expect("HOME or MEMTEST_SGLANG_CPU_DIR must be set");
+    let file = dir.join("memtest.env");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| {
+        panic!(
+            "no SGLang CPU install at {} ({e}): run scripts/setup-sglang-cpu.sh first \
+             (or set MEMTEST_SGLANG_CPU_DIR to where it installed)",
+            dir.display()
+        )
+    });
+    let get = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} has no {key}: re-run scripts/setup-sglang-cpu.sh",
+                    file.display()
+                )
+            })
+            .to_owned()
+    };
+    let install = Install {
+        python: PathBuf::from(get("MEMTEST_PYTHON")),
+        text_model: get("MEMTEST_TEXT_MODEL"),
+        vlm_model: get("MEMTEST_VLM_MODEL"),
+    };
+    assert!(
+        install.python.is_file(),
+        "{} is missing: re-run scripts/setup-sglang-cpu.sh",
+        install.python.display()
+    );
+    install
+}
+
+/// The planted-leak patches (put on the server's PYTHONPATH).
+fn planted_leaks_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/sglang/planted_leaks")
+}
+
+fn out_dir(test: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("sglang_cpu")
+        .join(test);
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// A scenario against SGLang on the CPU, as the presets launch it (caches off, metrics on),
+/// with `env` for the server.
+fn scenario(test: &str, workload: Workload, requests: u64, env: &[(&str, String)]) -> Scenario {
+    let inst = install();
+    let vlm = !matches!(workload, Workload::Text);
+    let model = if vlm {
+        &inst.vlm_model
+    } else {
+        &inst.text_model
+    };
+    let mut server =
+        presets::sglang_server(model, &inst.python, 0.7, Vec::new(), vlm).with_device(Device::Cpu);
+    for (k, v) in env {
+        server = server.with_env(*k, v.clone());
+    }
+    let target = Target::Sglang(server);
+    let mut s = Scenario::new(test, target, workload)
+        .with_out_dir(out_dir(test))
+        .with_plots(true);
+    s.caches = presets::sglang_caches(vlm);
+    s.tracker.gpu = presets::default_gpu_mode(&s.target);
+    s.driver.num_requests = requests;
+    s.driver.interval = Duration::from_millis(50);
+    s.driver.max_new_tokens = 16;
+    s.startup_timeout = Duration::from_secs(300);
+    s
+}
+
+fn run(s: &Scenario) -> Report {
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    rt.block_on(s.run())
+}
+
+/// What is in `/dev/shm` now.
+fn shm_names() -> BTreeSet<String> {
+    std::fs::read_dir("/dev/shm")
+        .map(|rd| {
+            rd.filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        stat.rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            != Some("Z")
+    })
+}
+
+/// Nothing of the server is left: no process it ran, no `/dev/shm` entry that appeared since
+/// `shm_before`, no private temporary folder.
+fn assert_nothing_left(pids: &[u32], shm_before: &BTreeSet<String>, tmp: Option<&Path>) {
+    let alive: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+    assert!(alive.is_empty(), "processes outlived the server: {alive:?}");
+    let new: Vec<String> = shm_names().difference(shm_before).cloned().collect();
+    assert!(new.is_empty(), "/dev/shm entries left behind: {new:?}");
+    if let Some(tmp) = tmp {
+        assert!(
+            !tmp.exists(),
+            "the server's temporary folder {} is still there",
+            tmp.display()
+        );
+    }
+}
+
+/// Roles of the processes seen during the run.
+fn roles(r: &Report) -> BTreeSet<String> {
+    r.timeline
+        .processes
+        .values()
+        .map(|p| p.label().to_owned())
+        .collect()
+}
+
+/// The roles of the processes whose RSS leaked.
+fn leaking_roles(r: &Report) -> Vec<String> {
+    r.verdict
+        .iter()
+        .flat_map(|v| v.leaks())
+        .filter(|m| m.metric.starts_with("host.rss@pid:"))
+        .filter_map(|m| metric::pid_of(&m.metric))
+        .filter_map(|pid| r.timeline.processes.get(&pid))
+        .map(|p| p.label().to_owned())
+        .collect()
+}
+
+/// The per-process RSS verdict of the process with `role`.
+fn rss_of<'a>(r: &'a Report, role: &str) -> &'a sglang_memtest::analysis::MetricAnalysis {
+    let pid = r
+        .timeline
+        .processes
+        .values()
+        .find(|p| p.label() == role)
+        .unwrap_or_else(|| panic!("no {role} process among {:?}", roles(r)))
+        .pid;
+    let name = metric::host_pid("rss", pid);
+    r.verdict
+        .as_ref()
+        .and_then(|v| v.metrics.iter().find(|m| m.metric == name))
+        .unwrap_or_else(|| panic!("no verdict for {name}\n{}", r.summary()))
+}
+
+/// Runs a scenario that must pass, and checks what every real-engine run must show: SGLang's
+/// tree by role, GPU metrics off with the reason, and nothing left behind.
+fn assert_passes(s: &Scenario) -> Report {
+    let before = shm_names();
+    let r = run(s);
+    eprintln!("{}", r.summary());
+    r.assert_pass();
+    let seen = roles(&r);
+    for role in ["tokenizer_manager", "scheduler", "detokenizer"] {
+        assert!(seen.contains(role), "no {role} among {seen:?}");
+    }
+    let gpu = r.timeline.sources.iter().find(|s| s.name == "gpu");
+    assert!(
+        gpu.is_some_and(|g| g.note.as_deref().is_some_and(|n| n.contains("CPU"))),
+        "the report must say why GPU metrics are off: {gpu:?}"
+    );
+    let shutdown = r.shutdown.as_ref().expect("a shutdown record");
+    assert!(shutdown.is_clean(), "{shutdown:?}");
+    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
+    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
+    r
+}
+
+#[test]
+#[ignore = "needs the SGLang CPU install: scripts/setup-sglang-cpu.sh"]
+#[serial(sglang)]
+fn text_model_passes() {
+    let s = scenario("text_model", Workload::Text, 150, &[]);
+    assert_eq!(s.tracker.gpu, GpuMode::Off);
+    let r = assert_passes(&s);
+    // SGLang's own accounting reached the timeline.
+    assert!(
+        r.timeline.series.contains_key("server.num_used_tokens"),
+        "no SGLang /metrics on the timeline"
+    );
+}
+
+#[test]
+#[ignore = "needs the SGLang CPU install: scripts/setup-sglang-cpu.sh"]
+#[serial(sglang)]
+fn vlm_no_mm_processor_passes() {
+    assert_passes(&scenario(
+        "vlm_no_mm_processor",
+        Workload::VlmText,
+        150,
+        &[],
+    ));
+}
+
+#[test]
+#[ignore = "needs the SGLang CPU install: scripts/setup-sglang-cpu.sh"]
+#[serial(sglang)]
+fn vlm_image_passes() {
+    let r = assert_passes(&scenario(
+        "vlm_image",
+        Workload::VlmImage(ImageConfig::default()),
+        150,
+        &[],
+    ));
+    // Every measured request carried a unique image that reached the vision tower.
+    let requests = r.requests.as_ref().expect("request counts");
+    assert_eq!(requests.failed, 0);
+}
+
+/// A leak planted in `role`'s process (see `fixtures/sglang/planted_leaks`) must be called, in
+/// that process and no other, at about the planted rate.
+fn planted_leak_is_caught(role: &str) {
+    let before = shm_names();
+    let env = [
+        ("PYTHONPATH", planted_leaks_dir().display().to_string()),
+        ("MEMTEST_SGLANG_LEAK", role.to_owned()),
+        ("MEMTEST_SGLANG_LEAK_BYTES", PLANTED.to_string()),
+    ];
+    let r = run(&scenario(
+        &format!("planted_{role}"),
+        Workload::Text,
+        100,
+        &env,
+    ));
+    eprintln!("{}", r.summary());
+    assert_eq!(r.outcome, RunOutcome::Leak, "{}", r.summary());
+    assert_eq!(leaking_roles(&r), [role], "{}", r.summary());
+    let m = rss_of(&r, role);
+    let slope = m.slope.expect("a slope").point;
+    assert!(
+        (0.8 * PLANTED as f64..1.3 * PLANTED as f64).contains(&slope),
+        "{role} grew {slope} B/request, planted {PLANTED}\n{}",
+        r.summary()
+    );
+    let other = if role == "scheduler" {
+        "tokenizer_manager"
+    } else {
+        "scheduler"
+    };
+    assert_eq!(rss_of(&r, other).outcome, Outcome::Pass, "{}", r.summary());
+    let shutdown = r.shutdown.as_ref().expect("a shutdown record");
+    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
+    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
+}
+
+#[test]
+#[ignore = "needs the SGLang CPU install: scripts/setup-sglang-cpu.sh"]
+#[serial(sglang)]
+fn leak_planted_in_the_tokenizer_manager_is_caught_there() {
+    planted_leak_is_caught("tokenizer_manager");
+}
+
+#[test]
+#[ignore = "needs the SGLang CPU install: scripts/setup-sglang-cpu.sh"]
+#[serial(sglang)]
+fn leak_planted_in_the_scheduler_is_caught_there() {
+    planted_leak_is_caught("scheduler");
+}
+
+/// Starts SGLang with the fixture and hands it to `body`, which fails (a failed assertion or a
+/// panic) while the server runs: unwinding drops the fixture, whose `Drop` must take the whole
+/// tree down.
+fn torn_down_when_the_test_fails(body: fn(ServerFixture)) {
+    let inst = install();
+    let before = shm_names();
+    let spec = presets::sglang_server(&inst.text_model, &inst.python, 0.7, Vec::new(), false)
+        .with_device(Device::Cpu)
+        .into_spec()
+        .with_log_dir(out_dir("lifecycle"))
+        .with_startup_timeout(Duration::from_secs(300));
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let fixture = rt
+        .block_on(ServerFixture::start(spec))
+        .unwrap_or_else(|e| panic!("SGLang did not start: {e}"));
+    let pids = fixture.pids();
+    assert!(pids.len() >= 3, "SGLang's tree: {pids:?}");
+    let root = fixture.root_pid().expect("a launched server");
+    let tmp: Option<PathBuf> = std::fs::read_to_string(format!("/proc/{root}/environ"))
+        .ok()
+        .and_then(|env| {
+            env.split('\0')
+                .find_map(|kv| kv.strip_prefix("TMPDIR=").map(PathBuf::from))
+        });
+    assert!(
+        tmp.as_ref().is_some_and(|t| t.is_dir()),
+        "the server has no private TMPDIR: {tmp:?}"
+    );
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || body(fixture)));
+    assert!(failed.is_err(), "the test body was meant to fail");
+    drop(rt);
+    assert_nothing_left(&pids, &before, tmp.as_deref());
+}
+
+#[test]
+#[ignore = "needs the SGLang CPU install: scripts/setup-sglang-cpu.sh"]
+#[serial(sglang)]
+fn nothing_is_left_after_a_failed_assertion() {
+    torn_down_when_the_test_fails(|fixture| {
+        assert_eq!(fixture.pids().len(), 0, "a failing assertion, on purpose");
+    });
+}
+
+#[test]
+#[ignore = "needs the SGLang CPU install: scripts/setup-sglang-cpu.sh"]
+#[serial(sglang)]
+fn nothing_is_left_after_a_panic() {
+    torn_down_when_the_test_fails(|fixture| {
+        let _server = fixture;
+        panic!("a panic inside the test, on purpose");
+    });
+}
