@@ -521,7 +521,7 @@ fn build(
         s.thresholds.seed = seed;
     }
     if is_sglang {
-        s.caches = presets::sglang_caches(test_type != TestType::Text);
+        s.caches = presets::sglang_caches(test_type != TestType::Text, t.device);
         if let Some((_, mb)) = t
             .server_env
             .iter()

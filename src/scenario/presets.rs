@@ -30,11 +30,19 @@ fn mm_cache_off() -> CacheInfo {
     }
 }
 
-/// The engine caches the presets switch off for SGLang (named in the report).
-pub fn sglang_caches(vlm: bool) -> Vec<CacheInfo> {
+/// The engine caches the presets switch off for SGLang (named in the report), and on the CPU
+/// the allocator setting of [`CPU_MALLOC_ENV`](crate::fixture::CPU_MALLOC_ENV).
+pub fn sglang_caches(vlm: bool, device: Device) -> Vec<CacheInfo> {
     let mut caches = vec![radix_off()];
     if vlm {
         caches.push(mm_cache_off());
+    }
+    if device == Device::Cpu {
+        caches.push(CacheInfo {
+            name: "glibc heap (freed memory malloc keeps)".into(),
+            state: "mmap threshold fixed at 128 KiB: freed tensors go back to the OS".into(),
+            flag: Some("MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072".into()),
+        });
     }
     caches
 }
@@ -54,8 +62,8 @@ fn sglang_target(
     vlm: bool,
     extra: &[&str],
 ) -> Result<(Target, Vec<CacheInfo>), ScenarioError> {
-    let mut caches = sglang_caches(vlm);
     if let Some(base_url) = var("MEMTEST_BASE_URL") {
+        let mut caches = sglang_caches(vlm, Device::Gpu);
         let pid = parse::<u32>("MEMTEST_SERVER_PID", "a process id")?;
         for c in &mut caches {
             c.state = "as the attached server was started".into();
@@ -98,7 +106,7 @@ fn sglang_target(
         }
         server = server.with_max_total_tokens(tokens);
     }
-    Ok((Target::Sglang(server), caches))
+    Ok((Target::Sglang(server), sglang_caches(vlm, device)))
 }
 
 /// SGLang as the presets launch it: the caches of [`sglang_caches`] switched off, metrics on,
