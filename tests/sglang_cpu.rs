@@ -272,7 +272,7 @@ fn planted_leak_is_caught(role: &str) {
     let r = run(&scenario(
         &format!("planted_{role}"),
         Workload::Text,
-        100,
+        PLANTED_REQUESTS,
         &env,
     ));
     eprintln!("{}", r.summary());
