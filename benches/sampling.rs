@@ -77,6 +77,7 @@ fn main() {
             .collect();
         series.push(RequestSeries {
             metric: format!("host.rss@pid:{m}"),
+            unit: sglang_memtest::tracker::Unit::Bytes,
             values,
             cooldown: Vec::new(),
             headroom: None,
@@ -89,7 +90,7 @@ fn main() {
         "Theil-Sen, MSER-5, Holm",
     );
 
-    match GpuProbe::open() {
+    match GpuProbe::open(None) {
         Err(reason) => println!("| GPU rows skipped | | {reason} |"),
         Ok(mut probe) => {
             let me = [std::process::id()];

@@ -1,26 +1,70 @@
-//! The crate's error: one variant per stage, each carrying that stage's typed error.
+//! The crate's error: one variant per stage, each carrying that stage's typed error, plus the
+//! configuration and a run that did not pass.
 
-/// Anything that can stop a run.
-#[derive(Debug, thiserror::Error)]
+use std::fmt;
+
+use crate::report::{ErrorKind, RunFailure};
+
+/// Anything that can stop a run, or a run that did not pass.
+///
+/// `Debug` prints the same sentences as `Display`, with the chain of causes, so that a test
+/// returning `Result<(), Error>` fails with a readable message instead of a struct dump.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
+    /// The configuration cannot run (found before anything is launched).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     /// Launching, readying or stopping the server failed.
     #[error(transparent)]
     Fixture(#[from] crate::fixture::FixtureError),
     /// The memory tracker could not start.
     #[error(transparent)]
     Tracker(#[from] crate::tracker::TrackerError),
-    /// Driving requests failed (bad workload, too many failed requests).
+    /// Driving requests failed (bad workload, too many failed requests, the server gone).
     #[error(transparent)]
     Load(#[from] crate::load::LoadError),
-    /// Writing a report failed.
+    /// Reading or writing a report failed.
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
-    /// The scenario's configuration is invalid.
+    /// A condition of the run itself (the server exited, nothing measured, ...).
     #[error(transparent)]
     Scenario(#[from] crate::scenario::ScenarioError),
-    /// The reference server failed.
+    /// The run finished and did not pass: a leak, inconclusive, or an error above.
     #[error(transparent)]
-    Reference(#[from] crate::reference::ReferenceError),
+    Run(#[from] RunFailure),
+}
+
+impl Error {
+    /// Whether the user has something to fix before running again ([`ErrorKind::Setup`]) or
+    /// the run itself failed ([`ErrorKind::Run`]).
+    pub fn kind(&self) -> ErrorKind {
+        use crate::fixture::FixtureError as F;
+        use crate::scenario::ScenarioError as S;
+        match self {
+            Error::Config(_) | Error::Tracker(_) => ErrorKind::Setup,
+            Error::Fixture(F::Teardown { .. }) => ErrorKind::Run,
+            Error::Fixture(_) => ErrorKind::Setup,
+            Error::Load(crate::load::LoadError::Images(_) | crate::load::LoadError::Client(_)) => {
+                ErrorKind::Setup
+            }
+            Error::Load(_) | Error::Report(_) => ErrorKind::Run,
+            Error::Scenario(
+                S::OutDirNotWritable { .. }
+                | S::GpuRequired(_)
+                | S::SglangMissing { .. }
+                | S::NothingJudged,
+            ) => ErrorKind::Setup,
+            Error::Scenario(_) => ErrorKind::Run,
+            Error::Run(f) => f.error_kind().unwrap_or(ErrorKind::Run),
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::util::error_chain(self))
+    }
 }
 
 /// `Result` with the crate's [`Error`].

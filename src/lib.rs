@@ -12,7 +12,7 @@
 //!  Scenario = ServerSpec + Workload + Thresholds ;  Scenario::run() -> Report
 //! ```
 //!
-//! - [`fixture`] launches a server (SGLang, the embedded [`reference`] server, or any command),
+//! - [`fixture`] launches a server (SGLang, vLLM, the embedded reference server, or any command),
 //!   waits until it is ready and tears its whole process tree down whatever happens.
 //! - [`tracker`] samples the memory of that tree (host RSS/PSS/USS, GPU through NVML,
 //!   `/dev/shm`, the server's own metrics) into a [`Timeline`].
@@ -23,19 +23,20 @@
 #![warn(missing_docs)]
 
 pub mod analysis;
+pub mod config;
 mod error;
 pub mod fixture;
 pub mod load;
-pub mod reference;
 pub mod report;
 pub mod scenario;
 pub mod tracker;
 pub mod util;
 
 pub use analysis::{Outcome, Thresholds, Verdict};
+pub use config::{ConfigError, ScenarioConfig, TestType};
 pub use error::{Error, Result};
 pub use fixture::{ServerFixture, ServerSpec, SglangServer, ShutdownReport, kill_all_registered};
 pub use load::{Api, DriverConfig, Workload};
-pub use report::Report;
+pub use report::{Report, RunFailure};
 pub use scenario::{Scenario, Target};
 pub use tracker::{MemoryTracker, Timeline, TrackerConfig};

@@ -14,6 +14,76 @@ pub(crate) mod serde_ms {
     }
 }
 
+/// A secret (an API key): `Debug` and `Display` print `<redacted>`, and it is never serialized
+/// (a field holding it is skipped or written as `null`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Serialize an `Option<Duration>` as integer milliseconds or `null`.
+pub(crate) mod serde_opt_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::serde_ms::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Option::<u64>::deserialize(d).map(|o| o.map(Duration::from_millis))
+    }
+}
+
+/// Write `bytes` to `path` atomically (a temp file in the same folder, synced, then renamed: a
+/// reader sees the old file or the new one, never half of one), mode 0644 so that a CI artifact
+/// uploader or a browser running as another user can read it. Creates the folder.
+///
+/// # Errors
+/// The I/O error of the step that failed.
+pub(crate) fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".memtest-")
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 /// Serialize an `f64` that may be NaN ("no data"): NaN and infinities are written as `null`
 /// (JSON has no NaN) and `null` reads back as NaN.
 pub(crate) mod nan_null {
@@ -47,12 +117,14 @@ pub fn human_bytes(bytes: f64) -> String {
     }
     if unit == 0 {
         format!("{sign}{v:.0} B")
+    } else if unit >= 3 {
+        format!("{sign}{v:.2} {}", UNITS[unit])
     } else {
         format!("{sign}{v:.1} {}", UNITS[unit])
     }
 }
 
-/// `+1.5 MiB`, `-12 B`: a difference in bytes, with its sign always shown.
+/// `+1.5 MiB`, `-12 B`: a difference in bytes, with its sign always shown (`+0 B` for zero).
 pub fn signed_bytes(bytes: f64) -> String {
     let s = human_bytes(bytes);
     if bytes >= 0.0 { format!("+{s}") } else { s }
@@ -79,6 +151,13 @@ mod tests {
     use super::{human_bytes, signed_bytes};
 
     #[test]
+    fn secrets_do_not_show() {
+        let s = super::Secret::new("sk-123");
+        assert_eq!(format!("{s:?} {s}"), "<redacted> <redacted>");
+        assert_eq!(s.expose(), "sk-123");
+    }
+
+    #[test]
     fn signed() {
         assert_eq!(signed_bytes(65536.0), "+64.0 KiB");
         assert_eq!(signed_bytes(-12.0), "-12 B");
@@ -90,5 +169,6 @@ mod tests {
         assert_eq!(human_bytes(1536.0), "1.5 KiB");
         assert_eq!(human_bytes(-1048576.0), "-1.0 MiB");
         assert_eq!(human_bytes(f64::NAN), "n/a");
+        assert_eq!(human_bytes(2.5 * 1073741824.0), "2.50 GiB");
     }
 }

@@ -42,8 +42,8 @@ fn monitor(dir: &Path, test_type: &str, knobs: &[&str]) -> Output {
         "40",
         "--request-interval",
         "0.01",
-        "--sample-interval-ms",
-        "50",
+        "--sample-interval",
+        "0.05",
         "--no-plot",
         "--out-dir",
     ];
@@ -60,7 +60,7 @@ fn monitor(dir: &Path, test_type: &str, knobs: &[&str]) -> Output {
 fn report_outcome(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let v: serde_json::Value = serde_json::from_str(&text).expect("the report is JSON");
-    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["schema_version"], 2);
     v["outcome"].as_str().expect("an outcome").to_owned()
 }
 
@@ -140,14 +140,36 @@ fn bad_input_is_a_clear_usage_error() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(
-        text(&o).contains("at least 3 measured requests"),
+        text(&o).contains("--num-requests \"1\" is not valid") && text(&o).contains("from 3 to"),
         "{}",
         text(&o)
     );
 
     let o = memtest(&["monitor", "--reference", "--model", "m"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("choose one target"), "{}", text(&o));
+    assert!(
+        text(&o).contains("choose different servers"),
+        "{}",
+        text(&o)
+    );
+
+    // The environment is read by the same parser, with the variable's name in the message.
+    let o = Command::new(env!("CARGO_BIN_EXE_sglang-memtest"))
+        .args(["monitor", "--reference", "--no-plot"])
+        .env("MEMTEST_CONCURRENCY", "0")
+        .output()
+        .expect("the CLI runs");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("MEMTEST_CONCURRENCY=\"0\""),
+        "{}",
+        text(&o)
+    );
+
+    // An image smaller than the generator can draw is refused with the range.
+    let o = memtest(&["monitor", "--test-type", "vlm-image", "--image-size", "8x8"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("from 16 to 8192"), "{}", text(&o));
 
     let o = memtest(&["compare", "/nonexistent/a.json", "/nonexistent/b.json"]);
     assert_eq!(o.status.code(), Some(2));

@@ -5,10 +5,22 @@ mod common;
 
 use common::{alive, assert_report_written, quick, run, seen_pids};
 use rstest::rstest;
+use sglang_memtest::Error;
 use sglang_memtest::analysis::Outcome;
+use sglang_memtest::fixture::FixtureError;
+use sglang_memtest::load::LoadError;
 use sglang_memtest::load::Workload;
-use sglang_memtest::report::RunOutcome;
+use sglang_memtest::report::{Report, RunOutcome};
+use sglang_memtest::scenario::ScenarioError;
 use sglang_memtest::tracker::metric;
+
+/// The typed error a run ended with.
+fn cause(r: &Report) -> &Error {
+    r.error
+        .as_ref()
+        .and_then(|e| e.cause())
+        .unwrap_or_else(|| panic!("no typed error: {}", r.summary()))
+}
 
 /// The assertion every real scenario uses must fail on a planted leak.
 fn assert_pass_fails(r: &sglang_memtest::Report) -> String {
@@ -73,9 +85,7 @@ fn growth_that_is_not_a_leak_passes(
 ) {
     // The warm-up step with 0 warm-up requests lands inside the measured window (request 0);
     // the bounded cache fills after 16 of 65 requests and then stays flat.
-    let mut s = quick(name, knobs, Workload::Text);
-    s.driver.warmup_requests = warmup;
-    let r = run(&s);
+    let r = run(&quick(name, knobs, Workload::Text).warmup_requests(warmup));
     r.assert_pass();
     assert!(
         r.verdict
@@ -121,8 +131,11 @@ fn leak_in_a_child_is_attributed_to_that_child() {
 fn failing_requests_are_an_error_never_a_pass() {
     let r = run(&quick("error_rate", &["--error-rate=0.2"], Workload::Text));
     assert_eq!(r.outcome, RunOutcome::Error, "{}", r.summary());
-    let msg = &r.error.as_ref().expect("error").message;
-    assert!(msg.contains("requests failed"), "{msg}");
+    assert!(
+        matches!(cause(&r), Error::Load(LoadError::TooManyFailures { .. })),
+        "{}",
+        r.summary()
+    );
     assert!(!r.request_records.is_empty(), "the records are kept");
     assert_report_written(&r);
 }
@@ -131,8 +144,14 @@ fn failing_requests_are_an_error_never_a_pass() {
 fn a_server_that_dies_mid_run_is_an_error_with_its_log() {
     let r = run(&quick("crash", &["--crash-after=20"], Workload::Text));
     assert_eq!(r.outcome, RunOutcome::Error, "{}", r.summary());
-    let msg = &r.error.as_ref().expect("error").message;
-    assert!(msg.contains("server exited"), "{msg}");
+    assert!(
+        matches!(
+            cause(&r),
+            Error::Scenario(ScenarioError::ServerExited { .. })
+        ),
+        "{}",
+        r.summary()
+    );
     assert!(
         !r.server_log_tail.is_empty(),
         "the log tail is in the report"
@@ -158,6 +177,14 @@ fn a_server_that_exits_during_startup_fails_fast_with_its_log_tail() {
     let e = r.error.as_ref().expect("error");
     assert_eq!(e.kind, sglang_memtest::report::ErrorKind::Setup);
     assert!(
+        matches!(
+            cause(&r),
+            Error::Fixture(FixtureError::ExitedDuringStartup { .. })
+        ),
+        "{}",
+        r.summary()
+    );
+    assert!(
         e.message.contains("children"),
         "the server's own message is in the error: {}",
         e.message
@@ -167,19 +194,20 @@ fn a_server_that_exits_during_startup_fails_fast_with_its_log_tail() {
 
 #[test]
 fn a_server_that_never_becomes_ready_times_out_clearly() {
-    let mut s = quick(
+    let r = run(&quick(
         "never_ready",
         &["--startup-delay-ms=600000"],
         Workload::Text,
-    );
-    s.startup_timeout = std::time::Duration::from_secs(2);
-    let r = run(&s);
+    )
+    .startup_timeout(std::time::Duration::from_secs(2)));
     assert_eq!(r.outcome, RunOutcome::Error);
-    let e = r.error.as_ref().expect("error");
     assert!(
-        e.message.contains("ready") || e.message.contains("timed out"),
+        matches!(
+            cause(&r),
+            Error::Fixture(FixtureError::StartupTimeout { .. })
+        ),
         "{}",
-        e.message
+        r.summary()
     );
     assert_report_written(&r);
 }
@@ -188,14 +216,15 @@ fn a_server_that_never_becomes_ready_times_out_clearly() {
 fn a_crash_at_the_very_last_request_is_still_an_error() {
     // 65 requests: the 65th kills the server. One failure in 65 is under no error-rate limit of
     // 1 %... but a server that died is never a pass.
-    let mut s = quick("crash_last", &["--crash-after=64"], Workload::Text);
-    s.driver.max_error_rate = 0.05;
-    let r = run(&s);
+    let r =
+        run(&quick("crash_last", &["--crash-after=64"], Workload::Text)
+            .set("max_error_rate", "0.05"));
     assert_eq!(r.outcome, RunOutcome::Error, "{}", r.summary());
     assert!(
-        r.error
-            .as_ref()
-            .is_some_and(|e| e.message.contains("server exited")),
+        matches!(
+            cause(&r),
+            Error::Scenario(ScenarioError::ServerExited { .. })
+        ),
         "{}",
         r.summary()
     );
@@ -221,8 +250,10 @@ fn attaching_without_a_pid_and_without_gpu_metrics_judges_nothing_and_says_so() 
         base_url: fixture.base_url().to_owned(),
         pid: None,
     };
-    let mut s = quick("attach_no_pid", &[], Workload::Text);
-    s.target = target;
+    let s = quick("attach_no_pid", &[], Workload::Text)
+        .target(target)
+        .build()
+        .expect("valid");
     let r = rt.block_on(s.run());
     let _ = rt.block_on(fixture.stop());
     assert_eq!(
@@ -233,5 +264,10 @@ fn attaching_without_a_pid_and_without_gpu_metrics_judges_nothing_and_says_so() 
     );
     let e = r.error.as_ref().expect("error");
     assert_eq!(e.kind, sglang_memtest::report::ErrorKind::Setup);
+    assert!(
+        matches!(cause(&r), Error::Scenario(ScenarioError::NothingJudged)),
+        "{}",
+        r.summary()
+    );
     assert!(e.message.contains("--server-pid"), "{}", e.message);
 }

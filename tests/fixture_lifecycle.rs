@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serial_test::{parallel, serial};
 use sglang_memtest::fixture::{
-    FixtureError, RootOutcome, ServerFixture, ServerSpec, SglangServer, WaitFor,
+    ExitInfo, FixtureError, RootOutcome, ServerFixture, ServerSpec, SglangServer, WaitFor,
     kill_all_registered,
 };
 
@@ -77,7 +77,7 @@ async fn ready_server_answers_and_stops_cleanly() -> TestResult {
     assert_eq!(answer.status().as_u16(), 200);
     let pids = fx.pids();
     assert!(pids.contains(&root), "{pids:?} lacks {root}");
-    assert_eq!(fx.exit_status(), None);
+    assert_eq!(fx.exit_info(), None);
     assert_eq!(fx.log_path(), Some(logs.path().join("plain.log").as_path()));
 
     let report = fx.stop().await?;
@@ -154,7 +154,7 @@ async fn sigterm_ignorer_is_killed_after_grace() -> TestResult {
     match &report.outcome {
         RootOutcome::Killed { after, status } => {
             assert!(*after >= Duration::from_millis(300), "{after:?}");
-            assert_eq!(status.and_then(|s| s.signal), Some(9));
+            assert_eq!(*status, Some(ExitInfo::Signal(9)));
         }
         other => panic!("expected Killed, got {other:?}"),
     }
@@ -335,13 +335,10 @@ async fn exit_status_is_reported_after_the_root_dies() -> TestResult {
         nix::sys::signal::SIGKILL,
     )?;
     let t0 = Instant::now();
-    while fx.exit_status().is_none() && t0.elapsed() < Duration::from_secs(5) {
+    while fx.exit_info().is_none() && t0.elapsed() < Duration::from_secs(5) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(
-        fx.exit_status().as_deref(),
-        Some("killed by signal 9 (SIGKILL)")
-    );
+    assert_eq!(fx.exit_info(), Some(ExitInfo::Signal(9)));
     assert!(fx.pids().is_empty());
     let report = fx.stop().await?;
     assert!(
@@ -411,12 +408,7 @@ async fn kill_all_registered_tears_down_live_fixtures() -> TestResult {
 #[serial]
 async fn keep_server_leaves_it_running() -> TestResult {
     let logs = tempfile::tempdir()?;
-    // SAFETY: #[serial] — no other test runs, so nothing reads the environment meanwhile.
-    unsafe { std::env::set_var("MEMTEST_KEEP_SERVER", "1") };
-    let started = ServerFixture::start(sh(HTTP_SERVER, logs.path())).await;
-    // SAFETY: as above.
-    unsafe { std::env::remove_var("MEMTEST_KEEP_SERVER") };
-    let fx = started?;
+    let fx = ServerFixture::start(sh(HTTP_SERVER, logs.path()).with_keep(true)).await?;
     let root = fx.root_pid().ok_or("no root")?;
     let report = fx.stop().await?;
     let still = alive(root);

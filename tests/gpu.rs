@@ -22,10 +22,9 @@ use std::time::{Duration, Instant};
 
 use serial_test::serial;
 use sglang_memtest::analysis::{MetricAnalysis, Outcome};
-use sglang_memtest::load::Workload;
 use sglang_memtest::report::{Report, RunOutcome};
 use sglang_memtest::tracker::{GpuMode, GpuProbe, Phase, metric};
-use sglang_memtest::{Scenario, Target};
+use sglang_memtest::{ScenarioConfig, Target, TestType};
 
 const MIB: f64 = 1024.0 * 1024.0;
 const KIB: f64 = 1024.0;
@@ -40,7 +39,7 @@ const SCHEDULER: &str = "sglang::scheduler";
 
 /// Opens NVML or fails the test with one clear sentence.
 fn need_gpu() -> GpuProbe {
-    match GpuProbe::open() {
+    match GpuProbe::open(None) {
         Ok(probe) => probe,
         Err(why) => panic!("this test needs an NVIDIA GPU: {why}"),
     }
@@ -68,39 +67,42 @@ fn out_dir(test: &str) -> PathBuf {
 
 /// A GPU scenario: the reference server with `knobs`, 100 measured requests 10 ms apart, GPU
 /// metrics required, default thresholds.
-fn gpu_scenario(test: &str, knobs: &[String]) -> Scenario {
+fn gpu_scenario(test: &str, knobs: &[String]) -> ScenarioConfig {
     let target = Target::Reference {
         exe: reference_exe(),
         args: knobs.to_vec(),
     };
-    let mut s = Scenario::new(test, target, Workload::Text)
-        .with_out_dir(out_dir(test))
-        .with_plots(false);
-    s.driver.num_requests = REQUESTS as u64;
-    s.driver.warmup_requests = 5;
-    s.driver.interval = Duration::from_millis(10);
-    s.tracker.interval = Duration::from_millis(50);
-    s.tracker.gpu = GpuMode::Required;
-    s.cooldown.settle = Duration::from_millis(500);
-    s.baseline = Duration::from_millis(500);
-    s.startup_timeout = Duration::from_secs(60);
-    s
+    ScenarioConfig::new(test, TestType::Text)
+        .target(target)
+        .quick()
+        .gpu(GpuMode::Required)
+        .requests(REQUESTS as u64)
+        .warmup_requests(5)
+        .baseline(Duration::from_millis(500))
+        .cooldown(sglang_memtest::scenario::CooldownConfig {
+            settle: Duration::from_millis(500),
+            ..Default::default()
+        })
+        .startup_timeout(Duration::from_secs(60))
+        .out_dir(out_dir(test))
+        .plots(false)
 }
 
 /// Runs a scenario, failing the test at once when the run itself could not be made.
-fn run_checked(s: &Scenario) -> Report {
+fn run_checked(c: &ScenarioConfig) -> Report {
     let started = Instant::now();
-    let r = common::run(s);
+    let s = c.clone().build().unwrap_or_else(|e| panic!("{e}"));
+    let r = s.run_blocking();
     eprintln!(
         "[{}] ran in {:.1} s, outcome {:?}",
-        s.name,
+        s.name(),
         started.elapsed().as_secs_f64(),
         r.outcome
     );
     if let (RunOutcome::Error, Some(e)) = (&r.outcome, &r.error) {
         panic!(
             "the {} scenario could not run: {}\n{}",
-            s.name,
+            s.name(),
             e.message,
             r.summary()
         );

@@ -1,4 +1,4 @@
-//! The JSON report's shape is a contract (schema version 1): this snapshot lists every field
+//! The JSON report's shape is a contract (schema version 2, see docs/report-schema.md): this snapshot lists every field
 //! path a run writes, so a change to the schema is a reviewed diff, never an accident.
 
 mod common;
@@ -27,7 +27,7 @@ fn paths(v: &Value, at: &str, out: &mut Vec<String>) {
 }
 
 #[test]
-fn report_schema_v1() {
+fn report_schema_v2() {
     let r = run(&quick("schema", &["--children=1"], Workload::Text));
     r.assert_pass();
     let json: Value = serde_json::to_value(&r).expect("serializable");

@@ -10,18 +10,16 @@
 //! The install is found in `MEMTEST_SGLANG_CPU_DIR` (default `~/.cache/sglang-memtest/sglang-cpu`).
 //! Without it every test fails saying how to make it: this tier never skips.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serial_test::serial;
 use sglang_memtest::analysis::Outcome;
-use sglang_memtest::fixture::{Device, ServerFixture};
-use sglang_memtest::load::{ImageConfig, Workload};
+use sglang_memtest::fixture::ServerFixture;
 use sglang_memtest::report::{Report, RunOutcome};
-use sglang_memtest::scenario::presets;
 use sglang_memtest::tracker::{GpuMode, metric};
-use sglang_memtest::{Scenario, Target};
+use sglang_memtest::{ScenarioConfig, Target};
 
 /// Bytes each planted leak keeps per request.
 const PLANTED: u64 = 256 * 1024;
@@ -32,14 +30,8 @@ const REQUESTS: u64 = 300;
 /// Measured requests with a planted leak: 256 KiB × 80 = 20 MiB, far past any noise.
 const PLANTED_REQUESTS: u64 = 80;
 
-/// The install made by `scripts/setup-sglang-cpu.sh`.
-struct Install {
-    python: PathBuf,
-    text_model: String,
-    vlm_model: String,
-}
-
-fn install() -> Install {
+/// The `MEMTEST_*` settings `scripts/setup-sglang-cpu.sh` wrote (device, python, models).
+fn install() -> HashMap<String, String> {
     let dir = std::env::var_os("MEMTEST_SGLANG_CPU_DIR")
         .map(PathBuf::from)
         .or_else(|| {
@@ -55,28 +47,18 @@ fn install() -> Install {
             dir.display()
         )
     });
-    let get = |key: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
-            .unwrap_or_else(|| {
-                panic!(
-                    "{} has no {key}: re-run scripts/setup-sglang-cpu.sh",
-                    file.display()
-                )
-            })
-            .to_owned()
-    };
-    let install = Install {
-        python: PathBuf::from(get("MEMTEST_PYTHON")),
-        text_model: get("MEMTEST_TEXT_MODEL"),
-        vlm_model: get("MEMTEST_VLM_MODEL"),
-    };
+    let vars: HashMap<String, String> = text
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let python = vars.get("MEMTEST_PYTHON").map(PathBuf::from);
     assert!(
-        install.python.is_file(),
-        "{} is missing: re-run scripts/setup-sglang-cpu.sh",
-        install.python.display()
+        python.as_ref().is_some_and(|p| p.is_file()),
+        "{} names no usable MEMTEST_PYTHON: re-run scripts/setup-sglang-cpu.sh",
+        file.display()
     );
-    install
+    vars
 }
 
 /// The planted-leak patches (put on the server's PYTHONPATH).
@@ -92,37 +74,23 @@ fn out_dir(test: &str) -> PathBuf {
     dir
 }
 
-/// A scenario against SGLang on the CPU, as the presets launch it (caches off, metrics on),
-/// with `env` for the server.
-fn scenario(test: &str, workload: Workload, requests: u64, env: &[(&str, String)]) -> Scenario {
-    let inst = install();
-    let vlm = !matches!(workload, Workload::Text);
-    let model = if vlm {
-        &inst.vlm_model
-    } else {
-        &inst.text_model
-    };
-    let mut server =
-        presets::sglang_server(model, &inst.python, 0.7, Vec::new(), vlm).with_device(Device::Cpu);
-    for (k, v) in env {
-        server = server.with_env(*k, v.clone());
-    }
-    let target = Target::Sglang(server);
-    let mut s = Scenario::new(test, target, workload)
-        .with_out_dir(out_dir(test))
-        .with_plots(true);
-    s.caches = presets::sglang_caches(vlm, Device::Cpu);
-    s.tracker.gpu = presets::default_gpu_mode(&s.target);
-    s.driver.num_requests = requests;
-    s.driver.interval = Duration::from_millis(20);
-    s.driver.max_new_tokens = 16;
-    s.startup_timeout = Duration::from_secs(300);
-    s
+/// A preset as the scenario tests run it, on the CPU install: the install's settings layered
+/// as the environment would be, then this tier's pacing.
+fn on_cpu(preset: ScenarioConfig, test: &str, requests: u64) -> ScenarioConfig {
+    let vars = install();
+    preset
+        .env_overrides_from(|k| vars.get(k).cloned())
+        .unwrap_or_else(|e| panic!("the install's settings: {e}"))
+        .named(test)
+        .requests(requests)
+        .request_interval(Duration::from_millis(20))
+        .max_new_tokens(16)
+        .startup_timeout(Duration::from_secs(300))
+        .out_dir(out_dir(test))
 }
 
-fn run(s: &Scenario) -> Report {
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    rt.block_on(s.run())
+fn run(c: ScenarioConfig) -> Report {
+    c.build().unwrap_or_else(|e| panic!("{e}")).run_blocking()
 }
 
 /// What is in `/dev/shm` now.
@@ -198,9 +166,9 @@ fn rss_of<'a>(r: &'a Report, role: &str) -> &'a sglang_memtest::analysis::Metric
 
 /// Runs a scenario that must pass, and checks what every real-engine run must show: SGLang's
 /// tree by role, GPU metrics off with the reason, and nothing left behind.
-fn assert_passes(s: &Scenario) -> Report {
+fn assert_passes(c: ScenarioConfig) -> Report {
     let before = shm_names();
-    let r = run(s);
+    let r = run(c);
     eprintln!("{}", r.summary());
     r.assert_pass();
     let seen = roles(&r);
@@ -223,9 +191,12 @@ fn assert_passes(s: &Scenario) -> Report {
 #[ignore = "needs the SGLang CPU install: scripts/setup-sglang-cpu.sh"]
 #[serial(sglang)]
 fn text_model_passes() {
-    let s = scenario("text_model", Workload::Text, REQUESTS, &[]);
-    assert_eq!(s.tracker.gpu, GpuMode::Off);
-    let r = assert_passes(&s);
+    let c = on_cpu(ScenarioConfig::text_model(), "text_model", REQUESTS);
+    assert_eq!(
+        c.clone().build().map(|s| s.tracker().gpu).ok(),
+        Some(GpuMode::Off)
+    );
+    let r = assert_passes(c);
     // SGLang's own accounting reached the timeline.
     assert!(
         r.timeline.series.contains_key("server.num_used_tokens"),
@@ -237,11 +208,10 @@ fn text_model_passes() {
 #[ignore = "needs the SGLang CPU install: scripts/setup-sglang-cpu.sh"]
 #[serial(sglang)]
 fn vlm_no_mm_processor_passes() {
-    assert_passes(&scenario(
+    assert_passes(on_cpu(
+        ScenarioConfig::vlm_no_mm_processor(),
         "vlm_no_mm_processor",
-        Workload::VlmText,
         REQUESTS,
-        &[],
     ));
 }
 
@@ -249,12 +219,7 @@ fn vlm_no_mm_processor_passes() {
 #[ignore = "needs the SGLang CPU install: scripts/setup-sglang-cpu.sh"]
 #[serial(sglang)]
 fn vlm_image_passes() {
-    let r = assert_passes(&scenario(
-        "vlm_image",
-        Workload::VlmImage(ImageConfig::default()),
-        REQUESTS,
-        &[],
-    ));
+    let r = assert_passes(on_cpu(ScenarioConfig::vlm_image(), "vlm_image", REQUESTS));
     // Every measured request carried a unique image that reached the vision tower.
     let requests = r.requests.as_ref().expect("request counts");
     assert_eq!(requests.failed, 0);
@@ -264,17 +229,15 @@ fn vlm_image_passes() {
 /// that process and no other, at about the planted rate.
 fn planted_leak_is_caught(role: &str) {
     let before = shm_names();
-    let env = [
-        ("PYTHONPATH", planted_leaks_dir().display().to_string()),
-        ("MEMTEST_SGLANG_LEAK", role.to_owned()),
-        ("MEMTEST_SGLANG_LEAK_BYTES", PLANTED.to_string()),
-    ];
-    let r = run(&scenario(
+    let c = on_cpu(
+        ScenarioConfig::text_model(),
         &format!("planted_{role}"),
-        Workload::Text,
         PLANTED_REQUESTS,
-        &env,
-    ));
+    )
+    .server_env("PYTHONPATH", planted_leaks_dir().display().to_string())
+    .server_env("MEMTEST_SGLANG_LEAK", role)
+    .server_env("MEMTEST_SGLANG_LEAK_BYTES", PLANTED.to_string());
+    let r = run(c);
     eprintln!("{}", r.summary());
     assert_eq!(r.outcome, RunOutcome::Leak, "{}", r.summary());
     assert_eq!(leaking_roles(&r), [role], "{}", r.summary());
@@ -314,10 +277,15 @@ fn leak_planted_in_the_scheduler_is_caught_there() {
 /// panic) while the server runs: unwinding drops the fixture, whose `Drop` must take the whole
 /// tree down.
 fn torn_down_when_the_test_fails(body: fn(ServerFixture)) {
-    let inst = install();
     let before = shm_names();
-    let spec = presets::sglang_server(&inst.text_model, &inst.python, 0.7, Vec::new(), false)
-        .with_device(Device::Cpu)
+    let scenario = on_cpu(ScenarioConfig::text_model(), "lifecycle", REQUESTS)
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Target::Sglang(server) = scenario.target() else {
+        panic!("the preset launches SGLang")
+    };
+    let spec = server
+        .clone()
         .into_spec()
         .with_log_dir(out_dir("lifecycle"))
         .with_startup_timeout(Duration::from_secs(300));

@@ -1,23 +1,15 @@
-//! The `vlm_no_mm_processor` scenario against a real SGLang server: A VLM receiving text-only requests: no image reaches the multimodal processor (`MEMTEST_VLM_MODEL`, default `Qwen/Qwen2.5-VL-3B-Instruct`; `MEMTEST_LANGUAGE_MODEL_ONLY=1` adds `--language-model-only`).
-//!
-//! Needs an NVIDIA GPU and SGLang, so it is ignored by plain `cargo test`. Run it with
-//! `cargo test --test vlm_no_mm_processor -- --ignored`; configure it with the `MEMTEST_*` variables listed in
-//! the README. Without a GPU or without SGLang it fails with one sentence saying which.
+//! The `vlm_no_mm_processor` scenario against a real SGLang: a VLM receiving text only: no image reaches the multimodal processor.
+//! `cargo test --test vlm_no_mm_processor -- --ignored` on a GPU runner, or on the CPU with
+//! `eval "$(scripts/setup-sglang-cpu.sh --env)"` first; configured by `MEMTEST_*` (README).
 
-use serial_test::serial;
-use sglang_memtest::Scenario;
+use sglang_memtest::ScenarioConfig;
 
 #[test]
-#[ignore = "needs an NVIDIA GPU and SGLang: cargo test --test vlm_no_mm_processor -- --ignored"]
-#[serial(sglang)]
-fn vlm_no_mm_processor() {
-    let scenario = match Scenario::vlm_no_mm_processor() {
-        Ok(s) => s,
-        Err(e) => panic!("{e}"),
-    };
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    let report = rt.block_on(scenario.run());
-    // Host and GPU metrics of the whole server tree, judged by the default (or MEMTEST_MAX_SLOPE)
-    // thresholds; an error (no GPU, no SGLang, failed requests) fails here with its reason.
-    report.assert_pass();
+#[ignore = "needs SGLang (a GPU runner, or scripts/setup-sglang-cpu.sh and MEMTEST_DEVICE=cpu)"]
+fn vlm_no_mm_processor() -> sglang_memtest::Result<()> {
+    let scenario = ScenarioConfig::vlm_no_mm_processor()
+        .env_overrides()?
+        .build()?;
+    scenario.run_blocking().into_result()?;
+    Ok(())
 }

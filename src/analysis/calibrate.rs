@@ -132,6 +132,7 @@ fn row(config: &CalibrationConfig, stream: u64, shape: &Shape) -> CalibrationRow
         seed_fail += usize::from(seed_rule_fails(&values));
         let series = RequestSeries {
             metric: shape.metric().into(),
+            unit: crate::tracker::metric::Unit::Bytes,
             values,
             cooldown: vec![],
             headroom: None,

@@ -14,6 +14,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::tracker::metric::{Metric, MetricPattern, Source, Unit};
+
 pub mod calibrate;
 pub mod noise;
 mod sample;
@@ -51,6 +53,8 @@ pub struct ConfidenceInterval {
 pub struct RequestSeries {
     /// Metric name, e.g. `host.rss@tree`.
     pub metric: String,
+    /// Unit of the values (decides how they are shown).
+    pub unit: Unit,
     /// Value after each measured request, in the metric's unit.
     pub values: Vec<f64>,
     /// Readings taken after the cooldown settled, if a cooldown ran.
@@ -87,8 +91,8 @@ pub enum SeedBand {
 /// Limits for metrics whose name matches `pattern`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Rule {
-    /// Metric name pattern: an exact name, or a prefix ending in `*` (`host.rss@pid:*`).
-    pub pattern: String,
+    /// Which metrics: `host.rss@tree`, `host.rss@pid:*`, `gpu.*` (see [`MetricPattern`]).
+    pub pattern: MetricPattern,
     /// The smallest growth rate that counts as a leak, in units per request.
     pub max_slope_per_request: f64,
     /// Growth over the measured window below this never counts as a leak (absolute floor).
@@ -112,30 +116,36 @@ pub struct Thresholds {
 }
 
 impl Thresholds {
-    /// Set the leak limit of the rule for `pattern`; a pattern no rule has gets a new rule,
-    /// checked first, with no growth floor.
-    pub fn set_max_slope(&mut self, pattern: &str, per_request: f64) {
-        match self.rules.iter_mut().find(|r| r.pattern == pattern) {
+    /// Set the leak limit of the rule for `pattern`. A pattern no rule has yet gets a new rule,
+    /// checked first, with its source's calibrated growth floor (2 MiB for host and `/dev/shm`,
+    /// 16 MiB for GPU metrics, none for the server's own counters).
+    pub fn set_max_slope(&mut self, pattern: &MetricPattern, per_request: f64) {
+        match self.rules.iter_mut().find(|r| r.pattern == *pattern) {
             Some(rule) => rule.max_slope_per_request = per_request,
             None => self.rules.insert(
                 0,
                 Rule {
-                    pattern: pattern.to_owned(),
+                    pattern: pattern.clone(),
                     max_slope_per_request: per_request,
-                    min_growth: 0.0,
+                    min_growth: default_floor(pattern.source()),
                 },
             ),
         }
     }
 
-    /// The rule that judges `metric`, if any.
+    /// The rule that judges the metric named `metric`, if any (first match wins).
     pub fn rule_for(&self, metric: &str) -> Option<&Rule> {
-        self.rules
-            .iter()
-            .find(|r| match r.pattern.strip_suffix('*') {
-                Some(prefix) => metric.starts_with(prefix),
-                None => metric == r.pattern,
-            })
+        let metric: Metric = metric.parse().ok()?;
+        self.rules.iter().find(|r| r.pattern.matches(&metric))
+    }
+}
+
+/// The calibrated growth floor of a source's metrics (see [`Thresholds::default`]).
+fn default_floor(source: Source) -> f64 {
+    match source {
+        Source::Host | Source::Shm => HOST_FLOOR,
+        Source::Gpu => GPU_FLOOR,
+        Source::Server => 0.0,
     }
 }
 
@@ -147,7 +157,9 @@ impl Default for Thresholds {
     /// GPU leaks (2 MiB allocator segments) at least 95 % of the time.
     fn default() -> Self {
         let rule = |pattern: &str, slope: f64, floor: f64| Rule {
-            pattern: pattern.to_owned(),
+            pattern: pattern
+                .parse()
+                .unwrap_or_else(|e| unreachable!("{pattern}: {e}")),
             max_slope_per_request: slope,
             min_growth: floor,
         };
@@ -187,6 +199,8 @@ fn nan() -> f64 {
 pub struct MetricAnalysis {
     /// Metric name.
     pub metric: String,
+    /// Unit of the values, growths and slopes.
+    pub unit: Unit,
     /// Whether a rule judged this metric (else it is only reported).
     pub judged: bool,
     /// Requests cut from the start as warm-up (automatic cut and minimum together).

@@ -24,6 +24,11 @@ fn jitter(n: usize, amp: f64, seed: u64) -> Vec<f64> {
 fn series(metric: &str, values: Vec<f64>) -> RequestSeries {
     RequestSeries {
         metric: metric.into(),
+        unit: if metric.starts_with("server.") {
+            crate::tracker::metric::Unit::Ratio
+        } else {
+            crate::tracker::metric::Unit::Bytes
+        },
         values,
         cooldown: vec![],
         headroom: None,
@@ -241,7 +246,7 @@ fn thresholds_round_trip_and_new_fields_default() {
     let json = serde_json_like(&t);
     assert!(json.contains("host.rss@pid:*"));
     assert_eq!(
-        t.rule_for("host.rss@pid:42").unwrap().pattern,
+        t.rule_for("host.rss@pid:42").unwrap().pattern.as_str(),
         "host.rss@pid:*"
     );
     assert!(t.rule_for("server.token_usage").is_none());

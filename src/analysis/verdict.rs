@@ -3,9 +3,10 @@
 
 use super::sample::{Sample, median};
 use super::trend::{self, Trend};
-use super::units::{fmt_per_request, fmt_value, is_bytes};
+use super::units::{fmt_per_request, fmt_value};
 use super::warmup;
 use super::{MetricAnalysis, Outcome, RequestSeries, Rule, SeedBand, Thresholds};
+use crate::tracker::metric::Unit;
 
 /// Fewest readings left after the warm-up cut for a judgement.
 pub(crate) const MIN_JUDGED: usize = 10;
@@ -25,6 +26,7 @@ pub(crate) fn measure(
     let rule = t.rule_for(&s.metric);
     let mut m = MetricAnalysis {
         metric: s.metric.clone(),
+        unit: s.unit,
         judged: rule.is_some(),
         warmup_cut: explicit,
         n: 0,
@@ -101,7 +103,7 @@ pub(crate) fn measure(
 
 /// The seed tool's rule: first-to-last growth scaled to 100 requests (byte metrics only).
 fn seed_band(s: &RequestSeries) -> Option<SeedBand> {
-    if !is_bytes(&s.metric) {
+    if s.unit != Unit::Bytes {
         return None;
     }
     let mut finite = s.values.iter().enumerate().filter(|(_, v)| v.is_finite());
@@ -130,9 +132,9 @@ pub(crate) fn judge(
             .push("not judged: no threshold rule matches this metric".into());
         return;
     };
-    let name = m.metric.clone();
-    let per = |v: f64| fmt_per_request(&name, v);
-    let val = |v: f64| fmt_value(&name, v);
+    let unit = m.unit;
+    let per = |v: f64| fmt_per_request(unit, v);
+    let val = |v: f64| fmt_value(unit, v);
     let theta = rule.max_slope_per_request;
     let (Some(s), true) = (m.slope, m.n >= MIN_JUDGED) else {
         m.outcome = Outcome::Inconclusive;

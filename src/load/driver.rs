@@ -184,14 +184,11 @@ async fn discover_model(client: &reqwest::Client, base_url: &str, config: &Drive
         return "default".into();
     }
     let found = async {
-        let v: serde_json::Value = client
-            .get(format!("{base_url}/v1/models"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let mut req = client.get(format!("{base_url}/v1/models"));
+        if let Some(key) = &config.api_key {
+            req = req.bearer_auth(key.expose());
+        }
+        let v: serde_json::Value = req.send().await.ok()?.json().await.ok()?;
         v["data"][0]["id"].as_str().map(str::to_owned)
     };
     found.await.unwrap_or_else(|| "default".into())
@@ -270,7 +267,7 @@ async fn run_phase(
         let (path, body) = build_request(config.api, config, model, offset + index, &imgs);
         let mut req = client.post(format!("{base_url}{path}")).json(&body);
         if let Some(key) = &config.api_key {
-            req = req.bearer_auth(key);
+            req = req.bearer_auth(key.expose());
         }
         let start_ms = tracker.now_ms();
         let n_images = imgs.len() as u32;

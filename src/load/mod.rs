@@ -150,8 +150,9 @@ pub struct DriverConfig {
     pub model: Option<String>,
     /// The image placeholder put in native `/generate` image prompts (Qwen2-VL's by default).
     pub image_token: String,
-    /// Optional API key (sent as a bearer token).
-    pub api_key: Option<String>,
+    /// Optional API key, sent as a bearer token; never serialized into a report.
+    #[serde(skip)]
+    pub api_key: Option<crate::util::Secret>,
 }
 
 impl Default for DriverConfig {

@@ -18,7 +18,7 @@ use crate::load::{DriverConfig, RequestRecord, RequestSummary, Workload};
 use crate::tracker::{Timeline, TrackerConfig};
 
 /// Version of the JSON schema; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Errors reading or writing reports.
 #[derive(Debug, thiserror::Error)]
@@ -99,13 +99,91 @@ pub enum ErrorKind {
     Run,
 }
 
-/// Why a run ended in [`RunOutcome::Error`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Why a run ended in [`RunOutcome::Error`]: the kind and the sentence in the JSON, the typed
+/// error in memory (match on it in tests: `report.error.and_then(|e| e.cause())`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunError {
     /// Setup or run.
     pub kind: ErrorKind,
     /// The error and its causes, in one paragraph.
     pub message: String,
+    /// The typed error (not serialized; `None` in a report read back from JSON).
+    #[serde(skip)]
+    cause: Option<std::sync::Arc<crate::Error>>,
+}
+
+impl RunError {
+    /// The record of `error`: its kind, its message with causes, and the error itself.
+    pub fn new(error: crate::Error) -> Self {
+        Self {
+            kind: error.kind(),
+            message: crate::util::error_chain(&error),
+            cause: Some(std::sync::Arc::new(error)),
+        }
+    }
+
+    /// The typed error, when this report was made by this process.
+    pub fn cause(&self) -> Option<&crate::Error> {
+        self.cause.as_deref()
+    }
+}
+
+impl PartialEq for RunError {
+    /// Kind and message: the typed cause is not part of the record.
+    fn eq(&self, other: &Self) -> bool {
+        self.kind == other.kind && self.message == other.message
+    }
+}
+
+/// A run that did not pass: a leak, inconclusive, or an error. Carries the whole report;
+/// `Display` (and `Debug`) is its console summary, so a test that returns it reads well.
+pub struct RunFailure {
+    /// The report of the run.
+    pub report: Box<Report>,
+}
+
+impl RunFailure {
+    /// How the run ended (never [`RunOutcome::Pass`]).
+    pub fn outcome(&self) -> RunOutcome {
+        self.report.outcome
+    }
+
+    /// The typed error of a run that ended in [`RunOutcome::Error`].
+    pub fn error(&self) -> Option<&crate::Error> {
+        self.report.error.as_ref()?.cause()
+    }
+
+    /// Setup or run, for an error; `None` for a leak or an inconclusive verdict.
+    pub fn error_kind(&self) -> Option<ErrorKind> {
+        self.report.error.as_ref().map(|e| e.kind)
+    }
+}
+
+impl std::fmt::Display for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = match (self.report.outcome, &self.report.error) {
+            (RunOutcome::Error, Some(e)) => format!("memory check could not run: {}", e.message),
+            (RunOutcome::Leak, _) => "memory check found a leak".to_owned(),
+            (RunOutcome::Inconclusive, _) => {
+                "memory check was inconclusive (run longer: the report says how many requests would decide)".to_owned()
+            }
+            _ => "memory check did not pass".to_owned(),
+        };
+        write!(f, "{what}\n{}", self.report.summary())
+    }
+}
+
+impl std::fmt::Debug for RunFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for RunFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 /// What was launched (or attached to).
@@ -248,18 +326,31 @@ impl Report {
         })
     }
 
-    /// Panic with the console summary unless the run passed: the assertion every scenario test
-    /// (real or control) uses.
+    /// `Ok(self)` when the run passed, else [`RunFailure`] with the whole report: the
+    /// result every scenario test returns (`report.into_result()?`).
+    ///
+    /// # Errors
+    /// [`RunFailure`] unless the outcome is [`RunOutcome::Pass`].
+    pub fn into_result(self) -> Result<Report, RunFailure> {
+        if self.outcome == RunOutcome::Pass {
+            Ok(self)
+        } else {
+            Err(RunFailure {
+                report: Box::new(self),
+            })
+        }
+    }
+
+    /// Panic with the console summary unless the run passed.
     #[track_caller]
     pub fn assert_pass(&self) {
-        match (&self.outcome, &self.error) {
-            (RunOutcome::Pass, _) => {}
-            (RunOutcome::Error, Some(e)) => panic!(
-                "memory check could not run: {}\n{}",
-                e.message,
-                self.summary()
-            ),
-            _ => panic!("memory check did not pass\n{}", self.summary()),
+        if self.outcome != RunOutcome::Pass {
+            panic!(
+                "{}",
+                RunFailure {
+                    report: Box::new(self.clone())
+                }
+            );
         }
     }
 
@@ -272,21 +363,10 @@ impl Report {
     }
 }
 
-/// Write `bytes` to `path` atomically: a reader sees the old file or the new one, never half.
+/// [`util::write_atomic`](crate::util::write_atomic), with the path in the error.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {
-    use std::io::Write;
-    let err = |source| ReportError::Write {
+    crate::util::write_atomic(path, bytes).map_err(|source| ReportError::Write {
         path: path.to_owned(),
         source,
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    })
 }

@@ -7,10 +7,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{Scenario, Target};
-use crate::load::Workload;
+use super::Target;
+use crate::config::{ScenarioConfig, TestType};
 use crate::report::RunOutcome;
-use crate::tracker::{GpuMode, metric};
+use crate::tracker::metric;
 
 /// One server configuration and whether it leaks.
 #[derive(Debug, Clone)]
@@ -97,17 +97,25 @@ pub async fn run_shape(
             exe: exe.to_path_buf(),
             args: shape.knobs.clone(),
         };
-        let mut s = Scenario::new(format!("calibrate_{i}"), target, Workload::Text)
-            .with_out_dir(out_dir)
-            .with_plots(false);
-        s.driver.num_requests = requests;
-        s.driver.interval = Duration::from_millis(5);
-        s.tracker.interval = Duration::from_millis(50);
-        s.tracker.gpu = GpuMode::Off;
-        s.baseline = Duration::from_millis(100);
-        s.cooldown.settle = Duration::from_millis(200);
-        s.thresholds.seed = i as u64;
-        let report = s.run().await;
+        let built = ScenarioConfig::new(format!("calibrate_{i}"), TestType::Text)
+            .target(target)
+            .quick()
+            .requests(requests)
+            .request_interval(Duration::from_millis(5))
+            .baseline(Duration::from_millis(100))
+            .seed(i as u64)
+            .out_dir(out_dir)
+            .plots(false)
+            .build();
+        let report = match built {
+            Ok(s) => s.run().await,
+            Err(e) => {
+                tracing::error!("calibration scenario: {e}");
+                tally.runs += 1;
+                tally.error += 1;
+                continue;
+            }
+        };
         tally.runs += 1;
         match report.outcome {
             RunOutcome::Leak => tally.leak += 1,

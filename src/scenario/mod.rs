@@ -1,13 +1,10 @@
-//! Scenarios: a server to launch ([`Target`]), a [`Workload`], pacing and [`Thresholds`];
-//! [`Scenario::run`] goes through the whole pipeline and always returns (and writes) a
-//! [`Report`], whatever happened.
-//!
-//! The presets [`Scenario::text_model`], [`Scenario::vlm_no_mm_processor`] and
-//! [`Scenario::vlm_image`] are what SGLang asked for; they read `MEMTEST_*` variables.
+//! Scenarios: a server to launch ([`Target`]), a [`Workload`], pacing and [`Thresholds`],
+//! built by [`ScenarioConfig`](crate::ScenarioConfig). [`Scenario::run`] goes through the whole
+//! pipeline and always returns (and writes) a [`Report`](crate::Report), whatever happened;
+//! [`Scenario::run_blocking`] does the same for a plain `#[test]`.
 
 pub mod calibrate;
-mod env;
-pub mod presets;
+mod error;
 mod run;
 
 use std::path::PathBuf;
@@ -15,46 +12,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use env::parse_bytes;
+pub use error::ScenarioError;
 
 use crate::analysis::Thresholds;
+use crate::config::ConfigError;
 use crate::fixture::{ServerSpec, SglangServer};
 use crate::load::{DriverConfig, Workload};
 use crate::report::CacheInfo;
 use crate::tracker::TrackerConfig;
-
-/// Errors in a scenario's configuration, found before anything is launched.
-#[derive(Debug, thiserror::Error)]
-pub enum ScenarioError {
-    /// An environment variable has a value that cannot be used.
-    #[error("{var}={value:?} is not valid: expected {expected}")]
-    Env {
-        /// The variable.
-        var: String,
-        /// Its value.
-        value: String,
-        /// What would be accepted.
-        expected: String,
-    },
-    /// A setting is out of range.
-    #[error("invalid setting: {0}")]
-    Invalid(String),
-    /// SGLang cannot be imported by the configured interpreter.
-    #[error(
-        "SGLang is not importable by {python}: {detail}. Install it (`{python} -m pip install \"sglang[all]\"`) or set MEMTEST_PYTHON to the interpreter that has it"
-    )]
-    SglangMissing {
-        /// The interpreter.
-        python: String,
-        /// What Python said.
-        detail: String,
-    },
-    /// The reference server's executable could not be found.
-    #[error(
-        "cannot find the sglang-memtest executable for the reference server ({0}); set MEMTEST_REFERENCE_BIN or build it with `cargo build`"
-    )]
-    ReferenceBinary(String),
-}
 
 /// The server a scenario runs against.
 #[derive(Debug, Clone)]
@@ -80,19 +45,6 @@ pub enum Target {
 }
 
 impl Target {
-    /// The reference server, found with [`reference_exe`].
-    ///
-    /// # Errors
-    /// [`ScenarioError::ReferenceBinary`] when the executable cannot be found.
-    pub fn reference(
-        args: impl IntoIterator<Item = impl Into<String>>,
-    ) -> Result<Self, ScenarioError> {
-        Ok(Target::Reference {
-            exe: reference_exe()?,
-            args: args.into_iter().map(Into::into).collect(),
-        })
-    }
-
     /// `reference`, `sglang`, `command` or `attach`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -104,24 +56,17 @@ impl Target {
     }
 }
 
-/// The `sglang-memtest` executable that serves the reference server: `MEMTEST_REFERENCE_BIN`,
-/// else the running executable when it is `sglang-memtest`, else `sglang-memtest` next to the
-/// running executable or one folder up (where cargo puts it for tests).
+/// The `sglang-memtest` executable that serves the reference server: the running executable
+/// when it is `sglang-memtest`, else `sglang-memtest` next to the running executable or one
+/// folder up (where cargo puts it for tests). `MEMTEST_REFERENCE_BIN` / `--reference-bin`
+/// choose another.
 ///
 /// # Errors
-/// [`ScenarioError::ReferenceBinary`] naming the places searched.
-pub fn reference_exe() -> Result<PathBuf, ScenarioError> {
-    if let Some(p) = env::path("MEMTEST_REFERENCE_BIN") {
-        return if p.is_file() {
-            Ok(p)
-        } else {
-            Err(ScenarioError::ReferenceBinary(format!(
-                "MEMTEST_REFERENCE_BIN={} does not exist",
-                p.display()
-            )))
-        };
-    }
-    let me = std::env::current_exe().map_err(|e| ScenarioError::ReferenceBinary(e.to_string()))?;
+/// [`ConfigError::ReferenceBinary`] naming the places searched.
+pub fn reference_exe() -> Result<PathBuf, ConfigError> {
+    let me = std::env::current_exe().map_err(|e| ConfigError::ReferenceBinary {
+        searched: format!("the running executable is unknown: {e}"),
+    })?;
     if me.file_stem().is_some_and(|s| s == "sglang-memtest") {
         return Ok(me);
     }
@@ -135,10 +80,15 @@ pub fn reference_exe() -> Result<PathBuf, ScenarioError> {
         .iter()
         .find(|p| p.is_file())
         .cloned()
-        .ok_or_else(|| {
-            let searched: Vec<String> =
-                candidates.iter().map(|p| p.display().to_string()).collect();
-            ScenarioError::ReferenceBinary(format!("looked in {}", searched.join(", ")))
+        .ok_or_else(|| ConfigError::ReferenceBinary {
+            searched: format!(
+                "looked in {}",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         })
 }
 
@@ -165,135 +115,64 @@ impl Default for CooldownConfig {
     }
 }
 
-/// A whole memory test: what to launch, what to send, and what counts as a leak.
+/// A whole memory test, checked and ready to run: what to launch, what to send, and what
+/// counts as a leak. Made by [`ScenarioConfig::build`](crate::ScenarioConfig::build).
 #[derive(Debug, Clone)]
 pub struct Scenario {
-    /// Name, used for file names (`text_model`).
-    pub name: String,
-    /// The server.
-    pub target: Target,
-    /// What each request carries.
-    pub workload: Workload,
-    /// Pacing and error guard.
-    pub driver: DriverConfig,
-    /// What counts as a leak.
-    pub thresholds: Thresholds,
-    /// Sampling.
-    pub tracker: TrackerConfig,
-    /// After the last request.
-    pub cooldown: CooldownConfig,
-    /// Idle sampling before the first request.
-    pub baseline: Duration,
-    /// Where the report, plots and logs go (default `target/memtest`).
-    pub out_dir: PathBuf,
-    /// Server startup deadline (default 600 s, as SGLang's CI).
-    pub startup_timeout: Duration,
-    /// Engine caches and how this scenario set them (named in the report).
-    pub caches: Vec<CacheInfo>,
-    /// Write PNG/SVG plots.
-    pub plots: bool,
-    /// Print a live progress line to stderr every this often (`None`: quiet; the CLI sets it).
-    pub progress: Option<Duration>,
+    pub(crate) name: String,
+    pub(crate) target: Target,
+    pub(crate) workload: Workload,
+    pub(crate) driver: DriverConfig,
+    pub(crate) thresholds: Thresholds,
+    pub(crate) tracker: TrackerConfig,
+    pub(crate) cooldown: CooldownConfig,
+    pub(crate) baseline: Duration,
+    pub(crate) out_dir: PathBuf,
+    pub(crate) startup_timeout: Duration,
+    pub(crate) keep_server: bool,
+    pub(crate) caches: Vec<CacheInfo>,
+    pub(crate) plots: bool,
+    pub(crate) progress: Option<Duration>,
 }
 
 impl Scenario {
-    /// A scenario with defaults: 100 measured requests 0.1 s apart, default thresholds,
-    /// output under `target/memtest` (or `MEMTEST_OUT_DIR`).
-    pub fn new(name: impl Into<String>, target: Target, workload: Workload) -> Self {
-        Self {
-            name: name.into(),
-            target,
-            workload,
-            driver: DriverConfig::default(),
-            thresholds: Thresholds::default(),
-            tracker: TrackerConfig::default(),
-            cooldown: CooldownConfig::default(),
-            baseline: Duration::from_millis(500),
-            out_dir: env::path("MEMTEST_OUT_DIR")
-                .unwrap_or_else(|| PathBuf::from("target/memtest")),
-            startup_timeout: Duration::from_secs(600),
-            caches: Vec::new(),
-            plots: true,
-            progress: None,
-        }
+    /// The name (file names: `<name>.json`).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    /// Set the driver settings.
-    pub fn with_driver(mut self, driver: DriverConfig) -> Self {
-        self.driver = driver;
-        self
+    /// The server.
+    pub fn target(&self) -> &Target {
+        &self.target
     }
 
-    /// Set the thresholds.
-    pub fn with_thresholds(mut self, thresholds: Thresholds) -> Self {
-        self.thresholds = thresholds;
-        self
+    /// What each request carries.
+    pub fn workload(&self) -> &Workload {
+        &self.workload
     }
 
-    /// Set the tracker settings.
-    pub fn with_tracker(mut self, tracker: TrackerConfig) -> Self {
-        self.tracker = tracker;
-        self
+    /// Pacing and error guard.
+    pub fn driver(&self) -> &DriverConfig {
+        &self.driver
     }
 
-    /// Set the cooldown.
-    pub fn with_cooldown(mut self, cooldown: CooldownConfig) -> Self {
-        self.cooldown = cooldown;
-        self
+    /// Sampling.
+    pub fn tracker(&self) -> &TrackerConfig {
+        &self.tracker
     }
 
-    /// Set the output folder.
-    pub fn with_out_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.out_dir = dir.into();
-        self
+    /// What counts as a leak.
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.thresholds
     }
 
-    /// Set the idle baseline before the first request.
-    pub fn with_baseline(mut self, d: Duration) -> Self {
-        self.baseline = d;
-        self
+    /// Engine caches and how the scenario set them.
+    pub fn caches(&self) -> &[CacheInfo] {
+        &self.caches
     }
 
-    /// Turn plots on or off.
-    pub fn with_plots(mut self, on: bool) -> Self {
-        self.plots = on;
-        self
-    }
-
-    /// Check the settings before anything is launched.
-    ///
-    /// # Errors
-    /// [`ScenarioError::Invalid`] saying which setting and what would work.
-    pub fn validate(&self) -> Result<(), ScenarioError> {
-        let d = &self.driver;
-        let invalid = |m: String| Err(ScenarioError::Invalid(m));
-        if d.num_requests < 3 {
-            return invalid(format!(
-                "num_requests is {}; at least 3 measured requests are needed for a trend (100 is usual)",
-                d.num_requests
-            ));
-        }
-        if d.concurrency == 0 {
-            return invalid("concurrency is 0; use 1 or more".into());
-        }
-        if !(0.0..=1.0).contains(&d.max_error_rate) {
-            return invalid(format!(
-                "max_error_rate is {}; use a fraction between 0 and 1",
-                d.max_error_rate
-            ));
-        }
-        if !(0.5..1.0).contains(&self.thresholds.confidence) {
-            return invalid(format!(
-                "confidence is {}; use a level such as 0.95",
-                self.thresholds.confidence
-            ));
-        }
-        if self.tracker.interval.is_zero() {
-            return invalid("the sampling interval is 0; use e.g. 100 ms".into());
-        }
-        if d.request_timeout.is_zero() {
-            return invalid("the request timeout is 0".into());
-        }
-        Ok(())
+    /// Where the report, plots and logs go.
+    pub fn out_dir(&self) -> &std::path::Path {
+        &self.out_dir
     }
 }

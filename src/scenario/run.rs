@@ -4,49 +4,78 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{Scenario, ScenarioError, Target};
+use crate::Error;
 use crate::analysis::{self, RequestSeries};
 use crate::fixture::{ServerFixture, ServerSpec};
+use crate::load::LoadError;
 use crate::load::{self, Workload, images::ImageSet};
-use crate::report::{
-    ErrorKind, Report, ReportFiles, RunError, RunOutcome, SCHEMA_VERSION, TargetInfo,
-};
+use crate::report::{Report, ReportFiles, RunError, RunOutcome, SCHEMA_VERSION, TargetInfo};
+use crate::tracker::metric::Metric;
 use crate::tracker::{GpuMode, MemoryTracker, Phase, Timeline, Unit, metric};
+use crate::util::error_chain as chain;
 use crate::util::{human_bytes, signed_bytes};
 
-/// A failed stage: whose fault, and the error with its causes.
-struct Failure {
-    kind: ErrorKind,
-    message: String,
-}
-
-use crate::util::error_chain as chain;
-
-fn setup(e: impl std::error::Error) -> Failure {
-    Failure {
-        kind: ErrorKind::Setup,
-        message: chain(&e),
+/// A blocking task that panicked or was cancelled.
+fn blocking(what: &'static str, e: tokio::task::JoinError) -> ScenarioError {
+    ScenarioError::Harness {
+        what,
+        source: std::io::Error::other(e),
     }
 }
+
+/// One lock for every scenario of this process that runs a real server (GPU memory and
+/// `/dev/shm` are shared by the machine): `run_blocking` takes it, so the tests of one binary
+/// do not disturb each other's measurements.
+static REAL_SERVER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Scenario {
     /// Run the whole pipeline: launch, baseline, warm-up, measured requests, cooldown, stop,
     /// analyse; then write the JSON report (and plots) into the output folder.
     ///
     /// Never fails: a failed stage ends the run with [`RunOutcome::Error`] and the report still
-    /// holds everything collected until then. Use [`Report::assert_pass`] in tests.
+    /// holds everything collected until then, the typed error included
+    /// ([`RunError::cause`]). Use [`Report::into_result`] in tests.
     pub async fn run(&self) -> Report {
         let t0 = Instant::now();
         let mut report = self.empty_report();
-        if let Err(f) = self.run_stages(&mut report).await {
+        if let Err(e) = self.run_stages(&mut report).await {
             report.outcome = RunOutcome::Error;
-            report.error = Some(RunError {
-                kind: f.kind,
-                message: f.message,
-            });
+            report.error = Some(RunError::new(e));
         }
         report.duration_ms = t0.elapsed().as_millis() as u64;
-        self.write_outputs(&mut report);
+        self.write_outputs(&mut report).await;
         report
+    }
+
+    /// [`run`](Self::run) on a runtime of its own, for a plain `#[test]`. Scenarios against a
+    /// real server (anything but the reference server) run one at a time per process: GPU
+    /// memory and `/dev/shm` are shared by the machine.
+    pub fn run_blocking(&self) -> Report {
+        let _serial = match self.target {
+            Target::Reference { .. } => None,
+            _ => Some(
+                REAL_SERVER
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            ),
+        };
+        match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(rt) => rt.block_on(self.run()),
+            Err(e) => {
+                let mut report = self.empty_report();
+                report.error = Some(RunError::new(
+                    ScenarioError::Harness {
+                        what: "start the async runtime",
+                        source: e,
+                    }
+                    .into(),
+                ));
+                report
+            }
+        }
     }
 
     fn empty_report(&self) -> Report {
@@ -98,44 +127,56 @@ impl Scenario {
         };
         Some(
             spec.with_log_dir(self.out_dir.join("logs"))
-                .with_startup_timeout(self.startup_timeout),
+                .with_startup_timeout(self.startup_timeout)
+                .with_keep(self.keep_server),
         )
     }
 
-    async fn preflight(&self) -> Result<(), Failure> {
-        self.validate().map_err(setup)?;
+    async fn preflight(&self) -> Result<(), Error> {
         // Find out now, not after a 10-minute SGLang start, that the report cannot be written.
-        if let Err(e) = std::fs::create_dir_all(&self.out_dir)
-            .and_then(|()| tempfile::NamedTempFile::new_in(&self.out_dir).map(drop))
-        {
-            return Err(Failure {
-                kind: ErrorKind::Setup,
-                message: format!(
-                    "cannot write reports into {}: {e}; choose another --out-dir / MEMTEST_OUT_DIR",
-                    self.out_dir.display()
-                ),
-            });
+        let dir = self.out_dir.clone();
+        let writable = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| tempfile::NamedTempFile::new_in(&dir).map(drop))
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        if let Err(source) = writable {
+            return Err(ScenarioError::OutDirNotWritable {
+                path: self.out_dir.clone(),
+                source,
+            }
+            .into());
         }
-        if self.tracker.gpu == GpuMode::Required
-            && let Err(reason) = crate::tracker::check_gpu()
-        {
-            return Err(Failure {
-                kind: ErrorKind::Setup,
-                message: format!(
-                    "this scenario needs GPU metrics and none are available ({reason}); run it on a GPU machine, or set MEMTEST_GPU=auto to measure host memory only"
-                ),
-            });
+        if self.tracker.gpu == GpuMode::Required {
+            let visible = self.tracker.visible_devices.clone();
+            tokio::task::spawn_blocking(move || crate::tracker::check_gpu(visible.as_deref()))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(crate::tracker::GpuUnavailable {
+                        reason: e.to_string(),
+                    })
+                })
+                .map_err(ScenarioError::GpuRequired)?;
         }
         if let Target::Sglang(server) = &self.target {
-            check_sglang(server.python()).await.map_err(setup)?;
+            check_sglang(server.python()).await?;
         }
         Ok(())
     }
 
-    async fn run_stages(&self, report: &mut Report) -> Result<(), Failure> {
+    async fn run_stages(&self, report: &mut Report) -> Result<(), Error> {
         self.preflight().await?;
         let images = match &self.workload {
-            Workload::VlmImage(config) => Some(ImageSet::new(config).map_err(setup)?),
+            Workload::VlmImage(config) => {
+                let config = config.clone();
+                Some(
+                    tokio::task::spawn_blocking(move || ImageSet::new(&config))
+                        .await
+                        .map_err(|e| blocking("prepare the images", e))?
+                        .map_err(LoadError::from)?,
+                )
+            }
             _ => None,
         };
         if let Target::Sglang(server) = &self.target
@@ -149,7 +190,7 @@ impl Scenario {
             (Target::Attach { base_url, .. }, _) => ServerFixture::attach(base_url.clone()),
             (_, Some(spec)) => {
                 report.target.argv = spec.argv();
-                ServerFixture::start(spec).await.map_err(setup)?
+                ServerFixture::start(spec).await?
             }
             (_, None) => unreachable!("every launched target has a spec"),
         };
@@ -169,7 +210,7 @@ impl Scenario {
             Err(e) => {
                 let shutdown = fixture.stop().await;
                 report.shutdown = shutdown.ok();
-                return Err(setup(e));
+                return Err(e.into());
             }
         };
         let outcome = self
@@ -184,48 +225,42 @@ impl Scenario {
             gpu.note = Some("GPU metrics off: SGLang runs on the CPU (device cpu)".into());
         }
         report.server_log_tail = fixture.log_tail(50);
-        let exit = fixture.exit_status();
+        let exit = fixture.exit_info();
         match fixture.stop().await {
             Ok(shutdown) => report.shutdown = Some(shutdown),
             Err(e) => report
                 .notes
                 .push(format!("stopping the server: {}", chain(&e))),
         }
-        if let Err(mut f) = outcome {
-            if let Some(status) = exit {
-                f.message.push_str(&format!(
-                    " (the server exited: {status}; see the log tail below)"
-                ));
-            }
-            return Err(f);
-        }
-        if let Some(status) = exit {
+        match (outcome, exit) {
             // Even one crash at the last request is a failed run, whatever the error rate says.
-            return Err(Failure {
-                kind: ErrorKind::Run,
-                message: format!(
-                    "the server exited during the run ({status}); see the log tail below"
-                ),
-            });
+            (outcome, Some(status)) => {
+                return Err(ScenarioError::ServerExited {
+                    status,
+                    during: outcome.err().map(Box::new),
+                }
+                .into());
+            }
+            (Err(e), None) => return Err(e),
+            (Ok(()), None) => {}
         }
         let series = request_series(&report.timeline);
         if series.is_empty() {
-            return Err(Failure {
-                kind: ErrorKind::Run,
-                message: "no memory readings were recorded for the measured requests (is the server's process tree visible to this user?)".into(),
-            });
+            return Err(ScenarioError::NoReadings.into());
         }
-        let verdict = analysis::analyze(&series, &self.thresholds);
-        let judged_memory = verdict
-            .metrics
-            .iter()
-            .any(|m| m.judged && (m.metric.starts_with("host.") || m.metric.starts_with("gpu.")));
+        let thresholds = self.thresholds.clone();
+        let verdict = tokio::task::spawn_blocking(move || analysis::analyze(&series, &thresholds))
+            .await
+            .map_err(|e| blocking("analyse the timeline", e))?;
+        let judged_memory = verdict.metrics.iter().any(|m| {
+            m.judged
+                && m.metric
+                    .parse::<Metric>()
+                    .is_ok_and(|metric| metric.is_server_memory())
+        });
         if !judged_memory {
             report.verdict = Some(verdict);
-            return Err(Failure {
-                kind: ErrorKind::Setup,
-                message: "no host or GPU memory of the server was measured, so nothing could be judged: give the server's PID (--server-pid / MEMTEST_SERVER_PID) when attaching, or run where NVML works".into(),
-            });
+            return Err(ScenarioError::NothingJudged.into());
         }
         report.outcome = verdict.outcome.into();
         report.verdict = Some(verdict);
@@ -238,7 +273,7 @@ impl Scenario {
         tracker: &MemoryTracker,
         images: Option<&ImageSet>,
         report: &mut Report,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), Error> {
         tracker.mark(0, Phase::Baseline);
         tokio::time::sleep(self.baseline).await;
         let printer = self
@@ -258,10 +293,7 @@ impl Scenario {
         report.requests = Some(load::summarize(&driven.records));
         report.request_records = driven.records;
         if let Some(e) = driven.error {
-            return Err(Failure {
-                kind: ErrorKind::Run,
-                message: chain(&e),
-            });
+            return Err(e.into());
         }
         tracker.mark(0, Phase::Cooldown);
         if self.cooldown.flush {
@@ -319,38 +351,52 @@ impl Scenario {
         })
     }
 
-    fn write_outputs(&self, report: &mut Report) {
+    /// Plots and the JSON report, on a blocking thread (encoding and fsync take a while).
+    async fn write_outputs(&self, report: &mut Report) {
         let json = self.out_dir.join(format!("{}.json", self.name));
-        if self.plots {
-            let title = format!(
-                "{} ({}) — {}",
-                self.name, report.test_type, report.target.kind
-            );
-            match crate::report::plot::write_plots(
-                &report.timeline,
-                report.verdict.as_ref(),
-                &title,
-                &self.out_dir,
-                &self.name,
-            ) {
-                Ok(files) => {
-                    report.files.png = Some(files.png);
-                    report.files.svg = Some(files.svg);
-                }
-                Err(e) => report
-                    .notes
-                    .push(format!("plot not written: {}", chain(&e))),
-            }
-        }
-        report.files.json = Some(json.clone());
-        if let Err(e) = report.write_json(&json) {
-            // The report is the one thing a run must leave behind: say so loudly.
-            report.files.json = None;
-            report
+        let (plots, out_dir, name) = (self.plots, self.out_dir.clone(), self.name.clone());
+        let mut owned = std::mem::replace(report, self.empty_report());
+        let done = tokio::task::spawn_blocking(move || {
+            write_files(&mut owned, plots, &out_dir, &name, &json);
+            owned
+        })
+        .await;
+        match done {
+            Ok(r) => *report = r,
+            Err(e) => report
                 .notes
-                .push(format!("JSON report not written: {}", chain(&e)));
-            tracing::error!("JSON report not written: {}", chain(&e));
+                .push(format!("writing the outputs failed: {e}")),
         }
+    }
+}
+
+fn write_files(report: &mut Report, plots: bool, out_dir: &Path, name: &str, json: &Path) {
+    if plots {
+        let title = format!("{name} ({}) — {}", report.test_type, report.target.kind);
+        match crate::report::plot::write_plots(
+            &report.timeline,
+            report.verdict.as_ref(),
+            &title,
+            out_dir,
+            name,
+        ) {
+            Ok(files) => {
+                report.files.png = Some(files.png);
+                report.files.svg = Some(files.svg);
+            }
+            Err(e) => report
+                .notes
+                .push(format!("plot not written: {}", chain(&e))),
+        }
+    }
+    report.files.json = Some(json.to_owned());
+    if let Err(e) = report.write_json(json) {
+        // The report is the one thing a run must leave behind: say so loudly.
+        report.files.json = None;
+        report
+            .notes
+            .push(format!("JSON report not written: {}", chain(&e)));
+        tracing::error!("JSON report not written: {}", chain(&e));
     }
 }
 
@@ -418,37 +464,35 @@ async fn check_sglang(python: &Path) -> Result<(), ScenarioError> {
     Err(ScenarioError::SglangMissing { python: py, detail })
 }
 
-/// Whether a metric's growth is analysed (bytes that can leak; not capacities or headroom).
-fn analysed(name: &str, unit: Unit) -> bool {
-    unit == Unit::Bytes
-        && !name.starts_with("gpu.total")
-        && !name.starts_with("gpu.free")
-        && name != metric::HOST_MEM_AVAILABLE
-        && !name.starts_with("server.")
+/// Whether a metric's growth is analysed: bytes that can leak (not capacities, headroom or the
+/// server's own counters).
+fn analysed(metric: &Metric, unit: Unit) -> bool {
+    unit == Unit::Bytes && metric.can_leak()
 }
 
 fn last(timeline: &Timeline, name: &str) -> Option<f64> {
     timeline.series.get(name)?.points.last().map(|p| p.v)
 }
 
-fn headroom(timeline: &Timeline, name: &str) -> Option<f64> {
-    if name.starts_with("host.") {
-        return last(timeline, metric::HOST_MEM_AVAILABLE);
-    }
-    if let Some(dev) = name.strip_prefix("gpu.used@dev:") {
-        return last(timeline, &format!("gpu.free@dev:{dev}"));
-    }
-    if name.starts_with("gpu.") {
-        let free: Vec<f64> = timeline
+/// Room left before an out-of-memory failure for `metric`: the host's `MemAvailable`, the
+/// device's free memory, or for per-process GPU metrics the tightest device.
+fn headroom(timeline: &Timeline, metric: &Metric) -> Option<f64> {
+    use crate::tracker::metric::{Scope, Source};
+    match (metric.source, &metric.scope) {
+        (Source::Host, _) => last(timeline, metric::HOST_MEM_AVAILABLE),
+        (Source::Gpu, Scope::Dev(d)) => last(timeline, &Metric::gpu_dev("free", *d).to_string()),
+        (Source::Gpu, _) => timeline
             .series
             .iter()
-            .filter(|(k, _)| k.starts_with("gpu.free@dev:"))
+            .filter(|(k, _)| {
+                k.parse::<Metric>()
+                    .is_ok_and(|m| m.source == Source::Gpu && m.quantity == "free")
+            })
             .filter_map(|(_, s)| s.points.last().map(|p| p.v))
-            .collect();
-        // A process lives on one device (usually): the tightest device is the honest bound.
-        return free.into_iter().reduce(f64::min);
+            // A process lives on one device (usually): the tightest device is the honest bound.
+            .reduce(f64::min),
+        _ => None,
     }
-    None
 }
 
 /// Turn the timeline into one request-indexed series per analysed metric.
@@ -458,8 +502,11 @@ pub(crate) fn request_series(timeline: &Timeline) -> Vec<RequestSeries> {
     timeline
         .series
         .iter()
-        .filter(|(name, s)| analysed(name, s.unit))
         .filter_map(|(name, s)| {
+            let metric: Metric = name.parse().ok()?;
+            if !analysed(&metric, s.unit) {
+                return None;
+            }
             let values = timeline.per_request(name, Phase::Measure)?;
             // The settled part of the cooldown: its second half.
             let cooldown = match (cooldown_from, s.points.last()) {
@@ -475,9 +522,10 @@ pub(crate) fn request_series(timeline: &Timeline) -> Vec<RequestSeries> {
             };
             Some(RequestSeries {
                 metric: name.clone(),
+                unit: s.unit,
                 values,
                 cooldown,
-                headroom: headroom(timeline, name),
+                headroom: headroom(timeline, &metric),
             })
         })
         .collect()

@@ -250,9 +250,8 @@ impl std::fmt::Debug for GpuSource {
 impl GpuSource {
     /// Ok(source) when NVML works and at least one visible device exists; Err(one line for a
     /// person: why GPU metrics are unavailable) otherwise.
-    pub(crate) fn open() -> Result<Self, String> {
-        let visible_env = std::env::var("CUDA_VISIBLE_DEVICES").ok();
-        Self::open_with(visible_env.as_deref())
+    pub(crate) fn open(visible_devices: Option<&str>) -> Result<Self, String> {
+        Self::open_with(visible_devices)
     }
 
     fn open_with(visible_env: Option<&str>) -> Result<Self, String> {
@@ -432,14 +431,17 @@ impl std::fmt::Debug for GpuProbe {
 }
 
 impl GpuProbe {
-    /// Loads NVML and lists the visible GPUs.
+    /// Loads NVML and lists the GPUs in `visible_devices` (the `CUDA_VISIBLE_DEVICES` syntax;
+    /// `None`: all).
     ///
     /// # Errors
     ///
     /// One line for a person saying why GPU metrics are unavailable: no NVML library (no NVIDIA
     /// driver), the driver not loaded, no permission, or no visible GPU.
-    pub fn open() -> Result<GpuProbe, String> {
-        GpuSource::open().map(|source| GpuProbe { source })
+    pub fn open(visible_devices: Option<&str>) -> Result<GpuProbe, super::GpuUnavailable> {
+        GpuSource::open(visible_devices)
+            .map(|source| GpuProbe { source })
+            .map_err(|reason| super::GpuUnavailable { reason })
     }
 
     /// Devices (index, name, total memory, UUID), driver version and notes, on one line.
@@ -476,7 +478,7 @@ mod tests {
     #[test]
     fn open_without_a_driver_says_why_in_one_line() {
         // This machine has no NVIDIA driver; on a GPU machine the source must open instead.
-        match GpuSource::open() {
+        match GpuSource::open(None) {
             Err(why) => {
                 assert!(why.contains("NVML") || why.contains("GPU"), "{why}");
                 assert!(!why.contains('\n'), "{why}");

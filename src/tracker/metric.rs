@@ -1,39 +1,508 @@
-//! Metric names: `source.quantity@scope`. One place builds them so tests and thresholds agree.
+//! Metric names, typed: `source.quantity@scope`. This is the one place that builds, parses and
+//! matches them; everything else holds a [`Metric`] or a [`MetricPattern`].
+//!
+//! | source | quantities | scopes |
+//! |---|---|---|
+//! | `host` | `rss`, `pss`, `uss`, `procs`, `mem_available` | `tree`, `pid:P`, none |
+//! | `gpu` | `used`, `free`, `total`, `reserved`, `proc` | `dev:I`, `tree`, `pid:P` |
+//! | `shm` | `bytes`, `files` | none, or a segment family (`psm`, `sgl_shm`) |
+//! | `server` | the server's own gauges (`num_used_tokens`, `mem.kvcache`, …) | none, `rank:R` |
 
-/// `host.rss@tree`: resident set size summed over the server's process tree.
-pub const HOST_RSS_TREE: &str = "host.rss@tree";
-/// `host.pss@tree`: proportional set size summed over the tree (shared pages counted once).
-pub const HOST_PSS_TREE: &str = "host.pss@tree";
-/// `host.uss@tree`: unique set size summed over the tree.
-pub const HOST_USS_TREE: &str = "host.uss@tree";
-/// `host.procs@tree`: number of processes in the tree.
-pub const HOST_PROCS_TREE: &str = "host.procs@tree";
-/// `gpu.proc@tree`: GPU memory held by processes of the tree, all devices.
-pub const GPU_PROC_TREE: &str = "gpu.proc@tree";
-/// `shm.bytes`: allocated bytes in `/dev/shm`.
-pub const SHM_BYTES: &str = "shm.bytes";
-/// `shm.files`: files in `/dev/shm`.
-pub const SHM_FILES: &str = "shm.files";
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Where a metric comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// procfs: the server's process tree and the host.
+    Host,
+    /// NVML: devices and the tree's processes on them.
+    Gpu,
+    /// `/dev/shm`.
+    Shm,
+    /// The server's own `/metrics` and `/server_info`.
+    Server,
+}
+
+impl Source {
+    /// `host`, `gpu`, `shm` or `server`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Host => "host",
+            Source::Gpu => "gpu",
+            Source::Shm => "shm",
+            Source::Server => "server",
+        }
+    }
+
+    /// The quantities this source produces (`None`: any, the server's own names).
+    pub fn quantities(self) -> Option<&'static [&'static str]> {
+        match self {
+            Source::Host => Some(&["rss", "pss", "uss", "procs", "mem_available"]),
+            Source::Gpu => Some(&["used", "free", "total", "reserved", "proc"]),
+            Source::Shm => Some(&["bytes", "files"]),
+            Source::Server => None,
+        }
+    }
+}
+
+impl FromStr for Source {
+    type Err = MetricParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "host" => Ok(Source::Host),
+            "gpu" => Ok(Source::Gpu),
+            "shm" => Ok(Source::Shm),
+            "server" => Ok(Source::Server),
+            _ => Err(MetricParseError::Source(s.to_owned())),
+        }
+    }
+}
+
+/// What a metric covers.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Scope {
+    /// No `@…`: the machine or the server as a whole (`shm.bytes`, `host.mem_available`).
+    Whole,
+    /// `@tree`: summed over the server's process tree.
+    Tree,
+    /// `@pid:P`: one process.
+    Pid(u32),
+    /// `@dev:I`: one GPU (NVML index).
+    Dev(u32),
+    /// `@rank:R`: one data-parallel rank of the server.
+    Rank(u32),
+    /// `@name`: a named family (`shm.bytes@psm`).
+    Family(String),
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Scope::Whole => Ok(()),
+            Scope::Tree => f.write_str("@tree"),
+            Scope::Pid(p) => write!(f, "@pid:{p}"),
+            Scope::Dev(d) => write!(f, "@dev:{d}"),
+            Scope::Rank(r) => write!(f, "@rank:{r}"),
+            Scope::Family(n) => write!(f, "@{n}"),
+        }
+    }
+}
+
+/// What a series measures; decides how it is shown and which thresholds apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Bytes (host RSS/PSS/USS, GPU memory, `/dev/shm`).
+    Bytes,
+    /// A plain count (files, requests, tokens).
+    Count,
+    /// A ratio in `[0, 1]` (token usage, cache hit rate).
+    Ratio,
+}
+
+/// A metric name that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MetricParseError {
+    /// The part before the first `.` is not a source.
+    #[error("unknown source {0:?}: use host, gpu, shm or server")]
+    Source(String),
+    /// No `.quantity` after the source.
+    #[error("{0:?} has no quantity: write source.quantity[@scope], e.g. host.rss@tree")]
+    NoQuantity(String),
+    /// The quantity is not one the source produces.
+    #[error("unknown quantity {quantity:?} for {of}: use one of {known}")]
+    Quantity {
+        /// The source.
+        of: &'static str,
+        /// What was given.
+        quantity: String,
+        /// The quantities that exist.
+        known: String,
+    },
+    /// The scope after `@` is not one of the known forms.
+    #[error(
+        "unknown scope {0:?}: use tree, pid:N, dev:N, rank:N (or * / pid:* / dev:* in a pattern)"
+    )]
+    Scope(String),
+}
+
+/// One metric: `source.quantity@scope`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Metric {
+    /// Where it comes from.
+    pub source: Source,
+    /// What it measures (`rss`, `proc`, `num_used_tokens`, …).
+    pub quantity: String,
+    /// What it covers.
+    pub scope: Scope,
+}
+
+impl Metric {
+    /// `source.quantity@scope`.
+    pub fn new(source: Source, quantity: impl Into<String>, scope: Scope) -> Self {
+        Self {
+            source,
+            quantity: quantity.into(),
+            scope,
+        }
+    }
+
+    /// `host.<quantity>@tree`.
+    pub fn host_tree(quantity: &str) -> Self {
+        Self::new(Source::Host, quantity, Scope::Tree)
+    }
+
+    /// `host.<quantity>@pid:<pid>`.
+    pub fn host_pid(quantity: &str, pid: u32) -> Self {
+        Self::new(Source::Host, quantity, Scope::Pid(pid))
+    }
+
+    /// `gpu.proc@pid:<pid>`: GPU memory of one process, all devices.
+    pub fn gpu_pid(pid: u32) -> Self {
+        Self::new(Source::Gpu, "proc", Scope::Pid(pid))
+    }
+
+    /// `gpu.<quantity>@dev:<index>`.
+    pub fn gpu_dev(quantity: &str, index: u32) -> Self {
+        Self::new(Source::Gpu, quantity, Scope::Dev(index))
+    }
+
+    /// The process, for `…@pid:P`.
+    pub fn pid(&self) -> Option<u32> {
+        match self.scope {
+            Scope::Pid(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The unit its readings have, when the name alone says so (every source but `server`).
+    pub fn unit(&self) -> Option<Unit> {
+        match (self.source, self.quantity.as_str()) {
+            (Source::Host, "procs") | (Source::Shm, "files") => Some(Unit::Count),
+            (Source::Host | Source::Gpu | Source::Shm, _) => Some(Unit::Bytes),
+            (Source::Server, _) => None,
+        }
+    }
+
+    /// Whether growth of this metric can be a leak: memory held, not capacities
+    /// (`gpu.total`), headroom (`gpu.free`, `host.mem_available`) or the server's own
+    /// accounting (judged separately).
+    pub fn can_leak(&self) -> bool {
+        match self.source {
+            Source::Host => !matches!(self.quantity.as_str(), "mem_available" | "procs"),
+            Source::Gpu => !matches!(self.quantity.as_str(), "total" | "free"),
+            Source::Shm => self.quantity == "bytes",
+            Source::Server => false,
+        }
+    }
+
+    /// Whether it is memory of the server itself (host or GPU), as opposed to the
+    /// machine's `/dev/shm` or the server's own counters.
+    pub fn is_server_memory(&self) -> bool {
+        matches!(self.source, Source::Host | Source::Gpu) && self.can_leak()
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{}{}",
+            self.source.as_str(),
+            self.quantity,
+            self.scope
+        )
+    }
+}
+
+impl From<Metric> for String {
+    fn from(m: Metric) -> Self {
+        m.to_string()
+    }
+}
+
+/// The part after `@` (`None`: no `@`).
+fn parse_scope(source: Source, scope: Option<&str>) -> Result<Scope, MetricParseError> {
+    let number = |v: &str, s: &str| v.parse().map_err(|_| MetricParseError::Scope(s.to_owned()));
+    Ok(match scope {
+        None => Scope::Whole,
+        Some("tree") => Scope::Tree,
+        Some(s) => match s.split_once(':') {
+            Some(("pid", v)) => Scope::Pid(number(v, s)?),
+            Some(("dev", v)) => Scope::Dev(number(v, s)?),
+            Some(("rank", v)) => Scope::Rank(number(v, s)?),
+            // Only /dev/shm has named families (`shm.bytes@psm`).
+            None if source == Source::Shm
+                && !s.is_empty()
+                && s.chars().all(|c| c.is_alphanumeric() || c == '_') =>
+            {
+                Scope::Family(s.to_owned())
+            }
+            _ => return Err(MetricParseError::Scope(s.to_owned())),
+        },
+    })
+}
+
+/// `source.quantity` and the scope text.
+fn split_name(text: &str) -> Result<(Source, &str, Option<&str>), MetricParseError> {
+    let (name, scope) = match text.split_once('@') {
+        Some((n, s)) => (n, Some(s)),
+        None => (text, None),
+    };
+    let (source, quantity) = name
+        .split_once('.')
+        .ok_or_else(|| MetricParseError::NoQuantity(text.to_owned()))?;
+    Ok((source.parse()?, quantity, scope))
+}
+
+impl FromStr for Metric {
+    type Err = MetricParseError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (source, quantity, scope) = split_name(text)?;
+        check_quantity(source, quantity)?;
+        Ok(Metric::new(source, quantity, parse_scope(source, scope)?))
+    }
+}
+
+fn check_quantity(source: Source, quantity: &str) -> Result<(), MetricParseError> {
+    match source.quantities() {
+        Some(known) if !known.contains(&quantity) => Err(MetricParseError::Quantity {
+            of: source.as_str(),
+            quantity: quantity.to_owned(),
+            known: known.join(", "),
+        }),
+        _ if quantity.is_empty() => Err(MetricParseError::NoQuantity(format!(
+            "{}.",
+            source.as_str()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Which scopes a [`MetricPattern`] matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ScopePattern {
+    /// `@*`, or a pattern with no `@` after a `*` quantity: every scope.
+    Any,
+    /// Exactly this scope.
+    Exact(Scope),
+    /// `@pid:*`.
+    AnyPid,
+    /// `@dev:*`.
+    AnyDev,
+    /// `@rank:*`.
+    AnyRank,
+}
+
+/// A pattern over metric names, for thresholds: `host.rss@tree`, `host.rss@pid:*`,
+/// `gpu.*`, `gpu.proc@*`, `host.*@tree`. Parsing checks the source, the quantity and the
+/// scope, so a typo (`gpu.proc@tre`) is an error instead of a rule that matches nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct MetricPattern {
+    text: String,
+    source: Source,
+    /// `None`: any quantity.
+    quantity: Option<String>,
+    scope: ScopePattern,
+}
+
+impl MetricPattern {
+    /// Whether `metric` matches.
+    pub fn matches(&self, metric: &Metric) -> bool {
+        metric.source == self.source
+            && self.quantity.as_ref().is_none_or(|q| *q == metric.quantity)
+            && match &self.scope {
+                ScopePattern::Any => true,
+                ScopePattern::Exact(s) => *s == metric.scope,
+                ScopePattern::AnyPid => matches!(metric.scope, Scope::Pid(_)),
+                ScopePattern::AnyDev => matches!(metric.scope, Scope::Dev(_)),
+                ScopePattern::AnyRank => matches!(metric.scope, Scope::Rank(_)),
+            }
+    }
+
+    /// Whether the metric named `name` matches (a name that does not parse never does).
+    pub fn matches_name(&self, name: &str) -> bool {
+        name.parse().is_ok_and(|m| self.matches(&m))
+    }
+
+    /// The source the pattern is about.
+    pub fn source(&self) -> Source {
+        self.source
+    }
+
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+impl fmt::Display for MetricPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for MetricPattern {
+    type Err = MetricParseError;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let (source, quantity, scope) = split_name(text)?;
+        let quantity = if quantity == "*" {
+            None
+        } else {
+            check_quantity(source, quantity)?;
+            Some(quantity.to_owned())
+        };
+        let scope = match scope {
+            None if quantity.is_none() => ScopePattern::Any,
+            Some("*") => ScopePattern::Any,
+            Some("pid:*") => ScopePattern::AnyPid,
+            Some("dev:*") => ScopePattern::AnyDev,
+            Some("rank:*") => ScopePattern::AnyRank,
+            other => ScopePattern::Exact(parse_scope(source, other)?),
+        };
+        Ok(Self {
+            text: text.to_owned(),
+            source,
+            quantity,
+            scope,
+        })
+    }
+}
+
+impl TryFrom<String> for MetricPattern {
+    type Error = MetricParseError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<MetricPattern> for String {
+    fn from(p: MetricPattern) -> Self {
+        p.text
+    }
+}
+
+/// The metric names the harness itself builds, as strings (timeline keys).
+pub mod names {
+    /// `host.rss@tree`: resident set size summed over the server's process tree.
+    pub const HOST_RSS_TREE: &str = "host.rss@tree";
+    /// `host.pss@tree`: proportional set size summed over the tree.
+    pub const HOST_PSS_TREE: &str = "host.pss@tree";
+    /// `host.uss@tree`: unique set size summed over the tree.
+    pub const HOST_USS_TREE: &str = "host.uss@tree";
+    /// `host.procs@tree`: number of processes in the tree.
+    pub const HOST_PROCS_TREE: &str = "host.procs@tree";
+    /// `host.mem_available`: the host's `MemAvailable` (headroom for `requests_to_oom`).
+    pub const HOST_MEM_AVAILABLE: &str = "host.mem_available";
+    /// `gpu.proc@tree`: GPU memory held by processes of the tree, all devices.
+    pub const GPU_PROC_TREE: &str = "gpu.proc@tree";
+    /// `shm.bytes`: allocated bytes in `/dev/shm`.
+    pub const SHM_BYTES: &str = "shm.bytes";
+    /// `shm.files`: files in `/dev/shm`.
+    pub const SHM_FILES: &str = "shm.files";
+}
+pub use names::*;
 
 /// `host.<quantity>@pid:<pid>`, e.g. `host.rss@pid:4321`.
 pub fn host_pid(quantity: &str, pid: u32) -> String {
-    format!("host.{quantity}@pid:{pid}")
+    Metric::host_pid(quantity, pid).to_string()
 }
 
 /// `gpu.proc@pid:<pid>`: GPU memory of one process, all devices.
 pub fn gpu_pid(pid: u32) -> String {
-    format!("gpu.proc@pid:{pid}")
+    Metric::gpu_pid(pid).to_string()
 }
 
 /// `gpu.<quantity>@dev:<index>`, e.g. `gpu.used@dev:0`.
 pub fn gpu_dev(quantity: &str, index: u32) -> String {
-    format!("gpu.{quantity}@dev:{index}")
+    Metric::gpu_dev(quantity, index).to_string()
 }
 
 /// The PID in a `…@pid:<pid>` metric name.
 pub fn pid_of(metric: &str) -> Option<u32> {
-    metric.rsplit_once("@pid:")?.1.parse().ok()
+    metric.parse::<Metric>().ok()?.pid()
 }
 
-/// `host.mem_available`: the host's `MemAvailable` (headroom for `requests_to_oom`).
-pub const HOST_MEM_AVAILABLE: &str = "host.mem_available";
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for name in [
+            "host.rss@tree",
+            "host.rss@pid:42",
+            "host.mem_available",
+            "gpu.used@dev:0",
+            "gpu.proc@tree",
+            "shm.bytes",
+            "shm.bytes@psm",
+            "server.num_used_tokens",
+            "server.mem.kvcache@rank:1",
+        ] {
+            let m: Metric = name.parse().unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(m.to_string(), name);
+        }
+        assert_eq!(pid_of("gpu.proc@pid:7"), Some(7));
+        assert_eq!(pid_of("gpu.proc@tree"), None);
+        assert_eq!(
+            "host.rss@pid:9".parse::<Metric>().ok(),
+            Some(Metric::host_pid("rss", 9))
+        );
+    }
+
+    #[test]
+    fn typos_are_errors() {
+        for bad in [
+            "gpu.proc@tre",
+            "host.rsss@tree",
+            "hots.rss",
+            "host",
+            "gpu.proc@pid:x",
+        ] {
+            assert!(bad.parse::<MetricPattern>().is_err(), "{bad} parsed");
+        }
+        let e = "gpu.proc@tre".parse::<MetricPattern>().unwrap_err();
+        assert!(e.to_string().contains("tre"), "{e}");
+        let e = "host.rsss@tree".parse::<MetricPattern>().unwrap_err();
+        assert!(e.to_string().contains("rss, pss"), "{e}");
+    }
+
+    #[test]
+    fn patterns_match() {
+        let p = |s: &str| s.parse::<MetricPattern>().expect(s);
+        let m = |s: &str| s.parse::<Metric>().expect(s);
+        assert!(p("host.rss@pid:*").matches(&m("host.rss@pid:3")));
+        assert!(!p("host.rss@pid:*").matches(&m("host.rss@tree")));
+        assert!(p("gpu.*").matches(&m("gpu.used@dev:1")));
+        assert!(p("gpu.*").matches(&m("gpu.proc@tree")));
+        assert!(!p("gpu.*").matches(&m("host.rss@tree")));
+        assert!(p("host.*@tree").matches(&m("host.pss@tree")));
+        assert!(!p("host.*@tree").matches(&m("host.pss@pid:1")));
+        assert!(p("shm.bytes").matches(&m("shm.bytes")));
+        assert!(!p("shm.bytes").matches(&m("shm.bytes@psm")));
+        assert!(p("gpu.proc@*").matches(&m("gpu.proc@pid:1")));
+        assert!(p("server.num_used_tokens").matches(&m("server.num_used_tokens")));
+        assert_eq!(p("gpu.*").to_string(), "gpu.*");
+    }
+
+    #[test]
+    fn units_and_roles() {
+        let m = |s: &str| s.parse::<Metric>().expect(s);
+        assert_eq!(m("host.procs@tree").unit(), Some(Unit::Count));
+        assert_eq!(m("gpu.used@dev:0").unit(), Some(Unit::Bytes));
+        assert_eq!(m("server.token_usage").unit(), None);
+        assert!(m("host.rss@tree").can_leak());
+        assert!(!m("gpu.free@dev:0").can_leak());
+        assert!(!m("host.mem_available").can_leak());
+        assert!(!m("server.num_used_tokens").can_leak());
+        assert!(m("gpu.proc@pid:1").is_server_memory());
+        assert!(!m("shm.bytes").is_server_memory());
+    }
+}

@@ -32,22 +32,30 @@ pub use timeline::{Mark, Phase, Point, ProcessInfo, Series, SourceStatus, Timeli
 #[derive(Debug, thiserror::Error)]
 pub enum TrackerError {
     /// GPU metrics were required and NVML could not provide them.
-    #[error("GPU metrics are required but unavailable: {reason}")]
-    GpuUnavailable {
-        /// Why, in one line.
-        reason: String,
-    },
+    #[error("GPU metrics are required but unavailable")]
+    GpuUnavailable(#[source] GpuUnavailable),
     /// The sampler thread could not be started.
     #[error("failed to start the sampler thread")]
     Thread(#[source] std::io::Error),
 }
 
-/// Whether GPU metrics can be read here: `Ok(description)` or `Err(one line saying why not)`.
+/// GPU metrics cannot be read here: no NVML library (no NVIDIA driver), the driver not loaded,
+/// no permission, or no visible device.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct GpuUnavailable {
+    /// Why, in one line for a person.
+    pub reason: String,
+}
+
+/// Whether GPU metrics can be read here: the devices seen, in one line.
 ///
 /// # Errors
-/// The reason GPU metrics are unavailable (no NVML library, no visible device, …).
-pub fn check_gpu() -> Result<String, String> {
-    gpu::GpuSource::open().map(|g| g.describe())
+/// [`GpuUnavailable`] saying why not.
+pub fn check_gpu(visible_devices: Option<&str>) -> Result<String, GpuUnavailable> {
+    gpu::GpuSource::open(visible_devices)
+        .map(|g| g.describe())
+        .map_err(|reason| GpuUnavailable { reason })
 }
 
 /// Whether to read GPU memory.
@@ -66,7 +74,7 @@ pub enum GpuMode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrackerConfig {
     /// Interval between regular samples (default 100 ms).
-    #[serde(with = "humantime_serde_ms")]
+    #[serde(with = "crate::util::serde_ms")]
     pub interval: Duration,
     /// Read PSS/USS every this many regular samples (default 10: once a second).
     pub pss_every: u32,
@@ -75,8 +83,11 @@ pub struct TrackerConfig {
     /// Directory scanned as `/dev/shm` (`None`: don't scan).
     pub shm_dir: Option<PathBuf>,
     /// Poll the server's `/metrics` and `/get_server_info` at this interval (`None`: don't).
-    #[serde(with = "opt_ms")]
+    #[serde(with = "crate::util::serde_opt_ms")]
     pub server_interval: Option<Duration>,
+    /// The GPUs to read, in `CUDA_VISIBLE_DEVICES` syntax (`None`: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visible_devices: Option<String>,
 }
 
 impl Default for TrackerConfig {
@@ -87,32 +98,8 @@ impl Default for TrackerConfig {
             gpu: GpuMode::Auto,
             shm_dir: Some(PathBuf::from("/dev/shm")),
             server_interval: Some(Duration::from_secs(1)),
+            visible_devices: None,
         }
-    }
-}
-
-mod humantime_serde_ms {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
-    }
-}
-
-mod opt_ms {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use std::time::Duration;
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
-            None => s.serialize_none(),
-        }
-    }
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<u64>::deserialize(d).map(|o| o.map(Duration::from_millis))
     }
 }
 
@@ -186,19 +173,21 @@ impl MemoryTracker {
                 ));
                 None
             }
-            GpuMode::Auto | GpuMode::Required => match gpu::GpuSource::open() {
-                Ok(source) => {
-                    store.set_source(status("gpu", true, Some(source.describe())));
-                    Some(source)
+            GpuMode::Auto | GpuMode::Required => {
+                match gpu::GpuSource::open(config.visible_devices.as_deref()) {
+                    Ok(source) => {
+                        store.set_source(status("gpu", true, Some(source.describe())));
+                        Some(source)
+                    }
+                    Err(reason) if config.gpu == GpuMode::Required => {
+                        return Err(TrackerError::GpuUnavailable(GpuUnavailable { reason }));
+                    }
+                    Err(reason) => {
+                        store.set_source(status("gpu", false, Some(reason)));
+                        None
+                    }
                 }
-                Err(reason) if config.gpu == GpuMode::Required => {
-                    return Err(TrackerError::GpuUnavailable { reason });
-                }
-                Err(reason) => {
-                    store.set_source(status("gpu", false, Some(reason)));
-                    None
-                }
-            },
+            }
         };
         match &config.shm_dir {
             Some(dir) if dir.is_dir() => {

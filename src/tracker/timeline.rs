@@ -4,17 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// What a series measures; decides how it is shown and which thresholds apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Unit {
-    /// Bytes (host RSS/PSS/USS, GPU memory, `/dev/shm`).
-    Bytes,
-    /// A plain count (files, requests, tokens).
-    Count,
-    /// A ratio in `[0, 1]` (token usage, cache hit rate).
-    Ratio,
-}
+pub use super::metric::Unit;
 
 /// One reading of one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use sglang_memtest::load::Workload;
 use sglang_memtest::report::Report;
-use sglang_memtest::tracker::{GpuMode, Phase};
-use sglang_memtest::{Scenario, Target};
+use sglang_memtest::tracker::Phase;
+use sglang_memtest::{ScenarioConfig, TestType};
 
 /// The reference server's executable, built by cargo for these tests.
 pub fn exe() -> PathBuf {
@@ -25,29 +25,33 @@ pub fn out_dir(test: &str) -> PathBuf {
 
 /// A short scenario against the reference server with `knobs`: 60 measured requests 10 ms
 /// apart, sampled every 50 ms (each request also gets its own reading), no plots, no GPU.
-pub fn quick(test: &str, knobs: &[&str], workload: Workload) -> Scenario {
-    let target = Target::Reference {
-        exe: exe(),
-        args: knobs.iter().map(|s| (*s).to_owned()).collect(),
+pub fn quick(test: &str, knobs: &[&str], workload: Workload) -> ScenarioConfig {
+    let (test_type, images) = match workload {
+        Workload::Text => (TestType::Text, None),
+        Workload::VlmText => (TestType::VlmText, None),
+        Workload::VlmImage(images) => (TestType::VlmImage, Some(images)),
     };
-    let mut s = Scenario::new(test, target, workload)
-        .with_out_dir(out_dir(test))
-        .with_plots(false);
-    s.driver.num_requests = 60;
-    s.driver.warmup_requests = 5;
-    s.driver.interval = Duration::from_millis(10);
-    s.tracker.interval = Duration::from_millis(50);
-    s.tracker.gpu = GpuMode::Off;
-    s.cooldown.settle = Duration::from_millis(300);
-    s.baseline = Duration::from_millis(200);
-    s.startup_timeout = Duration::from_secs(30);
-    s
+    let mut c = ScenarioConfig::new(test, test_type)
+        .reference(knobs.iter().copied())
+        .set("reference_bin", exe().display().to_string())
+        .quick()
+        .requests(60)
+        .warmup_requests(5)
+        .out_dir(out_dir(test))
+        .plots(false)
+        .startup_timeout(Duration::from_secs(30));
+    if let Some(images) = images {
+        c = c.images(images);
+    }
+    c
 }
 
-/// Run a scenario on a fresh runtime (tests stay synchronous and simple).
-pub fn run(s: &Scenario) -> Report {
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    rt.block_on(s.run())
+/// Build and run a scenario (on a runtime of its own, as a plain test would).
+pub fn run(c: &ScenarioConfig) -> Report {
+    c.clone()
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .run_blocking()
 }
 
 /// Every PID the tracker saw during the run.

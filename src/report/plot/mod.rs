@@ -9,8 +9,6 @@
 //! Text is drawn with DejaVu Sans embedded in the binary (`assets/fonts/`): plotters' system
 //! font lookup needs fontconfig and installed fonts, which CI images and GPU runners lack.
 
-use std::io::Write as _;
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -20,6 +18,7 @@ use plotters::style::FontStyle;
 
 use crate::analysis::{MetricAnalysis, Outcome, Verdict};
 use crate::tracker::{Phase, Timeline};
+use crate::util::signed_bytes;
 
 /// Size of the figure in pixels (PNG) and user units (SVG).
 const SIZE: (u32, u32) = (1600, 1000);
@@ -192,22 +191,11 @@ fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> Result<Vec<u8>, png::EncodingEr
     Ok(out)
 }
 
-/// Temp file in the same directory, then rename: readers see the old file or the new one.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PlotError> {
-    let err = |source| PlotError::Write {
+    crate::util::write_atomic(path, bytes).map_err(|source| PlotError::Write {
         path: path.to_owned(),
         source,
-    };
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    // tempfile creates 0600 files; plots are artifacts others (CI, a browser) must read.
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".plot-")
-        .permissions(std::fs::Permissions::from_mode(0o644))
-        .tempfile_in(dir)
-        .map_err(err)?;
-    tmp.write_all(bytes).map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
-    Ok(())
+    })
 }
 
 /// What is drawn, decided before drawing so that PNG and SVG show the same thing.
@@ -466,21 +454,6 @@ fn headline(verdict: &Verdict, timeline: &Timeline) -> ((String, RGBColor), Vec<
         .collect();
     details.extend(verdict.reasons.iter().take(1).cloned());
     (head, details)
-}
-
-/// Bytes with a sign, in the largest unit that keeps the number >= 1.
-fn signed_bytes(b: f64) -> String {
-    let sign = if b < 0.0 { "-" } else { "+" };
-    let a = b.abs();
-    if a >= GIB {
-        format!("{sign}{:.2} GiB", a / GIB)
-    } else if a >= MIB {
-        format!("{sign}{:.1} MiB", a / MIB)
-    } else if a >= 1024.0 {
-        format!("{sign}{:.1} KiB", a / 1024.0)
-    } else {
-        format!("{sign}{a:.0} B")
-    }
 }
 
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;

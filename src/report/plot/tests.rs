@@ -93,6 +93,7 @@ fn verdict(tl: &Timeline) -> Verdict {
             let metric = metric.clone();
             Some(RequestSeries {
                 metric,
+                unit: crate::tracker::metric::Unit::Bytes,
                 values,
                 cooldown: Vec::new(),
                 headroom: None,

@@ -99,6 +99,7 @@ pub enum ReferenceError {
     #[error("this build has no GPU support: rebuild with `--features cuda`")]
     NoGpuSupport,
     /// GPU knobs on a machine without the CUDA driver.
+    #[cfg(feature = "cuda")]
     #[error("GPU knobs need the CUDA driver (libcuda.so.1), which was not found on this machine")]
     CudaDriverMissing,
     /// A CUDA call failed.

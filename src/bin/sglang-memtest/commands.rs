@@ -1,0 +1,198 @@
+//! The subcommands that do not run one configured scenario: compare, demo, calibrate.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use sglang_memtest::analysis::calibrate::{self, CalibrationConfig};
+use sglang_memtest::config::{ScenarioConfig, TestType};
+use sglang_memtest::load;
+use sglang_memtest::report::compare::compare as compare_reports;
+use sglang_memtest::report::{Report, RunOutcome};
+
+use crate::{EXIT_FAILURE, EXIT_LEAK, EXIT_PASS, run_interruptible};
+
+/// `calibrate`'s flags.
+#[derive(Args)]
+pub struct CalibrateArgs {
+    /// Markdown file whose Results section (between the `calibrate:begin`/`end` markers) is
+    /// rewritten; a missing file is created.
+    #[arg(long, default_value = "docs/calibration.md")]
+    out: PathBuf,
+    /// Runs per shape (clean and leaking).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    runs: u64,
+    /// Seed of every draw.
+    #[arg(long, default_value_t = 20_261_127)]
+    seed: u64,
+    /// Also run this many scenarios per shape against the reference server (slow: about
+    /// 1.5 s each; 200 for the published table, planted leaks get a quarter of that).
+    #[arg(long, default_value_t = 0)]
+    reference_runs: usize,
+}
+
+/// `compare BEFORE AFTER`.
+pub fn compare(before: &Path, after: &Path) -> anyhow::Result<u8> {
+    let a = Report::read_json(before)?;
+    let b = Report::read_json(after)?;
+    for (which, r, path) in [("baseline", &a, before), ("new", &b, after)] {
+        if r.verdict.is_none() {
+            let why = r
+                .error
+                .as_ref()
+                .map_or("no verdict", |e| e.message.as_str());
+            eprintln!(
+                "error: the {which} report {} has no verdict to compare ({why})",
+                path.display()
+            );
+            return Ok(EXIT_FAILURE);
+        }
+    }
+    let cmp = compare_reports(&a, &b);
+    print!("{}", cmp.to_table());
+    Ok(if cmp.regressed() {
+        EXIT_LEAK
+    } else {
+        EXIT_PASS
+    })
+}
+
+/// `calibrate`.
+pub async fn calibrate(args: CalibrateArgs) -> anyhow::Result<u8> {
+    let config = CalibrationConfig {
+        runs: usize::try_from(args.runs).unwrap_or(usize::MAX),
+        seed: args.seed,
+        ..CalibrationConfig::default()
+    };
+    eprintln!(
+        "calibrating: {} runs per shape, {} requests each (seed {}) …",
+        args.runs, config.requests, args.seed
+    );
+    let text = calibrate::run(&config).to_markdown();
+    print!("{text}");
+    write_calibration(&args.out, "calibrate", &text)?;
+    if args.reference_runs > 0 {
+        let text = calibrate_reference(args.reference_runs).await?;
+        print!("{text}");
+        write_calibration(&args.out, "calibrate-reference", &text)?;
+    }
+    eprintln!("results written into {}", args.out.display());
+    Ok(EXIT_PASS)
+}
+
+/// `demo`: the reference server clean and leaking, side by side; checks its own verdicts.
+pub async fn demo(out_dir: PathBuf, num_requests: u64) -> anyhow::Result<u8> {
+    let runs = [
+        ("demo_clean", vec![]),
+        (
+            "demo_leaking",
+            vec!["--leak-bytes-per-request=1048576".to_owned()],
+        ),
+        (
+            "demo_child_leak",
+            vec![
+                "--children=2".to_owned(),
+                "--leak-in-child".to_owned(),
+                "--leak-bytes-per-request=524288".to_owned(),
+            ],
+        ),
+        (
+            "demo_bounded_cache",
+            vec![
+                "--cache-bytes-per-request=1048576".to_owned(),
+                "--cache-cap-bytes=16777216".to_owned(),
+            ],
+        ),
+    ];
+    println!(
+        "demo: the reference server, {num_requests} requests each, reports in {}\n",
+        out_dir.display()
+    );
+    let mut table = Vec::new();
+    let mut ok = true;
+    for (name, knobs) in runs {
+        let s = ScenarioConfig::new(name, TestType::Text)
+            .reference(knobs.clone())
+            .quick()
+            .requests(num_requests)
+            .request_interval(Duration::from_millis(20))
+            .out_dir(&out_dir)
+            .build()?;
+        let report = run_interruptible(&s).await;
+        print!("{}", report.summary());
+        println!();
+        let expected = if name == "demo_clean" || name == "demo_bounded_cache" {
+            RunOutcome::Pass
+        } else {
+            RunOutcome::Leak
+        };
+        ok &= report.outcome == expected;
+        let knobs = if knobs.is_empty() {
+            "(no planted leak)".to_owned()
+        } else {
+            knobs.join(" ")
+        };
+        table.push(format!(
+            "  {name:<20} {:<14} {knobs}",
+            format!("{:?}", report.outcome).to_uppercase()
+        ));
+        if load::interrupted() {
+            break;
+        }
+    }
+    println!("side by side:\n{}", table.join("\n"));
+    if !ok {
+        eprintln!("the demo's verdicts differ from the planted leaks: please report this");
+        return Ok(EXIT_FAILURE);
+    }
+    Ok(EXIT_PASS)
+}
+
+/// Replace the part of the calibration document between the `<!-- MARKER:begin … -->` and
+/// `<!-- MARKER:end -->` lines, keeping the prose around it.
+fn write_calibration(path: &std::path::Path, marker: &str, table: &str) -> anyhow::Result<()> {
+    let begin = format!("<!-- {marker}:begin");
+    let end = format!("<!-- {marker}:end -->");
+    let new = match std::fs::read_to_string(path) {
+        Ok(old) => {
+            let (Some(b), Some(e)) = (old.find(&begin), old.find(&end)) else {
+                bail!(
+                    "{} has no `{begin} …` / `{end}` markers: add them around the results, or pass --out NEW_FILE",
+                    path.display()
+                );
+            };
+            let after_begin = old[b..].find('\n').map_or(old.len(), |i| b + i + 1);
+            format!("{}{table}{}", &old[..after_begin], &old[e..])
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            format!("# Calibration of the leak verdict\n\n{begin} -->\n{table}{end}\n")
+        }
+        Err(e) => {
+            return Err(
+                anyhow::Error::from(e).context(format!("failed to read {}", path.display()))
+            );
+        }
+    };
+    std::fs::write(path, new).with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// Real runs against the reference server, per shape: clean shapes get `runs`, planted leaks a
+/// quarter of that (their rate is near 100 % and needs fewer runs to pin down).
+async fn calibrate_reference(runs: usize) -> anyhow::Result<String> {
+    use sglang_memtest::scenario::calibrate;
+    let exe = sglang_memtest::scenario::reference_exe()?;
+    let dir = calibrate::scratch_dir();
+    let mut rows = Vec::new();
+    for shape in calibrate::default_shapes() {
+        let n = if shape.leaks { runs.div_ceil(4) } else { runs };
+        eprintln!("reference server: {} × {n} …", shape.name);
+        let tally = calibrate::run_shape(&exe, &shape, n, 100, &dir).await;
+        rows.push((shape, tally));
+        if load::interrupted() {
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(calibrate::to_markdown(&rows, 100))
+}

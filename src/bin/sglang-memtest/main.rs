@@ -1,0 +1,309 @@
+//! `sglang-memtest`: catch memory leaks in SGLang (or any inference server) from the command
+//! line. Thin over the library: the scenario flags are generated from its knob table, every
+//! subcommand builds a `ScenarioConfig` or reads reports, and errors become sentences here.
+
+mod commands;
+mod knob_args;
+mod reference;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use sglang_memtest::config::{ScenarioConfig, TestType};
+use sglang_memtest::report::{ErrorKind, Report, RunOutcome};
+use sglang_memtest::{fixture, load};
+
+use knob_args::KnobArgs;
+
+/// Exit status: within thresholds.
+pub(crate) const EXIT_PASS: u8 = 0;
+/// Exit status: any other failure (the server died, requests failed, no report written).
+pub(crate) const EXIT_FAILURE: u8 = 1;
+/// Exit status: usage or setup error (bad flag, SGLang missing, server never ready).
+pub(crate) const EXIT_SETUP: u8 = 2;
+/// Exit status: leak verdict.
+pub(crate) const EXIT_LEAK: u8 = 3;
+/// Exit status: inconclusive (more requests needed to decide).
+pub(crate) const EXIT_INCONCLUSIVE: u8 = 4;
+
+#[derive(Parser)]
+#[command(
+    name = "sglang-memtest",
+    version,
+    about = "Catch memory leaks in LLM/VLM inference servers before users hit OOM",
+    after_help = "Every scenario flag also reads its MEMTEST_* variable (shown in each flag's help); a flag beats its variable. `sglang-memtest knobs` lists them all."
+)]
+struct Cli {
+    /// Log filter (`info`, `debug`, `sglang_memtest=debug`).
+    #[arg(long, global = true, env = "MEMTEST_LOG", default_value = "warn")]
+    log: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one scenario against a server and judge its memory growth.
+    Monitor(MonitorArgs),
+    /// Run the three scenarios (text, vlm-text, vlm-image) one after the other.
+    Suite(ScenarioArgs),
+    /// The seed tool's runner: `run --test text-model|vlm-no-mm-processor|vlm-with-images|all`.
+    Run(RunArgs),
+    /// Compare two JSON reports metric by metric (exit 3 when the second regressed).
+    Compare {
+        /// The baseline report.
+        before: PathBuf,
+        /// The new report.
+        after: PathBuf,
+    },
+    /// No GPU, no Python: a clean and a leaking reference server, side by side.
+    Demo {
+        /// Where reports and plots go.
+        #[arg(long, default_value = "target/memtest/demo")]
+        out_dir: PathBuf,
+        /// Measured requests per run.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(3..))]
+        num_requests: u64,
+    },
+    /// Serve the reference server (planted leaks on demand).
+    ServeReference(reference::ReferenceArgs),
+    /// Measure the verdict rules' false-positive rate and power on synthetic series.
+    Calibrate(commands::CalibrateArgs),
+    /// Every scenario setting: variable, flag, default, meaning (a Markdown table).
+    Knobs,
+    /// Internal: a child process of the reference server.
+    #[command(hide = true)]
+    ReferenceChild(reference::ChildArgs),
+}
+
+/// What the requests carry.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TestTypeArg {
+    /// Text requests.
+    Text,
+    /// Text requests to a VLM (no image processing).
+    VlmText,
+    /// Image requests to a VLM.
+    VlmImage,
+}
+
+impl From<TestTypeArg> for TestType {
+    fn from(t: TestTypeArg) -> Self {
+        match t {
+            TestTypeArg::Text => TestType::Text,
+            TestTypeArg::VlmText => TestType::VlmText,
+            TestTypeArg::VlmImage => TestType::VlmImage,
+        }
+    }
+}
+
+/// The seed tool's test names.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SeedTest {
+    /// The text scenario.
+    TextModel,
+    /// A VLM receiving text only.
+    VlmNoMmProcessor,
+    /// A VLM receiving images.
+    VlmWithImages,
+    /// All three.
+    All,
+}
+
+#[derive(Args, Clone)]
+struct ScenarioArgs {
+    #[command(flatten)]
+    knobs: KnobArgs,
+    /// Print the JSON report to stdout instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct MonitorArgs {
+    /// What to send.
+    #[arg(long, value_enum, default_value_t = TestTypeArg::Text)]
+    test_type: TestTypeArg,
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Which scenario(s).
+    #[arg(long, value_enum)]
+    test: SeedTest,
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.cmd {
+        Cmd::ReferenceChild(args) => reference::run_child(args)
+            .map(|()| EXIT_PASS)
+            .map_err(anyhow::Error::from),
+        cmd => match tokio::runtime::Runtime::new() {
+            Ok(rt) => rt.block_on(run(cmd)),
+            Err(e) => Err(anyhow::Error::from(e).context("failed to start the async runtime")),
+        },
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_SETUP)
+        }
+    }
+}
+
+async fn run(cmd: Cmd) -> anyhow::Result<u8> {
+    match cmd {
+        Cmd::ServeReference(args) => {
+            reference::serve(args).await?;
+            Ok(EXIT_PASS)
+        }
+        Cmd::Monitor(args) => scenarios(&[args.test_type.into()], &args.scenario).await,
+        Cmd::Suite(args) => {
+            scenarios(
+                &[TestType::Text, TestType::VlmText, TestType::VlmImage],
+                &args,
+            )
+            .await
+        }
+        Cmd::Run(args) => {
+            let tests: &[TestType] = match args.test {
+                SeedTest::TextModel => &[TestType::Text],
+                SeedTest::VlmNoMmProcessor => &[TestType::VlmText],
+                SeedTest::VlmWithImages => &[TestType::VlmImage],
+                SeedTest::All => &[TestType::Text, TestType::VlmText, TestType::VlmImage],
+            };
+            scenarios(tests, &args.scenario).await
+        }
+        Cmd::Compare { before, after } => commands::compare(&before, &after),
+        Cmd::Demo {
+            out_dir,
+            num_requests,
+        } => commands::demo(out_dir, num_requests).await,
+        Cmd::Calibrate(args) => commands::calibrate(args).await,
+        Cmd::Knobs => {
+            print!("{}", sglang_memtest::config::markdown_table());
+            Ok(EXIT_PASS)
+        }
+        Cmd::ReferenceChild(_) => unreachable!("handled before the runtime starts"),
+    }
+}
+
+/// The CLI's configuration of one scenario: its preset, the reference server unless another
+/// server is chosen, `MEMTEST_*`, then the flags.
+fn configure(test_type: TestType, args: &ScenarioArgs) -> anyhow::Result<ScenarioConfig> {
+    Ok(ScenarioConfig::preset(test_type)
+        .reference_by_default()
+        .progress(Some(std::time::Duration::from_secs(2)))
+        .env_overrides()?
+        .cli_overrides(args.knobs.overrides())?)
+}
+
+/// Runs `tests` one after the other (every setting checked before the first starts); the exit
+/// status is the worst outcome, a leak first.
+async fn scenarios(tests: &[TestType], args: &ScenarioArgs) -> anyhow::Result<u8> {
+    let built = tests
+        .iter()
+        .map(|&t| Ok(configure(t, args)?.build()?))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut worst = EXIT_PASS;
+    let mut lines = Vec::new();
+    for scenario in &built {
+        let report = run_interruptible(scenario).await;
+        print_report(&report, args.json)?;
+        let code = exit_code(&report);
+        lines.push(format!("{:<22} {:?}", scenario.name(), report.outcome));
+        if severity(code) > severity(worst) {
+            worst = code;
+        }
+        if load::interrupted() {
+            break;
+        }
+    }
+    if built.len() > 1 {
+        println!("\nsuite:\n  {}", lines.join("\n  "));
+    }
+    Ok(worst)
+}
+
+/// Run a scenario; the first Ctrl-C ends the requests early (the report is still written), a
+/// second one kills every server and exits.
+pub(crate) async fn run_interruptible(scenario: &sglang_memtest::Scenario) -> Report {
+    let watcher = tokio::spawn(async {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        for round in 0..2 {
+            let term_recv = async {
+                match term.as_mut() {
+                    Some(t) => {
+                        t.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                () = term_recv => {}
+            }
+            if round == 0 {
+                eprintln!(
+                    "interrupted: stopping the requests and writing the report (again to kill the server now)"
+                );
+                load::interrupt();
+            } else {
+                let _ = tokio::task::spawn_blocking(fixture::kill_all_registered).await;
+                std::process::exit(130);
+            }
+        }
+    });
+    let report = scenario.run().await;
+    watcher.abort();
+    report
+}
+
+fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", report.summary());
+    }
+    Ok(())
+}
+
+pub(crate) fn exit_code(report: &Report) -> u8 {
+    if report.files.json.is_none() && report.outcome != RunOutcome::Error {
+        // The report is what a run leaves behind: without it the run counts as failed.
+        return EXIT_FAILURE;
+    }
+    match report.outcome {
+        RunOutcome::Pass => EXIT_PASS,
+        RunOutcome::Leak => EXIT_LEAK,
+        RunOutcome::Inconclusive => EXIT_INCONCLUSIVE,
+        RunOutcome::Error => match report.error.as_ref().map(|e| e.kind) {
+            Some(ErrorKind::Setup) => EXIT_SETUP,
+            _ => EXIT_FAILURE,
+        },
+    }
+}
+
+/// How bad an exit status is, for several scenarios: a leak outranks everything, then failures.
+fn severity(code: u8) -> u8 {
+    match code {
+        EXIT_LEAK => 5,
+        EXIT_FAILURE => 4,
+        EXIT_SETUP => 3,
+        EXIT_INCONCLUSIVE => 2,
+        _ => 0,
+    }
+}

@@ -1,0 +1,241 @@
+//! The configuration model: layering order, bounds named as written, conflicts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let map: HashMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    move |k| map.get(k).cloned()
+}
+
+fn reference() -> ScenarioConfig {
+    ScenarioConfig::text_model().set(
+        "reference_bin",
+        std::env::current_exe()
+            .unwrap_or_default()
+            .display()
+            .to_string(),
+    )
+}
+
+#[test]
+fn presets_have_the_seed_tool_defaults() {
+    let s = ScenarioConfig::vlm_image().build().expect("builds");
+    assert_eq!(s.driver.num_requests, 50);
+    assert_eq!(s.driver.interval, Duration::from_millis(200));
+    assert!(matches!(s.target, Target::Sglang(_)));
+    assert_eq!(s.tracker.gpu, GpuMode::Required);
+    let t = ScenarioConfig::text_model().build().expect("builds");
+    assert_eq!(t.driver.num_requests, 100);
+    let Target::Sglang(server) = &t.target else {
+        panic!("not SGLang")
+    };
+    assert_eq!(server.model_path, DEFAULT_TEXT_MODEL);
+}
+
+#[test]
+fn the_environment_beats_what_came_before_and_loses_to_what_comes_after() {
+    let vars = env(&[
+        ("MEMTEST_NUM_REQUESTS", "300"),
+        ("MEMTEST_CONCURRENCY", "4"),
+    ]);
+    let s = ScenarioConfig::text_model()
+        .requests(10)
+        .env_overrides_from(&vars)
+        .expect("valid")
+        .concurrency(2)
+        .build()
+        .expect("builds");
+    assert_eq!(s.driver.num_requests, 300);
+    assert_eq!(s.driver.concurrency, 2);
+}
+
+#[test]
+fn bad_values_name_the_setting_as_written_and_the_range() {
+    let e = ScenarioConfig::text_model()
+        .env_overrides_from(env(&[("MEMTEST_NUM_REQUESTS", "2")]))
+        .expect_err("out of range");
+    assert_eq!(e.knob(), Some("num_requests"));
+    let text = e.to_string();
+    assert!(text.contains("MEMTEST_NUM_REQUESTS=\"2\""), "{text}");
+    assert!(text.contains("from 3 to"), "{text}");
+    let e = ScenarioConfig::text_model()
+        .concurrency(0)
+        .build()
+        .expect_err("zero concurrency");
+    assert!(matches!(e, ConfigError::Invalid { ref setting, .. } if setting.knob == "concurrency"));
+    assert!(e.to_string().contains("(set in code)"), "{e}");
+    let e = ScenarioConfig::vlm_image()
+        .set("image_size", "8x8")
+        .build()
+        .expect_err("image too small");
+    assert!(e.to_string().contains("from 16 to 8192"), "{e}");
+    let e = ScenarioConfig::text_model()
+        .set("max_slope", "gpu.proc@tre=1MiB")
+        .build()
+        .expect_err("a typo in a metric pattern");
+    assert!(e.to_string().contains("tre"), "{e}");
+    assert!(matches!(
+        ScenarioConfig::text_model().set("num_reqests", "1").build(),
+        Err(ConfigError::UnknownKnob(_))
+    ));
+}
+
+#[test]
+fn choosing_two_servers_in_one_layer_is_an_error_a_later_layer_wins() {
+    let e = ScenarioConfig::text_model()
+        .env_overrides_from(env(&[
+            ("MEMTEST_BASE_URL", "http://127.0.0.1:30000"),
+            ("MEMTEST_SERVER_CMD", "python3 srv.py"),
+        ]))
+        .expect("each valid")
+        .build()
+        .expect_err("two servers");
+    assert!(matches!(e, ConfigError::ConflictingTargets { .. }), "{e}");
+    // Attaching and naming the attached server's model agree.
+    let s = ScenarioConfig::text_model()
+        .env_overrides_from(env(&[
+            ("MEMTEST_BASE_URL", "http://127.0.0.1:30000/"),
+            ("MEMTEST_TEXT_MODEL", "m"),
+        ]))
+        .expect("valid")
+        .build()
+        .expect("builds");
+    assert!(
+        matches!(&s.target, Target::Attach { base_url, pid: None } if base_url == "http://127.0.0.1:30000")
+    );
+    // A flag beats the environment's choice.
+    let k = knob("server_cmd").expect("knob");
+    let s = ScenarioConfig::text_model()
+        .cli_overrides([
+            (
+                knob("base_url").expect("knob"),
+                "http://127.0.0.1:1",
+                Origin::Env,
+            ),
+            (k, "python3 srv.py --port {port}", Origin::Flag),
+        ])
+        .expect("valid")
+        .build()
+        .expect("builds");
+    assert!(matches!(s.target, Target::Command(_)));
+}
+
+#[test]
+fn server_pid_needs_an_attached_server() {
+    let e = ScenarioConfig::text_model()
+        .set("server_pid", "42")
+        .build()
+        .expect_err("pid without url");
+    assert!(matches!(e, ConfigError::Requires { .. }), "{e}");
+}
+
+#[test]
+fn lists_split_like_a_shell_in_the_environment() {
+    let s = ScenarioConfig::text_model()
+        .env_overrides_from(env(&[
+            ("MEMTEST_SERVER_ARGS", "--tp-size 2 --name 'two words'"),
+            ("MEMTEST_MAX_SLOPE", "host.rss@tree=64KiB, gpu.*=1MiB"),
+        ]))
+        .expect("valid")
+        .build()
+        .expect("builds");
+    let Target::Sglang(server) = &s.target else {
+        panic!("not SGLang")
+    };
+    let argv = server.clone().into_spec().argv().join(" ");
+    assert!(argv.ends_with("--tp-size 2 --name two words"), "{argv}");
+    assert_eq!(
+        s.thresholds
+            .rule_for("host.rss@tree")
+            .map(|r| r.max_slope_per_request),
+        Some(65536.0)
+    );
+    // A new pattern keeps its source's calibrated growth floor.
+    assert_eq!(
+        s.thresholds
+            .rule_for("gpu.used@dev:0")
+            .map(|r| r.min_growth),
+        Some(16.0 * 1024.0 * 1024.0)
+    );
+    assert!(
+        ScenarioConfig::text_model()
+            .env_overrides_from(env(&[("MEMTEST_SERVER_ARGS", "--a 'open")]))
+            .is_err()
+    );
+}
+
+#[test]
+fn cpu_device_turns_gpu_metrics_off_and_names_the_allocator() {
+    let s = ScenarioConfig::vlm_image()
+        .env_overrides_from(env(&[("MEMTEST_DEVICE", "cpu")]))
+        .expect("valid")
+        .build()
+        .expect("builds");
+    assert_eq!(s.tracker.gpu, GpuMode::Off);
+    assert!(
+        s.caches.iter().any(|c| c.name.starts_with("glibc")),
+        "{:?}",
+        s.caches
+    );
+    assert!(
+        s.caches
+            .iter()
+            .any(|c| c.name.starts_with("multimodal") && c.state == "off")
+    );
+    let on = ScenarioConfig::vlm_image()
+        .server_env("SGLANG_VLM_CACHE_SIZE_MB", "100")
+        .build()
+        .expect("builds");
+    assert!(
+        on.caches.iter().any(|c| c.state == "on, 100 MB"),
+        "{:?}",
+        on.caches
+    );
+}
+
+#[test]
+fn the_api_key_never_shows() {
+    let s = ScenarioConfig::text_model()
+        .env_overrides_from(env(&[("MEMTEST_API_KEY", "sk-secret")]))
+        .expect("valid")
+        .build()
+        .expect("builds");
+    assert!(!format!("{s:?}").contains("sk-secret"));
+    let json = serde_json::to_string(&s.driver).unwrap_or_default();
+    assert!(!json.contains("sk-secret"), "{json}");
+    assert_eq!(
+        s.driver.api_key.as_ref().map(|k| k.expose()),
+        Some("sk-secret")
+    );
+}
+
+#[test]
+fn the_reference_server_is_found_or_named() {
+    let s = reference().set("reference", "1").build().expect("builds");
+    assert!(matches!(s.target, Target::Reference { .. }));
+    let e = ScenarioConfig::text_model()
+        .set("reference_bin", "/nonexistent/sglang-memtest")
+        .build()
+        .expect_err("missing binary");
+    assert!(e.to_string().contains("sglang-memtest executable"), "{e}");
+}
+
+#[test]
+fn the_readme_lists_every_knob() {
+    let readme = include_str!("../../README.md");
+    let table = readme
+        .split_once("<!-- knobs:begin -->\n")
+        .and_then(|(_, rest)| rest.split_once("<!-- knobs:end -->"))
+        .map(|(table, _)| table);
+    assert_eq!(
+        table,
+        Some(markdown_table().as_str()),
+        "README's knob table is stale: paste `cargo run -- knobs` between the knobs markers"
+    );
+}

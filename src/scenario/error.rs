@@ -1,0 +1,67 @@
+//! [`ScenarioError`]: what stops a run that the stages themselves do not report.
+
+use std::path::PathBuf;
+
+use crate::fixture::ExitInfo;
+use crate::tracker::GpuUnavailable;
+
+/// What can stop a run, besides the stages' own errors (fixture, tracker, load, report).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ScenarioError {
+    /// The output folder cannot take the report (checked before anything is launched).
+    #[error(
+        "cannot write reports into {}; choose another --out-dir / MEMTEST_OUT_DIR",
+        path.display()
+    )]
+    OutDirNotWritable {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// GPU metrics are required and NVML cannot give them.
+    #[error(
+        "this scenario needs GPU metrics and none are available; run it on a GPU machine, or set MEMTEST_GPU=auto (--gpu auto) to measure host memory only"
+    )]
+    GpuRequired(#[source] GpuUnavailable),
+    /// SGLang cannot be imported by the configured interpreter.
+    #[error(
+        "SGLang is not importable by {python}: {detail}. Install it (`{python} -m pip install \"sglang[all]\"`, or scripts/setup-sglang-cpu.sh for the CPU), or set MEMTEST_PYTHON (--python) to the interpreter that has it"
+    )]
+    SglangMissing {
+        /// The interpreter.
+        python: String,
+        /// What Python said.
+        detail: String,
+    },
+    /// The server's root process exited while requests were being sent.
+    #[error("the server exited during the run ({status}); see the log tail below")]
+    ServerExited {
+        /// How it ended.
+        status: ExitInfo,
+        /// What the run was doing when it noticed (a failed request, usually).
+        #[source]
+        during: Option<Box<crate::Error>>,
+    },
+    /// The harness could not start one of its own threads or runtimes.
+    #[error("the harness could not {what}")]
+    Harness {
+        /// What it was doing.
+        what: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No reading was recorded for the measured requests.
+    #[error(
+        "no memory readings were recorded for the measured requests (is the server's process tree visible to this user?)"
+    )]
+    NoReadings,
+    /// Nothing of the server's memory could be judged.
+    #[error(
+        "no host or GPU memory of the server was measured, so nothing could be judged: give the server's PID (--server-pid / MEMTEST_SERVER_PID) when attaching, or run where NVML works"
+    )]
+    NothingJudged,
+}
