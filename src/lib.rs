@@ -40,3 +40,8 @@ pub use load::{Api, DriverConfig, Workload};
 pub use report::{Report, RunFailure};
 pub use scenario::{Scenario, Target};
 pub use tracker::{MemoryTracker, Timeline, TrackerConfig};
+
+/// The README's Rust examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -271,3 +271,17 @@ fn attaching_without_a_pid_and_without_gpu_metrics_judges_nothing_and_says_so() 
     );
     assert!(e.message.contains("--server-pid"), "{}", e.message);
 }
+
+#[test]
+fn a_threshold_that_matches_nothing_is_said_not_ignored() {
+    // No GPU metrics in this run: a GPU threshold judges nothing, and the report says so.
+    let r = run(&quick("unused_rule", &[], Workload::Text).set("max_slope", "gpu.proc@pid:*=1MiB"));
+    r.assert_pass();
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("gpu.proc@pid:*") && n.contains("matched no metric")),
+        "{:?}",
+        r.notes
+    );
+}

@@ -97,6 +97,9 @@ pub struct Rule {
     pub max_slope_per_request: f64,
     /// Growth over the measured window below this never counts as a leak (absolute floor).
     pub min_growth: f64,
+    /// Set or changed by the user (`--max-slope`); the report says when it matched nothing.
+    #[serde(default)]
+    pub custom: bool,
 }
 
 /// What counts as a leak. Metrics that match no rule are analysed and reported, not judged.
@@ -121,13 +124,17 @@ impl Thresholds {
     /// 16 MiB for GPU metrics, none for the server's own counters).
     pub fn set_max_slope(&mut self, pattern: &MetricPattern, per_request: f64) {
         match self.rules.iter_mut().find(|r| r.pattern == *pattern) {
-            Some(rule) => rule.max_slope_per_request = per_request,
+            Some(rule) => {
+                rule.max_slope_per_request = per_request;
+                rule.custom = true;
+            }
             None => self.rules.insert(
                 0,
                 Rule {
                     pattern: pattern.clone(),
                     max_slope_per_request: per_request,
                     min_growth: default_floor(pattern.source()),
+                    custom: true,
                 },
             ),
         }
@@ -162,6 +169,7 @@ impl Default for Thresholds {
                 .unwrap_or_else(|e| unreachable!("{pattern}: {e}")),
             max_slope_per_request: slope,
             min_growth: floor,
+            custom: false,
         };
         Self {
             rules: vec![

@@ -258,6 +258,20 @@ impl Scenario {
                     .parse::<Metric>()
                     .is_ok_and(|metric| metric.is_server_memory())
         });
+        // A threshold of the user's that matched no metric of this run is said, not ignored.
+        for rule in &self.thresholds.rules {
+            if rule.custom
+                && !verdict
+                    .metrics
+                    .iter()
+                    .any(|m| rule.pattern.matches_name(&m.metric))
+            {
+                report.notes.push(format!(
+                    "the threshold for {} matched no metric of this run (the metrics are listed in the report)",
+                    rule.pattern
+                ));
+            }
+        }
         if !judged_memory {
             report.verdict = Some(verdict);
             return Err(ScenarioError::NothingJudged.into());
