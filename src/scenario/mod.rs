@@ -6,6 +6,8 @@
 pub mod calibrate;
 mod error;
 mod run;
+mod series;
+mod stages;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -1,19 +1,20 @@
 //! `Scenario::run`: the pipeline, end to end, with a report written on every outcome.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use super::series::request_series;
+use super::stages::{check_sglang, flush};
 use super::{Scenario, ScenarioError, Target};
 use crate::Error;
-use crate::analysis::{self, RequestSeries};
+use crate::analysis;
 use crate::fixture::{ServerFixture, ServerSpec};
 use crate::load::LoadError;
 use crate::load::{self, Workload, images::ImageSet};
 use crate::report::{Report, ReportFiles, RunError, RunOutcome, SCHEMA_VERSION, TargetInfo};
 use crate::tracker::metric::Metric;
-use crate::tracker::{GpuMode, MemoryTracker, Phase, Timeline, Unit, metric};
+use crate::tracker::{GpuMode, MemoryTracker, Phase, Timeline};
 use crate::util::error_chain as chain;
-use crate::util::{human_bytes, signed_bytes};
 
 /// A blocking task that panicked or was cancelled.
 fn blocking(what: &'static str, e: tokio::task::JoinError) -> ScenarioError {
@@ -78,7 +79,7 @@ impl Scenario {
         }
     }
 
-    fn empty_report(&self) -> Report {
+    pub(super) fn empty_report(&self) -> Report {
         Report {
             schema_version: SCHEMA_VERSION,
             tool: format!("sglang-memtest {}", env!("CARGO_PKG_VERSION")),
@@ -320,227 +321,4 @@ impl Scenario {
         tokio::time::sleep(self.cooldown.settle).await;
         Ok(())
     }
-
-    /// A task printing one line every `every`: phase, requests done, tree memory so far.
-    fn spawn_progress(
-        &self,
-        tracker: &MemoryTracker,
-        every: Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        let marker = tracker.marker();
-        let name = self.name.clone();
-        let (warmup, measured) = (self.driver.warmup_requests, self.driver.num_requests);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let p = marker.progress(&[
-                    metric::HOST_RSS_TREE,
-                    metric::GPU_PROC_TREE,
-                    metric::SHM_BYTES,
-                ]);
-                let (phase, total) = match p.phase {
-                    Some(Phase::Warmup) => ("warm-up", warmup),
-                    Some(Phase::Measure) => ("measure", measured),
-                    _ => continue,
-                };
-                let values: Vec<String> = p
-                    .values
-                    .iter()
-                    .map(|(m, first, last)| {
-                        format!(
-                            "{m} {} ({})",
-                            human_bytes(*last),
-                            signed_bytes(last - first)
-                        )
-                    })
-                    .collect();
-                eprintln!(
-                    "  {name} · {phase} {}/{total} · {}",
-                    p.done,
-                    values.join(" · ")
-                );
-            }
-        })
-    }
-
-    /// Plots and the JSON report, on a blocking thread (encoding and fsync take a while).
-    async fn write_outputs(&self, report: &mut Report) {
-        let json = self.out_dir.join(format!("{}.json", self.name));
-        let (plots, out_dir, name) = (self.plots, self.out_dir.clone(), self.name.clone());
-        let mut owned = std::mem::replace(report, self.empty_report());
-        let done = tokio::task::spawn_blocking(move || {
-            write_files(&mut owned, plots, &out_dir, &name, &json);
-            owned
-        })
-        .await;
-        match done {
-            Ok(r) => *report = r,
-            Err(e) => report
-                .notes
-                .push(format!("writing the outputs failed: {e}")),
-        }
-    }
-}
-
-fn write_files(report: &mut Report, plots: bool, out_dir: &Path, name: &str, json: &Path) {
-    if plots {
-        let title = format!("{name} ({}) — {}", report.test_type, report.target.kind);
-        match crate::report::plot::write_plots(
-            &report.timeline,
-            report.verdict.as_ref(),
-            &title,
-            out_dir,
-            name,
-        ) {
-            Ok(files) => {
-                report.files.png = Some(files.png);
-                report.files.svg = Some(files.svg);
-            }
-            Err(e) => report
-                .notes
-                .push(format!("plot not written: {}", chain(&e))),
-        }
-    }
-    report.files.json = Some(json.to_owned());
-    if let Err(e) = report.write_json(json) {
-        // The report is the one thing a run must leave behind: say so loudly.
-        report.files.json = None;
-        report
-            .notes
-            .push(format!("JSON report not written: {}", chain(&e)));
-        tracing::error!("JSON report not written: {}", chain(&e));
-    }
-}
-
-/// `/flush_cache`, retried while the server answers 400 (requests still running).
-async fn flush(base_url: &str, timeout: Duration) -> Result<(), String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        let status = client
-            .post(format!("{base_url}/flush_cache"))
-            .send()
-            .await
-            .map(|r| r.status().as_u16());
-        match status {
-            Ok(200..=299) => return Ok(()),
-            Ok(400) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(200)).await
-            }
-            Ok(404) => {
-                return Err(
-                    "the server has no /flush_cache: cooldown without a cache flush".into(),
-                );
-            }
-            Ok(s) => {
-                return Err(format!(
-                    "/flush_cache answered HTTP {s}: cooldown without a cache flush"
-                ));
-            }
-            Err(e) => {
-                return Err(format!(
-                    "/flush_cache failed ({e}): cooldown without a cache flush"
-                ));
-            }
-        }
-    }
-}
-
-async fn check_sglang(python: &Path) -> Result<(), ScenarioError> {
-    let py = python.display().to_string();
-    let out = tokio::time::timeout(
-        Duration::from_secs(120),
-        tokio::process::Command::new(python)
-            .args(["-c", "import sglang"])
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await;
-    let detail = match out {
-        Err(_) => "`import sglang` took over 120 s".to_owned(),
-        Ok(Err(e)) => format!("could not run it ({e})"),
-        Ok(Ok(o)) if o.status.success() => return Ok(()),
-        Ok(Ok(o)) => {
-            let err = String::from_utf8_lossy(&o.stderr);
-            err.lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("import failed")
-                .trim()
-                .to_owned()
-        }
-    };
-    Err(ScenarioError::SglangMissing { python: py, detail })
-}
-
-/// Whether a metric's growth is analysed: bytes that can leak (not capacities, headroom or the
-/// server's own counters).
-fn analysed(metric: &Metric, unit: Unit) -> bool {
-    unit == Unit::Bytes && metric.can_leak()
-}
-
-fn last(timeline: &Timeline, name: &str) -> Option<f64> {
-    timeline.series.get(name)?.points.last().map(|p| p.v)
-}
-
-/// Room left before an out-of-memory failure for `metric`: the host's `MemAvailable`, the
-/// device's free memory, or for per-process GPU metrics the tightest device.
-fn headroom(timeline: &Timeline, metric: &Metric) -> Option<f64> {
-    use crate::tracker::metric::{Scope, Source};
-    match (metric.source, &metric.scope) {
-        (Source::Host, _) => last(timeline, metric::HOST_MEM_AVAILABLE),
-        (Source::Gpu, Scope::Dev(d)) => last(timeline, &Metric::gpu_dev("free", *d).to_string()),
-        (Source::Gpu, _) => timeline
-            .series
-            .iter()
-            .filter(|(k, _)| {
-                k.parse::<Metric>()
-                    .is_ok_and(|m| m.source == Source::Gpu && m.quantity == "free")
-            })
-            .filter_map(|(_, s)| s.points.last().map(|p| p.v))
-            // A process lives on one device (usually): the tightest device is the honest bound.
-            .reduce(f64::min),
-        _ => None,
-    }
-}
-
-/// Turn the timeline into one request-indexed series per analysed metric.
-pub(crate) fn request_series(timeline: &Timeline) -> Vec<RequestSeries> {
-    // The settle starts at the cooldown's last mark (after the flush), not at its first.
-    let cooldown_from = timeline.marks_in(Phase::Cooldown).map(|m| m.t_us).max();
-    timeline
-        .series
-        .iter()
-        .filter_map(|(name, s)| {
-            let metric: Metric = name.parse().ok()?;
-            if !analysed(&metric, s.unit) {
-                return None;
-            }
-            let values = timeline.per_request(name, Phase::Measure)?;
-            // The settled part of the cooldown: its second half.
-            let cooldown = match (cooldown_from, s.points.last()) {
-                (Some(from), Some(end)) if end.t_us > from => {
-                    let mid = from + (end.t_us - from) / 2;
-                    s.points
-                        .iter()
-                        .filter(|p| p.t_us >= mid)
-                        .map(|p| p.v)
-                        .collect()
-                }
-                _ => Vec::new(),
-            };
-            Some(RequestSeries {
-                metric: name.clone(),
-                unit: s.unit,
-                values,
-                cooldown,
-                headroom: headroom(timeline, &metric),
-            })
-        })
-        .collect()
 }

@@ -11,6 +11,9 @@
 //! and noise (the noise keeps PNG from compressing the image into a few hundred bytes, which
 //! no real image is).
 
+mod draw;
+mod files;
+
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
@@ -18,9 +21,10 @@ use base64::Engine as _;
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder as _, RgbImage};
-use rand::{Rng as _, SeedableRng as _};
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+
+use draw::{draw_code, generate, key};
+use files::{SourceFile, expand, read_file};
 
 /// Smallest side of a generated image: the corner code (12 × 8 cells) needs that much room.
 pub const MIN_SIDE: u32 = 16;
@@ -28,9 +32,6 @@ pub const MIN_SIDE: u32 = 16;
 pub const MAX_SIDE: u32 = 8192;
 /// JPEG quality of generated and re-encoded images: near-lossless, like a camera's output.
 const JPEG_QUALITY: u8 = 90;
-/// Bits in the corner code: 64 for the request index, 32 for the image's position in it.
-const CODE_COLS: u32 = 12;
-const CODE_ROWS: u32 = 8;
 
 /// How an image is encoded on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -207,16 +208,6 @@ impl EncodedImage {
     }
 }
 
-/// One image file, read and decoded up front.
-#[derive(Debug)]
-struct SourceFile {
-    format: ImageFormat,
-    /// The file as it is: sent unchanged in repeated mode.
-    bytes: Vec<u8>,
-    /// Decoded pixels: marked and re-encoded in unique mode.
-    pixels: RgbImage,
-}
-
 /// The images of a workload, validated once; hands out each request's images.
 #[derive(Debug)]
 pub struct ImageSet {
@@ -333,63 +324,6 @@ impl ImageSet {
     }
 }
 
-/// Files as given, directories replaced by their image files in name order.
-fn expand(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ImageError> {
-    if paths.is_empty() {
-        return Err(ImageError::NoFiles);
-    }
-    let mut out = Vec::new();
-    for path in paths {
-        if !path.is_dir() {
-            out.push(path.clone());
-            continue;
-        }
-        let read_err = |source| ImageError::Read {
-            path: path.clone(),
-            source,
-        };
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir(path).map_err(read_err)? {
-            let p = entry.map_err(read_err)?.path();
-            if p.is_file() && ImageFormat::from_path(&p).is_some() {
-                found.push(p);
-            }
-        }
-        if found.is_empty() {
-            return Err(ImageError::EmptyDir { path: path.clone() });
-        }
-        found.sort();
-        out.extend(found);
-    }
-    Ok(out)
-}
-
-fn read_file(path: &Path) -> Result<SourceFile, ImageError> {
-    let format = ImageFormat::from_path(path).ok_or_else(|| ImageError::UnsupportedExtension {
-        path: path.to_owned(),
-    })?;
-    let bytes = std::fs::read(path).map_err(|source| ImageError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let codec = match format {
-        ImageFormat::Png => image::ImageFormat::Png,
-        ImageFormat::Jpeg => image::ImageFormat::Jpeg,
-    };
-    let pixels = image::load_from_memory_with_format(&bytes, codec)
-        .map_err(|source| ImageError::Decode {
-            path: path.to_owned(),
-            format,
-            source,
-        })?
-        .into_rgb8();
-    Ok(SourceFile {
-        format,
-        bytes,
-        pixels,
-    })
-}
-
 fn encode(pixels: &RgbImage, format: ImageFormat) -> Result<EncodedImage, ImageError> {
     let mut bytes = Vec::with_capacity(pixels.as_raw().len() / 2);
     let (w, h) = pixels.dimensions();
@@ -411,112 +345,6 @@ fn encode(pixels: &RgbImage, format: ImageFormat) -> Result<EncodedImage, ImageE
         mime: format.mime(),
         bytes,
     })
-}
-
-/// One 64-bit seed per `(seed, request, k)`, well mixed (splitmix64 finaliser) so that
-/// neighbouring indices give unrelated pictures.
-fn key(seed: u64, request: u64, k: u32) -> u64 {
-    let mix = |mut z: u64| {
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    };
-    mix(mix(mix(seed) ^ request) ^ u64::from(k))
-}
-
-/// Draw one picture: a two-colour gradient, a few filled shapes, low-amplitude noise and the
-/// corner code. Everything works on whole rows or lookup tables (no division or bounds check
-/// per pixel): drawing 448×448 costs well under a millisecond in release, less than encoding.
-fn generate(width: u32, height: u32, key: u64, request: u64, k: u32) -> RgbImage {
-    let mut rng = ChaCha8Rng::seed_from_u64(key);
-    let color = |rng: &mut ChaCha8Rng| [rng.random::<u8>(), rng.random(), rng.random()];
-    let (from, to) = (color(&mut rng), color(&mut rng));
-    // Gradient along a random direction: position t = (ax*x + ay*y) * 256 / norm in 0..=256,
-    // split into per-column and per-row parts, colours from a 257-entry table.
-    let (ax, ay) = (rng.random_range(0..=8u32), rng.random_range(0..=8u32));
-    let norm = (ax * (width - 1) + ay * (height - 1)).max(1);
-    let blend = |t: u32| -> [u8; 3] {
-        std::array::from_fn(|c| {
-            let (a, b) = (u32::from(from[c]), u32::from(to[c]));
-            ((a * (256 - t) + b * t) / 256) as u8
-        })
-    };
-    let table: Vec<[u8; 3]> = (0..=256).map(blend).collect();
-    let along_x: Vec<usize> = (0..width).map(|x| (ax * x * 256 / norm) as usize).collect();
-
-    let (w, h) = (width as usize, height as usize);
-    let mut img = RgbImage::new(width, height);
-    let buf: &mut [u8] = &mut img;
-    for (y, row) in buf.chunks_exact_mut(w * 3).enumerate() {
-        let along_y = (ay * y as u32 * 256 / norm) as usize;
-        for (px, tx) in row.chunks_exact_mut(3).zip(&along_x) {
-            px.copy_from_slice(&table[(tx + along_y).min(256)]);
-        }
-    }
-
-    // Shapes, filled span by span: cost is proportional to their area.
-    for _ in 0..rng.random_range(3..=6) {
-        let fill = color(&mut rng);
-        let side = width.min(height) as usize;
-        let (cx, cy) = (rng.random_range(0..w), rng.random_range(0..h));
-        let r = rng.random_range(side / 16..=side / 4).max(1);
-        let circle = rng.random_bool(0.5);
-        for y in cy.saturating_sub(r)..(cy + r).min(h) {
-            let dy = y.abs_diff(cy);
-            let half = if circle { (r * r - dy * dy).isqrt() } else { r };
-            let (x0, x1) = (cx.saturating_sub(half), (cx + half).min(w));
-            let row = &mut buf[(y * w + x0) * 3..(y * w + x1) * 3];
-            for px in row.chunks_exact_mut(3) {
-                px.copy_from_slice(&fill);
-            }
-        }
-    }
-
-    // Noise of -1..=+2 per pixel (the same on the three channels, like sensor noise), from a
-    // cheap xorshift: ChaCha per pixel would dominate the cost. Two bits of noise per pixel
-    // keep PNG from shrinking the picture to a drawing's few KiB, as no photo would.
-    let mut state = key | 1;
-    for (i, px) in buf.chunks_exact_mut(3).enumerate() {
-        let lane = i % 32;
-        if lane == 0 {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-        }
-        let noise = ((state >> (lane * 2)) & 3) as u8;
-        for c in px {
-            *c = c.saturating_add(noise).saturating_sub(1);
-        }
-    }
-    draw_code(&mut img, request, k);
-    img
-}
-
-/// Write `request` (64 bits) and `k` (32 bits) as black and white cells in the lower right
-/// corner, so two images of different `(request, k)` always differ in pixels. Cells shrink with
-/// the image (down to 1 px) and are clipped when the image is smaller than the code.
-fn draw_code(img: &mut RgbImage, request: u64, k: u32) {
-    let (w, h) = img.dimensions();
-    let cell = (w.min(h) / 56).max(1);
-    let (x0, y0) = (
-        w.saturating_sub(CODE_COLS * cell),
-        h.saturating_sub(CODE_ROWS * cell),
-    );
-    for i in 0..CODE_COLS * CODE_ROWS {
-        let bit = if i < 64 {
-            (request >> i) & 1
-        } else {
-            u64::from(k >> (i - 64)) & 1
-        };
-        let value = if bit == 1 { 255 } else { 0 };
-        let (cx, cy) = (x0 + (i % CODE_COLS) * cell, y0 + (i / CODE_COLS) * cell);
-        for y in cy..(cy + cell).min(h) {
-            for x in cx..(cx + cell).min(w) {
-                img.put_pixel(x, y, image::Rgb([value; 3]));
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,11 @@
 //! Tests of the parent module.
 
+use super::draw::SIZE;
+use super::figure::{Figure, GIB, LEAK_RED, MAX_PROCESSES, MIB, decimate, headline};
 use super::*;
-use crate::analysis::{RequestSeries, Thresholds, analyze};
-use crate::tracker::{Mark, Point, ProcessInfo, Series, Unit};
+use crate::analysis::{Outcome, RequestSeries, Thresholds, analyze};
+use crate::tracker::{Mark, Phase, Point, ProcessInfo, Series, Unit};
+use crate::util::signed_bytes;
 
 fn series(points: impl Iterator<Item = (u64, f64)>) -> Series {
     Series {

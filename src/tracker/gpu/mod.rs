@@ -4,6 +4,11 @@
 //! exists: [`GpuSource::open`] then says why GPU metrics are unavailable. See
 //! `docs/design/gpu.md` for how memory is attributed and what "unavailable" means.
 
+mod probe;
+#[cfg(test)]
+mod tests;
+mod visible;
+
 use std::collections::{BTreeMap, HashSet};
 
 use nvml_wrapper::Nvml;
@@ -12,6 +17,9 @@ use nvml_wrapper::error::NvmlError;
 
 use super::Reading;
 use super::metric::{GPU_PROC_TREE, gpu_dev, gpu_pid};
+use visible::{parse_visible_devices, resolve_visible};
+
+pub use probe::GpuProbe;
 
 /// Inode of the initial PID namespace (`PROC_PID_INIT_INO` in the kernel, fixed since 3.8).
 const INIT_PID_NS_INO: u64 = 0xEFFF_FFFC;
@@ -24,104 +32,6 @@ struct DeviceInfo {
     uuid: String,
     total: u64,
 }
-
-/// One entry of `CUDA_VISIBLE_DEVICES`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum VisibleEntry {
-    /// A CUDA ordinal (taken as the NVML index; see `docs/design/gpu.md` on device order).
-    Index(u32),
-    /// A `GPU-…` UUID or unique prefix of one.
-    Uuid(String),
-    /// A MIG instance (`MIG-…`): memory is not split per instance here.
-    Mig(String),
-    /// Anything else (`-1`, a typo): CUDA stops reading the list at such an entry.
-    Invalid(String),
-}
-
-/// Parses `CUDA_VISIBLE_DEVICES`. `None` (unset) means every device; `Some(vec![])` none.
-fn parse_visible_devices(value: Option<&str>) -> Option<Vec<VisibleEntry>> {
-    let value = value?;
-    let entries = value
-        .split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .map(|e| {
-            if let Ok(i) = e.parse::<u32>() {
-                VisibleEntry::Index(i)
-            } else if e.len() > 4 && e[..4].eq_ignore_ascii_case("GPU-") {
-                VisibleEntry::Uuid(e.to_ascii_lowercase())
-            } else if e.len() > 4 && e[..4].eq_ignore_ascii_case("MIG-") {
-                VisibleEntry::Mig(e.to_string())
-            } else {
-                VisibleEntry::Invalid(e.to_string())
-            }
-        })
-        .collect();
-    Some(entries)
-}
-
-/// Resolves the entries against the devices NVML lists (`(index, uuid)`), in CUDA's way: an
-/// entry that names no device ends the list (CUDA ignores it and every later one), duplicates
-/// are dropped. Returns the NVML indices to watch and notes for a person.
-fn resolve_visible(
-    entries: Option<&[VisibleEntry]>,
-    devices: &[(u32, String)],
-) -> (Vec<u32>, Vec<String>) {
-    let Some(entries) = entries else {
-        return (devices.iter().map(|(i, _)| *i).collect(), Vec::new());
-    };
-    let mut picked = Vec::new();
-    let mut notes = Vec::new();
-    for entry in entries {
-        let found = match entry {
-            VisibleEntry::Index(i) => devices
-                .iter()
-                .find(|(idx, _)| idx == i)
-                .map(|(idx, _)| *idx),
-            VisibleEntry::Uuid(prefix) => {
-                let mut hits = devices
-                    .iter()
-                    .filter(|(_, u)| u.to_ascii_lowercase().starts_with(prefix.as_str()));
-                match (hits.next(), hits.next()) {
-                    (Some((idx, _)), None) => Some(*idx),
-                    (Some(_), Some(_)) => {
-                        notes.push(format!(
-                            "CUDA_VISIBLE_DEVICES entry {prefix} matches several GPUs"
-                        ));
-                        None
-                    }
-                    _ => None,
-                }
-            }
-            VisibleEntry::Mig(id) => {
-                // CUDA accepts it, so the list goes on; we cannot attribute memory per instance.
-                notes.push(format!(
-                    "MIG instance {id} in CUDA_VISIBLE_DEVICES is not tracked"
-                ));
-                continue;
-            }
-            VisibleEntry::Invalid(_) => None,
-        };
-        match found {
-            Some(idx) if !picked.contains(&idx) => picked.push(idx),
-            Some(_) => {}
-            None => {
-                let shown = match entry {
-                    VisibleEntry::Index(i) => i.to_string(),
-                    VisibleEntry::Uuid(s) | VisibleEntry::Mig(s) | VisibleEntry::Invalid(s) => {
-                        s.clone()
-                    }
-                };
-                notes.push(format!(
-                    "CUDA_VISIBLE_DEVICES entry {shown} names no GPU; CUDA ignores it and every later entry"
-                ));
-                break;
-            }
-        }
-    }
-    (picked, notes)
-}
-
 /// True when the harness runs in a PID namespace other than the host's (a container without
 /// `--pid=host`). NVML reports host PIDs, and no file inside the namespace names them (the
 /// `NSpid` line starts at this namespace), so tree PIDs cannot be matched to NVML's.
@@ -412,199 +322,5 @@ impl GpuSource {
             );
         }
         errors
-    }
-}
-
-/// GPU memory through NVML, for integration tests and benchmarks that time one sample (for
-/// example against `nvidia-smi`).
-///
-/// Honours `CUDA_VISIBLE_DEVICES` for the per-device readings; per-process readings cover the
-/// given PIDs on every device.
-pub struct GpuProbe {
-    source: GpuSource,
-}
-
-impl std::fmt::Debug for GpuProbe {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.source.fmt(f)
-    }
-}
-
-impl GpuProbe {
-    /// Loads NVML and lists the GPUs in `visible_devices` (the `CUDA_VISIBLE_DEVICES` syntax;
-    /// `None`: all).
-    ///
-    /// # Errors
-    ///
-    /// One line for a person saying why GPU metrics are unavailable: no NVML library (no NVIDIA
-    /// driver), the driver not loaded, no permission, or no visible GPU.
-    pub fn open(visible_devices: Option<&str>) -> Result<GpuProbe, super::GpuUnavailable> {
-        GpuSource::open(visible_devices)
-            .map(|source| GpuProbe { source })
-            .map_err(|reason| super::GpuUnavailable { reason })
-    }
-
-    /// Devices (index, name, total memory, UUID), driver version and notes, on one line.
-    pub fn describe(&self) -> String {
-        self.source.describe()
-    }
-
-    /// Takes one sample: `(metric name, value)` pairs, e.g. `("gpu.used@dev:0", bytes)`,
-    /// `("gpu.proc@pid:4321", bytes)`, `("gpu.proc@tree", bytes)` summed over `pids`.
-    /// NVML errors during the sample leave the affected readings out.
-    pub fn sample_once(&mut self, pids: &[u32]) -> Vec<(String, f64)> {
-        let mut out = Vec::new();
-        self.source.sample(pids, &mut out);
-        out.into_iter().map(|r| (r.metric, r.v)).collect()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::tracker::Unit;
-
-    fn p(device: u32, pid: u32, used: Option<u64>) -> ProcSample {
-        ProcSample { device, pid, used }
-    }
-
-    fn value(out: &TreeOutcome, metric: &str) -> Option<f64> {
-        out.readings
-            .iter()
-            .find(|r| r.metric == metric)
-            .map(|r| r.v)
-    }
-
-    #[test]
-    fn open_without_a_driver_says_why_in_one_line() {
-        // This machine has no NVIDIA driver; on a GPU machine the source must open instead.
-        match GpuSource::open(None) {
-            Err(why) => {
-                assert!(why.contains("NVML") || why.contains("GPU"), "{why}");
-                assert!(!why.contains('\n'), "{why}");
-                assert!(why.starts_with("GPU metrics unavailable"), "{why}");
-            }
-            Ok(src) => assert!(!src.describe().is_empty()),
-        }
-    }
-
-    #[test]
-    fn open_failure_names_the_nvml_library() {
-        let e = NvmlError::LibraryNotFound;
-        let line = explain_init_error(&e);
-        assert!(
-            line.contains("NVML library (libnvidia-ml.so.1) not found"),
-            "{line}"
-        );
-    }
-
-    #[test]
-    fn visible_devices_unset_means_all_and_empty_means_none() {
-        let devs = vec![(0, "GPU-aaaa".to_string()), (1, "GPU-bbbb".to_string())];
-        assert_eq!(parse_visible_devices(None), None);
-        assert_eq!(resolve_visible(None, &devs).0, vec![0, 1]);
-        let empty = parse_visible_devices(Some("")).unwrap();
-        assert!(empty.is_empty());
-        assert_eq!(resolve_visible(Some(&empty), &devs).0, Vec::<u32>::new());
-    }
-
-    #[test]
-    fn visible_devices_take_indices_and_uuid_prefixes_in_order() {
-        let devs = vec![
-            (0, "GPU-8e87ab62-6104-a659-4583-a742265dfd08".to_string()),
-            (1, "GPU-1234abcd-0000-0000-0000-000000000000".to_string()),
-        ];
-        let e = parse_visible_devices(Some(" 1 , GPU-8E87")).unwrap();
-        assert_eq!(
-            e,
-            vec![
-                VisibleEntry::Index(1),
-                VisibleEntry::Uuid("gpu-8e87".into())
-            ]
-        );
-        let (picked, notes) = resolve_visible(Some(&e), &devs);
-        assert_eq!(picked, vec![1, 0]);
-        assert!(notes.is_empty());
-        // Duplicates collapse.
-        let e =
-            parse_visible_devices(Some("0,0,GPU-8e87ab62-6104-a659-4583-a742265dfd08")).unwrap();
-        assert_eq!(resolve_visible(Some(&e), &devs).0, vec![0]);
-    }
-
-    #[test]
-    fn visible_devices_stop_at_an_entry_that_names_no_gpu() {
-        let devs = vec![(0, "GPU-aaaa".to_string()), (1, "GPU-bbbb".to_string())];
-        let e = parse_visible_devices(Some("1,7,0")).unwrap();
-        let (picked, notes) = resolve_visible(Some(&e), &devs);
-        assert_eq!(picked, vec![1]);
-        assert_eq!(notes.len(), 1);
-        assert!(notes[0].contains('7'), "{notes:?}");
-        // The usual "hide all GPUs" idiom.
-        let e = parse_visible_devices(Some("-1")).unwrap();
-        assert_eq!(e, vec![VisibleEntry::Invalid("-1".into())]);
-        assert!(resolve_visible(Some(&e), &devs).0.is_empty());
-        // An unknown UUID also ends the list.
-        let e = parse_visible_devices(Some("GPU-ffff,0")).unwrap();
-        assert!(resolve_visible(Some(&e), &devs).0.is_empty());
-    }
-
-    #[test]
-    fn visible_devices_note_mig_and_ambiguous_prefixes() {
-        let devs = vec![(0, "GPU-ab01".to_string()), (1, "GPU-ab02".to_string())];
-        let e = parse_visible_devices(Some("MIG-5c2a1e8b-0000,GPU-ab,1")).unwrap();
-        assert!(matches!(e[0], VisibleEntry::Mig(_)));
-        let (picked, notes) = resolve_visible(Some(&e), &devs);
-        assert!(picked.is_empty(), "{picked:?}");
-        assert!(notes.iter().any(|n| n.contains("MIG")), "{notes:?}");
-        assert!(notes.iter().any(|n| n.contains("several")), "{notes:?}");
-    }
-
-    #[test]
-    fn tree_sums_over_devices_and_processes() {
-        let procs = [
-            p(0, 10, Some(100)),
-            p(1, 10, Some(50)),
-            p(0, 11, Some(7)),
-            p(0, 99, Some(1 << 30)),
-        ];
-        let out = tree_readings(&procs, &[10, 11, 12]);
-        assert_eq!(value(&out, &gpu_pid(10)), Some(150.0));
-        assert_eq!(value(&out, &gpu_pid(11)), Some(7.0));
-        assert_eq!(
-            value(&out, &gpu_pid(99)),
-            None,
-            "foreign process attributed"
-        );
-        assert_eq!(value(&out, GPU_PROC_TREE), Some(157.0));
-        assert_eq!(out.on_gpu, 2);
-        assert!(!out.unavailable);
-        assert!(out.readings.iter().all(|r| r.unit == Unit::Bytes));
-    }
-
-    #[test]
-    fn no_tree_process_on_the_gpu_is_a_real_zero() {
-        let out = tree_readings(&[p(0, 99, Some(5))], &[10]);
-        assert_eq!(value(&out, GPU_PROC_TREE), Some(0.0));
-        assert!(!out.unavailable);
-    }
-
-    #[test]
-    fn unavailable_and_sentinel_are_missing_data_not_zero() {
-        assert_eq!(used_bytes(&UsedGpuMemory::Unavailable), None);
-        assert_eq!(used_bytes(&UsedGpuMemory::Used(u64::MAX)), None);
-        assert_eq!(used_bytes(&UsedGpuMemory::Used(0)), Some(0));
-        // Every tree process without data: no per-process reading and no tree reading.
-        let out = tree_readings(&[p(0, 10, None), p(1, 11, None)], &[10, 11]);
-        assert!(out.readings.is_empty(), "{:?}", out.readings);
-        assert!(out.unavailable);
-        assert_eq!(out.without_data, 2);
-        // One with data: the sum is emitted from what is known; the other gets no reading.
-        let out = tree_readings(&[p(0, 10, None), p(0, 11, Some(3))], &[10, 11]);
-        assert_eq!(value(&out, &gpu_pid(10)), None);
-        assert_eq!(value(&out, GPU_PROC_TREE), Some(3.0));
-        assert!(!out.unavailable);
-        // Data on one device and none on another: the known bytes count.
-        let out = tree_readings(&[p(0, 10, None), p(1, 10, Some(9))], &[10]);
-        assert_eq!(value(&out, &gpu_pid(10)), Some(9.0));
     }
 }

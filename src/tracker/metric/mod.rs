@@ -8,10 +8,16 @@
 //! | `shm` | `bytes`, `files` | none, or a segment family (`psm`, `sgl_shm`) |
 //! | `server` | the server's own gauges (`num_used_tokens`, `mem.kvcache`, …) | none, `rank:R` |
 
+mod pattern;
+#[cfg(test)]
+mod tests;
+
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+pub use pattern::MetricPattern;
 
 /// Where a metric comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -283,111 +289,6 @@ fn check_quantity(source: Source, quantity: &str) -> Result<(), MetricParseError
     }
 }
 
-/// Which scopes a [`MetricPattern`] matches.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum ScopePattern {
-    /// `@*`, or a pattern with no `@` after a `*` quantity: every scope.
-    Any,
-    /// Exactly this scope.
-    Exact(Scope),
-    /// `@pid:*`.
-    AnyPid,
-    /// `@dev:*`.
-    AnyDev,
-    /// `@rank:*`.
-    AnyRank,
-}
-
-/// A pattern over metric names, for thresholds: `host.rss@tree`, `host.rss@pid:*`,
-/// `gpu.*`, `gpu.proc@*`, `host.*@tree`. Parsing checks the source, the quantity and the
-/// scope, so a typo (`gpu.proc@tre`) is an error instead of a rule that matches nothing.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct MetricPattern {
-    text: String,
-    source: Source,
-    /// `None`: any quantity.
-    quantity: Option<String>,
-    scope: ScopePattern,
-}
-
-impl MetricPattern {
-    /// Whether `metric` matches.
-    pub fn matches(&self, metric: &Metric) -> bool {
-        metric.source == self.source
-            && self.quantity.as_ref().is_none_or(|q| *q == metric.quantity)
-            && match &self.scope {
-                ScopePattern::Any => true,
-                ScopePattern::Exact(s) => *s == metric.scope,
-                ScopePattern::AnyPid => matches!(metric.scope, Scope::Pid(_)),
-                ScopePattern::AnyDev => matches!(metric.scope, Scope::Dev(_)),
-                ScopePattern::AnyRank => matches!(metric.scope, Scope::Rank(_)),
-            }
-    }
-
-    /// Whether the metric named `name` matches (a name that does not parse never does).
-    pub fn matches_name(&self, name: &str) -> bool {
-        name.parse().is_ok_and(|m| self.matches(&m))
-    }
-
-    /// The source the pattern is about.
-    pub fn source(&self) -> Source {
-        self.source
-    }
-
-    /// The pattern as written.
-    pub fn as_str(&self) -> &str {
-        &self.text
-    }
-}
-
-impl fmt::Display for MetricPattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.text)
-    }
-}
-
-impl FromStr for MetricPattern {
-    type Err = MetricParseError;
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let text = text.trim();
-        let (source, quantity, scope) = split_name(text)?;
-        let quantity = if quantity == "*" {
-            None
-        } else {
-            check_quantity(source, quantity)?;
-            Some(quantity.to_owned())
-        };
-        let scope = match scope {
-            None if quantity.is_none() => ScopePattern::Any,
-            Some("*") => ScopePattern::Any,
-            Some("pid:*") => ScopePattern::AnyPid,
-            Some("dev:*") => ScopePattern::AnyDev,
-            Some("rank:*") => ScopePattern::AnyRank,
-            other => ScopePattern::Exact(parse_scope(source, other)?),
-        };
-        Ok(Self {
-            text: text.to_owned(),
-            source,
-            quantity,
-            scope,
-        })
-    }
-}
-
-impl TryFrom<String> for MetricPattern {
-    type Error = MetricParseError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        s.parse()
-    }
-}
-
-impl From<MetricPattern> for String {
-    fn from(p: MetricPattern) -> Self {
-        p.text
-    }
-}
-
 /// The metric names the harness itself builds, as strings (timeline keys).
 pub mod names {
     /// `host.rss@tree`: resident set size summed over the server's process tree.
@@ -427,82 +328,4 @@ pub fn gpu_dev(quantity: &str, index: u32) -> String {
 /// The PID in a `…@pid:<pid>` metric name.
 pub fn pid_of(metric: &str) -> Option<u32> {
     metric.parse::<Metric>().ok()?.pid()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_round_trip() {
-        for name in [
-            "host.rss@tree",
-            "host.rss@pid:42",
-            "host.mem_available",
-            "gpu.used@dev:0",
-            "gpu.proc@tree",
-            "shm.bytes",
-            "shm.bytes@psm",
-            "server.num_used_tokens",
-            "server.mem.kvcache@rank:1",
-        ] {
-            let m: Metric = name.parse().unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(m.to_string(), name);
-        }
-        assert_eq!(pid_of("gpu.proc@pid:7"), Some(7));
-        assert_eq!(pid_of("gpu.proc@tree"), None);
-        assert_eq!(
-            "host.rss@pid:9".parse::<Metric>().ok(),
-            Some(Metric::host_pid("rss", 9))
-        );
-    }
-
-    #[test]
-    fn typos_are_errors() {
-        for bad in [
-            "gpu.proc@tre",
-            "host.rsss@tree",
-            "hots.rss",
-            "host",
-            "gpu.proc@pid:x",
-        ] {
-            assert!(bad.parse::<MetricPattern>().is_err(), "{bad} parsed");
-        }
-        let e = "gpu.proc@tre".parse::<MetricPattern>().unwrap_err();
-        assert!(e.to_string().contains("tre"), "{e}");
-        let e = "host.rsss@tree".parse::<MetricPattern>().unwrap_err();
-        assert!(e.to_string().contains("rss, pss"), "{e}");
-    }
-
-    #[test]
-    fn patterns_match() {
-        let p = |s: &str| s.parse::<MetricPattern>().expect(s);
-        let m = |s: &str| s.parse::<Metric>().expect(s);
-        assert!(p("host.rss@pid:*").matches(&m("host.rss@pid:3")));
-        assert!(!p("host.rss@pid:*").matches(&m("host.rss@tree")));
-        assert!(p("gpu.*").matches(&m("gpu.used@dev:1")));
-        assert!(p("gpu.*").matches(&m("gpu.proc@tree")));
-        assert!(!p("gpu.*").matches(&m("host.rss@tree")));
-        assert!(p("host.*@tree").matches(&m("host.pss@tree")));
-        assert!(!p("host.*@tree").matches(&m("host.pss@pid:1")));
-        assert!(p("shm.bytes").matches(&m("shm.bytes")));
-        assert!(!p("shm.bytes").matches(&m("shm.bytes@psm")));
-        assert!(p("gpu.proc@*").matches(&m("gpu.proc@pid:1")));
-        assert!(p("server.num_used_tokens").matches(&m("server.num_used_tokens")));
-        assert_eq!(p("gpu.*").to_string(), "gpu.*");
-    }
-
-    #[test]
-    fn units_and_roles() {
-        let m = |s: &str| s.parse::<Metric>().expect(s);
-        assert_eq!(m("host.procs@tree").unit(), Some(Unit::Count));
-        assert_eq!(m("gpu.used@dev:0").unit(), Some(Unit::Bytes));
-        assert_eq!(m("server.token_usage").unit(), None);
-        assert!(m("host.rss@tree").can_leak());
-        assert!(!m("gpu.free@dev:0").can_leak());
-        assert!(!m("host.mem_available").can_leak());
-        assert!(!m("server.num_used_tokens").can_leak());
-        assert!(m("gpu.proc@pid:1").is_server_memory());
-        assert!(!m("shm.bytes").is_server_memory());
-    }
 }

@@ -1,0 +1,277 @@
+//! From a configuration to a [`Scenario`]: which server, SGLang's launch, the caches named in the
+//! report, and the checks of [`build`](ScenarioConfig::build).
+
+use std::path::Path;
+
+use super::{
+    Choice, ConfigError, DEFAULT_TEXT_MODEL, DEFAULT_VLM_MODEL, Origin, ScenarioConfig, Setting,
+    TargetKind, TestType, knob,
+};
+use crate::fixture::{Device, ServerSpec, SglangServer, WaitFor};
+use crate::load::{ImageSource, Workload};
+use crate::report::CacheInfo;
+use crate::scenario::{Scenario, Target};
+use crate::tracker::GpuMode;
+
+impl ScenarioConfig {
+    /// The server this configuration chooses, with the setting that chose it (`None`: the
+    /// default).
+    fn target_kind(&self) -> Result<TargetKind, ConfigError> {
+        let Some(top) = self.choices.iter().map(|c| c.setting.origin).max() else {
+            return Ok(self.default_target);
+        };
+        // The highest layer decides; within it, attaching to a server and naming its model
+        // agree (the model is the attached server's).
+        let layer: Vec<&Choice> = self
+            .choices
+            .iter()
+            .filter(|c| c.setting.origin == top)
+            .collect();
+        let attach = layer.iter().any(|c| c.kind == TargetKind::Attach);
+        let mut distinct: Vec<&Choice> = Vec::new();
+        for c in layer {
+            let agrees_with_attach = attach && c.kind == TargetKind::Sglang;
+            if !agrees_with_attach && !distinct.iter().any(|d| d.kind == c.kind) {
+                distinct.push(c);
+            }
+        }
+        match distinct.as_slice() {
+            [] => Ok(self.default_target),
+            [one] => Ok(one.kind),
+            [a, b, ..] => Err(ConfigError::ConflictingTargets {
+                first: Box::new(a.setting.clone()),
+                second: Box::new(b.setting.clone()),
+            }),
+        }
+    }
+
+    fn model(&self) -> String {
+        let own = if self.workload.is_text() {
+            &self.sglang.text_model
+        } else {
+            &self.sglang.vlm_model
+        };
+        own.clone()
+            .or_else(|| self.sglang.model.clone())
+            .unwrap_or_else(|| {
+                if self.workload.is_text() {
+                    DEFAULT_TEXT_MODEL
+                } else {
+                    DEFAULT_VLM_MODEL
+                }
+                .to_owned()
+            })
+    }
+
+    /// SGLang as the presets launch it: the caches that grow with unique input off, metrics on.
+    fn sglang_server(&self) -> SglangServer {
+        let vlm = !self.workload.is_text();
+        let mut args: Vec<String> = vec!["--disable-radix-cache".into(), "--enable-metrics".into()];
+        if self.workload == TestType::VlmText && self.sglang.language_model_only {
+            args.push("--language-model-only".into());
+        }
+        args.extend(self.sglang.args.iter().cloned());
+        let mut server = SglangServer::new(self.model())
+            .with_python(&self.sglang.python)
+            .with_mem_fraction_static(self.sglang.mem_fraction)
+            .with_device(self.sglang.device)
+            .with_args(args);
+        if let Some(t) = self.sglang.max_total_tokens {
+            server = server.with_max_total_tokens(t);
+        }
+        if vlm {
+            // SGLang's multimodal embedding cache (100 MB by default) fills with every unique
+            // image and would read as growth: off, and named in the report.
+            server = server.with_env("SGLANG_VLM_CACHE_SIZE_MB", "0");
+        }
+        for (k, v) in &self.server_env {
+            server = server.with_env(k, v);
+        }
+        server
+    }
+
+    fn caches(&self, target: &Target) -> Vec<CacheInfo> {
+        let vlm = !self.workload.is_text();
+        match target {
+            Target::Sglang(server) => {
+                let mut caches = sglang_caches(vlm, server.device());
+                let overridden = self
+                    .server_env
+                    .iter()
+                    .rfind(|(k, _)| k == "SGLANG_VLM_CACHE_SIZE_MB");
+                if let (Some((_, mb)), Some(c)) = (
+                    overridden,
+                    caches.iter_mut().find(|c| c.name.starts_with("multimodal")),
+                ) && mb != "0"
+                {
+                    c.state = format!("on, {mb} MB");
+                    c.flag = Some(format!("SGLANG_VLM_CACHE_SIZE_MB={mb}"));
+                }
+                caches
+            }
+            Target::Attach { .. } => {
+                let mut caches = sglang_caches(vlm, Device::Gpu);
+                for c in &mut caches {
+                    c.state = "as the attached server was started".into();
+                }
+                caches
+            }
+            Target::Reference { .. } | Target::Command(_) => Vec::new(),
+        }
+    }
+
+    fn target_value(&self) -> Result<Target, ConfigError> {
+        if let Some(t) = &self.code_target
+            && self
+                .choices
+                .iter()
+                .all(|c| c.setting.origin == Origin::Code)
+        {
+            return Ok(t.clone());
+        }
+        Ok(match self.target_kind()? {
+            TargetKind::Reference => Target::Reference {
+                exe: match &self.reference_bin {
+                    Some(p) => p.clone(),
+                    None => crate::scenario::reference_exe()?,
+                },
+                args: self.reference_args.clone(),
+            },
+            TargetKind::Sglang => Target::Sglang(self.sglang_server()),
+            TargetKind::Command => {
+                let argv = self.command.clone().unwrap_or_default();
+                let (program, args) = argv
+                    .split_first()
+                    .ok_or(ConfigError::UnknownKnob("server_cmd (empty)".into()))?;
+                let mut spec = ServerSpec::command(program, args.to_vec())
+                    .with_name("server")
+                    .with_wait_for(WaitFor::http_ok(self.health_path.clone()));
+                for (k, v) in &self.server_env {
+                    spec = spec.with_env(k, v);
+                }
+                Target::Command(spec)
+            }
+            TargetKind::Attach => Target::Attach {
+                base_url: self.attach_url.clone().unwrap_or_default(),
+                pid: self.attach_pid,
+            },
+        })
+    }
+
+    /// Checks every setting and returns the runnable [`Scenario`].
+    ///
+    /// # Errors
+    /// The first [`ConfigError`]: a setting that does not parse or is out of range (naming it as
+    /// written and what would be accepted), two settings that choose different servers, a
+    /// setting without the one it needs, an image folder without images, no reference-server
+    /// executable.
+    pub fn build(mut self) -> Result<Scenario, ConfigError> {
+        if let Some(e) = std::mem::take(&mut self.errors).into_iter().next() {
+            return Err(e);
+        }
+        let target = self.target_value()?;
+        if self.attach_pid.is_some() && !matches!(target, Target::Attach { .. }) {
+            let k =
+                knob("server_pid").ok_or_else(|| ConfigError::UnknownKnob("server_pid".into()))?;
+            return Err(ConfigError::Requires {
+                setting: Setting {
+                    knob: k.name,
+                    env: k.env,
+                    flag: k.flag,
+                    origin: Origin::Env,
+                    value: self.attach_pid.map(|p| p.to_string()).unwrap_or_default(),
+                },
+                needs: "a server to attach to (--base-url / MEMTEST_BASE_URL)",
+            });
+        }
+        if self.workload == TestType::VlmImage
+            && let ImageSource::Files(paths) = &self.images.source
+        {
+            for p in paths {
+                check_image_dir(p)?;
+            }
+        }
+        let workload = match self.workload {
+            TestType::Text => Workload::Text,
+            TestType::VlmText => Workload::VlmText,
+            TestType::VlmImage => Workload::VlmImage(self.images.clone()),
+        };
+        let caches = self.caches(&target);
+        let mut tracker = self.tracker.clone();
+        tracker.gpu = self.gpu.unwrap_or_else(|| default_gpu_mode(&target));
+        Ok(Scenario {
+            name: self.name,
+            target,
+            workload,
+            driver: self.driver,
+            thresholds: self.thresholds,
+            tracker,
+            cooldown: self.cooldown,
+            baseline: self.baseline,
+            out_dir: self.out_dir,
+            startup_timeout: self.startup_timeout,
+            keep_server: self.keep_server,
+            caches,
+            plots: self.plots,
+            progress: self.progress,
+        })
+    }
+}
+
+/// A folder of images (or one image file) that can be sent.
+fn check_image_dir(path: &Path) -> Result<(), ConfigError> {
+    let err = |why: String| ConfigError::ImageDir {
+        path: path.to_owned(),
+        why,
+    };
+    if path.is_file() {
+        return Ok(());
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| err(e.to_string()))?;
+    let any = entries.filter_map(Result::ok).any(|e| {
+        e.path()
+            .extension()
+            .and_then(|x| x.to_str())
+            .is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg"))
+    });
+    if any {
+        Ok(())
+    } else {
+        Err(err("it has no .png, .jpg or .jpeg files".into()))
+    }
+}
+
+/// GPU metrics unless told otherwise: required for SGLang on a GPU, off for SGLang on the CPU
+/// (the report says why), used when present for everything else.
+pub fn default_gpu_mode(target: &Target) -> GpuMode {
+    match target {
+        Target::Sglang(server) if server.device() == Device::Cpu => GpuMode::Off,
+        Target::Sglang(_) => GpuMode::Required,
+        _ => GpuMode::Auto,
+    }
+}
+
+/// The engine caches the presets switch off for SGLang (named in the report), and on the CPU
+/// the allocator setting of [`CPU_MALLOC_ENV`](crate::fixture::CPU_MALLOC_ENV).
+pub fn sglang_caches(vlm: bool, device: Device) -> Vec<CacheInfo> {
+    let mut caches = vec![CacheInfo {
+        name: "radix (prefix) cache".into(),
+        state: "off".into(),
+        flag: Some("--disable-radix-cache".into()),
+    }];
+    if vlm {
+        caches.push(CacheInfo {
+            name: "multimodal embedding cache".into(),
+            state: "off".into(),
+            flag: Some("SGLANG_VLM_CACHE_SIZE_MB=0".into()),
+        });
+    }
+    if device == Device::Cpu {
+        caches.push(CacheInfo {
+            name: "glibc heap (freed memory malloc keeps)".into(),
+            state: "mmap threshold fixed at 128 KiB: freed tensors go back to the OS".into(),
+            flag: Some("MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072".into()),
+        });
+    }
+    caches
+}

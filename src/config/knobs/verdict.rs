@@ -1,0 +1,122 @@
+//! The knobs of measurement, the verdict and the outputs.
+
+use std::path::PathBuf;
+
+use super::parse::{nonempty, parse_bytes, seconds, switch, whole};
+use super::{Group, Knob, KnobKind};
+use crate::tracker::GpuMode;
+use crate::tracker::metric::MetricPattern;
+
+pub(super) static VERDICT: &[Knob] = &[
+    Knob {
+        name: "gpu",
+        env: "MEMTEST_GPU",
+        flag: Some("gpu"),
+        value_name: "required|auto|off",
+        default: "required for SGLang on a GPU, off on the CPU, auto otherwise",
+        help: "GPU metrics: required (fail without NVML), auto (when present) or off.",
+        kind: KnobKind::Value,
+        group: Group::Verdict,
+        apply: |c, v| {
+            c.gpu = Some(match v.trim() {
+                "required" => GpuMode::Required,
+                "auto" => GpuMode::Auto,
+                "off" => GpuMode::Off,
+                _ => return Err("required, auto or off".into()),
+            });
+            Ok(())
+        },
+    },
+    Knob {
+        name: "sample_interval",
+        env: "MEMTEST_SAMPLE_INTERVAL",
+        flag: Some("sample-interval"),
+        value_name: "SECONDS",
+        default: "0.1 (and one reading after every request)",
+        help: "Interval between regular memory samples.",
+        kind: KnobKind::Value,
+        group: Group::Verdict,
+        apply: |c, v| {
+            c.tracker.interval = seconds(v, 0.001, 60.0)?;
+            Ok(())
+        },
+    },
+    Knob {
+        name: "max_slope",
+        env: "MEMTEST_MAX_SLOPE",
+        flag: Some("max-slope"),
+        value_name: "PATTERN=SIZE",
+        default: "host and /dev/shm 32KiB, GPU 128KiB per request",
+        help: "Leak limit for metrics matching a pattern, e.g. host.rss@tree=64KiB or gpu.*=1MiB (repeatable; comma-separated in the environment).",
+        kind: KnobKind::CommaList,
+        group: Group::Verdict,
+        apply: |c, v| {
+            let expected =
+                || "PATTERN=SIZE, e.g. host.rss@tree=64KiB or gpu.proc@pid:*=1MiB".to_owned();
+            let (pattern, size) = v.split_once('=').ok_or_else(expected)?;
+            let pattern: MetricPattern = pattern
+                .parse()
+                .map_err(|e| format!("{} ({e})", expected()))?;
+            let bytes = parse_bytes(size)
+                .ok_or_else(|| format!("{}: sizes look like 64KiB or 1MiB", expected()))?;
+            c.thresholds.set_max_slope(&pattern, bytes);
+            Ok(())
+        },
+    },
+    Knob {
+        name: "seed",
+        env: "MEMTEST_SEED",
+        flag: Some("seed"),
+        value_name: "N",
+        default: "fixed",
+        help: "Seed of every random draw (images, schedule), recorded in the report.",
+        kind: KnobKind::Value,
+        group: Group::Verdict,
+        apply: |c, v| {
+            c.thresholds.seed = whole(v, 0, u64::MAX, "a seed")?;
+            Ok(())
+        },
+    },
+    Knob {
+        name: "out_dir",
+        env: "MEMTEST_OUT_DIR",
+        flag: Some("out-dir"),
+        value_name: "DIR",
+        default: "target/memtest",
+        help: "Where reports, plots and server logs go.",
+        kind: KnobKind::Value,
+        group: Group::Verdict,
+        apply: |c, v| {
+            c.out_dir = PathBuf::from(nonempty(v, "a folder")?);
+            Ok(())
+        },
+    },
+    Knob {
+        name: "no_plot",
+        env: "MEMTEST_NO_PLOT",
+        flag: Some("no-plot"),
+        value_name: "",
+        default: "off: plots are written",
+        help: "Skip the PNG/SVG plots.",
+        kind: KnobKind::Switch,
+        group: Group::Verdict,
+        apply: |c, v| {
+            c.plots = !switch(v)?;
+            Ok(())
+        },
+    },
+    Knob {
+        name: "cuda_visible_devices",
+        env: "CUDA_VISIBLE_DEVICES",
+        flag: None,
+        value_name: "LIST",
+        default: "all devices",
+        help: "The GPUs the server sees (CUDA's own variable): GPU metrics cover these devices.",
+        kind: KnobKind::Value,
+        group: Group::Verdict,
+        apply: |c, v| {
+            c.tracker.visible_devices = Some(v.to_owned());
+            Ok(())
+        },
+    },
+];
