@@ -70,18 +70,16 @@ fn main() {
 
     let mut series = Vec::new();
     for m in 0..20 {
-        let values = (0..100)
+        let values: Vec<f64> = (0..100)
             .map(|i| {
                 1e9 + (i * 37 % 11) as f64 * 4096.0 + if m == 0 { i as f64 * 65536.0 } else { 0.0 }
             })
             .collect();
-        series.push(RequestSeries {
-            metric: format!("host.rss@pid:{m}"),
-            unit: sglang_memtest::tracker::Unit::Bytes,
-            values,
-            cooldown: Vec::new(),
-            headroom: None,
-        });
+        series.push(RequestSeries::raw(
+            format!("host.rss@pid:{m}"),
+            sglang_memtest::tracker::Unit::Bytes,
+            &values,
+        ));
     }
     let thresholds = Thresholds::default();
     row(

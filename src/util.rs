@@ -102,6 +102,20 @@ pub(crate) mod nan_null {
     }
 }
 
+/// Serialize a `Vec<f64>` whose NaNs ("no data") are written as `null`.
+pub(crate) mod nan_null_vec {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|x| x.is_finite().then_some(*x)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        Vec::<Option<f64>>::deserialize(d)
+            .map(|v| v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+    }
+}
+
 /// `1.5 MiB`, `12.0 KiB`, `3 B`: bytes for a person (signed).
 pub fn human_bytes(bytes: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

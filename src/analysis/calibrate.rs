@@ -130,13 +130,8 @@ fn row(config: &CalibrationConfig, stream: u64, shape: &Shape) -> CalibrationRow
     for _ in 0..config.runs {
         let values = shape.generate(config.requests, &mut rng);
         seed_fail += usize::from(seed_rule_fails(&values));
-        let series = RequestSeries {
-            metric: shape.metric().into(),
-            unit: crate::tracker::metric::Unit::Bytes,
-            values,
-            cooldown: vec![],
-            headroom: None,
-        };
+        let series =
+            RequestSeries::raw(shape.metric(), crate::tracker::metric::Unit::Bytes, &values);
         let verdict = analyze(std::slice::from_ref(&series), &config.thresholds);
         let m = &verdict.metrics[0];
         match m.outcome {

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::tracker::metric::{Metric, MetricPattern, Source, Unit};
 
+mod batch;
 pub mod calibrate;
 pub mod noise;
 mod sample;
@@ -48,20 +49,42 @@ pub struct ConfidenceInterval {
     pub hi: f64,
 }
 
-/// One metric's values after each measured request (index 0 = first measured request).
+pub use batch::{BatchMeans, Batched, MAX_POINTS};
+
+/// One metric's values after each measured request (index 0 = first measured request), as batch
+/// means: at most [`MAX_POINTS`] points however long the run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RequestSeries {
     /// Metric name, e.g. `host.rss@tree`.
     pub metric: String,
     /// Unit of the values (decides how they are shown).
     pub unit: Unit,
-    /// Value after each measured request, in the metric's unit.
-    pub values: Vec<f64>,
+    /// Value after each measured request (or the mean over each batch of requests), in the
+    /// metric's unit, positioned by request index.
+    pub values: Batched,
     /// Readings taken after the cooldown settled, if a cooldown ran.
     pub cooldown: Vec<f64>,
     /// Room left before an out-of-memory failure, in the metric's unit (free GPU memory,
     /// host `MemAvailable`), used to project `requests_to_oom`.
     pub headroom: Option<f64>,
+    /// The same metric against time during the measured phase (hours since its start), for the
+    /// growth per hour; `None` when not recorded.
+    #[serde(default)]
+    pub by_time: Option<Batched>,
+}
+
+impl RequestSeries {
+    /// A series of raw values, one after each measured request from request 0.
+    pub fn raw(metric: impl Into<String>, unit: Unit, values: &[f64]) -> Self {
+        Self {
+            metric: metric.into(),
+            unit,
+            values: Batched::from_requests(values, 0),
+            cooldown: Vec::new(),
+            headroom: None,
+            by_time: None,
+        }
+    }
 }
 
 /// The outcome of a metric or of a whole run.
@@ -202,6 +225,10 @@ fn nan() -> f64 {
     f64::NAN
 }
 
+fn one() -> u64 {
+    1
+}
+
 /// Everything computed for one metric.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MetricAnalysis {
@@ -213,8 +240,14 @@ pub struct MetricAnalysis {
     pub judged: bool,
     /// Requests cut from the start as warm-up (automatic cut and minimum together).
     pub warmup_cut: usize,
-    /// Readings in the analysed (steady) window.
+    /// Points in the analysed (steady) window: readings, or batch means of `batch` readings.
     pub n: usize,
+    /// Requests per point (1 unless the run was longer than the statistics' point budget).
+    #[serde(default = "one")]
+    pub batch: u64,
+    /// Measured requests in the analysed window.
+    #[serde(default)]
+    pub requests: u64,
     /// Level at the start of the analysed window (median of its first tenth, at least 3
     /// readings). NaN when there is no reading.
     #[serde(with = "crate::util::nan_null")]
@@ -318,7 +351,7 @@ pub fn analyze(series: &[RequestSeries], thresholds: &Thresholds) -> Verdict {
     holm(&mut metrics);
     let alpha = 1.0 - thresholds.confidence;
     for (m, s) in metrics.iter_mut().zip(series) {
-        verdict::judge(m, thresholds.rule_for(&s.metric), alpha, s.values.len());
+        verdict::judge(m, thresholds.rule_for(&s.metric), alpha, s.values.readings);
     }
     metrics.sort_by_key(|m| (!m.judged, std::cmp::Reverse(m.outcome)));
     let outcome = metrics

@@ -16,6 +16,7 @@ pub(crate) struct Sample {
 impl Sample {
     /// Build from readings indexed by request number; returns the sample (None if no finite
     /// reading is left) and the number of readings dropped as missing.
+    #[cfg(test)]
     pub(crate) fn from_values(values: &[f64], first_index: usize) -> (Option<Self>, usize) {
         let (x, y): (Vec<f64>, Vec<f64>) = values
             .iter()
@@ -24,6 +25,20 @@ impl Sample {
             .map(|(i, v)| ((first_index + i) as f64, *v))
             .unzip();
         let dropped = values.len() - y.len();
+        ((!y.is_empty()).then_some(Self { x, y }), dropped)
+    }
+
+    /// Build from batch means (positions as recorded), skipping the first `skip` points; returns
+    /// the sample (None if no finite point is left) and the number of points dropped as missing.
+    pub(crate) fn from_batched(b: &super::Batched, skip: usize) -> (Option<Self>, usize) {
+        let (x, y): (Vec<f64>, Vec<f64>) =
+            b.x.iter()
+                .zip(&b.y)
+                .skip(skip)
+                .filter(|(_, v)| v.is_finite())
+                .map(|(x, v)| (*x, *v))
+                .unzip();
+        let dropped = b.len().saturating_sub(skip) - y.len();
         ((!y.is_empty()).then_some(Self { x, y }), dropped)
     }
 

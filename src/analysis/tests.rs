@@ -22,17 +22,12 @@ fn jitter(n: usize, amp: f64, seed: u64) -> Vec<f64> {
 }
 
 fn series(metric: &str, values: Vec<f64>) -> RequestSeries {
-    RequestSeries {
-        metric: metric.into(),
-        unit: if metric.starts_with("server.") {
-            crate::tracker::metric::Unit::Ratio
-        } else {
-            crate::tracker::metric::Unit::Bytes
-        },
-        values,
-        cooldown: vec![],
-        headroom: None,
-    }
+    let unit = if metric.starts_with("server.") {
+        crate::tracker::metric::Unit::Ratio
+    } else {
+        crate::tracker::metric::Unit::Bytes
+    };
+    RequestSeries::raw(metric, unit, &values)
 }
 
 fn host(f: impl Fn(usize) -> f64, n: usize, seed: u64) -> RequestSeries {
@@ -169,7 +164,7 @@ fn empty_and_all_missing_are_inconclusive_never_zero() {
 fn missing_readings_are_skipped_and_named() {
     let mut s = host(|i| i as f64 * MIB, 100, 6);
     for i in (0..100).step_by(7) {
-        s.values[i] = f64::NAN;
+        s.values.y[i] = f64::NAN;
     }
     let m = one(s);
     assert_eq!(m.outcome, Outcome::Leak);
@@ -196,6 +191,7 @@ fn holm_keeps_twenty_clean_metrics_quiet_and_flags_only_the_leaking_child() {
     );
     all[7]
         .values
+        .y
         .iter_mut()
         .enumerate()
         .for_each(|(i, v)| *v += i as f64 * 128.0 * KIB);
@@ -272,7 +268,7 @@ proptest! {
     fn verdict_ignores_a_constant_offset(c in -1e9f64..1e9, rate in 0.0f64..200.0, seed in 0u64..1000) {
         let base = host(|i| i as f64 * rate * KIB, 100, seed);
         let mut moved = base.clone();
-        moved.values.iter_mut().for_each(|v| *v += c);
+        moved.values.y.iter_mut().for_each(|v| *v += c);
         let (a, b) = (one(base), one(moved));
         prop_assert_eq!(a.outcome, b.outcome);
         prop_assert_eq!(a.warmup_cut, b.warmup_cut);

@@ -19,10 +19,20 @@ pub(crate) fn measure(
     s: &RequestSeries,
     t: &Thresholds,
 ) -> (MetricAnalysis, Option<Sample>, Option<Trend>) {
-    let total = s.values.len();
-    let half = total / 2;
-    let explicit = t.min_warmup_requests.min(half);
-    let (sample, dropped) = Sample::from_values(&s.values[explicit..], explicit);
+    let b = &s.values;
+    let total = b.readings as usize;
+    let batch = b.batch.max(1);
+    // The request index of the first point's first request.
+    let first =
+        b.x.first()
+            .map_or(0.0, |x| (x - (batch - 1) as f64 / 2.0).round().max(0.0));
+    let half = first + (total / 2) as f64;
+    let explicit = t.min_warmup_requests.min(total / 2);
+    let skip =
+        b.x.iter()
+            .take_while(|x| **x < first + explicit as f64)
+            .count();
+    let (sample, dropped) = Sample::from_batched(b, skip);
     let rule = t.rule_for(&s.metric);
     let mut m = MetricAnalysis {
         metric: s.metric.clone(),
@@ -30,6 +40,8 @@ pub(crate) fn measure(
         judged: rule.is_some(),
         warmup_cut: explicit,
         n: 0,
+        batch,
+        requests: 0,
         baseline: f64::NAN,
         last: f64::NAN,
         peak: f64::NAN,
@@ -48,22 +60,30 @@ pub(crate) fn measure(
         outcome: Outcome::Inconclusive,
         reasons: Vec::new(),
     };
-    if dropped as f64 > MISSING_NOTE * total as f64 {
+    if dropped as f64 > MISSING_NOTE * b.len() as f64 {
+        let what = if batch > 1 {
+            "batches of readings"
+        } else {
+            "readings"
+        };
         m.reasons.push(format!(
-            "{dropped} of {total} readings were missing and were skipped"
+            "{dropped} of {} {what} were missing and were skipped",
+            b.len()
         ));
     }
     let Some(sample) = sample else {
         return (m, None, None);
     };
     // The automatic cut may only take readings taken before the half-way request.
-    let max_cut = sample.x().iter().take_while(|x| **x < half as f64).count();
+    let max_cut = sample.x().iter().take_while(|x| **x < half).count();
     let cut = warmup::mser5_cut(&sample, max_cut);
     let window = sample.tail(cut).unwrap_or(sample);
     let n = window.len();
     let k = (n / 10).max(3);
-    m.warmup_cut = window.x()[0] as usize;
+    let window_first = (window.x()[0] - (batch - 1) as f64 / 2.0).round().max(0.0);
+    m.warmup_cut = (window_first - first).max(0.0) as usize;
     m.n = n;
+    m.requests = (total as u64).saturating_sub(m.warmup_cut as u64);
     m.baseline = window.head_level(k);
     m.last = window.y()[n - 1];
     m.peak = window.y().iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -106,10 +126,15 @@ fn seed_band(s: &RequestSeries) -> Option<SeedBand> {
     if s.unit != Unit::Bytes {
         return None;
     }
-    let mut finite = s.values.iter().enumerate().filter(|(_, v)| v.is_finite());
-    let (i0, v0) = finite.next()?;
-    let (i1, v1) = finite.next_back()?;
-    let per100 = (v1 - v0) / (i1 - i0) as f64 * 100.0;
+    let mut finite = s
+        .values
+        .x
+        .iter()
+        .zip(&s.values.y)
+        .filter(|(_, v)| v.is_finite());
+    let (x0, v0) = finite.next()?;
+    let (x1, v1) = finite.next_back()?;
+    let per100 = (v1 - v0) / (x1 - x0) * 100.0;
     Some(if per100 < 100.0 * MIB {
         SeedBand::Stable
     } else if per100 <= 500.0 * MIB {
@@ -120,12 +145,7 @@ fn seed_band(s: &RequestSeries) -> Option<SeedBand> {
 }
 
 /// Judge a measured metric, given its p-value after the correction across metrics.
-pub(crate) fn judge(
-    m: &mut MetricAnalysis,
-    rule: Option<&Rule>,
-    alpha: f64,
-    total_requests: usize,
-) {
+pub(crate) fn judge(m: &mut MetricAnalysis, rule: Option<&Rule>, alpha: f64, total_requests: u64) {
     let Some(rule) = rule else {
         m.outcome = Outcome::Pass;
         m.reasons
@@ -146,7 +166,8 @@ pub(crate) fn judge(
                 m.n
             ));
             // Twice the minimum: the automatic warm-up cut may take up to half a run.
-            m.requests_to_decide = Some((2 * MIN_JUDGED).max(4 * m.n) as u64);
+            m.requests_to_decide =
+                Some((2 * MIN_JUDGED as u64 * m.batch).max(4 * m.requests.max(m.n as u64)));
         }
         return;
     };
@@ -168,13 +189,13 @@ pub(crate) fn judge(
             val(rule.min_growth)
         ));
         let more = ((rule.min_growth - m.growth.max(0.0)) / s.point.max(f64::MIN_POSITIVE)).ceil();
-        m.requests_to_decide = (more < 1e7).then(|| (m.warmup_cut + m.n) as u64 + more as u64);
+        m.requests_to_decide = (more < 1e9).then(|| m.warmup_cut as u64 + m.requests + more as u64);
         Outcome::Inconclusive
     } else if m.growth < rule.min_growth {
         m.reasons.push(format!(
             "grew {} over {} requests, below the {} floor that can count as a leak",
             val(m.growth),
-            m.n,
+            m.requests,
             val(rule.min_growth)
         ));
         Outcome::Pass
@@ -199,7 +220,7 @@ pub(crate) fn judge(
             per(s.point),
             per(m.late_slope.map_or(0.0, |l| l.point))
         ));
-        m.requests_to_decide = Some(2 * total_requests as u64);
+        m.requests_to_decide = Some(2 * total_requests);
         Outcome::Inconclusive
     } else {
         m.reasons.push(format!(
@@ -208,7 +229,7 @@ pub(crate) fn judge(
             per(theta)
         ));
         m.requests_to_decide =
-            requests_to_decide(s.point, s.ci.lo, s.ci.hi, theta, m.n, m.warmup_cut);
+            requests_to_decide(s.point, s.ci.lo, s.ci.hi, theta, m.requests, m.warmup_cut);
         Outcome::Inconclusive
     };
     if let Some(r) = m.requests_to_decide {
@@ -226,14 +247,7 @@ pub(crate) fn judge(
 /// Requests (warm-up included) at which the interval, shrinking like n^-3/2 as a slope's
 /// standard error does, would no longer straddle the threshold. None when the estimate sits
 /// on the threshold (no run length decides it).
-fn requests_to_decide(
-    point: f64,
-    lo: f64,
-    hi: f64,
-    theta: f64,
-    n: usize,
-    cut: usize,
-) -> Option<u64> {
+fn requests_to_decide(point: f64, lo: f64, hi: f64, theta: f64, n: u64, cut: usize) -> Option<u64> {
     let (width, gap) = if point > theta {
         (point - lo, point - theta)
     } else {
@@ -243,7 +257,7 @@ fn requests_to_decide(
         return None;
     }
     let needed = n as f64 * (width / gap).max(1.0).powf(2.0 / 3.0);
-    (needed < 1e7).then(|| (needed.ceil() as u64 + cut as u64).max(n as u64 + cut as u64 + 1))
+    (needed < 1e9).then(|| (needed.ceil() as u64 + cut as u64).max(n + cut as u64 + 1))
 }
 
 /// The cooldown residual only ever adds a sentence: Python servers rarely hand freed memory

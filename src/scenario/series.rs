@@ -64,9 +64,10 @@ pub(crate) fn request_series(timeline: &Timeline) -> Vec<RequestSeries> {
             Some(RequestSeries {
                 metric: name.clone(),
                 unit: s.unit,
-                values,
+                values: crate::analysis::Batched::from_requests(&values, 0),
                 cooldown,
                 headroom: headroom(timeline, &metric),
+                by_time: None,
             })
         })
         .collect()

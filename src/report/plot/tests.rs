@@ -93,14 +93,11 @@ fn verdict(tl: &Timeline) -> Verdict {
         .keys()
         .filter_map(|metric| {
             let values = tl.per_request(metric, Phase::Measure)?;
-            let metric = metric.clone();
-            Some(RequestSeries {
-                metric,
-                unit: crate::tracker::metric::Unit::Bytes,
-                values,
-                cooldown: Vec::new(),
-                headroom: None,
-            })
+            Some(RequestSeries::raw(
+                metric.clone(),
+                crate::tracker::metric::Unit::Bytes,
+                &values,
+            ))
         })
         .collect();
     analyze(&series, &Thresholds::default())
