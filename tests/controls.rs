@@ -136,7 +136,10 @@ fn failing_requests_are_an_error_never_a_pass() {
         "{}",
         r.summary()
     );
-    assert!(!r.request_records.is_empty(), "the records are kept");
+    assert!(
+        !r.request_records().expect("the records file").is_empty(),
+        "the records are kept"
+    );
     assert_report_written(&r);
 }
 

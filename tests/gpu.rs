@@ -448,10 +448,10 @@ fn c_device_and_per_process_numbers_agree() {
     let (_, scheduler) = root_and(r, SCHEDULER);
     let first_request = r
         .timeline
-        .marks
+        .phases
         .iter()
-        .filter(|m| m.phase >= Phase::Warmup)
-        .map(|m| m.t_us)
+        .filter(|p| p.phase >= Phase::Warmup)
+        .map(|p| p.from_us)
         .min()
         .expect("a request");
     let child = &r

@@ -31,7 +31,13 @@ fn an_image_leak_is_caught_by_the_image_scenario_and_not_by_text_only() {
         "{}",
         with_images.summary()
     );
-    assert!(with_images.request_records.iter().all(|r| r.images == 1));
+    assert!(
+        with_images
+            .request_records()
+            .expect("the records file")
+            .iter()
+            .all(|r| r.images == 1)
+    );
 
     let text_only = run(&quick("image_leak_text_only", &knobs, Workload::VlmText));
     text_only.assert_pass();

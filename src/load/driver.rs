@@ -1,14 +1,18 @@
-//! The driver: sends the workload's requests on schedule and marks each on the tracker.
+//! The driver: sends the workload's requests on schedule and marks each on the tracker. Memory
+//! does not grow with the run: finished requests go to the [`RequestLog`] (counters, a latency
+//! histogram, the records file) as they finish.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::images::ImageSet;
-use super::{Api, DriverConfig, LoadError, Workload, build_request, schedule};
+use super::log::RequestLog;
+use super::schedule::Schedule;
+use super::{Api, DriverConfig, LoadError, Workload, build_request};
 use crate::tracker::{MemoryTracker, Phase};
 
 /// What happened to one request. Failures are data, not errors.
@@ -24,10 +28,10 @@ pub struct RequestRecord {
     pub latency_ms: f64,
     /// HTTP status, when a response came.
     pub status: Option<u16>,
-    /// Why it failed, when it did.
-    pub error: Option<String>,
     /// Images sent with it.
     pub images: u32,
+    /// Why it failed, when it did.
+    pub error: Option<String>,
 }
 
 impl RequestRecord {
@@ -35,148 +39,272 @@ impl RequestRecord {
     pub fn ok(&self) -> bool {
         self.error.is_none() && self.status.is_some_and(|s| (200..300).contains(&s))
     }
-}
 
-/// Counts and latencies over a run's requests.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RequestSummary {
-    /// Requests sent (warm-up included).
-    pub sent: u64,
-    /// 2xx responses.
-    pub ok: u64,
-    /// Everything else.
-    pub failed: u64,
-    /// `failed / sent`.
-    pub error_rate: f64,
-    /// Median latency of successful requests, ms.
-    pub latency_p50_ms: Option<f64>,
-    /// 95th percentile latency of successful requests, ms.
-    pub latency_p95_ms: Option<f64>,
-    /// First failure seen.
-    pub first_error: Option<String>,
-}
+    /// No answer at all: refused, unreachable or timed out (the server may be gone).
+    pub fn no_answer(&self) -> bool {
+        self.status.is_none()
+            && self
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("connect") || e == "timed out")
+    }
 
-/// Summarize request records.
-pub fn summarize(records: &[RequestRecord]) -> RequestSummary {
-    let sent = records.len() as u64;
-    let ok = records.iter().filter(|r| r.ok()).count() as u64;
-    let mut lat: Vec<f64> = records
-        .iter()
-        .filter(|r| r.ok())
-        .map(|r| r.latency_ms)
-        .collect();
-    lat.sort_by(f64::total_cmp);
-    let pct =
-        |p: f64| (!lat.is_empty()).then(|| lat[((lat.len() - 1) as f64 * p).round() as usize]);
-    RequestSummary {
-        sent,
-        ok,
-        failed: sent - ok,
-        error_rate: if sent == 0 {
-            0.0
-        } else {
-            (sent - ok) as f64 / sent as f64
-        },
-        latency_p50_ms: pct(0.5),
-        latency_p95_ms: pct(0.95),
-        first_error: records
-            .iter()
-            .filter(|r| !r.ok())
-            .min_by_key(|r| r.start_ms)
-            .map(describe_failure),
+    /// The failure in a phrase.
+    pub fn describe_failure(&self) -> String {
+        match (&self.error, self.status) {
+            (Some(e), _) => e.clone(),
+            (None, Some(s)) => format!("HTTP {s}"),
+            (None, None) => "no response".into(),
+        }
     }
 }
 
-fn describe_failure(r: &RequestRecord) -> String {
-    match (&r.error, r.status) {
-        (Some(e), _) => e.clone(),
-        (None, Some(s)) => format!("HTTP {s}"),
-        (None, None) => "no response".into(),
-    }
+/// How many requests a phase sends, or for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// This many requests.
+    Count(u64),
+    /// Requests on schedule until this much time has passed.
+    For(Duration),
 }
 
-/// The outcome of driving a workload: the records always, an error when the run is unusable.
-#[derive(Debug)]
-pub struct Driven {
-    /// Every request sent, in start order.
-    pub records: Vec<RequestRecord>,
-    /// Why the run is unusable (too many failures, server gone).
-    pub error: Option<LoadError>,
-    /// Model name used for OpenAI requests.
-    pub model: String,
-}
-
-/// Consecutive connection failures after which the server is taken for dead.
+/// Consecutive requests without an answer after which the server is taken for dead.
 const GONE_AFTER: usize = 3;
+/// With a time-bounded plan, the error guard waits for this many requests before it judges.
+const GUARD_MIN_SENT: u64 = 100;
 
-/// Send `config.warmup_requests` warm-up then `config.num_requests` measured requests to
-/// `base_url`, marking each completion on `tracker`.
-pub async fn drive(
-    base_url: &str,
-    workload: &Workload,
-    config: &DriverConfig,
-    tracker: &MemoryTracker,
-    images: Option<&ImageSet>,
-) -> Driven {
-    let client = match reqwest::Client::builder()
-        .timeout(config.request_timeout)
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            return Driven {
-                records: Vec::new(),
-                error: Some(LoadError::Client(e)),
-                model: String::new(),
-            };
-        }
-    };
-    let model = match &config.model {
-        Some(m) => m.clone(),
-        None => discover_model(&client, base_url, config).await,
-    };
-    let mut records = Vec::new();
-    for (phase, count) in [
-        (Phase::Warmup, config.warmup_requests),
-        (Phase::Measure, config.num_requests),
-    ] {
-        if count == 0 {
-            continue;
-        }
-        let gone = run_phase(
-            &client,
+/// Sends a workload's requests to one server, phase after phase (a phase may be driven again:
+/// its request indices continue).
+#[derive(Debug)]
+pub struct Driver<'a> {
+    client: reqwest::Client,
+    base_url: &'a str,
+    workload: &'a Workload,
+    config: &'a DriverConfig,
+    images: Option<&'a ImageSet>,
+    model: String,
+    /// Requests sent so far, every phase: the index of prompts and images (never repeated).
+    global: u64,
+    /// Requests sent so far per phase: the next index within the phase.
+    sent_in: std::collections::HashMap<Phase, u64>,
+    /// Seeds the arrival schedule of each phase run.
+    runs: u64,
+}
+
+impl<'a> Driver<'a> {
+    /// A driver for `base_url`: builds the HTTP client and, for the OpenAI API, asks the server
+    /// which model it serves.
+    ///
+    /// # Errors
+    /// [`LoadError::Client`] when the HTTP client cannot be built.
+    pub async fn connect(
+        base_url: &'a str,
+        workload: &'a Workload,
+        config: &'a DriverConfig,
+        images: Option<&'a ImageSet>,
+    ) -> Result<Self, LoadError> {
+        let client = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .build()
+            .map_err(LoadError::Client)?;
+        let model = match &config.model {
+            Some(m) => m.clone(),
+            None => discover_model(&client, base_url, config).await,
+        };
+        Ok(Self {
+            client,
             base_url,
             workload,
             config,
-            &model,
-            tracker,
             images,
-            phase,
-            count,
-            &mut records,
-        )
-        .await;
-        if let Some(error) = gone {
-            return Driven {
-                records,
-                error: Some(error),
-                model,
+            model,
+            global: 0,
+            sent_in: std::collections::HashMap::new(),
+            runs: 0,
+        })
+    }
+
+    /// The model name OpenAI requests carry.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Send `plan`'s requests of `phase`, marking each completion on `tracker` and recording it
+    /// in `log`. Stops early, with the error, when the server is gone, when more requests failed
+    /// than the guard allows for the whole run, or on an interrupt.
+    ///
+    /// # Errors
+    /// [`LoadError::ServerGone`], [`LoadError::TooManyFailures`], [`LoadError::Interrupted`],
+    /// [`LoadError::Images`].
+    pub async fn run(
+        &mut self,
+        phase: Phase,
+        plan: Plan,
+        tracker: &MemoryTracker,
+        log: &mut RequestLog,
+    ) -> Result<(), LoadError> {
+        let config = self.config;
+        let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+        let start = Instant::now();
+        let seed = config.seed ^ self.runs.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.runs += 1;
+        let schedule = Schedule::new(config.interval, config.arrival, seed);
+        let mut tasks: JoinSet<RequestRecord> = JoinSet::new();
+        let first_index = self.sent_in.get(&phase).copied().unwrap_or(0);
+        let planned_total = |log: &RequestLog, sent_here: u64| match plan {
+            Plan::Count(n) => log.summary().sent.max(1) + n.saturating_sub(sent_here),
+            Plan::For(_) => log.summary().sent,
+        };
+        let mut sent_here = 0u64;
+        let mut outcome = Ok(());
+        for at in schedule {
+            match plan {
+                Plan::Count(n) if sent_here >= n => break,
+                Plan::For(d) if at >= d => break,
+                _ => {}
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until((start + at).into()) => {}
+                () = super::until_interrupted() => break,
+            }
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+                () = super::until_interrupted() => break,
             };
+            // Reap what finished, to notice a dead server early.
+            while let Some(Ok(r)) = tasks.try_join_next() {
+                log.record(&r);
+            }
+            if log.consecutive_no_answer() >= GONE_AFTER || super::interrupted() {
+                break;
+            }
+            // Once more requests failed than the guard allows for the whole run, the outcome
+            // is known: stop instead of waiting out every timeout.
+            let summary = log.summary();
+            let planned = planned_total(log, sent_here);
+            let judged = matches!(plan, Plan::Count(_)) || summary.sent >= GUARD_MIN_SENT;
+            if judged
+                && summary.failed >= 1
+                && summary.failed as f64 > config.max_error_rate * planned as f64
+            {
+                tasks.abort_all();
+                outcome = Err(LoadError::TooManyFailures {
+                    failed: summary.failed,
+                    total: summary.sent,
+                    rate: summary.failed as f64 / planned.max(1) as f64 * 100.0,
+                    limit: config.max_error_rate * 100.0,
+                    first_error: summary.first_error.unwrap_or_default(),
+                });
+                break;
+            }
+            let index = first_index + sent_here;
+            let global = self.global;
+            // Images use a global index so no two requests of the run share an image.
+            let imgs = match (self.workload, self.images) {
+                (Workload::VlmImage(_), Some(set)) => match set.for_request(global) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        outcome = Err(LoadError::Images(e));
+                        break;
+                    }
+                },
+                _ => Vec::new(),
+            };
+            let (path, body) = build_request(config.api, config, &self.model, global, &imgs);
+            let mut req = self
+                .client
+                .post(format!("{}{path}", self.base_url))
+                .json(&body);
+            if let Some(key) = &config.api_key {
+                req = req.bearer_auth(key.expose());
+            }
+            let start_ms = tracker.now_ms();
+            let n_images = imgs.len() as u32;
+            let marker = tracker.marker();
+            self.global += 1;
+            sent_here += 1;
+            tasks.spawn(async move {
+                let t0 = Instant::now();
+                let (status, error) = send(req).await;
+                let latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
+                marker.mark(index, phase);
+                drop(permit);
+                RequestRecord {
+                    index,
+                    phase,
+                    start_ms,
+                    latency_ms,
+                    status,
+                    images: n_images,
+                    error,
+                }
+            });
         }
+        self.sent_in.insert(phase, first_index + sent_here);
+        loop {
+            let joined = tokio::select! {
+                // Finished requests first: only those still in flight are abandoned.
+                biased;
+                j = tasks.join_next() => j,
+                () = super::until_interrupted() => {
+                    tasks.abort_all();
+                    None
+                }
+            };
+            match joined {
+                None => break,
+                Some(Ok(r)) => log.record(&r),
+                Some(Err(_)) => {}
+            }
+        }
+        outcome?;
+        let summary = log.summary();
+        if log.consecutive_no_answer() >= GONE_AFTER {
+            return Err(LoadError::ServerGone {
+                completed: summary.ok,
+                last_error: summary.first_error.unwrap_or_default(),
+            });
+        }
+        if super::interrupted() {
+            return Err(LoadError::Interrupted {
+                completed: summary.ok,
+            });
+        }
+        Ok(())
     }
-    let summary = summarize(&records);
-    let error = (summary.error_rate > config.max_error_rate).then(|| LoadError::TooManyFailures {
-        failed: summary.failed,
-        total: summary.sent,
-        rate: summary.error_rate * 100.0,
+}
+
+/// Sends one request and reads the whole answer: the request is complete only when it is.
+async fn send(req: reqwest::RequestBuilder) -> (Option<u16>, Option<String>) {
+    match req.send().await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            match resp.bytes().await {
+                Ok(_) if (200..300).contains(&status) => (Some(status), None),
+                Ok(body) => (
+                    Some(status),
+                    Some(format!("HTTP {status}: {}", snippet(&body))),
+                ),
+                Err(e) => (
+                    Some(status),
+                    Some(format!("reading the response failed: {e}")),
+                ),
+            }
+        }
+        Err(e) => (None, Some(describe_reqwest(&e))),
+    }
+}
+
+/// The error the whole run's failures amount to, if they pass the guard.
+pub fn error_guard(log: &RequestLog, config: &DriverConfig) -> Option<LoadError> {
+    let s = log.summary();
+    (s.error_rate > config.max_error_rate).then(|| LoadError::TooManyFailures {
+        failed: s.failed,
+        total: s.sent,
+        rate: s.error_rate * 100.0,
         limit: config.max_error_rate * 100.0,
-        first_error: summary.first_error.unwrap_or_default(),
-    });
-    Driven {
-        records,
-        error,
-        model,
-    }
+        first_error: s.first_error.unwrap_or_default(),
+    })
 }
 
 async fn discover_model(client: &reqwest::Client, base_url: &str, config: &DriverConfig) -> String {
@@ -192,169 +320,6 @@ async fn discover_model(client: &reqwest::Client, base_url: &str, config: &Drive
         v["data"][0]["id"].as_str().map(str::to_owned)
     };
     found.await.unwrap_or_else(|| "default".into())
-}
-
-#[expect(
-    clippy::too_many_arguments,
-    reason = "one private call site; a struct would only rename them"
-)]
-async fn run_phase(
-    client: &reqwest::Client,
-    base_url: &str,
-    workload: &Workload,
-    config: &DriverConfig,
-    model: &str,
-    tracker: &MemoryTracker,
-    images: Option<&ImageSet>,
-    phase: Phase,
-    count: u64,
-    records: &mut Vec<RequestRecord>,
-) -> Option<LoadError> {
-    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
-    let start = Instant::now();
-    let mut tasks: JoinSet<RequestRecord> = JoinSet::new();
-    let mut done: Vec<RequestRecord> = Vec::new();
-    let mut consecutive_conn_errors = 0usize;
-    let offset = if phase == Phase::Measure {
-        config.warmup_requests
-    } else {
-        0
-    };
-    for (index, at) in schedule(count, config.interval).into_iter().enumerate() {
-        let index = index as u64;
-        tokio::select! {
-            () = tokio::time::sleep_until((start + at).into()) => {}
-            () = super::until_interrupted() => break,
-        }
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            () = super::until_interrupted() => break,
-        };
-        // Reap what finished, to notice a dead server early.
-        while let Some(Ok(r)) = tasks.try_join_next() {
-            consecutive_conn_errors = track_conn_errors(consecutive_conn_errors, &r);
-            done.push(r);
-        }
-        if consecutive_conn_errors >= GONE_AFTER || super::interrupted() {
-            break;
-        }
-        // Once more requests failed than the guard allows for the whole run, the outcome is
-        // known: stop instead of waiting out every timeout.
-        let failed = records.iter().chain(&done).filter(|r| !r.ok()).count() as u64;
-        let planned = config.warmup_requests + config.num_requests;
-        if failed as f64 > config.max_error_rate * planned as f64 && failed >= 1 {
-            let sent = (records.len() + done.len()) as u64;
-            records.extend(std::mem::take(&mut done));
-            tasks.abort_all();
-            return Some(LoadError::TooManyFailures {
-                failed,
-                total: sent,
-                rate: failed as f64 / planned as f64 * 100.0,
-                limit: config.max_error_rate * 100.0,
-                first_error: super::driver::summarize(records)
-                    .first_error
-                    .unwrap_or_default(),
-            });
-        }
-        // Images use a global index so warm-up and measured requests never share an image.
-        let imgs = match (workload, images) {
-            (Workload::VlmImage(_), Some(set)) => match set.for_request(offset + index) {
-                Ok(v) => v,
-                Err(e) => return Some(LoadError::Images(e)),
-            },
-            _ => Vec::new(),
-        };
-        let (path, body) = build_request(config.api, config, model, offset + index, &imgs);
-        let mut req = client.post(format!("{base_url}{path}")).json(&body);
-        if let Some(key) = &config.api_key {
-            req = req.bearer_auth(key.expose());
-        }
-        let start_ms = tracker.now_ms();
-        let n_images = imgs.len() as u32;
-        let marker = tracker.marker();
-        tasks.spawn(async move {
-            let t0 = Instant::now();
-            let result = match req.send().await {
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    // Read the whole body: the request is complete only when the answer is.
-                    match resp.bytes().await {
-                        Ok(_) if (200..300).contains(&status) => (Some(status), None),
-                        Ok(body) => (
-                            Some(status),
-                            Some(format!("HTTP {status}: {}", snippet(&body))),
-                        ),
-                        Err(e) => (
-                            Some(status),
-                            Some(format!("reading the response failed: {e}")),
-                        ),
-                    }
-                }
-                Err(e) => (None, Some(describe_reqwest(&e))),
-            };
-            let latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
-            marker.mark(index, phase);
-            drop(permit);
-            RequestRecord {
-                index,
-                phase,
-                start_ms,
-                latency_ms,
-                status: result.0,
-                error: result.1,
-                images: n_images,
-            }
-        });
-    }
-    loop {
-        let joined = tokio::select! {
-            // Finished requests first: only those still in flight are abandoned.
-            biased;
-            j = tasks.join_next() => j,
-            () = super::until_interrupted() => {
-                // Requests still in flight are abandoned: the run ends as interrupted anyway.
-                tasks.abort_all();
-                None
-            }
-        };
-        match joined {
-            None => break,
-            Some(Ok(r)) => {
-                consecutive_conn_errors = track_conn_errors(consecutive_conn_errors, &r);
-                done.push(r);
-            }
-            Some(Err(_)) => {}
-        }
-    }
-    done.sort_by_key(|r| r.index);
-    let gone = (consecutive_conn_errors >= GONE_AFTER).then(|| LoadError::ServerGone {
-        completed: records.iter().chain(&done).filter(|r| r.ok()).count() as u64,
-        last_error: done
-            .iter()
-            .rev()
-            .find_map(|r| r.error.clone())
-            .unwrap_or_default(),
-    });
-    records.extend(done);
-    if gone.is_none() && super::interrupted() {
-        return Some(LoadError::Interrupted {
-            completed: records.iter().filter(|r| r.ok()).count() as u64,
-        });
-    }
-    gone
-}
-
-/// Consecutive requests that got no answer at all (refused connections, time-outs).
-fn track_conn_errors(count: usize, r: &RequestRecord) -> usize {
-    if r.status.is_none()
-        && r.error
-            .as_deref()
-            .is_some_and(|e| e.contains("connect") || e == "timed out")
-    {
-        count + 1
-    } else {
-        0
-    }
 }
 
 fn snippet(body: &[u8]) -> String {

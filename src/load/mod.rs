@@ -6,6 +6,7 @@
 
 mod driver;
 pub mod images;
+mod log;
 mod request;
 mod schedule;
 
@@ -13,10 +14,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use driver::{RequestRecord, RequestSummary, drive, summarize};
+pub use driver::{Driver, Plan, RequestRecord, error_guard};
 pub use images::{ImageConfig, ImageFormat, ImageMode, ImageSource};
+pub use log::{RequestLog, RequestSummary, read_records};
 pub use request::{build_request, prompt};
-pub use schedule::schedule;
+pub use schedule::{Arrival, Schedule, schedule};
 
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -31,7 +33,7 @@ pub fn interrupt() {
 }
 
 /// Completes once [`interrupt`] has been called (at once if it already was).
-pub(crate) async fn until_interrupted() {
+pub async fn until_interrupted() {
     loop {
         let notified = INTERRUPT_NOTIFY.notified();
         tokio::pin!(notified);
@@ -153,6 +155,18 @@ pub struct DriverConfig {
     /// Optional API key, sent as a bearer token; never serialized into a report.
     #[serde(skip)]
     pub api_key: Option<crate::util::Secret>,
+    /// How request starts are spaced (`interval` apart, or a Poisson process with that mean).
+    #[serde(default)]
+    pub arrival: Arrival,
+    /// Measure for this long instead of `num_requests` requests (a soak).
+    #[serde(default, with = "crate::util::serde_opt_ms")]
+    pub duration: Option<Duration>,
+    /// After the measured requests, this long with no request at all (judged on its own).
+    #[serde(default, with = "crate::util::serde_opt_ms")]
+    pub idle: Option<Duration>,
+    /// Seed of the arrival schedule.
+    #[serde(default)]
+    pub seed: u64,
 }
 
 impl Default for DriverConfig {
@@ -169,6 +183,10 @@ impl Default for DriverConfig {
             model: None,
             image_token: "<|vision_start|><|image_pad|><|vision_end|>".into(),
             api_key: None,
+            arrival: Arrival::Constant,
+            duration: None,
+            idle: None,
+            seed: 0,
         }
     }
 }

@@ -221,6 +221,9 @@ pub struct ReportFiles {
     pub svg: Option<PathBuf>,
     /// The server's log.
     pub server_log: Option<PathBuf>,
+    /// Every request: CSV (index, phase, start, latency, status, images, error).
+    #[serde(default)]
+    pub requests: Option<PathBuf>,
 }
 
 /// Everything about one run: configuration, raw samples, requests, verdict.
@@ -252,10 +255,8 @@ pub struct Report {
     pub driver: DriverConfig,
     /// Sampling settings.
     pub tracker: TrackerConfig,
-    /// Request counts and latencies.
+    /// Request counts and latencies (every record is in `files.requests`).
     pub requests: Option<RequestSummary>,
-    /// Per-request records.
-    pub request_records: Vec<RequestRecord>,
     /// The verdict, when the run got that far.
     pub verdict: Option<Verdict>,
     /// Raw samples.
@@ -323,6 +324,18 @@ impl Report {
         serde_json::from_value(value).map_err(|source| ReportError::Parse {
             path: path.to_owned(),
             source,
+        })
+    }
+
+    /// Every request of the run, read back from `files.requests`.
+    ///
+    /// # Errors
+    /// [`ReportError::Read`] when the run wrote no records or the file cannot be read.
+    pub fn request_records(&self) -> Result<Vec<RequestRecord>, ReportError> {
+        let path = self.files.requests.clone().unwrap_or_default();
+        crate::load::read_records(&path).map_err(|e| ReportError::Read {
+            path,
+            source: std::io::Error::other(e),
         })
     }
 

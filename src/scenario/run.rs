@@ -9,8 +9,8 @@ use super::{Scenario, ScenarioError, Target};
 use crate::Error;
 use crate::analysis;
 use crate::fixture::{ServerFixture, ServerSpec};
-use crate::load::LoadError;
 use crate::load::{self, Workload, images::ImageSet};
+use crate::load::{Driver, LoadError, Plan, RequestLog};
 use crate::report::{Report, ReportFiles, RunError, RunOutcome, SCHEMA_VERSION, TargetInfo};
 use crate::tracker::metric::Metric;
 use crate::tracker::{GpuMode, MemoryTracker, Phase, Timeline};
@@ -98,7 +98,6 @@ impl Scenario {
             driver: self.driver.clone(),
             tracker: self.tracker.clone(),
             requests: None,
-            request_records: Vec::new(),
             verdict: None,
             timeline: Timeline::default(),
             shutdown: None,
@@ -206,7 +205,9 @@ impl Scenario {
             }
             _ => fixture.tree(),
         };
-        let tracker = match MemoryTracker::start(tree, Some(fixture.base_url()), &self.tracker) {
+        let raw = Some((self.out_dir.as_path(), self.name.as_str()));
+        let tracker = match MemoryTracker::start(tree, Some(fixture.base_url()), &self.tracker, raw)
+        {
             Ok(t) => t,
             Err(e) => {
                 let shutdown = fixture.stop().await;
@@ -291,25 +292,25 @@ impl Scenario {
     ) -> Result<(), Error> {
         tracker.mark(0, Phase::Baseline);
         tokio::time::sleep(self.baseline).await;
+        let mut log = RequestLog::to_file(&self.out_dir, &self.name).map_err(|source| {
+            ScenarioError::OutDirNotWritable {
+                path: self.out_dir.clone(),
+                source,
+            }
+        })?;
+        report.files.requests = log.path().map(Path::to_path_buf);
         let printer = self
             .progress
             .map(|every| self.spawn_progress(tracker, every));
-        let driven = load::drive(
-            fixture.base_url(),
-            &self.workload,
-            &self.driver,
-            tracker,
-            images,
-        )
-        .await;
+        let driven = self.drive(fixture, tracker, images, &mut log).await;
         if let Some(p) = printer {
             p.abort();
         }
-        report.requests = Some(load::summarize(&driven.records));
-        report.request_records = driven.records;
-        if let Some(e) = driven.error {
-            return Err(e.into());
+        report.requests = Some(log.summary());
+        if let Some(note) = log.flush() {
+            report.notes.push(note);
         }
+        driven?;
         tracker.mark(0, Phase::Cooldown);
         if self.cooldown.flush {
             match flush(fixture.base_url(), self.cooldown.flush_timeout).await {
@@ -319,6 +320,39 @@ impl Scenario {
         }
         tracker.mark(1, Phase::Cooldown);
         tokio::time::sleep(self.cooldown.settle).await;
+        Ok(())
+    }
+
+    /// Warm-up, the measured requests (a count, or a duration), the error guard, the idle phase.
+    async fn drive(
+        &self,
+        fixture: &ServerFixture,
+        tracker: &MemoryTracker,
+        images: Option<&ImageSet>,
+        log: &mut RequestLog,
+    ) -> Result<(), Error> {
+        let d = &self.driver;
+        let mut driver = Driver::connect(fixture.base_url(), &self.workload, d, images).await?;
+        if d.warmup_requests > 0 {
+            driver
+                .run(Phase::Warmup, Plan::Count(d.warmup_requests), tracker, log)
+                .await?;
+        }
+        let plan = match d.duration {
+            Some(t) => Plan::For(t),
+            None => Plan::Count(d.num_requests),
+        };
+        driver.run(Phase::Measure, plan, tracker, log).await?;
+        if let Some(e) = load::error_guard(log, d) {
+            return Err(e.into());
+        }
+        if let Some(idle) = d.idle {
+            tracker.mark(0, Phase::Idle);
+            tokio::select! {
+                () = tokio::time::sleep(idle) => {}
+                () = load::until_interrupted() => {}
+            }
+        }
         Ok(())
     }
 }

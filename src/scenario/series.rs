@@ -38,36 +38,38 @@ fn headroom(timeline: &Timeline, metric: &Metric) -> Option<f64> {
 
 /// Turn the timeline into one request-indexed series per analysed metric.
 pub(crate) fn request_series(timeline: &Timeline) -> Vec<RequestSeries> {
-    // The settle starts at the cooldown's last mark (after the flush), not at its first.
-    let cooldown_from = timeline.marks_in(Phase::Cooldown).map(|m| m.t_us).max();
+    // The settled part of the cooldown: the second half after its last mark (after the flush).
+    let settle_from = timeline.phase(Phase::Cooldown).map(|p| p.to_us);
     timeline
-        .series
+        .per_request
         .iter()
-        .filter_map(|(name, s)| {
+        .filter_map(|(name, values)| {
             let metric: Metric = name.parse().ok()?;
-            if !analysed(&metric, s.unit) {
+            let unit = timeline.series.get(name)?.unit;
+            if !analysed(&metric, unit) {
                 return None;
             }
-            let values = timeline.per_request(name, Phase::Measure)?;
-            // The settled part of the cooldown: its second half.
-            let cooldown = match (cooldown_from, s.points.last()) {
-                (Some(from), Some(end)) if end.t_us > from => {
-                    let mid = from + (end.t_us - from) / 2;
-                    s.points
-                        .iter()
-                        .filter(|p| p.t_us >= mid)
-                        .map(|p| p.v)
-                        .collect()
-                }
+            let cooldown = match (settle_from, timeline.cooldown.get(name)) {
+                (Some(from), Some(points)) => match points.last() {
+                    Some(end) if end.t_us > from => {
+                        let mid = from + (end.t_us - from) / 2;
+                        points
+                            .iter()
+                            .filter(|p| p.t_us >= mid)
+                            .map(|p| p.v)
+                            .collect()
+                    }
+                    _ => Vec::new(),
+                },
                 _ => Vec::new(),
             };
             Some(RequestSeries {
                 metric: name.clone(),
-                unit: s.unit,
-                values: crate::analysis::Batched::from_requests(&values, 0),
+                unit,
+                values: values.clone(),
                 cooldown,
                 headroom: headroom(timeline, &metric),
-                by_time: None,
+                by_time: timeline.by_time.get(name).cloned(),
             })
         })
         .collect()

@@ -11,6 +11,7 @@
 mod gpu;
 mod host;
 pub mod metric;
+mod replay;
 mod sampler;
 mod server;
 pub(crate) mod shm;
@@ -26,9 +27,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::fixture::ProcessTree;
 pub use gpu::GpuProbe;
+pub use replay::{ReplayError, Replayed, replay};
 use sampler::{Msg, Sampler};
 pub(crate) use store::{Reading, Store};
-pub use timeline::{Mark, Phase, Point, ProcessInfo, Series, SourceStatus, Timeline, Unit};
+pub use timeline::{
+    Mark, Phase, PhaseSpan, Point, ProcessInfo, RawFiles, Series, SourceStatus, Timeline, Unit,
+};
 
 /// Errors starting the tracker.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +40,15 @@ pub enum TrackerError {
     /// GPU metrics were required and NVML could not provide them.
     #[error("GPU metrics are required but unavailable")]
     GpuUnavailable(#[source] GpuUnavailable),
+    /// The raw files could not be created.
+    #[error("failed to create the raw sample files in {}", dir.display())]
+    RawFiles {
+        /// The folder.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The sampler thread could not be started.
     #[error("failed to start the sampler thread")]
     Thread(#[source] std::io::Error),
@@ -148,17 +161,30 @@ pub struct MemoryTracker {
 
 impl MemoryTracker {
     /// Start sampling `tree` (none: only device-wide GPU and shm readings) and, when
-    /// `base_url` is given and a tokio runtime is running, the server's own metrics.
+    /// `base_url` is given and a tokio runtime is running, the server's own metrics. With
+    /// `raw = Some((dir, stem))` every reading, mark and process is also streamed to
+    /// `dir/<stem>.samples.csv`, `.marks.csv` and `.processes.jsonl`, flushed at least once a
+    /// second.
     ///
     /// # Errors
     /// [`TrackerError::GpuUnavailable`] when `config.gpu` is `Required` and NVML does not work;
+    /// [`TrackerError::RawFiles`] when the raw files cannot be created;
     /// [`TrackerError::Thread`] when the sampler thread cannot be spawned.
     pub fn start(
         tree: Option<ProcessTree>,
         base_url: Option<&str>,
         config: &TrackerConfig,
+        raw: Option<(&std::path::Path, &str)>,
     ) -> Result<Self, TrackerError> {
         let store = Store::new(config.interval.as_millis() as u64);
+        if let Some((dir, stem)) = raw {
+            store
+                .stream_to(dir, stem)
+                .map_err(|source| TrackerError::RawFiles {
+                    dir: dir.to_owned(),
+                    source,
+                })?;
+        }
         let gpu = match config.gpu {
             GpuMode::Off => {
                 store.set_source(status(
@@ -287,6 +313,10 @@ impl MemoryTracker {
         if let Some(task) = self.server_task.take() {
             // The poller checks its stop signal between requests of at most ~1 s.
             let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+        }
+        if let Some(error) = self.store.flush() {
+            self.store
+                .set_source(status("raw files", false, Some(error)));
         }
         self.store.snapshot()
     }

@@ -69,6 +69,7 @@ impl Sampler {
                         let note = host_note(self.pids.len());
                         self.store.set_source(status("host", true, note));
                     }
+                    self.store.flush_if_due();
                     next += self.interval;
                     if next < Instant::now() {
                         next = Instant::now() + self.interval;

@@ -1,10 +1,13 @@
-//! The tracker's output: named series of samples, request marks and the processes seen.
+//! The tracker's output: a bounded summary of the run (the plot envelope of every series, the
+//! per-request and per-hour batch means the verdict needs, the phases, the processes seen) and
+//! the names of the raw files every reading was streamed to.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
 pub use super::metric::Unit;
+use crate::analysis::Batched;
 
 /// One reading of one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -34,8 +37,61 @@ pub enum Phase {
     Warmup,
     /// Measured requests.
     Measure,
+    /// No requests, on purpose: memory that grows now grows with time, not traffic.
+    Idle,
     /// After the last request: cache flush and settling.
     Cooldown,
+}
+
+impl Phase {
+    /// `baseline`, `warmup`, `measure`, `idle`, `cooldown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Baseline => "baseline",
+            Phase::Warmup => "warmup",
+            Phase::Measure => "measure",
+            Phase::Idle => "idle",
+            Phase::Cooldown => "cooldown",
+        }
+    }
+}
+
+impl std::str::FromStr for Phase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "baseline" => Phase::Baseline,
+            "warmup" => Phase::Warmup,
+            "measure" => Phase::Measure,
+            "idle" => Phase::Idle,
+            "cooldown" => Phase::Cooldown,
+            _ => return Err(format!("unknown phase {s:?}")),
+        })
+    }
+}
+
+/// One phase of a run on the timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhaseSpan {
+    /// Which phase.
+    pub phase: Phase,
+    /// Its first mark (µs since the tracker started).
+    pub from_us: u64,
+    /// The first mark of the next phase, or its last mark while it is the last one.
+    pub to_us: u64,
+    /// Requests completed in it.
+    pub requests: u64,
+}
+
+/// The raw files a run streamed to, beside its report (names relative to the report's folder).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawFiles {
+    /// Every reading: CSV `t_us,metric,unit,value`.
+    pub samples: String,
+    /// Every request completion and phase change: CSV `t_us,phase,request`.
+    pub marks: String,
+    /// Every process seen: JSON lines of [`ProcessInfo`].
+    pub processes: String,
 }
 
 /// A request completion (or a phase change) on the timeline.
@@ -92,7 +148,7 @@ pub struct SourceStatus {
     pub errors: u64,
 }
 
-/// Everything a tracker recorded during one run.
+/// Everything a tracker recorded during one run, bounded whatever the run's length.
 ///
 /// Metric names are `source.quantity@scope`, e.g. `host.rss@tree`, `host.rss@pid:4321`,
 /// `host.pss@tree`, `gpu.used@dev:0`, `gpu.proc@tree`, `gpu.proc@pid:4321`, `shm.bytes`,
@@ -103,89 +159,55 @@ pub struct Timeline {
     pub interval_ms: u64,
     /// Wall-clock time the tracker started (RFC 3339).
     pub started_at: String,
-    /// Series by metric name.
+    /// Series by metric name, for plots: every reading while they are few, then a min/max
+    /// envelope of at most a few thousand points (`envelope_bucket` readings per pair).
     pub series: BTreeMap<String, Series>,
-    /// Request completions and phase changes, in time order.
-    pub marks: Vec<Mark>,
+    /// Readings per envelope bucket (1: every reading is in `series`).
+    #[serde(default = "one")]
+    pub envelope_bucket: u64,
+    /// The phases, in order.
+    pub phases: Vec<PhaseSpan>,
+    /// Per analysed metric: its value after each measured request, as batch means.
+    pub per_request: BTreeMap<String, Batched>,
+    /// Per analysed metric: its readings during the measured phase against hours since the
+    /// phase started, as batch means.
+    pub by_time: BTreeMap<String, Batched>,
+    /// Per analysed metric: its readings during the idle phase against hours since it started.
+    #[serde(default)]
+    pub idle: BTreeMap<String, Batched>,
+    /// Readings during the cooldown, per metric (bounded).
+    #[serde(default)]
+    pub cooldown: BTreeMap<String, Vec<Point>>,
     /// Processes of the tree by PID.
     pub processes: BTreeMap<u32, ProcessInfo>,
     /// One entry per source.
     pub sources: Vec<SourceStatus>,
+    /// The raw files, when the run streamed to disk.
+    #[serde(default)]
+    pub raw: Option<RawFiles>,
+}
+
+fn one() -> u64 {
+    1
 }
 
 impl Timeline {
-    /// The marks of one phase, in completion order.
-    pub fn marks_in(&self, phase: Phase) -> impl Iterator<Item = &Mark> {
-        self.marks.iter().filter(move |m| m.phase == phase)
+    /// The span of `phase`, if it happened.
+    pub fn phase(&self, phase: Phase) -> Option<&PhaseSpan> {
+        self.phases.iter().find(|p| p.phase == phase)
     }
 
     /// Time range `[start, end)` of a phase: from its first mark to the first mark of a later
-    /// phase (or the last point recorded).
+    /// phase (`u64::MAX` while it is the last).
     pub fn phase_range(&self, phase: Phase) -> Option<(u64, u64)> {
-        let start = self.marks_in(phase).map(|m| m.t_us).min()?;
-        let end = self
-            .marks
-            .iter()
-            .filter(|m| m.phase > phase)
-            .map(|m| m.t_us)
-            .min()
-            .unwrap_or(u64::MAX);
-        Some((start, end))
+        let i = self.phases.iter().position(|p| p.phase == phase)?;
+        let from = self.phases[i].from_us;
+        let to = self.phases.get(i + 1).map_or(u64::MAX, |n| n.from_us);
+        Some((from, to))
     }
 
-    /// The value of `metric` after each request of `phase` completed, in completion order.
-    ///
-    /// For request `i` this is the latest reading taken strictly before the completion of request
-    /// `i + 1` (or the end of the phase for the last one). Every mark triggers a reading a few µs
-    /// later, so this is normally the reading taken just after request `i` completed, never one
-    /// that already includes request `i + 1`; when none falls between the two completions, the
-    /// reading before is carried forward. Times are in µs, so back-to-back requests stay apart.
-    /// Returns `None` when the metric does not exist or had no reading by the end of the phase.
-    pub fn per_request(&self, metric: &str, phase: Phase) -> Option<Vec<f64>> {
-        let series = self.series.get(metric)?;
-        let mut ends: Vec<u64> = self.marks_in(phase).map(|m| m.t_us).collect();
-        if ends.is_empty() {
-            return None;
-        }
-        ends.sort_unstable();
-        let (_, phase_end) = self.phase_range(phase)?;
-        let points = &series.points;
-        let values: Vec<Option<f64>> = ends
-            .iter()
-            .enumerate()
-            .map(|(i, _)| {
-                let until = ends.get(i + 1).copied().unwrap_or(phase_end);
-                // Latest reading no later than `until` (points are sorted by time).
-                let idx = points.partition_point(|p| p.t_us < until);
-                idx.checked_sub(1).map(|k| points[k].v)
-            })
-            .collect();
-        // Requests that completed before the first reading take that first reading.
-        let first = values.iter().position(Option::is_some)?;
-        let fill = values[first];
-        Some(
-            values
-                .iter()
-                .enumerate()
-                .map(|(i, v)| if i < first { fill } else { *v })
-                .map(|v| v.unwrap_or(f64::NAN))
-                .collect(),
-        )
-    }
-
-    /// Readings of `metric` inside the time range of `phase`.
-    pub fn points_in(&self, metric: &str, phase: Phase) -> Vec<Point> {
-        let Some(series) = self.series.get(metric) else {
-            return Vec::new();
-        };
-        let Some((start, end)) = self.phase_range(phase) else {
-            return Vec::new();
-        };
-        series
-            .points
-            .iter()
-            .copied()
-            .filter(|p| p.t_us >= start && p.t_us < end)
-            .collect()
+    /// Requests completed in `phase`.
+    pub fn requests_in(&self, phase: Phase) -> u64 {
+        self.phase(phase).map_or(0, |p| p.requests)
     }
 }

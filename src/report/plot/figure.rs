@@ -127,9 +127,9 @@ impl Figure {
             .map(|&(t, _)| t)
             .fold(0.0, f64::max);
         let last_mark = timeline
-            .marks
+            .phases
             .iter()
-            .map(|m| m.t_us as f64 / 1e6)
+            .map(|p| p.to_us as f64 / 1e6)
             .fold(0.0, f64::max);
         let x_max = last_point.max(last_mark);
         let x_max = if x_max > 0.0 { x_max } else { 1.0 };

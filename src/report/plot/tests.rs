@@ -4,7 +4,7 @@ use super::draw::SIZE;
 use super::figure::{Figure, GIB, LEAK_RED, MAX_PROCESSES, MIB, decimate, headline};
 use super::*;
 use crate::analysis::{Outcome, RequestSeries, Thresholds, analyze};
-use crate::tracker::{Mark, Phase, Point, ProcessInfo, Series, Unit};
+use crate::tracker::{Phase, Point, ProcessInfo, Series, Unit};
 use crate::util::signed_bytes;
 
 fn series(points: impl Iterator<Item = (u64, f64)>) -> Series {
@@ -19,13 +19,11 @@ fn series(points: impl Iterator<Item = (u64, f64)>) -> Series {
     }
 }
 
-/// 120 s of samples every 500 ms: a tree of 8 processes, one leaking 1 MiB per request.
+/// 120 s of samples every 500 ms: a tree of 8 processes, one leaking 1 MiB per request; fed
+/// through the tracker's store like a live run.
 fn timeline() -> Timeline {
-    let mut tl = Timeline {
-        interval_ms: 500,
-        ..Timeline::default()
-    };
-    let ticks = || (0..240u64).map(|i| i * 500);
+    use crate::tracker::Reading;
+    let store = crate::tracker::Store::new(500);
     let names = ["python3", "sglang::scheduler_TP0", "sglang::detokenizer"];
     for (k, pid) in (4320..4328u32).enumerate() {
         let name = names.get(k).copied().unwrap_or("worker").to_owned();
@@ -38,66 +36,53 @@ fn timeline() -> Timeline {
             first_seen_ms: 0,
             last_seen_ms: 119_500,
         };
-        tl.processes.insert(pid, info);
+        store.saw_process(0, pid, || info);
+    }
+    let rss = |pid: u32, k: usize, t_ms: u64| {
         let base = (k as f64 + 1.0) * 300.0 * MIB;
         let slope = if pid == 4321 { MIB / 1000.0 } else { 0.0 };
-        let wobble = |t: u64| ((t / 500) % 7) as f64 * 0.3 * MIB;
-        let s = series(ticks().map(|t| (t, base + slope * t as f64 + wobble(t))));
-        tl.series.insert(format!("host.rss@pid:{pid}"), s);
-    }
-    let tree = |t: u64| -> f64 {
-        tl.series
-            .iter()
-            .filter(|(k, _)| k.starts_with("host.rss@pid:"))
-            .map(|(_, s)| s.points[(t / 500) as usize].v)
-            .sum()
+        let wobble = ((t_ms / 500) % 7) as f64 * 0.3 * MIB;
+        base + slope * t_ms as f64 + wobble
     };
-    let tree_points: Vec<(u64, f64)> = ticks().map(|t| (t, tree(t))).collect();
-    tl.series
-        .insert("host.rss@tree".into(), series(tree_points.into_iter()));
-    tl.series.insert(
-        "gpu.used@dev:0".into(),
-        series(ticks().map(|t| (t, 60.0 * GIB))),
-    );
-    tl.series.insert(
-        "gpu.proc@tree".into(),
-        series(ticks().map(|t| (t, 55.0 * GIB))),
-    );
-    tl.series.insert(
-        "shm.bytes".into(),
-        series(ticks().map(|t| (t, 3.0 * MIB + if t > 20_000 { MIB } else { 0.0 }))),
-    );
-    tl.marks.push(Mark {
-        t_us: 5_000_000,
-        request: 0,
-        phase: Phase::Warmup,
-    });
-    for i in 0..100 {
-        tl.marks.push(Mark {
-            t_us: (20_000 + i * 900) * 1000,
-            request: i,
-            phase: Phase::Measure,
-        });
+    // Marks: warm-up at 5 s, 100 measured requests 0.9 s apart from 20 s, cooldown at 110 s.
+    let mut marks: Vec<(u64, u64, Phase)> = vec![(5_000_000, 0, Phase::Warmup)];
+    marks.extend((0..100u64).map(|i| ((20_000 + i * 900) * 1000, i, Phase::Measure)));
+    marks.push((110_000_000, 0, Phase::Cooldown));
+    let mut next = 0;
+    for tick in 0..240u64 {
+        let t_ms = tick * 500;
+        let t_us = t_ms * 1000;
+        while next < marks.len() && marks[next].0 <= t_us {
+            let (t, r, p) = marks[next];
+            store.mark(t, r, p);
+            next += 1;
+        }
+        let mut readings: Vec<Reading> = (4320..4328u32)
+            .enumerate()
+            .map(|(k, pid)| Reading::bytes(format!("host.rss@pid:{pid}"), rss(pid, k, t_ms) as u64))
+            .collect();
+        let tree: u64 = readings.iter().map(|r| r.v as u64).sum();
+        readings.push(Reading::bytes("host.rss@tree", tree));
+        readings.push(Reading::bytes("gpu.used@dev:0", (60.0 * GIB) as u64));
+        readings.push(Reading::bytes("gpu.proc@tree", (55.0 * GIB) as u64));
+        let shm = 3.0 * MIB + if t_ms > 20_000 { MIB } else { 0.0 };
+        readings.push(Reading::bytes("shm.bytes", shm as u64));
+        store.push(t_us, readings);
     }
-    tl.marks.push(Mark {
-        t_us: 110_000_000,
-        request: 0,
-        phase: Phase::Cooldown,
-    });
-    tl
+    store.snapshot()
 }
 
 fn verdict(tl: &Timeline) -> Verdict {
     let series: Vec<RequestSeries> = tl
-        .series
-        .keys()
-        .filter_map(|metric| {
-            let values = tl.per_request(metric, Phase::Measure)?;
-            Some(RequestSeries::raw(
-                metric.clone(),
-                crate::tracker::metric::Unit::Bytes,
-                &values,
-            ))
+        .per_request
+        .iter()
+        .map(|(metric, values)| RequestSeries {
+            metric: metric.clone(),
+            unit: crate::tracker::metric::Unit::Bytes,
+            values: values.clone(),
+            cooldown: Vec::new(),
+            headroom: None,
+            by_time: None,
         })
         .collect();
     analyze(&series, &Thresholds::default())
