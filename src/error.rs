@@ -27,6 +27,9 @@ pub enum Error {
     /// Reading or writing a report failed.
     #[error(transparent)]
     Report(#[from] crate::report::ReportError),
+    /// The raw files of a run could not be read back.
+    #[error(transparent)]
+    Replay(#[from] crate::tracker::ReplayError),
     /// A condition of the run itself (the server exited, nothing measured, ...).
     #[error(transparent)]
     Scenario(#[from] crate::scenario::ScenarioError),
@@ -48,7 +51,7 @@ impl Error {
             Error::Load(crate::load::LoadError::Images(_) | crate::load::LoadError::Client(_)) => {
                 ErrorKind::Setup
             }
-            Error::Load(_) | Error::Report(_) => ErrorKind::Run,
+            Error::Load(_) | Error::Report(_) | Error::Replay(_) => ErrorKind::Run,
             Error::Scenario(
                 S::OutDirNotWritable { .. }
                 | S::GpuRequired(_)

@@ -144,6 +144,20 @@ pub fn signed_bytes(bytes: f64) -> String {
     if bytes >= 0.0 { format!("+{s}") } else { s }
 }
 
+/// `950`, `12.3 k`, `4.3 M`, `2.1 G`: a large count for a person.
+pub fn human_count(n: f64) -> String {
+    let a = n.abs();
+    if a < 1e4 {
+        format!("{n:.0}")
+    } else if a < 1e6 {
+        format!("{:.1} k", n / 1e3)
+    } else if a < 1e9 {
+        format!("{:.1} M", n / 1e6)
+    } else {
+        format!("{:.1} G", n / 1e9)
+    }
+}
+
 /// An error and its sources, `: `-joined, skipping a source whose text the message already
 /// holds (reqwest's own message hides "connection refused" in its source).
 pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
@@ -169,6 +183,12 @@ mod tests {
         let s = super::Secret::new("sk-123");
         assert_eq!(format!("{s:?} {s}"), "<redacted> <redacted>");
         assert_eq!(s.expose(), "sk-123");
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(super::human_count(950.0), "950");
+        assert_eq!(super::human_count(4_311_093.0), "4.3 M");
     }
 
     #[test]

@@ -18,6 +18,7 @@ use crate::tracker::metric::{Metric, MetricPattern, Source, Unit};
 
 mod batch;
 pub mod calibrate;
+mod hourly;
 pub mod noise;
 mod sample;
 #[cfg(test)]
@@ -50,6 +51,7 @@ pub struct ConfidenceInterval {
 }
 
 pub use batch::{BatchMeans, Batched, MAX_POINTS};
+pub use hourly::{HourlyAnalysis, Stretch};
 
 /// One metric's values after each measured request (index 0 = first measured request), as batch
 /// means: at most [`MAX_POINTS`] points however long the run.
@@ -71,6 +73,9 @@ pub struct RequestSeries {
     /// growth per hour; `None` when not recorded.
     #[serde(default)]
     pub by_time: Option<Batched>,
+    /// The same metric against time during the idle phase, if there was one.
+    #[serde(default)]
+    pub idle: Option<Batched>,
 }
 
 impl RequestSeries {
@@ -83,6 +88,7 @@ impl RequestSeries {
             cooldown: Vec::new(),
             headroom: None,
             by_time: None,
+            idle: None,
         }
     }
 }
@@ -139,6 +145,27 @@ pub struct Thresholds {
     /// deterministic (rank-based intervals need no resampling); the seed drives
     /// [`calibrate`] and any future resampling method.
     pub seed: u64,
+    /// The soak limit: growth per hour (in bytes) above which a judged metric leaks, under
+    /// traffic or while idle, whatever its per-request slope.
+    #[serde(default = "default_per_hour")]
+    pub max_growth_per_hour: f64,
+    /// Growth per hour is judged only over stretches at least this long (hours): a short run
+    /// extrapolated to an hour says little.
+    #[serde(default = "default_soak_min_hours")]
+    pub soak_min_hours: f64,
+}
+
+/// Default soak limit: 256 MiB per hour (6 GiB a day).
+pub const DEFAULT_MAX_GROWTH_PER_HOUR: f64 = 256.0 * MIB;
+/// Default shortest stretch judged per hour: 2 minutes.
+pub const DEFAULT_SOAK_MIN_HOURS: f64 = 2.0 / 60.0;
+
+fn default_per_hour() -> f64 {
+    DEFAULT_MAX_GROWTH_PER_HOUR
+}
+
+fn default_soak_min_hours() -> f64 {
+    DEFAULT_SOAK_MIN_HOURS
 }
 
 impl Thresholds {
@@ -206,6 +233,8 @@ impl Default for Thresholds {
             confidence: 0.95,
             min_warmup_requests: 0,
             seed: 0x5EED_CAFE,
+            max_growth_per_hour: DEFAULT_MAX_GROWTH_PER_HOUR,
+            soak_min_hours: DEFAULT_SOAK_MIN_HOURS,
         }
     }
 }
@@ -295,7 +324,11 @@ pub struct MetricAnalysis {
     /// (1 = independent readings; steps and sawtooths give more).
     #[serde(default)]
     pub autocorrelation_inflation: Option<f64>,
-    /// Outcome for this metric.
+    /// Growth per hour under traffic and while idle (soaks: stretches of at least
+    /// `thresholds.soak_min_hours`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hourly: Vec<HourlyAnalysis>,
+    /// Outcome for this metric: the worst of the per-request and the hourly judgements.
     pub outcome: Outcome,
     /// Why, in sentences for a person.
     pub reasons: Vec<String>,
@@ -348,10 +381,48 @@ pub fn analyze(series: &[RequestSeries], thresholds: &Thresholds) -> Verdict {
         .iter()
         .map(|s| verdict::measure(s, thresholds).0)
         .collect();
+    for (m, s) in metrics.iter_mut().zip(series) {
+        if !m.judged {
+            continue;
+        }
+        let stretches = [
+            (s.by_time.as_ref(), Stretch::Traffic),
+            (s.idle.as_ref(), Stretch::Idle),
+        ];
+        for (b, stretch) in stretches {
+            if let Some(h) = b.and_then(|b| {
+                hourly::measure(
+                    b,
+                    stretch,
+                    thresholds.max_growth_per_hour,
+                    s.headroom,
+                    thresholds,
+                )
+            }) {
+                m.hourly.push(h);
+            }
+        }
+    }
     holm(&mut metrics);
     let alpha = 1.0 - thresholds.confidence;
     for (m, s) in metrics.iter_mut().zip(series) {
-        verdict::judge(m, thresholds.rule_for(&s.metric), alpha, s.values.readings);
+        let rule = thresholds.rule_for(&s.metric);
+        verdict::judge(m, rule, alpha, s.values.readings);
+        if let Some(rule) = rule {
+            let unit = m.unit;
+            let fmt = |v: f64| units::fmt_value(unit, v);
+            for h in &mut m.hourly {
+                hourly::judge(h, alpha, rule.min_growth, &fmt);
+                m.reasons.push(h.reason.clone());
+            }
+            let worst = m.hourly.iter().map(|h| h.outcome).max();
+            // A per-request leak stays a leak; a pass needs every stretch to pass.
+            if let Some(w) = worst
+                && w > m.outcome
+            {
+                m.outcome = w;
+            }
+        }
     }
     metrics.sort_by_key(|m| (!m.judged, std::cmp::Reverse(m.outcome)));
     let outcome = metrics
@@ -376,20 +447,30 @@ pub fn analyze(series: &[RequestSeries], thresholds: &Thresholds) -> Verdict {
     }
 }
 
-/// Holm–Bonferroni step-down adjustment of the judged metrics' p-values, so that watching
-/// twenty metrics does not multiply the false alarms by twenty.
+/// Holm–Bonferroni step-down adjustment of every judged test's p-value (per request, and per
+/// hour under traffic and idle), so that watching twenty metrics does not multiply the false
+/// alarms by twenty.
 fn holm(metrics: &mut [MetricAnalysis]) {
-    let mut order: Vec<(usize, f64)> = metrics
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| m.judged)
-        .filter_map(|(i, m)| Some((i, m.p_value?)))
-        .collect();
-    order.sort_by(|a, b| a.1.total_cmp(&b.1));
+    // (metric, hourly index or None for the per-request test, p)
+    let mut order: Vec<(usize, Option<usize>, f64)> = Vec::new();
+    for (i, m) in metrics.iter().enumerate().filter(|(_, m)| m.judged) {
+        if let Some(p) = m.p_value {
+            order.push((i, None, p));
+        }
+        for (k, h) in m.hourly.iter().enumerate() {
+            if let Some(p) = h.p_value {
+                order.push((i, Some(k), p));
+            }
+        }
+    }
+    order.sort_by(|a, b| a.2.total_cmp(&b.2));
     let m = order.len();
     let mut running: f64 = 0.0;
-    for (rank, (i, p)) in order.into_iter().enumerate() {
+    for (rank, (i, k, p)) in order.into_iter().enumerate() {
         running = running.max(((m - rank) as f64 * p).min(1.0));
-        metrics[i].p_value_adjusted = Some(running);
+        match k {
+            None => metrics[i].p_value_adjusted = Some(running),
+            Some(k) => metrics[i].hourly[k].p_value_adjusted = Some(running),
+        }
     }
 }

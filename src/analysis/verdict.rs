@@ -57,6 +57,7 @@ pub(crate) fn measure(
         requests_to_decide: None,
         missing: dropped,
         autocorrelation_inflation: None,
+        hourly: Vec::new(),
         outcome: Outcome::Inconclusive,
         reasons: Vec::new(),
     };
@@ -239,7 +240,8 @@ pub(crate) fn judge(m: &mut MetricAnalysis, rule: Option<&Rule>, alpha: f64, tot
     residual_reason(m, &val);
     if let Some(oom) = m.requests_to_oom.filter(|_| m.outcome == Outcome::Leak) {
         m.reasons.push(format!(
-            "at this rate the headroom runs out after about {oom:.0} more requests"
+            "at this rate the headroom runs out after about {} more requests",
+            crate::util::human_count(oom)
         ));
     }
 }

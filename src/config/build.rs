@@ -203,7 +203,10 @@ impl ScenarioConfig {
             name: self.name,
             target,
             workload,
-            driver: self.driver,
+            driver: crate::load::DriverConfig {
+                seed: self.thresholds.seed,
+                ..self.driver
+            },
             thresholds: self.thresholds,
             tracker,
             cooldown: self.cooldown,

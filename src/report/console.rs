@@ -50,8 +50,21 @@ fn metric_line(report: &Report, m: &MetricAnalysis) -> String {
         None => line.push_str(" slope n/a"),
     }
     let _ = write!(line, "  growth {}", value(report, &m.metric, m.growth));
+    for h in &m.hourly {
+        if let Some(s) = h.slope {
+            let what = match h.stretch {
+                crate::analysis::Stretch::Traffic => "",
+                crate::analysis::Stretch::Idle => " idle",
+            };
+            let _ = write!(
+                line,
+                "  {}/hour{what}",
+                value(report, &m.metric, s.point)
+            );
+        }
+    }
     if let Some(r) = m.requests_to_oom.filter(|r| r.is_finite()) {
-        let _ = write!(line, "  OOM in ~{r:.0} requests");
+        let _ = write!(line, "  OOM in ~{} requests", crate::util::human_count(r));
     }
     line
 }

@@ -255,6 +255,9 @@ pub struct Report {
     pub driver: DriverConfig,
     /// Sampling settings.
     pub tracker: TrackerConfig,
+    /// What counts as a leak (also in the verdict; here so a report cut short can be judged).
+    #[serde(default)]
+    pub thresholds: crate::analysis::Thresholds,
     /// Request counts and latencies (every record is in `files.requests`).
     pub requests: Option<RequestSummary>,
     /// The verdict, when the run got that far.

@@ -54,6 +54,22 @@ pub enum ScenarioError {
         #[source]
         source: std::io::Error,
     },
+    /// What a report written at the start says until the run replaces it: if it is still
+    /// there, the harness was killed.
+    #[error(
+        "the run did not finish: the harness stopped before it wrote this report; `sglang-memtest analyze {}` rebuilds the verdict from the raw files",
+        dir.display()
+    )]
+    Unfinished {
+        /// The report's folder.
+        dir: PathBuf,
+    },
+    /// A report without raw files to rebuild it from (written before schema 2, or by hand).
+    #[error("{} names no raw files to rebuild it from", report.display())]
+    NoRawFiles {
+        /// The report.
+        report: PathBuf,
+    },
     /// No reading was recorded for the measured requests.
     #[error(
         "no memory readings were recorded for the measured requests (is the server's process tree visible to this user?)"

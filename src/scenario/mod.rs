@@ -5,6 +5,7 @@
 
 pub mod calibrate;
 mod error;
+mod rebuild;
 mod run;
 mod series;
 mod stages;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use error::ScenarioError;
+pub use rebuild::reanalyze;
 
 use crate::analysis::Thresholds;
 use crate::config::ConfigError;

@@ -97,6 +97,7 @@ impl Scenario {
             workload: self.workload.clone(),
             driver: self.driver.clone(),
             tracker: self.tracker.clone(),
+            thresholds: self.thresholds.clone(),
             requests: None,
             verdict: None,
             timeline: Timeline::default(),
@@ -215,6 +216,9 @@ impl Scenario {
                 return Err(e.into());
             }
         };
+        // From here on the raw files fill up: a report that says so is on disk at once, so a
+        // harness killed mid-run still leaves something `analyze` can turn into a verdict.
+        self.write_provisional(report).await;
         let outcome = self
             .measure(&fixture, &tracker, images.as_ref(), report)
             .await;

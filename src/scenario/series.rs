@@ -70,6 +70,7 @@ pub(crate) fn request_series(timeline: &Timeline) -> Vec<RequestSeries> {
                 cooldown,
                 headroom: headroom(timeline, &metric),
                 by_time: timeline.by_time.get(name).cloned(),
+                idle: timeline.idle.get(name).cloned(),
             })
         })
         .collect()

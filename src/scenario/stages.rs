@@ -55,6 +55,27 @@ impl Scenario {
         })
     }
 
+    /// The report as it stands, marked unfinished, with the raw files named: replaced at the end.
+    pub(super) async fn write_provisional(&self, report: &Report) {
+        let mut provisional = report.clone();
+        provisional.error = Some(crate::report::RunError::new(
+            super::ScenarioError::Unfinished {
+                dir: self.out_dir.clone(),
+            }
+            .into(),
+        ));
+        let (dir, name) = (self.out_dir.clone(), self.name.clone());
+        provisional.timeline.raw = Some(crate::tracker::RawFiles {
+            samples: format!("{name}.samples.csv"),
+            marks: format!("{name}.marks.csv"),
+            processes: format!("{name}.processes.jsonl"),
+        });
+        provisional.files.requests = Some(dir.join(format!("{name}.requests.csv")));
+        let json = dir.join(format!("{name}.json"));
+        provisional.files.json = Some(json.clone());
+        let _ = tokio::task::spawn_blocking(move || provisional.write_json(&json)).await;
+    }
+
     /// Plots and the JSON report, on a blocking thread (encoding and fsync take a while).
     pub(super) async fn write_outputs(&self, report: &mut Report) {
         let json = self.out_dir.join(format!("{}.json", self.name));
@@ -74,7 +95,7 @@ impl Scenario {
     }
 }
 
-fn write_files(report: &mut Report, plots: bool, out_dir: &Path, name: &str, json: &Path) {
+pub(super) fn write_files(report: &mut Report, plots: bool, out_dir: &Path, name: &str, json: &Path) {
     if plots {
         let title = format!("{name} ({}) — {}", report.test_type, report.target.kind);
         match crate::report::plot::write_plots(

@@ -58,6 +58,42 @@ pub fn compare(before: &Path, after: &Path) -> anyhow::Result<u8> {
     })
 }
 
+/// `analyze PATH`: every report at PATH (a JSON file, or the `*.json` of a folder) rebuilt from
+/// its raw files; the exit status is the worst outcome.
+pub fn analyze(path: &Path, plots: bool) -> anyhow::Result<u8> {
+    let reports: Vec<PathBuf> = if path.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("cannot read {}", path.display()))?
+            .filter_map(|e| Some(e.ok()?.path()))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "json")
+                    && p.with_extension("samples.csv").is_file()
+            })
+            .collect();
+        v.sort();
+        v
+    } else {
+        vec![path.to_owned()]
+    };
+    if reports.is_empty() {
+        bail!(
+            "{} holds no report with raw files (<scenario>.json beside <scenario>.samples.csv): give a run's --out-dir or one report",
+            path.display()
+        );
+    }
+    let mut worst = EXIT_PASS;
+    for json in &reports {
+        let report = sglang_memtest::scenario::reanalyze(json, plots)
+            .with_context(|| format!("cannot rebuild {}", json.display()))?;
+        print!("{}", report.summary());
+        let code = crate::exit_code(&report);
+        if crate::severity(code) > crate::severity(worst) {
+            worst = code;
+        }
+    }
+    Ok(worst)
+}
+
 /// `calibrate`.
 pub async fn calibrate(args: CalibrateArgs) -> anyhow::Result<u8> {
     let config = CalibrationConfig {

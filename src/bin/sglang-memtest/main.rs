@@ -50,6 +50,15 @@ enum Cmd {
     Suite(ScenarioArgs),
     /// The seed tool's runner: `run --test text-model|vlm-no-mm-processor|vlm-with-images|all`.
     Run(RunArgs),
+    /// Rebuild reports from the raw files beside them (after a harness was killed, or to judge
+    /// again): a report's JSON, or a folder of them.
+    Analyze {
+        /// A `<scenario>.json` report, or the folder a run wrote into.
+        path: PathBuf,
+        /// Skip the PNG/SVG plots.
+        #[arg(long)]
+        no_plot: bool,
+    },
     /// Compare two JSON reports metric by metric (exit 3 when the second regressed).
     Compare {
         /// The baseline report.
@@ -187,6 +196,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
             scenarios(tests, &args.scenario).await
         }
         Cmd::Compare { before, after } => commands::compare(&before, &after),
+        Cmd::Analyze { path, no_plot } => commands::analyze(&path, !no_plot),
         Cmd::Demo {
             out_dir,
             num_requests,
@@ -298,7 +308,7 @@ pub(crate) fn exit_code(report: &Report) -> u8 {
 }
 
 /// How bad an exit status is, for several scenarios: a leak outranks everything, then failures.
-fn severity(code: u8) -> u8 {
+pub(crate) fn severity(code: u8) -> u8 {
     match code {
         EXIT_LEAK => 5,
         EXIT_FAILURE => 4,

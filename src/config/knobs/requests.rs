@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::parse::{SECS_DAY, fraction, image_size, nonempty, seconds, whole};
 use super::{Group, Knob, KnobKind, set_generated};
-use crate::load::{Api, ImageFormat, ImageMode, ImageSource};
+use crate::load::{Api, Arrival, ImageFormat, ImageMode, ImageSource};
 use crate::util::Secret;
 
 pub(super) static REQUESTS: &[Knob] = &[
@@ -52,6 +52,72 @@ pub(super) static REQUESTS: &[Knob] = &[
         group: Group::Requests,
         apply: |c, v| {
             c.driver.interval = seconds(v, 0.0, 3600.0)?;
+            Ok(())
+        },
+    },
+    Knob {
+        name: "request_rate",
+        env: "MEMTEST_REQUEST_RATE",
+        flag: Some("request-rate"),
+        value_name: "PER_SECOND",
+        default: "none: request_interval",
+        help: "Requests started per second (sets the interval to 1/RATE; the mean gap with --arrival poisson).",
+        kind: KnobKind::Value,
+        group: Group::Requests,
+        apply: |c, v| {
+            let rate = v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|r| r.is_finite() && (0.001..=100_000.0).contains(r))
+                .ok_or_else(|| "requests per second, from 0.001 to 100000".to_owned())?;
+            c.driver.interval = std::time::Duration::from_secs_f64(1.0 / rate);
+            Ok(())
+        },
+    },
+    Knob {
+        name: "arrival",
+        env: "MEMTEST_ARRIVAL",
+        flag: Some("arrival"),
+        value_name: "constant|poisson",
+        default: "constant",
+        help: "How request starts are spaced: evenly, or a seeded Poisson process (as SGLang's bench_serving).",
+        kind: KnobKind::Value,
+        group: Group::Requests,
+        apply: |c, v| {
+            c.driver.arrival = match v.trim() {
+                "constant" => Arrival::Constant,
+                "poisson" => Arrival::Poisson,
+                _ => return Err("constant or poisson".into()),
+            };
+            Ok(())
+        },
+    },
+    Knob {
+        name: "duration",
+        env: "MEMTEST_DURATION",
+        flag: Some("duration"),
+        value_name: "DURATION",
+        default: "none: num_requests",
+        help: "Measure for this long instead of a request count (a soak), e.g. 2h or 90m; judged per request and per hour.",
+        kind: KnobKind::Value,
+        group: Group::Requests,
+        apply: |c, v| {
+            c.driver.duration = Some(seconds(v, 1.0, 30.0 * SECS_DAY)?);
+            Ok(())
+        },
+    },
+    Knob {
+        name: "idle",
+        env: "MEMTEST_IDLE",
+        flag: Some("idle"),
+        value_name: "DURATION",
+        default: "none",
+        help: "After the measured requests, this long with no request at all; memory that grows then grows with time (timers, collectors), judged per hour.",
+        kind: KnobKind::Value,
+        group: Group::Requests,
+        apply: |c, v| {
+            c.driver.idle = Some(seconds(v, 1.0, 30.0 * SECS_DAY)?);
             Ok(())
         },
     },

@@ -64,6 +64,36 @@ pub(super) static VERDICT: &[Knob] = &[
         },
     },
     Knob {
+        name: "max_growth_per_hour",
+        env: "MEMTEST_MAX_GROWTH_PER_HOUR",
+        flag: Some("max-growth-per-hour"),
+        value_name: "SIZE",
+        default: "256MiB",
+        help: "The soak limit: a judged metric growing faster than this per hour leaks, under traffic or while idle, whatever its per-request slope.",
+        kind: KnobKind::Value,
+        group: Group::Verdict,
+        apply: |c, v| {
+            c.thresholds.max_growth_per_hour = parse_bytes(v)
+                .filter(|b| *b > 0.0)
+                .ok_or_else(|| "a size per hour such as 256MiB or 1GiB".to_owned())?;
+            Ok(())
+        },
+    },
+    Knob {
+        name: "soak_min_duration",
+        env: "MEMTEST_SOAK_MIN_DURATION",
+        flag: Some("soak-min-duration"),
+        value_name: "DURATION",
+        default: "2m",
+        help: "Growth per hour is judged only over stretches (traffic, idle) at least this long.",
+        kind: KnobKind::Value,
+        group: Group::Verdict,
+        apply: |c, v| {
+            c.thresholds.soak_min_hours = seconds(v, 1.0, 86_400.0 * 30.0)?.as_secs_f64() / 3600.0;
+            Ok(())
+        },
+    },
+    Knob {
         name: "seed",
         env: "MEMTEST_SEED",
         flag: Some("seed"),

@@ -83,6 +83,7 @@ fn verdict(tl: &Timeline) -> Verdict {
             cooldown: Vec::new(),
             headroom: None,
             by_time: None,
+            idle: None,
         })
         .collect();
     analyze(&series, &Thresholds::default())

@@ -38,6 +38,10 @@ pub struct ReferenceArgs {
     /// Milliseconds to sleep before binding the port (like loading weights).
     #[arg(long, default_value_t = 0)]
     pub startup_delay_ms: u64,
+    /// Bytes allocated, written and kept every second whatever the traffic (a timer or a
+    /// metrics collector that leaks: visible in an idle phase, invisible per request).
+    #[arg(long, default_value_t = 0)]
+    pub leak_bytes_per_second: u64,
     /// Exit with status 1 at generate request N+1 (after N successful ones).
     #[arg(long, value_name = "N")]
     pub crash_after: Option<u64>,
@@ -82,6 +86,7 @@ impl Default for ReferenceArgs {
             children: 0,
             leak_in_child: None,
             startup_delay_ms: 0,
+            leak_bytes_per_second: 0,
             crash_after: None,
             error_rate: 0.0,
             enable_metrics: false,

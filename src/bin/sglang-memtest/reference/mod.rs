@@ -336,6 +336,20 @@ where
         None
     };
     let state = Arc::new(State::new(args, children, gpu));
+    if state.args.leak_bytes_per_second > 0 {
+        let leaky = Arc::clone(&state);
+        tokio::spawn(async move {
+            // Ten slices a second, so the growth is smooth at the tracker's 100 ms rate.
+            let slice = leaky.args.leak_bytes_per_second.div_ceil(10);
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                if leaky.leak_time_slice(slice).is_err() {
+                    break;
+                }
+            }
+        });
+    }
     let result = bind_and_serve(&state, stopped).await;
     shutdown_children(&state.children).await;
     result

@@ -97,6 +97,13 @@ impl State {
         rate > 0.0 && lock(&self.rng).random::<f64>() < rate
     }
 
+    /// One slice of `--leak-bytes-per-second`: kept in the parent, whatever the traffic.
+    pub(crate) fn leak_time_slice(&self, bytes: u64) -> Result<(), ReferenceError> {
+        let block = alloc_written(bytes)?;
+        lock(&self.leaks).keep(block);
+        Ok(())
+    }
+
     fn leak_child(&self) -> Option<&ChildLink> {
         self.args.leak_in_child.and_then(|i| self.children.get(i))
     }
