@@ -282,3 +282,50 @@ fn a_run_too_short_to_call_is_inconclusive_and_says_how_long_to_run() {
     );
     assert_eq!(report_outcome(&dir.join("text_model.json")), "inconclusive");
 }
+
+#[test]
+fn a_harness_killed_mid_run_leaves_what_analyze_turns_into_a_verdict() {
+    let dir = out_dir("sigkill");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sglang-memtest"))
+        .args([
+            "monitor",
+            "--reference",
+            "--reference-arg=--leak-bytes-per-request=1048576",
+            "--num-requests",
+            "100000",
+            "--request-interval",
+            "0.005",
+            "--no-plot",
+            "--out-dir",
+            dir.to_str().expect("utf-8"),
+        ])
+        .env("MEMTEST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the CLI starts");
+    let marks = dir.join("text_model.marks.csv");
+    let started = std::time::Instant::now();
+    loop {
+        let measured = std::fs::read_to_string(&marks)
+            .map(|t| t.lines().filter(|l| l.contains(",measure,")).count())
+            .unwrap_or(0);
+        if measured >= 80 {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "no measured requests on disk after a minute"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SIGKILL: no handler runs, nothing is written on the way out.
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    let before = std::fs::read_to_string(dir.join("text_model.json")).expect("a provisional report");
+    assert!(before.contains("did not finish"), "{before:.300}");
+    let o = memtest(&["analyze", dir.to_str().expect("utf-8"), "--no-plot"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(report_outcome(&dir.join("text_model.json")), "leak");
+    assert!(text(&o).contains("harness stopped before the end"), "{}", text(&o));
+}

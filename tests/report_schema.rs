@@ -13,7 +13,16 @@ use sglang_memtest::load::Workload;
 fn paths(v: &Value, at: &str, out: &mut Vec<String>) {
     out.push(at.to_owned());
     // Maps keyed by data (metric names, PIDs) rather than by field names.
-    let keyed_by_data = at.ends_with(".series") || at.ends_with(".processes");
+    let keyed_by_data = [
+        ".series",
+        ".processes",
+        ".per_request",
+        ".by_time",
+        ".idle",
+        ".cooldown",
+    ]
+    .iter()
+    .any(|suffix| at.ends_with(suffix));
     match v {
         Value::Object(map) if keyed_by_data => map
             .values()

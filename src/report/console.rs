@@ -63,7 +63,11 @@ fn metric_line(report: &Report, m: &MetricAnalysis) -> String {
             );
         }
     }
-    if let Some(r) = m.requests_to_oom.filter(|r| r.is_finite()) {
+    // A projection only means something for growth that was not judged harmless.
+    if let Some(r) = m
+        .requests_to_oom
+        .filter(|r| r.is_finite() && m.outcome != Outcome::Pass)
+    {
         let _ = write!(line, "  OOM in ~{} requests", crate::util::human_count(r));
     }
     line

@@ -26,6 +26,10 @@ pub struct CalibrateArgs {
     /// Seed of every draw.
     #[arg(long, default_value_t = 20_261_127)]
     seed: u64,
+    /// Measured requests per synthetic run (100 for the main table; 10000 and 1000000 for the
+    /// long-run tables, written between `calibrate-n<N>` markers).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=100_000_000))]
+    requests: u64,
     /// Also run this many scenarios per shape against the reference server (slow: about
     /// 1.5 s each; 200 for the published table, planted leaks get a quarter of that).
     #[arg(long, default_value_t = 0)]
@@ -99,7 +103,13 @@ pub async fn calibrate(args: CalibrateArgs) -> anyhow::Result<u8> {
     let config = CalibrationConfig {
         runs: usize::try_from(args.runs).unwrap_or(usize::MAX),
         seed: args.seed,
+        requests: usize::try_from(args.requests).unwrap_or(usize::MAX),
         ..CalibrationConfig::default()
+    };
+    let marker = if args.requests == 100 {
+        "calibrate".to_owned()
+    } else {
+        format!("calibrate-n{}", args.requests)
     };
     eprintln!(
         "calibrating: {} runs per shape, {} requests each (seed {}) …",
@@ -107,7 +117,7 @@ pub async fn calibrate(args: CalibrateArgs) -> anyhow::Result<u8> {
     );
     let text = calibrate::run(&config).to_markdown();
     print!("{text}");
-    write_calibration(&args.out, "calibrate", &text)?;
+    write_calibration(&args.out, &marker, &text)?;
     if args.reference_runs > 0 {
         let text = calibrate_reference(args.reference_runs).await?;
         print!("{text}");
