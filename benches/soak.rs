@@ -76,7 +76,9 @@ fn main() {
         one(&label, knobs, requests);
         return;
     }
-    println!("| run | measured requests | time | throughput | harness peak RSS | raw files | outcome |");
+    println!(
+        "| run | measured requests | time | throughput | harness peak RSS | raw files | outcome |"
+    );
     println!("|---|---:|---:|---:|---:|---:|---|");
     let me = std::env::current_exe().expect("the bench's own path");
     for label in ["clean", "leak-4k"] {

@@ -322,10 +322,15 @@ fn a_harness_killed_mid_run_leaves_what_analyze_turns_into_a_verdict() {
     // SIGKILL: no handler runs, nothing is written on the way out.
     child.kill().expect("SIGKILL");
     let _ = child.wait();
-    let before = std::fs::read_to_string(dir.join("text_model.json")).expect("a provisional report");
+    let before =
+        std::fs::read_to_string(dir.join("text_model.json")).expect("a provisional report");
     assert!(before.contains("did not finish"), "{before:.300}");
     let o = memtest(&["analyze", dir.to_str().expect("utf-8"), "--no-plot"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert_eq!(report_outcome(&dir.join("text_model.json")), "leak");
-    assert!(text(&o).contains("harness stopped before the end"), "{}", text(&o));
+    assert!(
+        text(&o).contains("harness stopped before the end"),
+        "{}",
+        text(&o)
+    );
 }

@@ -74,7 +74,11 @@ fn a_million_requests_with_a_4_kib_leak_are_called_by_the_soak_limit() {
         "the soak limit calls it: {:?}",
         tree.hourly
     );
-    assert!(peak_rss_mib() < 200.0, "harness peak RSS {}", peak_rss_mib());
+    assert!(
+        peak_rss_mib() < 200.0,
+        "harness peak RSS {}",
+        peak_rss_mib()
+    );
 }
 
 #[test]
@@ -82,5 +86,9 @@ fn a_million_requests_with_a_4_kib_leak_are_called_by_the_soak_limit() {
 fn a_million_clean_requests_pass() {
     let r = soak("soak_clean", &[]);
     r.assert_pass();
-    assert!(peak_rss_mib() < 200.0, "harness peak RSS {}", peak_rss_mib());
+    assert!(
+        peak_rss_mib() < 200.0,
+        "harness peak RSS {}",
+        peak_rss_mib()
+    );
 }

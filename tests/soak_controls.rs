@@ -14,11 +14,15 @@ use sglang_memtest::tracker::{Phase, metric};
 #[test]
 fn a_small_per_request_leak_passes_the_request_limit_and_fails_the_hourly_one() {
     // 4 KiB/request is under the 32 KiB/request limit, but at this rate it is gigabytes an hour.
-    let r = run(&quick("soak_4k", &["--leak-bytes-per-request=4096"], Workload::Text)
-        .set("duration", "6s")
-        .set("concurrency", "8")
-        .set("request_interval", "0.002")
-        .set("soak_min_duration", "3s"));
+    let r = run(&quick(
+        "soak_4k",
+        &["--leak-bytes-per-request=4096"],
+        Workload::Text,
+    )
+    .set("duration", "6s")
+    .set("concurrency", "8")
+    .set("request_interval", "0.002")
+    .set("soak_min_duration", "3s"));
     assert_eq!(r.outcome, RunOutcome::Leak, "{}", r.summary());
     let tree = r
         .verdict
@@ -53,7 +57,9 @@ fn the_same_soak_without_a_leak_passes_per_request_and_per_hour() {
         .and_then(|v| v.metric(metric::HOST_RSS_TREE))
         .expect("tree verdict");
     assert!(
-        tree.hourly.iter().any(|h| h.stretch == Stretch::Traffic && h.outcome == Outcome::Pass),
+        tree.hourly
+            .iter()
+            .any(|h| h.stretch == Stretch::Traffic && h.outcome == Outcome::Pass),
         "{:?}",
         tree.hourly
     );
@@ -99,7 +105,12 @@ fn a_time_based_run_with_poisson_arrivals_sends_about_rate_times_duration() {
     let n = r.timeline.requests_in(Phase::Measure);
     assert!((120..=280).contains(&n), "{n} requests in 4 s at 50/s");
     let raw = r.timeline.raw.as_ref().expect("raw files");
-    let dir = r.files.json.as_ref().and_then(|p| p.parent()).expect("a folder");
+    let dir = r
+        .files
+        .json
+        .as_ref()
+        .and_then(|p| p.parent())
+        .expect("a folder");
     for f in [&raw.samples, &raw.marks, &raw.processes] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }

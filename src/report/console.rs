@@ -56,11 +56,7 @@ fn metric_line(report: &Report, m: &MetricAnalysis) -> String {
                 crate::analysis::Stretch::Traffic => "",
                 crate::analysis::Stretch::Idle => " idle",
             };
-            let _ = write!(
-                line,
-                "  {}/hour{what}",
-                value(report, &m.metric, s.point)
-            );
+            let _ = write!(line, "  {}/hour{what}", value(report, &m.metric, s.point));
         }
     }
     // A projection only means something for growth that was not judged harmless.

@@ -35,7 +35,8 @@ pub fn reanalyze(json: &Path, plots: bool) -> Result<Report, Error> {
     timeline.sources = std::mem::take(&mut report.timeline.sources);
     report.timeline = timeline;
     if let Some(path) = &report.files.requests
-        && let Ok(records) = crate::load::read_records(&dir.join(path.file_name().unwrap_or_default()))
+        && let Ok(records) =
+            crate::load::read_records(&dir.join(path.file_name().unwrap_or_default()))
     {
         let mut log = RequestLog::in_memory();
         for r in &records {
@@ -60,7 +61,10 @@ pub fn reanalyze(json: &Path, plots: bool) -> Result<Report, Error> {
         seen.readings,
         seen.marks,
         if seen.bad_rows > 0 {
-            format!(" ({} unreadable rows skipped: a torn last line is one)", seen.bad_rows)
+            format!(
+                " ({} unreadable rows skipped: a torn last line is one)",
+                seen.bad_rows
+            )
         } else {
             String::new()
         }

@@ -95,7 +95,13 @@ impl Scenario {
     }
 }
 
-pub(super) fn write_files(report: &mut Report, plots: bool, out_dir: &Path, name: &str, json: &Path) {
+pub(super) fn write_files(
+    report: &mut Report,
+    plots: bool,
+    out_dir: &Path,
+    name: &str,
+    json: &Path,
+) {
     if plots {
         let title = format!("{name} ({}) — {}", report.test_type, report.target.kind);
         match crate::report::plot::write_plots(
