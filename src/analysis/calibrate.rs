@@ -111,6 +111,8 @@ pub fn run(config: &CalibrationConfig) -> CalibrationTable {
             segment,
         }));
     }
+    // Appended, not inserted: every earlier shape keeps its random stream (and its numbers).
+    shapes.extend([0.3, 0.5, 0.7].map(|at| Shape::HostPlateau { at }));
     let rows = shapes
         .iter()
         .enumerate()

@@ -324,6 +324,10 @@ pub struct MetricAnalysis {
     /// (1 = independent readings; steps and sawtooths give more).
     #[serde(default)]
     pub autocorrelation_inflation: Option<f64>,
+    /// Growth that stopped: a bounded cache that filled and then stayed flat (the outcome is
+    /// then a pass, with this named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plateau: Option<Plateau>,
     /// Growth per hour under traffic and while idle (soaks: stretches of at least
     /// `thresholds.soak_min_hours`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -332,6 +336,21 @@ pub struct MetricAnalysis {
     pub outcome: Outcome,
     /// Why, in sentences for a person.
     pub reasons: Vec<String>,
+}
+
+/// Bounded growth: the metric grew, then stayed flat for a confident stretch to the end.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Plateau {
+    /// The measured request from which it is flat.
+    pub since_request: u64,
+    /// Growth from the window's start to the plateau's level.
+    #[serde(with = "crate::util::nan_null")]
+    pub growth: f64,
+    /// Requests on the plateau (it runs to the end of the window).
+    pub flat_requests: u64,
+    /// Upper bound of the plateau's slope (per request), confidently below the limit.
+    #[serde(with = "crate::util::nan_null")]
+    pub slope_hi: f64,
 }
 
 /// The verdict of a run: the worst judged metric decides.

@@ -28,6 +28,12 @@ pub enum Shape {
     /// Host: a cache still filling until 50–80% of the run (a stress case: too short a run
     /// to tell from a leak that stopped).
     HostLateCache,
+    /// Host: a cache filling at 64 KiB–1 MiB/request until `at` of the run (±2.5 %), then
+    /// exactly flat: a bounded cache, named as a plateau when the flat stretch is long enough.
+    HostPlateau {
+        /// Where the growth stops, as a share of the run.
+        at: f64,
+    },
     /// Host: garbage-collection sawtooth, 1–4 MiB high, every 8–40 requests.
     HostSawtoothGc,
     /// Host: a one-off step of 8–64 MiB within the first 8 measured requests.
@@ -74,6 +80,7 @@ impl Shape {
             Shape::HostAllocatorSteps => "host: allocator steps".into(),
             Shape::HostBoundedCache => "host: bounded cache (plateau at 10–45%)".into(),
             Shape::HostLateCache => "host: late cache (plateau at 50–80%, stress)".into(),
+            Shape::HostPlateau { at } => format!("host: plateau at {:.0}%", at * 100.0),
             Shape::HostSawtoothGc => "host: GC sawtooth".into(),
             Shape::HostWarmupStep => "host: warm-up step".into(),
             Shape::HostLeak { per_request } => {
@@ -114,6 +121,11 @@ impl Shape {
                 let rate = uniform(rng, 64.0 * KIB, MIB);
                 let stop = uniform(rng, lo, hi) * n as f64;
                 host(n, rng, 2.0, move |i, _| rate * (i as f64).min(stop))
+            }
+            Shape::HostPlateau { at } => {
+                let rate = uniform(rng, 64.0 * KIB, MIB);
+                let stop = uniform(rng, at - 0.025, at + 0.025) * n as f64;
+                host(n, rng, 0.0, move |i, _| rate * (i as f64).min(stop))
             }
             Shape::HostSawtoothGc => {
                 let amp = uniform(rng, MIB, 4.0 * MIB);

@@ -5,7 +5,7 @@ use super::sample::{Sample, median};
 use super::trend::{self, Trend};
 use super::units::{fmt_per_request, fmt_value};
 use super::warmup;
-use super::{MetricAnalysis, Outcome, RequestSeries, Rule, SeedBand, Thresholds};
+use super::{MetricAnalysis, Outcome, Plateau, RequestSeries, Rule, SeedBand, Thresholds};
 use crate::tracker::metric::Unit;
 
 /// Fewest readings left after the warm-up cut for a judgement.
@@ -58,6 +58,7 @@ pub(crate) fn measure(
         missing: dropped,
         autocorrelation_inflation: None,
         hourly: Vec::new(),
+        plateau: None,
         outcome: Outcome::Inconclusive,
         reasons: Vec::new(),
     };
@@ -119,7 +120,97 @@ pub(crate) fn measure(
         (Some(h), Some(e)) if h.is_finite() && h >= 0.0 && e.point > 0.0 => Some(h / e.point),
         _ => None,
     };
+    // GPU memory grows in allocator segments: a staircase of 20 MiB steps has long flat
+    // stretches that would read as "it stopped". Plateaus are looked for in host and /dev/shm
+    // memory, where caches fill in small steps.
+    let stepwise = s
+        .metric
+        .parse::<crate::tracker::metric::Metric>()
+        .is_ok_and(|m| m.source == crate::tracker::metric::Source::Gpu);
+    if let (Some(r), false) = (rule, stepwise) {
+        m.plateau = find_plateau(&window, r, t.confidence, batch, first);
+    }
     (m, Some(window), fit)
+}
+
+/// Plateaus the analysis looks for: the flat stretch is at least this share of the window…
+const PLATEAU_MIN_SHARE: f64 = 0.3;
+/// …and this many points.
+const PLATEAU_MIN_POINTS: usize = 20;
+
+/// Rises the growth before a plateau must consist of: a cache fills in many small steps, an
+/// allocator staircase (a GPU leak seen through 20 MiB segments) in a few large ones with long
+/// flat stretches between them, which must not read as "it stopped".
+const PLATEAU_MIN_RISES: usize = 5;
+
+/// Whether the growth before position `split` of `w` looks like a cache filling: at least
+/// [`PLATEAU_MIN_RISES`] rises above the noise, and no pause between them even half as long as
+/// the flat stretch after `split`.
+fn fills_like_a_cache(w: &Sample, split: usize, floor: f64) -> bool {
+    // A running median of 5 first: one-reading transients (allocate-and-free) are not rises.
+    let raw = w.y();
+    let y: Vec<f64> = (0..raw.len())
+        .map(|i| median(&raw[i.saturating_sub(2)..(i + 3).min(raw.len())]))
+        .collect();
+    let tail_diffs: Vec<f64> = y[split..].windows(2).map(|p| (p[1] - p[0]).abs()).collect();
+    let noise = (3.0 * median(&tail_diffs)).max(floor / 100.0);
+    let rises: Vec<usize> = (1..=split.min(y.len() - 1))
+        .filter(|&i| y[i] - y[i - 1] > noise)
+        .collect();
+    if rises.len() < PLATEAU_MIN_RISES {
+        return false;
+    }
+    let longest_pause = rises.windows(2).map(|p| p[1] - p[0]).max().unwrap_or(0);
+    2 * longest_pause <= y.len() - split
+}
+
+/// The earliest point from which the window stays flat to its end, when before it the metric
+/// grew like a cache fills: "flat" means the tail's slope interval lies wholly below the limit
+/// *and* even its upper bound would grow less than the floor over the tail. Growth still going on
+/// at the end is never a plateau (the tail would not be flat); a leak below the limit passes
+/// anyway; a staircase whose last step came late is not one ([`fills_like_a_cache`]).
+fn find_plateau(
+    window: &Sample,
+    rule: &Rule,
+    level: f64,
+    batch: u64,
+    first: f64,
+) -> Option<Plateau> {
+    let n = window.len();
+    let min_tail = PLATEAU_MIN_POINTS.max((n as f64 * PLATEAU_MIN_SHARE).ceil() as usize);
+    if n < min_tail + PLATEAU_MIN_POINTS / 2 {
+        return None;
+    }
+    let k = (n / 10).max(3);
+    let start_level = window.head_level(k);
+    // Candidate starts every ~5% of the window (at most 20 fits), the earliest first.
+    let step = (n / 20).max(1);
+    let mut s = step;
+    while n - s >= min_tail {
+        let tail = window.tail(s)?;
+        if let Some(fit) = trend::theil_sen(&tail, level) {
+            let span = tail.x().last()? - tail.x().first()?;
+            let hi = fit.estimate.ci.hi;
+            let tail_growth = tail.tail_level(k) - tail.head_level(k);
+            let level_reached = tail.head_level(k) - start_level;
+            if hi < rule.max_slope_per_request
+                && hi * span < rule.min_growth
+                && tail_growth < rule.min_growth
+                && level_reached >= rule.min_growth
+                && fills_like_a_cache(window, s, rule.min_growth)
+            {
+                let since = (tail.x()[0] - (batch - 1) as f64 / 2.0 - first).max(0.0);
+                return Some(Plateau {
+                    since_request: since.round() as u64,
+                    growth: level_reached,
+                    flat_requests: (span + batch as f64) as u64,
+                    slope_hi: hi,
+                });
+            }
+        }
+        s += step;
+    }
+    None
 }
 
 /// The seed tool's rule: first-to-last growth scaled to 100 requests (byte metrics only).
@@ -192,6 +283,15 @@ pub(crate) fn judge(m: &mut MetricAnalysis, rule: Option<&Rule>, alpha: f64, tot
         let more = ((rule.min_growth - m.growth.max(0.0)) / s.point.max(f64::MIN_POSITIVE)).ceil();
         m.requests_to_decide = (more < 1e9).then(|| m.warmup_cut as u64 + m.requests + more as u64);
         Outcome::Inconclusive
+    } else if let Some(p) = m.plateau.filter(|_| m.growth >= rule.min_growth) {
+        m.reasons.push(format!(
+            "bounded growth: {}, flat since request {} ({} requests on the plateau, slope below {}): a cache that filled, not a leak",
+            val(p.growth),
+            p.since_request,
+            p.flat_requests,
+            per(p.slope_hi.max(0.0))
+        ));
+        Outcome::Pass
     } else if m.growth < rule.min_growth {
         m.reasons.push(format!(
             "grew {} over {} requests, below the {} floor that can count as a leak",
