@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::tracker::metric::{Metric, MetricPattern, Source, Unit};
 
+pub mod adaptive;
 mod batch;
 pub mod calibrate;
 mod hourly;
@@ -52,6 +53,7 @@ pub struct ConfidenceInterval {
 
 pub use batch::{BatchMeans, Batched, MAX_POINTS};
 pub use hourly::{HourlyAnalysis, Stretch};
+pub use verdict::MIN_JUDGED;
 
 /// One metric's values after each measured request (index 0 = first measured request), as batch
 /// means: at most [`MAX_POINTS`] points however long the run.
@@ -376,6 +378,10 @@ pub struct Verdict {
     pub metrics: Vec<MetricAnalysis>,
     /// The thresholds used.
     pub thresholds: Thresholds,
+    /// The significance level leaks were judged at: `1 - confidence`, or the last look's level
+    /// in an [adaptive](adaptive) run (absent in reports before schema 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
 }
 
 impl Verdict {
@@ -396,6 +402,13 @@ impl Verdict {
 ///
 /// Empty or all-NaN series are reported with `n = 0` and an inconclusive outcome when judged.
 pub fn analyze(series: &[RequestSeries], thresholds: &Thresholds) -> Verdict {
+    analyze_at(series, thresholds, 1.0 - thresholds.confidence)
+}
+
+/// [`analyze`] with leaks judged at significance level `alpha` (one look of an
+/// [adaptive](adaptive) run) instead of `1 - confidence`; the intervals keep the configured
+/// confidence.
+pub fn analyze_at(series: &[RequestSeries], thresholds: &Thresholds, alpha: f64) -> Verdict {
     let mut metrics: Vec<MetricAnalysis> = series
         .iter()
         .map(|s| verdict::measure(s, thresholds).0)
@@ -423,7 +436,6 @@ pub fn analyze(series: &[RequestSeries], thresholds: &Thresholds) -> Verdict {
         }
     }
     holm(&mut metrics);
-    let alpha = 1.0 - thresholds.confidence;
     for (m, s) in metrics.iter_mut().zip(series) {
         let rule = thresholds.rule_for(&s.metric);
         verdict::judge(m, rule, alpha, s.values.readings);
@@ -463,6 +475,7 @@ pub fn analyze(series: &[RequestSeries], thresholds: &Thresholds) -> Verdict {
         reasons,
         metrics,
         thresholds: thresholds.clone(),
+        alpha: Some(alpha),
     }
 }
 

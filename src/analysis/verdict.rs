@@ -9,7 +9,7 @@ use super::{MetricAnalysis, Outcome, Plateau, RequestSeries, Rule, SeedBand, Thr
 use crate::tracker::metric::Unit;
 
 /// Fewest readings left after the warm-up cut for a judgement.
-pub(crate) const MIN_JUDGED: usize = 10;
+pub const MIN_JUDGED: usize = 10;
 /// Missing readings above this share of the series are named in the reasons.
 const MISSING_NOTE: f64 = 0.05;
 const MIB: f64 = 1024.0 * 1024.0;

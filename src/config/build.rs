@@ -184,6 +184,23 @@ impl ScenarioConfig {
                 needs: "a server to attach to (--base-url / MEMTEST_BASE_URL)",
             });
         }
+        if let (Some(max), Some(setting)) = (self.driver.max_requests, &self.max_requests_set) {
+            if self.driver.duration.is_some() {
+                return Err(ConfigError::Requires {
+                    setting: setting.clone(),
+                    needs: "a run of a request count (num_requests), not of a duration: a soak's length is its duration",
+                });
+            }
+            if max < self.driver.num_requests {
+                return Err(ConfigError::Invalid {
+                    setting: setting.clone(),
+                    expected: format!(
+                        "at least num_requests ({}): the budget counts the planned requests too; equal to it for a fixed length",
+                        self.driver.num_requests
+                    ),
+                });
+            }
+        }
         if self.workload == TestType::VlmImage
             && let ImageSource::Files(paths) = &self.images.source
         {

@@ -27,6 +27,12 @@ impl ScenarioConfig {
         self.code("num_requests", n)
     }
 
+    /// Budget of measured requests for an undecided run (default 4 × the planned count; equal
+    /// to it for a fixed length). See [`adaptive`](crate::analysis::adaptive).
+    pub fn max_requests(self, n: u64) -> Self {
+        self.code("max_requests", n)
+    }
+
     /// Requests sent first and not measured.
     pub fn warmup_requests(self, n: u64) -> Self {
         self.code("warmup_requests", n)

@@ -117,6 +117,8 @@ pub struct ScenarioConfig {
     pub(crate) progress: Option<Duration>,
     /// The setting being applied (for choices and errors).
     applying: Option<Setting>,
+    /// How `max_requests` was set, to name it if it cannot be used with the rest.
+    max_requests_set: Option<Setting>,
     /// Errors of setters, reported by `build`.
     errors: Vec<ConfigError>,
 }
@@ -163,6 +165,7 @@ impl ScenarioConfig {
             plots: true,
             progress: None,
             applying: None,
+            max_requests_set: None,
             errors: Vec::new(),
         }
     }

@@ -89,6 +89,8 @@ pub struct Driver<'a> {
     sent_in: std::collections::HashMap<Phase, u64>,
     /// Seeds the arrival schedule of each phase run.
     runs: u64,
+    /// Requests the run is planned to send in all (see [`expect_total`](Self::expect_total)).
+    expected: u64,
 }
 
 impl<'a> Driver<'a> {
@@ -121,7 +123,15 @@ impl<'a> Driver<'a> {
             global: 0,
             sent_in: std::collections::HashMap::new(),
             runs: 0,
+            expected: 0,
         })
+    }
+
+    /// Requests the whole run is planned to send, when it sends them in several [`run`](Self::run)s
+    /// (the looks of an adaptive run): the failure guard allows `max_error_rate` of this many,
+    /// not of the first batch alone.
+    pub fn expect_total(&mut self, n: u64) {
+        self.expected = n;
     }
 
     /// The model name OpenAI requests carry.
@@ -151,8 +161,11 @@ impl<'a> Driver<'a> {
         let schedule = Schedule::new(config.interval, config.arrival, seed);
         let mut tasks: JoinSet<RequestRecord> = JoinSet::new();
         let first_index = self.sent_in.get(&phase).copied().unwrap_or(0);
+        let expected = self.expected;
         let planned_total = |log: &RequestLog, sent_here: u64| match plan {
-            Plan::Count(n) => log.summary().sent.max(1) + n.saturating_sub(sent_here),
+            Plan::Count(n) => {
+                (log.summary().sent.max(1) + n.saturating_sub(sent_here)).max(expected)
+            }
             Plan::For(_) => log.summary().sent,
         };
         let mut sent_here = 0u64;

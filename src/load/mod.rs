@@ -132,6 +132,10 @@ impl Workload {
 pub struct DriverConfig {
     /// Measured requests (default 100).
     pub num_requests: u64,
+    /// Budget of measured requests when a metric is undecided at `num_requests` (`None`: 4 ×
+    /// `num_requests`; equal to it: a fixed length). See [`adaptive`](crate::analysis::adaptive).
+    #[serde(default)]
+    pub max_requests: Option<u64>,
     /// Requests sent first and not measured (default 5).
     pub warmup_requests: u64,
     /// Time between request starts (default 100 ms, as the seed tool).
@@ -169,10 +173,24 @@ pub struct DriverConfig {
     pub seed: u64,
 }
 
+/// The default budget of an adaptive run, in planned counts.
+pub const DEFAULT_BUDGET_FACTOR: u64 = 4;
+
+impl DriverConfig {
+    /// Measured requests an adaptive run may send at most: `max_requests`, else
+    /// [`DEFAULT_BUDGET_FACTOR`] × `num_requests` (never below `num_requests`).
+    pub fn budget(&self) -> u64 {
+        self.max_requests
+            .unwrap_or(DEFAULT_BUDGET_FACTOR.saturating_mul(self.num_requests))
+            .max(self.num_requests)
+    }
+}
+
 impl Default for DriverConfig {
     fn default() -> Self {
         Self {
             num_requests: 100,
+            max_requests: None,
             warmup_requests: 5,
             interval: Duration::from_millis(100),
             concurrency: 1,

@@ -110,6 +110,9 @@ pub(crate) fn summary(report: &Report) -> String {
             ms(r.latency_p95_ms)
         );
     }
+    if let Some(a) = &report.adaptive {
+        let _ = writeln!(out, "  length: {}", a.summary());
+    }
     for s in report
         .timeline
         .sources

@@ -260,6 +260,10 @@ pub struct Report {
     pub thresholds: crate::analysis::Thresholds,
     /// Request counts and latencies (every record is in `files.requests`).
     pub requests: Option<RequestSummary>,
+    /// How the measured requests' count was decided: the looks of an adaptive run, how many
+    /// requests it took and why it stopped (absent for runs of a duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive: Option<crate::analysis::adaptive::Adaptive>,
     /// The verdict, when the run got that far.
     pub verdict: Option<Verdict>,
     /// Raw samples.

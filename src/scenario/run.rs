@@ -7,7 +7,7 @@ use super::series::request_series;
 use super::stages::{check_sglang, flush};
 use super::{Scenario, ScenarioError, Target};
 use crate::Error;
-use crate::analysis;
+use crate::analysis::{self, adaptive, adaptive::Adaptive};
 use crate::fixture::{ServerFixture, ServerSpec};
 use crate::load::{self, Workload, images::ImageSet};
 use crate::load::{Driver, LoadError, Plan, RequestLog};
@@ -99,6 +99,7 @@ impl Scenario {
             tracker: self.tracker.clone(),
             thresholds: self.thresholds.clone(),
             requests: None,
+            adaptive: None,
             verdict: None,
             timeline: Timeline::default(),
             shutdown: None,
@@ -255,9 +256,15 @@ impl Scenario {
             return Err(ScenarioError::NoReadings.into());
         }
         let thresholds = self.thresholds.clone();
-        let verdict = tokio::task::spawn_blocking(move || analysis::analyze(&series, &thresholds))
-            .await
-            .map_err(|e| blocking("analyse the timeline", e))?;
+        let alpha = report
+            .adaptive
+            .as_ref()
+            .and_then(Adaptive::final_alpha)
+            .unwrap_or(1.0 - thresholds.confidence);
+        let verdict =
+            tokio::task::spawn_blocking(move || analysis::analyze_at(&series, &thresholds, alpha))
+                .await
+                .map_err(|e| blocking("analyse the timeline", e))?;
         let judged_memory = verdict.metrics.iter().any(|m| {
             m.judged
                 && m.metric
@@ -314,7 +321,7 @@ impl Scenario {
         if let Some(note) = log.flush() {
             report.notes.push(note);
         }
-        driven?;
+        report.adaptive = driven?;
         tracker.mark(0, Phase::Cooldown);
         if self.cooldown.flush {
             match flush(fixture.base_url(), self.cooldown.flush_timeout).await {
@@ -334,7 +341,7 @@ impl Scenario {
         tracker: &MemoryTracker,
         images: Option<&ImageSet>,
         log: &mut RequestLog,
-    ) -> Result<(), Error> {
+    ) -> Result<Option<Adaptive>, Error> {
         let d = &self.driver;
         let mut driver = Driver::connect(fixture.base_url(), &self.workload, d, images).await?;
         if d.warmup_requests > 0 {
@@ -342,11 +349,15 @@ impl Scenario {
                 .run(Phase::Warmup, Plan::Count(d.warmup_requests), tracker, log)
                 .await?;
         }
-        let plan = match d.duration {
-            Some(t) => Plan::For(t),
-            None => Plan::Count(d.num_requests),
+        let adaptive = match d.duration {
+            Some(t) => {
+                driver
+                    .run(Phase::Measure, Plan::For(t), tracker, log)
+                    .await?;
+                None
+            }
+            None => Some(self.measure_adaptively(&mut driver, tracker, log).await?),
         };
-        driver.run(Phase::Measure, plan, tracker, log).await?;
         if let Some(e) = load::error_guard(log, d) {
             return Err(e.into());
         }
@@ -357,6 +368,61 @@ impl Scenario {
                 () = load::until_interrupted() => {}
             }
         }
-        Ok(())
+        Ok(adaptive)
+    }
+
+    /// The measured requests of a count plan, in the batches of the adaptive schedule: after
+    /// each batch the verdict so far is judged at that look's level, and the run stops when the
+    /// [rule](analysis::adaptive) says so.
+    async fn measure_adaptively(
+        &self,
+        driver: &mut Driver<'_>,
+        tracker: &MemoryTracker,
+        log: &mut RequestLog,
+    ) -> Result<Adaptive, Error> {
+        let d = &self.driver;
+        let alpha = 1.0 - self.thresholds.confidence;
+        let looks = adaptive::schedule(d.num_requests, d.budget(), alpha, EARLY_LOOK_MIN);
+        driver.expect_total(d.warmup_requests + d.num_requests);
+        let mut records = Vec::new();
+        let mut sent = 0;
+        for (i, look) in looks.iter().enumerate() {
+            driver
+                .run(
+                    Phase::Measure,
+                    Plan::Count(look.requests - sent),
+                    tracker,
+                    log,
+                )
+                .await?;
+            sent = look.requests;
+            if let Some(e) = load::error_guard(log, d) {
+                return Err(e.into());
+            }
+            let timeline = tracker.snapshot();
+            let thresholds = self.thresholds.clone();
+            let a = look.alpha;
+            let verdict = tokio::task::spawn_blocking(move || {
+                analysis::analyze_at(&request_series(&timeline), &thresholds, a)
+            })
+            .await
+            .map_err(|e| blocking("analyse a look", e))?;
+            records.push(adaptive::LookRecord::new(*look, &verdict));
+            let last = i + 1 == looks.len();
+            if let Some(stopped) = adaptive::decide(look, &verdict, last) {
+                return Ok(Adaptive {
+                    planned: d.num_requests,
+                    budget: d.budget(),
+                    requests: sent,
+                    stopped,
+                    looks: records,
+                    alpha,
+                });
+            }
+        }
+        unreachable!("the last look always decides")
     }
 }
+
+/// Early looks need this many measured requests (a trend needs readings after the warm-up cut).
+const EARLY_LOOK_MIN: u64 = 2 * analysis::MIN_JUDGED as u64;

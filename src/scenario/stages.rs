@@ -46,11 +46,12 @@ impl Scenario {
                         )
                     })
                     .collect();
-                eprintln!(
-                    "  {name} · {phase} {}/{total} · {}",
-                    p.done,
-                    values.join(" · ")
-                );
+                let count = if p.done > total {
+                    format!("{} (planned {total}, extended: undecided)", p.done)
+                } else {
+                    format!("{}/{total}", p.done)
+                };
+                eprintln!("  {name} · {phase} {count} · {}", values.join(" · "));
             }
         })
     }

@@ -28,6 +28,21 @@ pub(super) static REQUESTS: &[Knob] = &[
         },
     },
     Knob {
+        name: "max_requests",
+        env: "MEMTEST_MAX_REQUESTS",
+        flag: Some("max-requests"),
+        value_name: "N",
+        default: "4 × num_requests",
+        help: "Budget of measured requests: when a metric is still undecided at num_requests, more are sent in batches of num_requests/2 until every judged metric is decided (a certain leak stops the run before num_requests). Equal to num_requests: a fixed length.",
+        kind: KnobKind::Value,
+        group: Group::Requests,
+        apply: |c, v| {
+            c.driver.max_requests = Some(whole(v, 3, 400_000_000, "a request count")?);
+            c.max_requests_set = c.applying.clone();
+            Ok(())
+        },
+    },
+    Knob {
         name: "warmup_requests",
         env: "MEMTEST_WARMUP_REQUESTS",
         flag: Some("warmup-requests"),

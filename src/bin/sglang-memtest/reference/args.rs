@@ -25,6 +25,11 @@ pub struct ReferenceArgs {
     /// Size at which the bounded cache evicts its oldest entries (memory plateaus there).
     #[arg(long, default_value_t = 0)]
     pub cache_cap_bytes: u64,
+    /// Per-request scratch memory: each request replaces the block the previous one held with
+    /// a new one of 0..=N bytes (seeded, reproducible): memory that jumps around but does not
+    /// grow, noisy enough to leave a short run undecided.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub jitter_bytes: u64,
     /// Bytes allocated once, at the first request, and kept (a warm-up step, not a leak).
     #[arg(long, default_value_t = 0)]
     pub warmup_step_bytes: u64,
@@ -82,6 +87,7 @@ impl Default for ReferenceArgs {
             leak_bytes_per_request: 0,
             cache_bytes_per_request: 0,
             cache_cap_bytes: 0,
+            jitter_bytes: 0,
             warmup_step_bytes: 0,
             children: 0,
             leak_in_child: None,

@@ -17,6 +17,9 @@ use super::{ReferenceArgs, ReferenceError};
 /// Seed of the error-rate generator: fixed, so a run's failures are reproducible.
 pub(crate) const ERROR_RATE_SEED: u64 = 0;
 
+/// Seed of the `--jitter-bytes` sizes.
+const JITTER_SEED: u64 = 1;
+
 /// Token capacity the server claims (SGLang's `max_total_num_tokens`).
 pub(crate) const TOKEN_CAPACITY: u64 = 4096;
 
@@ -41,6 +44,8 @@ pub(crate) struct State {
     gpu: Option<Arc<Mutex<GpuMemory>>>,
     shm: ShmLeaker,
     rng: Mutex<ChaCha8Rng>,
+    /// `--jitter-bytes`: the block the last request holds, and the sizes' generator.
+    jitter: Mutex<(Option<Box<[u8]>>, ChaCha8Rng)>,
     warmed: AtomicBool,
     child_leaked: AtomicU64,
     child_gpu_leaked: AtomicU64,
@@ -77,6 +82,7 @@ impl State {
             gpu: gpu.map(|g| Arc::new(Mutex::new(g))),
             shm: ShmLeaker::default(),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(ERROR_RATE_SEED)),
+            jitter: Mutex::new((None, ChaCha8Rng::seed_from_u64(JITTER_SEED))),
             warmed: AtomicBool::new(false),
             child_leaked: AtomicU64::new(0),
             child_gpu_leaked: AtomicU64::new(0),
@@ -146,6 +152,16 @@ impl State {
             if evicted > 0 {
                 trim();
             }
+        }
+        if self.args.jitter_bytes > 0 {
+            let size = lock(&self.jitter)
+                .1
+                .random_range(0..=self.args.jitter_bytes);
+            let block = alloc_written(size)?;
+            // The previous block is freed outside the lock (a large one is unmapped at once).
+            let previous = lock(&self.jitter).0.replace(block);
+            drop(previous);
+            trim();
         }
         self.shm.leak(self.args.shm_leak_bytes_per_request)?;
         self.plant_gpu().await?;

@@ -1,0 +1,253 @@
+//! Adaptive run length: looks at the verdict while requests are still being sent, so that a
+//! certain leak stops the run early and an undecided metric gets more requests, with the
+//! false-alarm rate still bounded across the looks.
+//!
+//! # The rule
+//! For a planned count `n` and a budget `b ≥ n` (`max_requests`, 4 × `n` by default):
+//! - **early looks** at `n/4` and `n/2` may only stop for a leak, each at `α/100`
+//!   (Haybittle–Peto style: only a leak that is already certain ends the run);
+//! - **the planned look** at `n` stops when every judged metric is decided (or one leaks), at
+//!   `α/2` when extensions may follow, at what is left of `α` otherwise;
+//! - **extensions** of `n/2` requests each up to `b`, with the rest of `α` split evenly among
+//!   them; the last one ends the run whatever it says.
+//!
+//! A clean server is called leaking only if some look rejects at its own level, so by
+//! Bonferroni the false-alarm rate over the whole run is at most `Σ αₖ = α` — the same bound as
+//! one look at the planned count. Passes need no spending: a pass is "the slope's interval lies
+//! below the limit" at the configured confidence, at every look. `docs/calibration.md` checks
+//! both with the adaptive table (`sglang-memtest calibrate --adaptive`).
+
+use serde::{Deserialize, Serialize};
+
+use super::{Outcome, Verdict};
+
+/// Share of `α` each early look spends.
+const EARLY_SHARE: f64 = 0.01;
+/// Share of `α` the planned look spends when extensions may follow.
+const PLANNED_SHARE: f64 = 0.5;
+
+/// Why a look is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LookKind {
+    /// Before the planned count: stops only for a certain leak.
+    Early,
+    /// At the planned count.
+    Planned,
+    /// After the planned count, within the budget.
+    Extension,
+}
+
+/// One look of the schedule: after `requests` measured requests, judge leaks at `alpha`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Look {
+    /// Measured requests sent when the look is taken.
+    pub requests: u64,
+    /// Significance level of a leak at this look.
+    pub alpha: f64,
+    /// Early, planned or extension.
+    pub kind: LookKind,
+}
+
+/// The looks for `planned` requests, a `budget` and an overall `alpha`, in order.
+///
+/// Early looks are left out when they would come before `min_early` requests (a trend needs
+/// readings). The levels always sum to `alpha`.
+pub fn schedule(planned: u64, budget: u64, alpha: f64, min_early: u64) -> Vec<Look> {
+    let planned = planned.max(1);
+    let budget = budget.max(planned);
+    let mut early: Vec<u64> = [planned / 4, planned / 2]
+        .into_iter()
+        .filter(|&r| r >= min_early && r < planned)
+        .collect();
+    early.dedup();
+    let step = (planned / 2).max(1);
+    let mut extensions = Vec::new();
+    let mut at = planned;
+    while at < budget {
+        at = (at + step).min(budget);
+        extensions.push(at);
+    }
+    let early_alpha = alpha * EARLY_SHARE;
+    let left = alpha - early_alpha * early.len() as f64;
+    let planned_alpha = if extensions.is_empty() {
+        left
+    } else {
+        alpha * PLANNED_SHARE
+    };
+    let ext_alpha = (left - planned_alpha) / extensions.len().max(1) as f64;
+    let mut looks: Vec<Look> = early
+        .into_iter()
+        .map(|requests| Look {
+            requests,
+            alpha: early_alpha,
+            kind: LookKind::Early,
+        })
+        .collect();
+    looks.push(Look {
+        requests: planned,
+        alpha: planned_alpha,
+        kind: LookKind::Planned,
+    });
+    looks.extend(extensions.into_iter().map(|requests| Look {
+        requests,
+        alpha: ext_alpha,
+        kind: LookKind::Extension,
+    }));
+    looks
+}
+
+/// Why the measured requests ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// A leak was certain before the planned count.
+    LeakCertain,
+    /// At the planned count or an extension, every judged metric was decided (or one leaked).
+    Decided,
+    /// The budget was spent with a metric still undecided.
+    Budget,
+}
+
+impl StopReason {
+    /// In words, for the report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            StopReason::LeakCertain => "a leak was already certain before the planned count",
+            StopReason::Decided => "every judged metric was decided",
+            StopReason::Budget => "the request budget was spent with a metric still undecided",
+        }
+    }
+}
+
+/// Whether the run stops after `look`, given the verdict at that look.
+pub fn decide(look: &Look, verdict: &Verdict, last: bool) -> Option<StopReason> {
+    let leak = verdict.outcome == Outcome::Leak;
+    match look.kind {
+        LookKind::Early => leak.then_some(StopReason::LeakCertain),
+        LookKind::Planned | LookKind::Extension => {
+            if leak || verdict.outcome == Outcome::Pass {
+                Some(StopReason::Decided)
+            } else if last {
+                Some(StopReason::Budget)
+            } else {
+                None
+            }
+        }
+    }
+}
+
+/// What one look saw (the report's record of the adaptive run).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LookRecord {
+    /// The look.
+    #[serde(flatten)]
+    pub look: Look,
+    /// The verdict at this look.
+    pub outcome: Outcome,
+    /// Judged metrics still inconclusive at this look.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undecided: Vec<String>,
+}
+
+impl LookRecord {
+    /// The record of `look` given its verdict.
+    pub fn new(look: Look, verdict: &Verdict) -> Self {
+        Self {
+            look,
+            outcome: verdict.outcome,
+            undecided: verdict
+                .metrics
+                .iter()
+                .filter(|m| m.judged && m.outcome == Outcome::Inconclusive)
+                .map(|m| m.metric.clone())
+                .collect(),
+        }
+    }
+}
+
+/// How an adaptive run went: the plan, every look, how many requests it took and why it
+/// stopped. The final verdict is judged at the level of the last look.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Adaptive {
+    /// The planned measured requests (`num_requests`).
+    pub planned: u64,
+    /// The budget (`max_requests`).
+    pub budget: u64,
+    /// Measured requests sent.
+    pub requests: u64,
+    /// Why it stopped.
+    pub stopped: StopReason,
+    /// The looks taken, in order.
+    pub looks: Vec<LookRecord>,
+    /// The overall significance level the looks split among them.
+    pub alpha: f64,
+}
+
+impl Adaptive {
+    /// One sentence for the report: how many requests, and why it stopped.
+    pub fn summary(&self) -> String {
+        let looks = self.looks.len();
+        let plural = if looks == 1 { "" } else { "s" };
+        format!(
+            "{} measured requests (planned {}, budget {}): stopped after {looks} look{plural} because {}",
+            self.requests,
+            self.planned,
+            self.budget,
+            self.stopped.describe(),
+        )
+    }
+
+    /// The level the final verdict is judged at: the last look's.
+    pub fn final_alpha(&self) -> Option<f64> {
+        self.looks.last().map(|l| l.look.alpha)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn total(looks: &[Look]) -> f64 {
+        looks.iter().map(|l| l.alpha).sum()
+    }
+
+    #[test]
+    fn the_levels_sum_to_alpha_whatever_the_budget() {
+        for (n, b) in [
+            (100, 400),
+            (100, 100),
+            (100, 130),
+            (3, 12),
+            (50, 200),
+            (1000, 1001),
+        ] {
+            let looks = schedule(n, b, 0.05, 10);
+            assert!((total(&looks) - 0.05).abs() < 1e-12, "{n}/{b}: {looks:?}");
+            assert_eq!(looks.last().unwrap().requests, b.max(n));
+            assert!(looks.windows(2).all(|w| w[0].requests < w[1].requests));
+            assert_eq!(
+                looks.iter().filter(|l| l.kind == LookKind::Planned).count(),
+                1
+            );
+        }
+    }
+
+    #[test]
+    fn the_default_schedule_for_100_requests() {
+        let looks = schedule(100, 400, 0.05, 10);
+        let at: Vec<u64> = looks.iter().map(|l| l.requests).collect();
+        assert_eq!(at, [25, 50, 100, 150, 200, 250, 300, 350, 400]);
+        assert!((looks[0].alpha - 0.0005).abs() < 1e-12);
+        assert!((looks[2].alpha - 0.025).abs() < 1e-12);
+        assert!((looks[3].alpha - 0.024 / 6.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn short_runs_have_no_early_looks_and_no_budget_means_one_look_at_alpha() {
+        let looks = schedule(12, 12, 0.05, 10);
+        assert_eq!(looks.len(), 1);
+        assert!((looks[0].alpha - 0.05).abs() < 1e-12);
+        assert_eq!(looks[0].kind, LookKind::Planned);
+    }
+}

@@ -1,0 +1,110 @@
+//! Adaptive run length against the reference server: a certain leak stops the run early, an
+//! undecided clean server gets more requests until it is decided, a fixed budget is one look.
+//! Every verdict is computed by the harness from real memory.
+
+mod common;
+
+use common::{quick, run};
+use sglang_memtest::analysis::Outcome;
+use sglang_memtest::analysis::adaptive::{LookKind, StopReason};
+use sglang_memtest::load::Workload;
+use sglang_memtest::report::{Report, RunOutcome};
+use sglang_memtest::tracker::metric;
+
+fn adaptive(r: &Report) -> &sglang_memtest::analysis::adaptive::Adaptive {
+    r.adaptive
+        .as_ref()
+        .unwrap_or_else(|| panic!("no adaptive record: {}", r.summary()))
+}
+
+#[test]
+fn a_certain_leak_stops_the_run_before_the_planned_count() {
+    let r = run(&quick(
+        "adaptive_big_leak",
+        &["--leak-bytes-per-request=1048576"],
+        Workload::Text,
+    )
+    .requests(100));
+    assert_eq!(r.outcome, RunOutcome::Leak, "{}", r.summary());
+    let a = adaptive(&r);
+    assert_eq!(a.stopped, StopReason::LeakCertain, "{}", a.summary());
+    assert_eq!(a.requests, 25, "the first early look (n/4) already sees it");
+    assert_eq!(common::measured(&r), 25);
+    let tree = r
+        .verdict
+        .as_ref()
+        .unwrap()
+        .metric(metric::HOST_RSS_TREE)
+        .unwrap();
+    assert_eq!(tree.outcome, Outcome::Leak);
+    assert!(
+        r.verdict.as_ref().unwrap().alpha.unwrap() < 0.001,
+        "an early look judges at a small share of alpha"
+    );
+}
+
+/// Memory that creeps 24 KiB/request (below the 32 KiB limit) under 0–24 MiB of per-request
+/// scratch memory: at 100 requests the slope's interval straddles the limit; more requests
+/// narrow it until it lies below.
+#[test]
+fn a_clean_run_undecided_at_the_planned_count_decides_itself_within_the_budget() {
+    let r = run(&quick(
+        "adaptive_undecided",
+        &["--leak-bytes-per-request=24576", "--jitter-bytes=25165824"],
+        Workload::Text,
+    )
+    .requests(100));
+    let a = adaptive(&r);
+    let planned = a
+        .looks
+        .iter()
+        .find(|l| l.look.kind == LookKind::Planned)
+        .expect("a planned look");
+    assert_eq!(
+        planned.outcome,
+        Outcome::Inconclusive,
+        "undecided at the planned count: {}",
+        r.summary()
+    );
+    assert!(!planned.undecided.is_empty());
+    assert_eq!(r.outcome, RunOutcome::Pass, "{}", r.summary());
+    assert_eq!(a.stopped, StopReason::Decided, "{}", a.summary());
+    assert!(
+        a.requests > 100 && a.requests <= a.budget && a.budget == 400,
+        "{}",
+        a.summary()
+    );
+    assert_eq!(common::measured(&r) as u64, a.requests);
+    let console = r.summary();
+    assert!(console.contains("stopped after"), "{console}");
+}
+
+#[test]
+fn a_budget_equal_to_the_planned_count_is_a_fixed_length() {
+    let r = run(&quick("adaptive_fixed", &[], Workload::Text)
+        .requests(100)
+        .max_requests(100));
+    r.assert_pass();
+    let a = adaptive(&r);
+    assert_eq!(a.requests, 100);
+    assert_eq!(a.looks.last().unwrap().look.kind, LookKind::Planned);
+    let total: f64 = a.looks.iter().map(|l| l.look.alpha).sum();
+    assert!(
+        (total - 0.05).abs() < 1e-9,
+        "the looks spend alpha: {total}"
+    );
+}
+
+#[test]
+fn a_budget_below_the_planned_count_is_refused_naming_both() {
+    let e = quick("adaptive_bad", &[], Workload::Text)
+        .requests(100)
+        .set("max_requests", "50")
+        .build()
+        .expect_err("a budget below the plan");
+    let text = e.to_string();
+    assert!(
+        text.contains("max_requests") && text.contains("100"),
+        "{text}"
+    );
+}
