@@ -8,8 +8,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::noise::Shape;
-use super::{Outcome, RequestSeries, Thresholds, analyze};
+use super::adaptive::{self, StopReason};
+use super::noise::{RecordedNoise, Shape};
+use super::{MIN_JUDGED, Outcome, RequestSeries, Thresholds, Verdict, analyze, analyze_at};
 
 const KIB: f64 = 1024.0;
 const MIB: f64 = 1024.0 * KIB;
@@ -32,6 +33,10 @@ pub struct CalibrationConfig {
     pub host_leaks: Vec<f64>,
     /// GPU leak sizes, bytes per request (each run for 2 MiB and 20 MiB segments).
     pub gpu_leaks: Vec<f64>,
+    /// Judge with the adaptive rule up to this budget of requests (`None`: one look at
+    /// `requests`, the fixed-length rule).
+    #[serde(default)]
+    pub budget: Option<usize>,
 }
 
 impl Default for CalibrationConfig {
@@ -49,6 +54,7 @@ impl Default for CalibrationConfig {
                 .iter()
                 .map(|m| m * MIB)
                 .collect(),
+            budget: None,
         }
     }
 }
@@ -70,6 +76,15 @@ pub struct CalibrationRow {
     pub inconclusive: f64,
     /// Share of runs the seed tool fails (growth per 100 requests > 100 MiB).
     pub seed_fail: f64,
+    /// Adaptive rule: mean measured requests a run took.
+    #[serde(default)]
+    pub mean_requests: Option<f64>,
+    /// Adaptive rule: share of runs stopped before the planned count (a certain leak).
+    #[serde(default)]
+    pub stopped_early: Option<f64>,
+    /// Adaptive rule: share of runs that went past the planned count.
+    #[serde(default)]
+    pub extended: Option<f64>,
 }
 
 /// The calibration table.
@@ -113,6 +128,12 @@ pub fn run(config: &CalibrationConfig) -> CalibrationTable {
     }
     // Appended, not inserted: every earlier shape keeps its random stream (and its numbers).
     shapes.extend([0.3, 0.5, 0.7].map(|at| Shape::HostPlateau { at }));
+    for noise in RecordedNoise::ALL {
+        for per_request in [0.0, 32.0 * KIB, 64.0 * KIB] {
+            shapes.push(Shape::Recorded { noise, per_request });
+        }
+    }
+    shapes.extend([MIB, 8.0 * MIB].map(|per_request| Shape::HostLeak { per_request }));
     let rows = shapes
         .iter()
         .enumerate()
@@ -129,23 +150,42 @@ fn row(config: &CalibrationConfig, stream: u64, shape: &Shape) -> CalibrationRow
     rng.set_stream(stream);
     let alpha = 1.0 - config.thresholds.confidence;
     let (mut leak, mut leak8, mut inconclusive, mut seed_fail) = (0usize, 0usize, 0usize, 0usize);
+    let (mut used, mut early, mut extended) = (0u64, 0usize, 0usize);
+    let n = config.requests;
     for _ in 0..config.runs {
-        let values = shape.generate(config.requests, &mut rng);
-        seed_fail += usize::from(seed_rule_fails(&values));
-        let series =
-            RequestSeries::raw(shape.metric(), crate::tracker::metric::Unit::Bytes, &values);
-        let verdict = analyze(std::slice::from_ref(&series), &config.thresholds);
+        let (verdict, level, requests) = match config.budget {
+            None => {
+                let values = shape.generate(n, &mut rng);
+                seed_fail += usize::from(seed_rule_fails(&values));
+                (
+                    analyze(&[series(shape, &values)], &config.thresholds),
+                    alpha,
+                    n,
+                )
+            }
+            Some(budget) => {
+                let values = shape.generate_long(n, budget.max(n), &mut rng);
+                seed_fail += usize::from(seed_rule_fails(&values[..n]));
+                let (verdict, level, requests, stopped) =
+                    judge_adaptively(shape.metric(), &values, n, &config.thresholds);
+                early += usize::from(stopped == StopReason::LeakCertain);
+                extended += usize::from(requests > n);
+                (verdict, level, requests)
+            }
+        };
+        used += requests as u64;
         let m = &verdict.metrics[0];
         match m.outcome {
             Outcome::Leak => {
                 leak += 1;
-                leak8 += usize::from(m.p_value.is_some_and(|p| FAMILY * p <= alpha));
+                leak8 += usize::from(m.p_value.is_some_and(|p| FAMILY * p <= level));
             }
             Outcome::Inconclusive => inconclusive += 1,
             Outcome::Pass => {}
         }
     }
     let share = |k: usize| k as f64 / config.runs.max(1) as f64;
+    let adaptive = config.budget.is_some();
     CalibrationRow {
         shape: shape.name(),
         planted: shape.is_leak(),
@@ -154,7 +194,40 @@ fn row(config: &CalibrationConfig, stream: u64, shape: &Shape) -> CalibrationRow
         leak_among_8: share(leak8),
         inconclusive: share(inconclusive),
         seed_fail: share(seed_fail),
+        mean_requests: adaptive.then(|| used as f64 / config.runs.max(1) as f64),
+        stopped_early: adaptive.then(|| share(early)),
+        extended: adaptive.then(|| share(extended)),
     }
+}
+
+fn series(shape: &Shape, values: &[f64]) -> RequestSeries {
+    RequestSeries::raw(shape.metric(), crate::tracker::metric::Unit::Bytes, values)
+}
+
+/// The adaptive rule of a run of `metric`, on a series long enough for its budget: the verdict where it
+/// stopped, that look's level, the requests it took, and why it stopped.
+pub fn judge_adaptively(
+    metric: &str,
+    values: &[f64],
+    planned: usize,
+    thresholds: &Thresholds,
+) -> (Verdict, f64, usize, StopReason) {
+    let alpha = 1.0 - thresholds.confidence;
+    let looks = adaptive::schedule(
+        planned as u64,
+        values.len() as u64,
+        alpha,
+        2 * MIN_JUDGED as u64,
+    );
+    for (i, look) in looks.iter().enumerate() {
+        let k = (look.requests as usize).min(values.len());
+        let s = RequestSeries::raw(metric, crate::tracker::metric::Unit::Bytes, &values[..k]);
+        let verdict = analyze_at(std::slice::from_ref(&s), thresholds, look.alpha);
+        if let Some(stopped) = adaptive::decide(look, &verdict, i + 1 == looks.len()) {
+            return (verdict, look.alpha, k, stopped);
+        }
+    }
+    unreachable!("the last look always decides")
 }
 
 /// The seed tool's rule: first-to-last growth scaled to 100 requests above 100 MiB.
@@ -171,36 +244,62 @@ impl CalibrationTable {
     /// The table as Markdown (what `docs/calibration.md` shows).
     pub fn to_markdown(&self) -> String {
         let c = &self.config;
-        let mut out = format!(
-            "{} runs per shape, {} measured requests each, seed {}, confidence {}.\n\n",
-            c.runs, c.requests, c.seed, c.thresholds.confidence
-        );
+        let mut out = match c.budget {
+            None => format!(
+                "{} runs per shape, {} measured requests each, seed {}, confidence {}.\n\n",
+                c.runs, c.requests, c.seed, c.thresholds.confidence
+            ),
+            Some(b) => format!(
+                "{} runs per shape, the adaptive rule: {} planned measured requests, a budget of {b}, seed {}, confidence {} (α = {:.2} split across the looks).\n\n",
+                c.runs,
+                c.requests,
+                c.seed,
+                c.thresholds.confidence,
+                1.0 - c.thresholds.confidence
+            ),
+        };
+        let adaptive = c.budget.is_some();
+        let pct = |x: f64| format!("{:.1} %", 100.0 * x);
         for planted in [false, true] {
-            out += if planted {
-                "### Power (planted leaks)\n\n| shape | leak | leak among 8 metrics (Holm) | inconclusive | seed rule fails |\n|---|---:|---:|---:|---:|\n"
+            let (title, first) = if planted {
+                (
+                    "Power (planted leaks)",
+                    "| shape | leak | leak among 8 metrics (Holm) | inconclusive |",
+                )
             } else {
-                "### False positives (clean shapes)\n\n| shape | leak (false positive) | inconclusive | seed rule fails |\n|---|---:|---:|---:|\n"
+                (
+                    "False positives (clean shapes)",
+                    "| shape | leak (false positive) | inconclusive |",
+                )
             };
+            let cols = first.matches('|').count() - 1;
+            let (extra, extra_cols) = if adaptive {
+                (" mean requests | stopped early | extended |", 3)
+            } else {
+                (" seed rule fails |", 1)
+            };
+            out += &format!(
+                "### {title}\n\n{first}{extra}\n|---|{}\n",
+                "---:|".repeat(cols - 1 + extra_cols)
+            );
             for r in self.rows.iter().filter(|r| r.planted == planted) {
-                let pct = |x: f64| format!("{:.1} %", 100.0 * x);
-                out += &if planted {
-                    format!(
-                        "| {} | {} | {} | {} | {} |\n",
-                        r.shape,
-                        pct(r.leak),
-                        pct(r.leak_among_8),
-                        pct(r.inconclusive),
-                        pct(r.seed_fail)
-                    )
+                let mut line = format!("| {} | {} |", r.shape, pct(r.leak));
+                if planted {
+                    line += &format!(" {} |", pct(r.leak_among_8));
+                }
+                line += &format!(" {} |", pct(r.inconclusive));
+                if adaptive {
+                    line += &format!(
+                        " {:.0} | {} | {} |",
+                        r.mean_requests.unwrap_or(f64::NAN),
+                        pct(r.stopped_early.unwrap_or(0.0)),
+                        pct(r.extended.unwrap_or(0.0))
+                    );
                 } else {
-                    format!(
-                        "| {} | {} | {} | {} |\n",
-                        r.shape,
-                        pct(r.leak),
-                        pct(r.inconclusive),
-                        pct(r.seed_fail)
-                    )
-                };
+                    line += &format!(" {} |", pct(r.seed_fail));
+                }
+                out += &line;
+                out += "\n";
             }
             out += "\n";
         }
@@ -229,5 +328,37 @@ mod tests {
             .unwrap();
         assert!(big.leak > 0.9, "{big:?}");
         assert!(a.to_markdown().contains("| host: white jitter | 0.0 %"));
+    }
+
+    #[test]
+    fn the_adaptive_rule_extends_undecided_runs_and_stops_big_leaks_early() {
+        let config = CalibrationConfig {
+            runs: 20,
+            budget: Some(400),
+            ..CalibrationConfig::default()
+        };
+        let t = run(&config);
+        let row = |prefix: &str| t.rows.iter().find(|r| r.shape.starts_with(prefix)).unwrap();
+        let big = row("host leak 8192");
+        assert!(
+            big.leak > 0.9 && big.stopped_early.unwrap() > 0.9,
+            "{big:?}"
+        );
+        assert!(big.mean_requests.unwrap() < 50.0, "{big:?}");
+        let white = row("host: white jitter");
+        assert_eq!(white.leak, 0.0);
+        assert_eq!(
+            white.mean_requests,
+            Some(100.0),
+            "a decided clean run stops at the plan"
+        );
+        // Undecided at 100 requests in 4 of 5 fixed-length runs; decided within the budget.
+        let segment = row("gpu: one 20 MiB segment mid-run");
+        assert!(segment.extended.unwrap() > 0.5, "{segment:?}");
+        assert!(
+            segment.inconclusive < 0.1 && segment.leak == 0.0,
+            "{segment:?}"
+        );
+        assert!(t.to_markdown().contains("mean requests"));
     }
 }

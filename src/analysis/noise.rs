@@ -59,7 +59,78 @@ pub enum Shape {
         /// Allocator segment size in bytes.
         segment: f64,
     },
+    /// Host: a real engine's noise — the residuals of a clean run, resampled in blocks of 10
+    /// on top of that run's own slope — plus `per_request` planted bytes (0: clean).
+    Recorded {
+        /// Whose residuals.
+        noise: RecordedNoise,
+        /// Planted leak, bytes per request (0 for the clean row).
+        per_request: f64,
+    },
 }
+
+/// Residuals of clean runs of real engines on this project's CPU machine (`fixtures/noise/`,
+/// written by `scripts/extract-noise.py` from the runs' JSON reports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordedNoise {
+    /// SGLang 0.5.23 on CPU, tiny-llama, text: the whole tree.
+    SglangCpuTextTree,
+    /// The same run's scheduler process.
+    SglangCpuTextScheduler,
+    /// SGLang 0.5.23 on CPU, tiny Qwen2.5-VL, a unique image per request: the whole tree.
+    SglangCpuVlmImageTree,
+}
+
+impl RecordedNoise {
+    /// Every recording, in table order.
+    pub const ALL: [RecordedNoise; 3] = [
+        RecordedNoise::SglangCpuTextTree,
+        RecordedNoise::SglangCpuTextScheduler,
+        RecordedNoise::SglangCpuVlmImageTree,
+    ];
+
+    /// Short name for the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordedNoise::SglangCpuTextTree => "SGLang CPU text, tree",
+            RecordedNoise::SglangCpuTextScheduler => "SGLang CPU text, scheduler",
+            RecordedNoise::SglangCpuVlmImageTree => "SGLang CPU unique images, tree",
+        }
+    }
+
+    fn text(self) -> &'static str {
+        match self {
+            RecordedNoise::SglangCpuTextTree => {
+                include_str!("../../fixtures/noise/sglang-cpu-text-tree.csv")
+            }
+            RecordedNoise::SglangCpuTextScheduler => {
+                include_str!("../../fixtures/noise/sglang-cpu-text-scheduler.csv")
+            }
+            RecordedNoise::SglangCpuVlmImageTree => {
+                include_str!("../../fixtures/noise/sglang-cpu-vlm-image-tree.csv")
+            }
+        }
+    }
+
+    /// The run's slope (bytes per request) and its residuals.
+    pub fn data(self) -> (f64, Vec<f64>) {
+        let mut slope = 0.0;
+        let mut residuals = Vec::new();
+        for line in self.text().lines() {
+            if let Some(v) = line.strip_prefix("# slope_per_request:") {
+                slope = v.trim().parse().unwrap_or(0.0);
+            } else if !line.starts_with('#')
+                && let Ok(v) = line.trim().parse::<f64>()
+            {
+                residuals.push(v);
+            }
+        }
+        (slope, residuals)
+    }
+}
+
+/// Block length of the residual bootstrap: keeps steps and short-range correlation.
+const BLOCK: usize = 10;
 
 impl Shape {
     /// The metric name the shape stands for.
@@ -81,6 +152,10 @@ impl Shape {
             Shape::HostBoundedCache => "host: bounded cache (plateau at 10–45%)".into(),
             Shape::HostLateCache => "host: late cache (plateau at 50–80%, stress)".into(),
             Shape::HostPlateau { at } => format!("host: plateau at {:.0}%", at * 100.0),
+            Shape::Recorded { noise, per_request } if *per_request > 0.0 => {
+                format!("{} + leak {:.0} KiB/req", noise.name(), *per_request / KIB)
+            }
+            Shape::Recorded { noise, .. } => format!("{} (recorded residuals)", noise.name()),
             Shape::HostSawtoothGc => "host: GC sawtooth".into(),
             Shape::HostWarmupStep => "host: warm-up step".into(),
             Shape::HostLeak { per_request } => {
@@ -104,14 +179,25 @@ impl Shape {
 
     /// Whether the shape plants a leak.
     pub fn is_leak(&self) -> bool {
-        matches!(self, Shape::HostLeak { .. } | Shape::GpuLeak { .. })
+        match self {
+            Shape::HostLeak { .. } | Shape::GpuLeak { .. } => true,
+            Shape::Recorded { per_request, .. } => *per_request > 0.0,
+            _ => false,
+        }
     }
 
     /// `n` readings of this shape drawn with `rng`.
     pub fn generate(&self, n: usize, rng: &mut impl RngCore) -> Vec<f64> {
+        self.generate_long(n, n, rng)
+    }
+
+    /// `len` readings of the shape planned for `n` (positions such as "a plateau at 30 %" are
+    /// shares of `n`): what an adaptive run that goes on past its planned count sees. The first
+    /// `n` readings equal [`generate`](Self::generate)'s.
+    pub fn generate_long(&self, n: usize, len: usize, rng: &mut impl RngCore) -> Vec<f64> {
         match *self {
-            Shape::HostWhite => host(n, rng, 0.0, |_, _| 0.0),
-            Shape::HostAllocatorSteps => host(n, rng, 2.0, |_, _| 0.0),
+            Shape::HostWhite => host(len, rng, 0.0, |_, _| 0.0),
+            Shape::HostAllocatorSteps => host(len, rng, 2.0, |_, _| 0.0),
             Shape::HostBoundedCache | Shape::HostLateCache => {
                 let (lo, hi) = if *self == Shape::HostBoundedCache {
                     (0.10, 0.45)
@@ -120,25 +206,25 @@ impl Shape {
                 };
                 let rate = uniform(rng, 64.0 * KIB, MIB);
                 let stop = uniform(rng, lo, hi) * n as f64;
-                host(n, rng, 2.0, move |i, _| rate * (i as f64).min(stop))
+                host(len, rng, 2.0, move |i, _| rate * (i as f64).min(stop))
             }
             Shape::HostPlateau { at } => {
                 let rate = uniform(rng, 64.0 * KIB, MIB);
                 let stop = uniform(rng, at - 0.025, at + 0.025) * n as f64;
-                host(n, rng, 0.0, move |i, _| rate * (i as f64).min(stop))
+                host(len, rng, 0.0, move |i, _| rate * (i as f64).min(stop))
             }
             Shape::HostSawtoothGc => {
                 let amp = uniform(rng, MIB, 4.0 * MIB);
                 let period = uniform(rng, 8.0, 40.0);
                 let phase = uniform(rng, 0.0, period);
-                host(n, rng, 2.0, move |i, _| {
+                host(len, rng, 2.0, move |i, _| {
                     amp * ((i as f64 + phase) % period) / period
                 })
             }
             Shape::HostWarmupStep => {
                 let size = uniform(rng, 8.0 * MIB, 64.0 * MIB);
                 let at = rng.random_range(1..=8);
-                host(n, rng, 2.0, move |i, _| if i >= at { size } else { 0.0 })
+                host(len, rng, 2.0, move |i, _| if i >= at { size } else { 0.0 })
             }
             Shape::HostLeak { per_request } => {
                 let warm = if rng.random::<bool>() {
@@ -147,35 +233,60 @@ impl Shape {
                     0.0
                 };
                 let at = rng.random_range(1..=8);
-                host(n, rng, 2.0, move |i, _| {
+                host(len, rng, 2.0, move |i, _| {
                     per_request * i as f64 + if i >= at { warm } else { 0.0 }
                 })
             }
-            Shape::GpuAllocFree => gpu(n, rng, |_, _| 0.0),
+            Shape::GpuAllocFree => gpu(len, rng, |_, _| 0.0),
             Shape::GpuWarmupStep => {
                 let at: Vec<usize> = (0..rng.random_range(1..=3))
                     .map(|_| rng.random_range(0..10))
                     .collect();
-                gpu(n, rng, move |i, _| {
+                gpu(len, rng, move |i, _| {
                     20.0 * MIB * at.iter().filter(|a| i >= **a).count() as f64
                 })
             }
             Shape::GpuMidRunSegment => {
                 let at = (uniform(rng, 0.2, 0.9) * n as f64) as usize;
-                gpu(n, rng, move |i, _| if i >= at { 20.0 * MIB } else { 0.0 })
+                gpu(len, rng, move |i, _| if i >= at { 20.0 * MIB } else { 0.0 })
+            }
+            Shape::Recorded { noise, per_request } => {
+                let (slope, residuals) = noise.data();
+                recorded(len, rng, slope + per_request, &residuals)
             }
             Shape::GpuLeak {
                 per_request,
                 segment,
             } => {
                 let mut demand = uniform(rng, 0.0, segment);
-                gpu(n, rng, move |_, rng| {
+                gpu(len, rng, move |_, rng| {
                     demand += per_request * uniform(rng, 0.5, 1.5);
                     segment * (demand / segment).ceil()
                 })
             }
         }
     }
+}
+
+/// A recorded run's noise: a base of 2.5–3.5 GiB, `slope` per request, and the residuals
+/// resampled in blocks of [`BLOCK`] (a moving-block bootstrap).
+fn recorded(len: usize, rng: &mut impl RngCore, slope: f64, residuals: &[f64]) -> Vec<f64> {
+    let base = uniform(rng, 2.5 * GIB, 3.5 * GIB);
+    let starts = residuals.len().saturating_sub(BLOCK).max(1);
+    let mut noise = Vec::with_capacity(len);
+    while noise.len() < len {
+        let at = rng.random_range(0..starts);
+        noise.extend(residuals.iter().skip(at).take(BLOCK));
+        if residuals.is_empty() {
+            noise.resize(len, 0.0);
+        }
+    }
+    noise.truncate(len);
+    noise
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| base + slope * i as f64 + r)
+        .collect()
 }
 
 /// Host RSS: base + jitter + allocator steps (`steps_per_100` on average) + `shape(i)`.

@@ -8,6 +8,7 @@ use clap::Args;
 use sglang_memtest::analysis::calibrate::{self, CalibrationConfig};
 use sglang_memtest::config::{ScenarioConfig, TestType};
 use sglang_memtest::load;
+use sglang_memtest::load::DEFAULT_BUDGET_FACTOR;
 use sglang_memtest::report::compare::compare as compare_reports;
 use sglang_memtest::report::{Report, RunOutcome};
 
@@ -30,6 +31,10 @@ pub struct CalibrateArgs {
     /// long-run tables, written between `calibrate-n<N>` markers).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(10..=100_000_000))]
     requests: u64,
+    /// Judge with the adaptive rule (looks before, at and after the planned count) up to a
+    /// budget of 4 × `--requests` (written between `calibrate-adaptive` markers).
+    #[arg(long)]
+    adaptive: bool,
     /// Also run this many scenarios per shape against the reference server (slow: about
     /// 1.5 s each; 200 for the published table, planted leaks get a quarter of that).
     #[arg(long, default_value_t = 0)]
@@ -104,12 +109,21 @@ pub async fn calibrate(args: CalibrateArgs) -> anyhow::Result<u8> {
         runs: usize::try_from(args.runs).unwrap_or(usize::MAX),
         seed: args.seed,
         requests: usize::try_from(args.requests).unwrap_or(usize::MAX),
+        budget: args.adaptive.then(|| {
+            usize::try_from(args.requests.saturating_mul(DEFAULT_BUDGET_FACTOR))
+                .unwrap_or(usize::MAX)
+        }),
         ..CalibrationConfig::default()
     };
-    let marker = if args.requests == 100 {
-        "calibrate".to_owned()
+    let stem = if args.adaptive {
+        "calibrate-adaptive"
     } else {
-        format!("calibrate-n{}", args.requests)
+        "calibrate"
+    };
+    let marker = if args.requests == 100 {
+        stem.to_owned()
+    } else {
+        format!("{stem}-n{}", args.requests)
     };
     eprintln!(
         "calibrating: {} runs per shape, {} requests each (seed {}) …",
