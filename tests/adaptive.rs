@@ -115,3 +115,43 @@ fn a_budget_below_the_planned_count_is_refused_naming_both() {
         "{text}"
     );
 }
+
+/// A cache of 512 KiB per request capped at 32 MiB: full at about request 64 of 100, flat to
+/// the end. Not a leak, and not "inconclusive": a pass that names the plateau.
+#[test]
+fn a_cache_that_fills_and_stays_flat_passes_with_the_plateau_named() {
+    let r = run(&quick(
+        "plateau",
+        &[
+            "--cache-bytes-per-request=524288",
+            "--cache-cap-bytes=33554432",
+        ],
+        Workload::Text,
+    )
+    .requests(100));
+    assert_eq!(r.outcome, RunOutcome::Pass, "{}", r.summary());
+    let tree = r
+        .verdict
+        .as_ref()
+        .unwrap()
+        .metric(metric::HOST_RSS_TREE)
+        .unwrap();
+    let p = tree
+        .plateau
+        .unwrap_or_else(|| panic!("no plateau named: {}", r.summary()));
+    assert!(
+        (50..=80).contains(&p.since_request),
+        "flat since request {} (the cache is full at ~64)",
+        p.since_request
+    );
+    assert!(
+        (20.0..34.0).contains(&(p.growth / 1048576.0)),
+        "grew {} B to the plateau (the cap is 32 MiB)",
+        p.growth
+    );
+    assert!(
+        r.summary().contains("bounded growth"),
+        "the console names it: {}",
+        r.summary()
+    );
+}

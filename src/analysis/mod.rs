@@ -345,9 +345,12 @@ pub struct MetricAnalysis {
 pub struct Plateau {
     /// The measured request from which it is flat.
     pub since_request: u64,
-    /// Growth from the window's start to the plateau's level.
+    /// Growth from the first measured request to the plateau's level (what the cache took).
     #[serde(with = "crate::util::nan_null")]
     pub growth: f64,
+    /// The plateau's level.
+    #[serde(with = "crate::util::nan_null")]
+    pub level: f64,
     /// Requests on the plateau (it runs to the end of the window).
     pub flat_requests: u64,
     /// Upper bound of the plateau's slope (per request), confidently below the limit.

@@ -79,6 +79,9 @@ pub(crate) fn measure(
     // The automatic cut may only take readings taken before the half-way request.
     let max_cut = sample.x().iter().take_while(|x| **x < half).count();
     let cut = warmup::mser5_cut(&sample, max_cut);
+    // Where the measured requests started, for a plateau's growth (the warm-up cut may have
+    // taken most of a cache's filling).
+    let measured_start = sample.head_level((sample.len() / 10).max(3));
     let window = sample.tail(cut).unwrap_or(sample);
     let n = window.len();
     let k = (n / 10).max(3);
@@ -128,7 +131,11 @@ pub(crate) fn measure(
         .parse::<crate::tracker::metric::Metric>()
         .is_ok_and(|m| m.source == crate::tracker::metric::Source::Gpu);
     if let (Some(r), false) = (rule, stepwise) {
-        m.plateau = find_plateau(&window, r, t.confidence, batch, first);
+        m.plateau = find_plateau(&window, r, t.confidence, batch, first).map(|mut p| {
+            // Report the growth from the first measured request, not from the cut.
+            p.growth = p.growth.max(p.level - measured_start);
+            p
+        });
     }
     (m, Some(window), fit)
 }
@@ -203,6 +210,7 @@ fn find_plateau(
                 return Some(Plateau {
                     since_request: since.round() as u64,
                     growth: level_reached,
+                    level: tail.head_level(k),
                     flat_requests: (span + batch as f64) as u64,
                     slope_hi: hi,
                 });
@@ -285,7 +293,7 @@ pub(crate) fn judge(m: &mut MetricAnalysis, rule: Option<&Rule>, alpha: f64, tot
         Outcome::Inconclusive
     } else if let Some(p) = m.plateau.filter(|_| m.growth >= rule.min_growth) {
         m.reasons.push(format!(
-            "bounded growth: {}, flat since request {} ({} requests on the plateau, slope below {}): a cache that filled, not a leak",
+            "bounded growth: {}, flat since request {} ({} requests on the plateau, slope at most {}): a cache that filled, not a leak",
             val(p.growth),
             p.since_request,
             p.flat_requests,
