@@ -260,13 +260,16 @@ fn suite_runs_the_three_scenarios_into_one_folder() {
 #[test]
 fn a_run_too_short_to_call_is_inconclusive_and_says_how_long_to_run() {
     // 64 KiB/request is a leak, but 20 requests grow only ~1.2 MiB: below the floor that can
-    // count as one. The honest answer is "run longer", with exit status 4, never a pass.
+    // count as one. With no budget to run longer (--max-requests 20) the honest answer is "run
+    // longer", with exit status 4, never a pass.
     let dir = out_dir("inconclusive");
     let o = memtest(&[
         "monitor",
         "--reference",
         "--reference-arg=--leak-bytes-per-request=65536",
         "--num-requests",
+        "20",
+        "--max-requests",
         "20",
         "--request-interval",
         "0.01",
@@ -280,7 +283,29 @@ fn a_run_too_short_to_call_is_inconclusive_and_says_how_long_to_run() {
         "{}",
         text(&o)
     );
+    assert!(text(&o).contains("budget was spent"), "{}", text(&o));
     assert_eq!(report_outcome(&dir.join("text_model.json")), "inconclusive");
+}
+
+#[test]
+fn the_same_short_run_decides_itself_when_it_may_run_longer() {
+    // The default budget (4 × 20): the run goes on until the leak has grown past the floor.
+    let dir = out_dir("adaptive_cli");
+    let o = memtest(&[
+        "monitor",
+        "--reference",
+        "--reference-arg=--leak-bytes-per-request=65536",
+        "--num-requests",
+        "20",
+        "--request-interval",
+        "0.01",
+        "--no-plot",
+        "--out-dir",
+        dir.to_str().expect("utf-8"),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("planned 20, budget 80"), "{}", text(&o));
+    assert_eq!(report_outcome(&dir.join("text_model.json")), "leak");
 }
 
 #[test]

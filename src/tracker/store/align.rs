@@ -1,11 +1,17 @@
 //! Per-request values as the readings arrive: for measured request `i`, the latest reading
-//! taken strictly before request `i + 1` completed (or before the phase ended, for the last).
+//! taken after request `i` completed and strictly before request `i + 1` completed (or before
+//! the phase ended, for the last).
 //!
 //! Every completion triggers a reading a few µs later, so this is normally the reading taken just
-//! after request `i` completed, never one that already includes request `i + 1`; when none falls
-//! between two completions the reading before is carried forward; requests that completed before
-//! a metric's first reading take that reading. The values go straight into bounded batch means:
-//! nothing here grows with the run but the completion times (8 bytes a request).
+//! after request `i` completed, never one that already includes request `i + 1`. When no reading
+//! falls between two completions, the reading before is carried forward — metrics read on a
+//! slower cadence of their own (`/dev/shm`, GPU, server metrics) are a step function of the
+//! requests — but only while it is not older than [`STALE_GAPS`] of that metric's usual gaps
+//! between readings. Past that the sampler has stalled (starved of CPU on a loaded machine) and
+//! the request has **no value** (counted as missing): carrying one old reading over every
+//! request the sampler missed would flatten a leak into a pass. The values go straight into
+//! bounded batch means: nothing here grows with the run but the completion times (8 bytes a
+//! request).
 
 use crate::analysis::{BatchMeans, Batched};
 
@@ -34,13 +40,18 @@ impl Completions {
     }
 }
 
+/// A reading older than this many of the metric's usual gaps between readings is not carried
+/// forward to a request that completed after it.
+pub(crate) const STALE_GAPS: f64 = 4.0;
+
 /// One metric's cursor through the completions.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Aligner {
     next: usize,
-    prev: Option<f64>,
-    /// Requests finalized before the first reading: they take the first value.
-    unfilled: u64,
+    /// The latest reading: when, and its value.
+    prev: Option<(u64, f64)>,
+    /// The usual gap between this metric's readings (µs; a moving average).
+    gap: Option<f64>,
     values: BatchMeans,
 }
 
@@ -51,24 +62,29 @@ impl Aligner {
             if until > t_us {
                 break;
             }
-            self.finalize();
+            self.finalize(c, until);
         }
-        self.prev = Some(v);
+        if let Some((t, _)) = self.prev {
+            let d = t_us.saturating_sub(t) as f64;
+            // The gap learns slowly, so one stall does not teach it that stalls are usual.
+            self.gap = Some(self.gap.map_or(d, |g| 0.95 * g + 0.05 * d));
+        }
+        self.prev = Some((t_us, v));
     }
 
-    fn finalize(&mut self) {
-        match self.prev {
-            None => self.unfilled += 1,
-            Some(v) => {
-                while self.unfilled > 0 {
-                    let i = self.values.count();
-                    self.values.push(i as f64, v);
-                    self.unfilled -= 1;
-                }
-                let i = self.values.count();
-                self.values.push(i as f64, v);
-            }
-        }
+    /// Request `next`'s value, its window closing at `until`: the latest reading if it was
+    /// taken after that request completed, or carried forward if it is not stale.
+    fn finalize(&mut self, c: &Completions, until: u64) {
+        let v = match (self.prev, c.ends.get(self.next)) {
+            (Some((t, v)), Some(&end)) if t >= end => v,
+            (Some((t, v)), Some(_)) => match self.gap {
+                Some(g) if (until.saturating_sub(t) as f64) <= STALE_GAPS * g.max(1.0) => v,
+                _ => f64::NAN,
+            },
+            _ => f64::NAN,
+        };
+        let i = self.values.count();
+        self.values.push(i as f64, v);
         self.next += 1;
     }
 
@@ -76,7 +92,9 @@ impl Aligner {
     pub(crate) fn finish(&self, c: &Completions) -> Option<Batched> {
         let mut done = self.clone();
         while done.next < c.ends.len() {
-            done.finalize();
+            // A request whose window is still open (a snapshot) closes at its own completion.
+            let until = c.until(done.next).unwrap_or(c.ends[done.next]);
+            done.finalize(c, until);
         }
         (done.values.count() > 0).then(|| done.values.finish())
     }
@@ -86,20 +104,26 @@ impl Aligner {
 mod tests {
     use super::*;
 
-    /// The offline definition, for comparison: latest reading before the next completion.
+    /// The offline definition, for comparison, with regular readings (no stall): the latest
+    /// reading before the next completion, missing before the first reading.
     fn offline(points: &[(u64, f64)], ends: &[u64], phase_end: u64) -> Vec<f64> {
-        let mut out: Vec<Option<f64>> = (0..ends.len())
+        (0..ends.len())
             .map(|i| {
                 let until = ends.get(i + 1).copied().unwrap_or(phase_end);
-                points.iter().rev().find(|p| p.0 < until).map(|p| p.1)
+                points
+                    .iter()
+                    .rev()
+                    .find(|p| p.0 < until)
+                    .map_or(f64::NAN, |p| p.1)
             })
-            .collect();
-        let first = out.iter().position(Option::is_some).unwrap_or(0);
-        let fill = out[first];
-        for v in out.iter_mut().take(first) {
-            *v = fill;
-        }
-        out.into_iter().map(|v| v.unwrap_or(f64::NAN)).collect()
+            .collect()
+    }
+
+    fn same(a: &[f64], b: &[f64]) -> bool {
+        a.len() == b.len()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
     }
 
     #[test]
@@ -127,19 +151,39 @@ mod tests {
             a.reading(&c, t, v);
         }
         let got = a.finish(&c).expect("values");
-        assert_eq!(got.y, offline(&points, &ends, phase_end));
+        let want = offline(&points, &ends, phase_end);
+        assert!(same(&got.y, &want), "{:?}\n{want:?}", got.y);
     }
 
     #[test]
-    fn requests_before_the_first_reading_take_it() {
+    fn a_stalled_sampler_leaves_requests_missing_not_the_old_value_repeated() {
         let mut c = Completions::default();
-        c.complete(10);
-        c.complete(20);
         let mut a = Aligner::default();
-        a.reading(&c, 25, 7.0);
-        c.complete(30);
-        a.reading(&c, 35, 8.0);
-        let got = a.finish(&c).expect("values");
-        assert_eq!(got.y, [7.0, 7.0, 8.0]);
+        // Readings every 10 µs, a completion before each.
+        for i in 0..10u64 {
+            c.complete(i * 10 + 1);
+            a.reading(&c, i * 10 + 2, i as f64);
+        }
+        // A completion with no reading of its own, within the usual gap: carried forward.
+        c.complete(101);
+        c.complete(105);
+        a.reading(&c, 106, 10.0);
+        // The sampler stalls for 200 µs while ten requests complete; then one late reading.
+        for i in 0..10u64 {
+            c.complete(110 + i * 20);
+        }
+        a.reading(&c, 320, 99.0);
+        let got = a.finish(&c).expect("values").y;
+        assert_eq!(&got[..10], &(0..10).map(f64::from).collect::<Vec<_>>()[..]);
+        assert_eq!(
+            got[10], 9.0,
+            "carried: one request without a reading of its own"
+        );
+        assert_eq!(got[11], 10.0);
+        // Carried over the first stalled request or two at most, then missing; the last has the
+        // late reading.
+        let missing = got[12..21].iter().filter(|v| v.is_nan()).count();
+        assert!(missing >= 7, "{got:?}");
+        assert_eq!(got[21], 99.0);
     }
 }
