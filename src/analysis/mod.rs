@@ -19,6 +19,7 @@ use crate::tracker::metric::{Metric, MetricPattern, Source, Unit};
 mod batch;
 pub mod calibrate;
 mod hourly;
+pub mod logical;
 pub mod noise;
 mod sample;
 #[cfg(test)]
@@ -52,6 +53,7 @@ pub struct ConfidenceInterval {
 
 pub use batch::{BatchMeans, Batched, MAX_POINTS};
 pub use hourly::{HourlyAnalysis, Stretch};
+pub use logical::{IdleAccounting, IdleCheck};
 
 /// One metric's values after each measured request (index 0 = first measured request), as batch
 /// means: at most [`MAX_POINTS`] points however long the run.
