@@ -2,7 +2,7 @@
 //!
 //! A preallocated KV pool hides a leak from every memory metric: KV slots that are never given
 //! back (SGLang's "token_to_kv_pool_allocator memory leak detected" class) grow no RSS and no GPU
-//! memory. With no request in flight after the cooldown, the KV tokens in use must be back at
+//! memory. With no request in flight once the load is over, the KV tokens in use must be back at
 //! their idle value from before the load, and no request may still be running; anything left is
 //! a leak of its own kind (`server.kv_tokens@idle`, …), judged exactly — these are counts the
 //! engine keeps, not noisy samples, so there is no interval and no threshold beyond rounding.
@@ -21,7 +21,7 @@ use crate::tracker::idle::{Expect, IdleReading};
 /// Differences at or below this are rounding (vLLM's usage is a float fraction).
 const TOLERANCE: f64 = 1e-9;
 
-/// One quantity of the accounting: its idle value before the load, after the cooldown, and the
+/// One quantity of the accounting: its idle value before the load, after it, and the
 /// verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IdleCheck {
@@ -31,14 +31,20 @@ pub struct IdleCheck {
     /// `count` or `ratio`.
     pub unit: Unit,
     /// The value read before the load (the server idle, just started).
+    #[serde(with = "crate::util::nan_null")]
     pub before: f64,
     /// The value it must return to: `before` for KV in use, 0 for running requests.
+    #[serde(with = "crate::util::nan_null")]
     pub expected: f64,
-    /// The value after the cooldown: the first settle reading back at `expected`, else the last.
+    /// The value once the load is over: the first settle reading back at `expected`, else the
+    /// last.
+    #[serde(with = "crate::util::nan_null")]
     pub after: f64,
     /// Every reading of the settle wait, in order (the last is `after`).
+    #[serde(with = "crate::util::nan_null_vec")]
     pub settle: Vec<f64>,
     /// `after - expected`.
+    #[serde(with = "crate::util::nan_null")]
     pub excess: f64,
     /// Requests sent between the two readings (warm-up and measured).
     pub requests: u64,
@@ -65,7 +71,7 @@ pub struct IdleAccounting {
     /// Why it is not available, or what else to know.
     #[serde(default)]
     pub note: Option<String>,
-    /// How long the settle wait after the cooldown took, ms.
+    /// How long the readings after the load took (the settle wait), ms.
     #[serde(default)]
     pub settle_ms: u64,
     /// One check per quantity.
@@ -133,7 +139,7 @@ fn what(metric: &str) -> &'static str {
 }
 
 /// Judges the readings: `before` (idle, before the load), `settle` (the readings of the settle
-/// wait after the cooldown, in order), `requests` completed in between.
+/// wait after the load, in order), `requests` sent in between.
 pub fn judge(before: &IdleReading, settle: &[IdleReading], requests: u64) -> Vec<IdleCheck> {
     let busy_before = before
         .values
@@ -167,7 +173,7 @@ pub fn judge(before: &IdleReading, settle: &[IdleReading], requests: u64) -> Vec
             let (outcome, reason) = if series.is_empty() {
                 (
                     Outcome::Inconclusive,
-                    format!("no reading after the cooldown (the server stopped answering {})", before.source),
+                    format!("no reading after the load (the server stopped answering {})", before.source),
                 )
             } else if !busy_before.is_empty() {
                 (
@@ -180,7 +186,7 @@ pub fn judge(before: &IdleReading, settle: &[IdleReading], requests: u64) -> Vec
             } else if excess <= TOLERANCE {
                 (
                     Outcome::Pass,
-                    format!("{name} back at {} after the cooldown", show(u, expected)),
+                    format!("{name} back at {} after the load", show(u, expected)),
                 )
             } else {
                 let share = capacity
@@ -395,6 +401,11 @@ mod tests {
                 .all(|c| c.outcome == Outcome::Inconclusive)
         );
         assert!(gone.checks[0].after.is_nan());
+        // NaN goes to the JSON as null and comes back.
+        let json = serde_json::to_string(&gone).expect("serializes");
+        assert!(json.contains("\"after\":null"), "{json}");
+        let back: IdleAccounting = serde_json::from_str(&json).expect("parses");
+        assert!(back.checks[0].after.is_nan());
     }
 
     #[test]

@@ -79,7 +79,7 @@ fn engine_lines(report: &Report, out: &mut String) {
                     _ => format!("{v:.0}"),
                 };
                 let mut line = format!(
-                    "  {:<9} {:<44} idle {} -> {} after the cooldown",
+                    "  {:<9} {:<44} idle {} -> {} after the load",
                     label(c.outcome),
                     c.metric,
                     show(c.before),
@@ -95,7 +95,7 @@ fn engine_lines(report: &Report, out: &mut String) {
             }
             let _ = writeln!(
                 out,
-                "  accounting: {}, idle before the load vs after the cooldown{}",
+                "  accounting: {}, idle before vs after the load{}",
                 a.source.as_deref().unwrap_or("?"),
                 if a.settle_ms >= 100 {
                     format!(

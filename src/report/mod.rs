@@ -270,9 +270,9 @@ pub struct Report {
     pub shutdown: Option<ShutdownReport>,
     /// Last lines of the server log.
     pub server_log_tail: Vec<String>,
-    /// The server's own accounting at idle, before the load and after the cooldown (logical
-    /// leaks: KV tokens never given back, requests never finished). `None` when the run did
-    /// not get that far.
+    /// The server's own accounting at idle, before the load and after it (before the cooldown's
+    /// cache flush): logical leaks, KV tokens never given back, requests never finished. `None`
+    /// when the run did not get that far.
     #[serde(default)]
     pub idle_accounting: Option<IdleAccounting>,
     /// The engine's own memory checks found in the server's log (leak checks, a full KV pool,

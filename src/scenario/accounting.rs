@@ -1,6 +1,8 @@
 //! The engine's own view of its memory, around the run: its accounting read idle before the
-//! load and again after the cooldown (with a short settle wait), its log's memory checks, and
-//! how both change the run's outcome. The judgement is [`crate::analysis::logical`]'s.
+//! load and again once the load is over (no request in flight, a short settle wait, before the
+//! cooldown's cache flush: SGLang's `/flush_cache` resets its KV allocator, which would give
+//! leaked slots back), its log's memory checks, and how both change the run's outcome. The
+//! judgement is [`crate::analysis::logical`]'s.
 
 use std::time::{Duration, Instant};
 
@@ -11,7 +13,7 @@ use crate::fixture::ExitInfo;
 use crate::report::{Report, RunOutcome};
 use crate::tracker::idle::{self, IdleReading};
 
-/// Longest wait after the cooldown for the accounting to return to idle.
+/// Longest wait after the last request for the accounting to return to idle.
 pub(super) const SETTLE_WAIT: Duration = Duration::from_secs(3);
 /// Time between readings of the settle wait.
 const SETTLE_POLL: Duration = Duration::from_millis(250);
@@ -28,7 +30,7 @@ pub(super) async fn before(base_url: &str) -> Result<IdleReading, String> {
     idle::probe(&client()?, base_url).await
 }
 
-/// The accounting after the cooldown, judged against `before`: read until every quantity is
+/// The accounting once the load is over, judged against `before`: read until every quantity is
 /// back at its idle value, at most [`SETTLE_WAIT`].
 pub(super) async fn after(
     base_url: &str,
@@ -72,7 +74,7 @@ pub(super) async fn after(
     let mut a = logical::accounting(before, &settle, requests, t0.elapsed().as_millis() as u64);
     if let Some(why) = failed {
         a.note = Some(format!(
-            "the accounting could not be read after the cooldown: {why}"
+            "the accounting could not be read after the load: {why}"
         ));
     }
     a

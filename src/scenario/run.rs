@@ -330,6 +330,11 @@ impl Scenario {
             report.notes.push(note);
         }
         driven?;
+        // Before the cooldown's flush: SGLang's /flush_cache resets the KV allocator, which
+        // would hand leaked slots back and hide the leak.
+        let sent = report.requests.as_ref().map_or(0, |r| r.sent);
+        report.idle_accounting =
+            Some(accounting::after(fixture.base_url(), &idle_before, sent).await);
         tracker.mark(0, Phase::Cooldown);
         if self.cooldown.flush {
             match flush(fixture.base_url(), self.cooldown.flush_timeout).await {
@@ -339,9 +344,6 @@ impl Scenario {
         }
         tracker.mark(1, Phase::Cooldown);
         tokio::time::sleep(self.cooldown.settle).await;
-        let sent = report.requests.as_ref().map_or(0, |r| r.sent);
-        report.idle_accounting =
-            Some(accounting::after(fixture.base_url(), &idle_before, sent).await);
         Ok(())
     }
 

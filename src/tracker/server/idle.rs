@@ -1,5 +1,5 @@
 //! The server's own accounting at idle: KV tokens held and requests running, read once before the
-//! load and again after the cooldown (see [`crate::analysis::logical`] for the judgement).
+//! load and again once it is over (see [`crate::analysis::logical`] for the judgement).
 //!
 //! A KV pool preallocated at startup (SGLang's `--mem-fraction-static`, vLLM's
 //! `--gpu-memory-utilization`) does not grow when KV slots are never given back: no memory metric
@@ -34,7 +34,7 @@ pub const REQUESTS_RUNNING: &str = "server.requests_running@idle";
 /// Per-request timeout of a probe: a stuck server must not stall the cooldown.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// What an idle value must return to after the cooldown.
+/// What an idle value must return to once the load is over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Expect {

@@ -210,7 +210,9 @@ impl State {
     }
 
     /// Clears the bounded and image caches, returns freed memory to the OS, tells children.
+    /// Leaked KV tokens come back too: SGLang's `/flush_cache` resets its KV allocator.
     pub(crate) async fn flush(&self) -> Result<(), ReferenceError> {
+        self.leaked_kv_tokens.store(0, Ordering::Relaxed);
         lock(&self.cache).clear();
         lock(&self.mm_cache).clear();
         trim();
