@@ -83,6 +83,17 @@ fn monitor_exits_3_on_a_planted_leak_and_0_without() {
 }
 
 #[test]
+fn a_kv_token_leak_memory_cannot_see_exits_3_and_names_the_accounting() {
+    let dir = out_dir("kv_leak");
+    let o = monitor(&dir, "text", &["--leak-kv-tokens-per-request=4"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert_eq!(report_outcome(&dir.join("text_model.json")), "leak");
+    let out = text(&o);
+    assert!(out.contains("LEAK      server.kv_tokens@idle"), "{out}");
+    assert!(out.contains("pass      host.rss@tree"), "{out}");
+}
+
+#[test]
 fn an_image_leak_fails_the_image_scenario_only() {
     let knobs = ["--leak-bytes-per-image=1048576"];
     let dir = out_dir("image_leak");

@@ -48,3 +48,32 @@ fn report_schema_v2() {
     let out: Vec<String> = out.into_iter().filter(|p| !p.is_empty()).collect();
     insta::assert_snapshot!(out.join("\n"));
 }
+
+/// The engine's own findings (a KV leak at idle, a memory check quoted from the log): fields a
+/// clean run leaves empty.
+#[test]
+fn report_schema_v2_engine_findings() {
+    let r = run(&quick(
+        "schema_engine",
+        &[
+            "--leak-kv-tokens-per-request=4",
+            "--log-line=pool memory leak detected! [full] total=4096, available=4092",
+        ],
+        Workload::Text,
+    )
+    .requests(10));
+    assert_eq!(
+        r.outcome,
+        sglang_memtest::report::RunOutcome::Leak,
+        "{}",
+        r.summary()
+    );
+    let json: Value = serde_json::to_value(&r).expect("serializable");
+    let mut out = Vec::new();
+    for key in ["idle_accounting", "log_watch"] {
+        paths(&json[key], &format!(".{key}"), &mut out);
+    }
+    out.sort();
+    out.dedup();
+    insta::assert_snapshot!(out.join("\n"));
+}

@@ -202,6 +202,11 @@ fn text_model_passes() {
         r.timeline.series.contains_key("server.num_used_tokens"),
         "no SGLang /metrics on the timeline"
     );
+    // ...and is back at idle after the cooldown, read fresh from /v1/loads.
+    let a = r.idle_accounting.as_ref().expect("idle accounting");
+    assert_eq!(a.source.as_deref(), Some("/v1/loads"), "{a:?}");
+    assert_eq!(a.outcome, Some(Outcome::Pass), "{a:?}");
+    assert_eq!(r.log_watch.as_ref().map(|l| l.total_matches), Some(0));
 }
 
 #[test]
@@ -271,6 +276,91 @@ fn leak_planted_in_the_tokenizer_manager_is_caught_there() {
 #[serial(sglang)]
 fn leak_planted_in_the_scheduler_is_caught_there() {
     planted_leak_is_caught("scheduler");
+}
+
+/// KV tokens the planted `kv_tokens` leak keeps per request (SGLang's page size is 1 on the CPU).
+const PLANTED_TOKENS: u64 = 16;
+/// Measured requests with the planted KV leak: the accounting is exact, a few requests decide.
+const KV_REQUESTS: u64 = 40;
+
+/// `text_model` with KV slots planted in SGLang's scheduler (see `fixtures/sglang/planted_leaks`).
+fn kv_leak(test: &str) -> ScenarioConfig {
+    on_cpu(ScenarioConfig::text_model(), test, KV_REQUESTS)
+        .server_env("PYTHONPATH", planted_leaks_dir().display().to_string())
+        .server_env("MEMTEST_SGLANG_LEAK", "kv_tokens")
+        .server_env("MEMTEST_SGLANG_LEAK_TOKENS", PLANTED_TOKENS.to_string())
+}
+
+#[test]
+#[ignore = "needs the SGLang CPU install: scripts/setup-sglang-cpu.sh"]
+#[serial(sglang)]
+fn a_kv_token_leak_memory_cannot_see_is_caught_by_the_idle_accounting() {
+    let before = shm_names();
+    // SGLang's idle check only warns with strict mode off: the server lives to the end.
+    let c =
+        kv_leak("planted_kv_tokens").server_env("SGLANG_ENABLE_STRICT_MEM_CHECK_DURING_IDLE", "0");
+    let r = run(c);
+    eprintln!("{}", r.summary());
+    assert_eq!(r.outcome, RunOutcome::Leak, "{}", r.summary());
+    // Memory does not see it: no memory metric leaks (the KV pool is preallocated).
+    let memory = r.verdict.as_ref().expect("a memory verdict");
+    assert_ne!(memory.outcome, Outcome::Leak, "{}", r.summary());
+    let a = r.idle_accounting.as_ref().expect("idle accounting");
+    assert_eq!(a.source.as_deref(), Some("/v1/loads"), "{a:?}");
+    let kv = a
+        .check(sglang_memtest::tracker::idle::KV_TOKENS)
+        .expect("a KV check");
+    assert_eq!(kv.outcome, Outcome::Leak, "{}", kv.reason);
+    // Every request the harness sent (warm-up and measured) left exactly its planted tokens.
+    let sent = r.requests.as_ref().map_or(0, |q| q.sent);
+    assert_eq!(sent, KV_REQUESTS + 5);
+    assert_eq!(
+        (kv.before, kv.after),
+        (0.0, (PLANTED_TOKENS * sent) as f64),
+        "{}",
+        kv.reason
+    );
+    assert_eq!(kv.per_request, Some(PLANTED_TOKENS as f64));
+    let running = a
+        .check(sglang_memtest::tracker::idle::RUNNING_REQS)
+        .expect("a running check");
+    assert_eq!(running.outcome, Outcome::Pass, "{}", running.reason);
+    // SGLang's own idle check saw it too, and its warning is quoted.
+    let log = r.log_watch.as_ref().expect("the log was watched");
+    let first = log.first().expect("SGLang's own check in its log");
+    assert!(first.text.contains("memory leak detected"), "{first:?}");
+    let shutdown = r.shutdown.as_ref().expect("a shutdown record");
+    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
+    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
+}
+
+#[test]
+#[ignore = "needs the SGLang CPU install: scripts/setup-sglang-cpu.sh"]
+#[serial(sglang)]
+fn sglang_killed_by_its_own_leak_check_fails_the_run_cleanly_with_the_line_quoted() {
+    let before = shm_names();
+    // SGLang's default: the idle check raises in the scheduler, which kills the server at the
+    // first idle moment after a leaked request (the warm-up).
+    let started = std::time::Instant::now();
+    let r = run(kv_leak("planted_kv_tokens_strict"));
+    eprintln!("{}", r.summary());
+    assert!(started.elapsed() < Duration::from_secs(240), "no hang");
+    assert_eq!(r.outcome, RunOutcome::Error, "{}", r.summary());
+    let message = &r.error.as_ref().expect("an error").message;
+    assert!(message.contains("memory leak detected"), "{message}");
+    assert!(message.contains("the server then exited"), "{message}");
+    assert!(
+        matches!(
+            r.error.as_ref().and_then(|e| e.cause()),
+            Some(sglang_memtest::Error::Scenario(
+                sglang_memtest::scenario::ScenarioError::EngineCheckFailed { .. }
+            ))
+        ),
+        "{message}"
+    );
+    let shutdown = r.shutdown.as_ref().expect("a shutdown record");
+    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
+    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
 }
 
 /// Starts SGLang with the fixture and hands it to `body`, which fails (a failed assertion or a

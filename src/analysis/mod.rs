@@ -20,6 +20,7 @@ pub mod adaptive;
 mod batch;
 pub mod calibrate;
 mod hourly;
+pub mod logical;
 pub mod noise;
 mod sample;
 #[cfg(test)]
@@ -53,6 +54,7 @@ pub struct ConfidenceInterval {
 
 pub use batch::{BatchMeans, Batched, MAX_POINTS};
 pub use hourly::{HourlyAnalysis, Stretch};
+pub use logical::{IdleAccounting, IdleCheck};
 pub use verdict::MIN_JUDGED;
 
 /// One metric's values after each measured request (index 0 = first measured request), as batch

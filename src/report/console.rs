@@ -69,6 +69,92 @@ fn metric_line(report: &Report, m: &MetricAnalysis) -> String {
     line
 }
 
+/// The idle accounting and the log watch, a line each (and one per check / quoted line).
+fn engine_lines(report: &Report, out: &mut String) {
+    if let Some(a) = &report.idle_accounting {
+        if a.available {
+            for c in &a.checks {
+                let show = |v: f64| match c.unit {
+                    Unit::Ratio => format!("{v:.4}"),
+                    _ => format!("{v:.0}"),
+                };
+                let mut line = format!(
+                    "  {:<9} {:<44} idle {} -> {} after the load",
+                    label(c.outcome),
+                    c.metric,
+                    show(c.before),
+                    show(c.after)
+                );
+                if c.outcome == Outcome::Leak {
+                    let _ = write!(line, " (+{})", show(c.excess));
+                    if let Some(p) = c.per_request {
+                        let _ = write!(line, ", {p:.2}/req over {} requests", c.requests);
+                    }
+                }
+                let _ = writeln!(out, "{line}");
+            }
+            let _ = writeln!(
+                out,
+                "  accounting: {}, idle before vs after the load{}",
+                a.source.as_deref().unwrap_or("?"),
+                if a.settle_ms >= 100 {
+                    format!(
+                        " (read for {:.1} s to let it settle)",
+                        a.settle_ms as f64 / 1000.0
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+        if let Some(note) = &a.note {
+            let _ = writeln!(out, "  accounting: {note}");
+        }
+    }
+    if let Some(l) = &report.log_watch {
+        if !l.available {
+            let _ = writeln!(
+                out,
+                "  server log: {}",
+                l.note.as_deref().unwrap_or("not watched")
+            );
+        } else if l.total_matches == 0 {
+            let _ = writeln!(
+                out,
+                "  server log: no memory check of the engine ({} line{} read)",
+                l.lines,
+                if l.lines == 1 { "" } else { "s" }
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "  server log: {} of {} lines matched the engine's memory checks{}:",
+                l.total_matches,
+                l.lines,
+                if l.total_matches > l.matches.len() as u64 {
+                    format!(" (the first {} quoted)", l.matches.len())
+                } else {
+                    String::new()
+                }
+            );
+            for m in l.matches.iter().take(5) {
+                let role = m
+                    .role
+                    .as_deref()
+                    .map(|r| format!("{r}, "))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    out,
+                    "    line {} ({role}{:.1} s): {}",
+                    m.line,
+                    m.since_start_ms as f64 / 1000.0,
+                    m.text.trim()
+                );
+            }
+        }
+    }
+}
+
 /// The summary text.
 pub(crate) fn summary(report: &Report) -> String {
     let mut out = String::new();
@@ -90,14 +176,23 @@ pub(crate) fn summary(report: &Report) -> String {
     if let Some(e) = &report.error {
         let _ = writeln!(out, "  error: {}", e.message);
     }
+    let engine = crate::analysis::logical::engine_findings(
+        report.idle_accounting.as_ref(),
+        report.log_watch.as_ref(),
+    );
+    for reason in engine.iter().flat_map(|(_, r)| r) {
+        let _ = writeln!(out, "  why: {reason}");
+    }
     if let Some(v) = &report.verdict {
-        for reason in v.reasons.iter().take(6) {
+        let memory_matters = engine.is_none() || v.outcome != Outcome::Pass;
+        for reason in v.reasons.iter().filter(|_| memory_matters).take(6) {
             let _ = writeln!(out, "  why: {reason}");
         }
         for m in v.metrics.iter().filter(|m| m.judged) {
             let _ = writeln!(out, "{}", metric_line(report, m));
         }
     }
+    engine_lines(report, &mut out);
     if let Some(r) = &report.requests {
         let ms = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.1} ms"));
         let _ = writeln!(

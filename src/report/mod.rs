@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::{Outcome, Verdict};
-use crate::fixture::ShutdownReport;
+use crate::analysis::{IdleAccounting, Outcome, Verdict};
+use crate::fixture::{LogWatchReport, ShutdownReport};
 use crate::load::{DriverConfig, RequestRecord, RequestSummary, Workload};
 use crate::tracker::{Timeline, TrackerConfig};
 
@@ -69,9 +69,11 @@ pub enum ReportError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunOutcome {
-    /// Every judged metric within its threshold.
+    /// Every judged metric within its threshold, the server's accounting back at idle, and no
+    /// memory check of the engine in its log.
     Pass,
-    /// At least one judged metric leaks.
+    /// At least one judged metric leaks, the server's accounting did not return to idle
+    /// (`idle_accounting`), or the engine's own memory check fired (`log_watch`).
     Leak,
     /// Not enough evidence either way.
     Inconclusive,
@@ -272,6 +274,15 @@ pub struct Report {
     pub shutdown: Option<ShutdownReport>,
     /// Last lines of the server log.
     pub server_log_tail: Vec<String>,
+    /// The server's own accounting at idle, before the load and after it (before the cooldown's
+    /// cache flush): logical leaks, KV tokens never given back, requests never finished. `None`
+    /// when the run did not get that far.
+    #[serde(default)]
+    pub idle_accounting: Option<IdleAccounting>,
+    /// The engine's own memory checks found in the server's log (leak checks, a full KV pool,
+    /// out-of-memory errors), quoted. `None` when the run did not get that far.
+    #[serde(default)]
+    pub log_watch: Option<LogWatchReport>,
     /// Files written.
     pub files: ReportFiles,
     /// Free-form notes for a person (what was skipped and why).

@@ -45,6 +45,18 @@ pub enum ScenarioError {
         #[source]
         during: Option<Box<crate::Error>>,
     },
+    /// The engine's own memory check fired in its log and the server then died (SGLang raises
+    /// its idle leak check by default, which kills the scheduler).
+    #[error("{finding}; the server then exited ({status}); see the log tail below")]
+    EngineCheckFailed {
+        /// The first matching line, in one sentence (line number, process, quote).
+        finding: String,
+        /// How the server ended.
+        status: ExitInfo,
+        /// What the run was doing when it noticed (a failed request, usually).
+        #[source]
+        during: Option<Box<crate::Error>>,
+    },
     /// The harness could not start one of its own threads or runtimes.
     #[error("the harness could not {what}")]
     Harness {

@@ -3,6 +3,7 @@
 //! pipeline and always returns (and writes) a [`Report`](crate::Report), whatever happened;
 //! [`Scenario::run_blocking`] does the same for a plain `#[test]`.
 
+mod accounting;
 pub mod calibrate;
 mod error;
 mod rebuild;

@@ -3,12 +3,13 @@
 use std::path::Path;
 use std::time::Instant;
 
+use super::accounting;
 use super::series::request_series;
 use super::stages::{check_sglang, flush};
 use super::{Scenario, ScenarioError, Target};
 use crate::Error;
 use crate::analysis::{self, adaptive, adaptive::Adaptive};
-use crate::fixture::{ServerFixture, ServerSpec};
+use crate::fixture::{LogWatchReport, ServerFixture, ServerSpec};
 use crate::load::{self, Workload, images::ImageSet};
 use crate::load::{Driver, LoadError, Plan, RequestLog};
 use crate::report::{Report, ReportFiles, RunError, RunOutcome, SCHEMA_VERSION, TargetInfo};
@@ -104,6 +105,8 @@ impl Scenario {
             timeline: Timeline::default(),
             shutdown: None,
             server_log_tail: Vec::new(),
+            idle_accounting: None,
+            log_watch: None,
             files: ReportFiles::default(),
             notes: Vec::new(),
         }
@@ -233,20 +236,30 @@ impl Scenario {
         }
         report.server_log_tail = fixture.log_tail(50);
         let exit = fixture.exit_info();
+        let log_watch = fixture.log_watch();
         match fixture.stop().await {
             Ok(shutdown) => report.shutdown = Some(shutdown),
             Err(e) => report
                 .notes
                 .push(format!("stopping the server: {}", chain(&e))),
         }
+        // Read after the stop: the server's last words (a traceback) are in by then.
+        report.log_watch = Some(log_watch.map_or_else(
+            || {
+                LogWatchReport::unavailable(
+                    "not available: the server's log is not ours (attached)",
+                )
+            },
+            |w| w.report(),
+        ));
         match (outcome, exit) {
             // Even one crash at the last request is a failed run, whatever the error rate says.
             (outcome, Some(status)) => {
-                return Err(ScenarioError::ServerExited {
+                return Err(accounting::exited(
+                    report,
                     status,
-                    during: outcome.err().map(Box::new),
-                }
-                .into());
+                    outcome.err().map(Box::new),
+                ));
             }
             (Err(e), None) => return Err(e),
             (Ok(()), None) => {}
@@ -291,6 +304,7 @@ impl Scenario {
         }
         report.outcome = verdict.outcome.into();
         report.verdict = Some(verdict);
+        accounting::apply(report);
         Ok(())
     }
 
@@ -303,6 +317,7 @@ impl Scenario {
     ) -> Result<(), Error> {
         tracker.mark(0, Phase::Baseline);
         tokio::time::sleep(self.baseline).await;
+        let idle_before = accounting::before(fixture.base_url()).await;
         let mut log = RequestLog::to_file(&self.out_dir, &self.name).map_err(|source| {
             ScenarioError::OutDirNotWritable {
                 path: self.out_dir.clone(),
@@ -322,6 +337,11 @@ impl Scenario {
             report.notes.push(note);
         }
         report.adaptive = driven?;
+        // Before the cooldown's flush: SGLang's /flush_cache resets the KV allocator, which
+        // would hand leaked slots back and hide the leak.
+        let sent = report.requests.as_ref().map_or(0, |r| r.sent);
+        report.idle_accounting =
+            Some(accounting::after(fixture.base_url(), &idle_before, sent).await);
         tracker.mark(0, Phase::Cooldown);
         if self.cooldown.flush {
             match flush(fixture.base_url(), self.cooldown.flush_timeout).await {

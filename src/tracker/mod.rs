@@ -29,6 +29,7 @@ use crate::fixture::ProcessTree;
 pub use gpu::GpuProbe;
 pub use replay::{ReplayError, Replayed, replay};
 use sampler::{Msg, Sampler};
+pub use server::idle;
 pub(crate) use store::{Reading, Store};
 pub use timeline::{
     Mark, Phase, PhaseSpan, Point, ProcessInfo, RawFiles, Series, SourceStatus, Timeline, Unit,

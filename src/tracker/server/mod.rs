@@ -5,6 +5,7 @@
 //! series. Everything here is best effort: an endpoint that is not served is noted once and
 //! retried rarely; errors are counted; the poller never panics.
 
+pub mod idle;
 mod parse;
 #[cfg(test)]
 mod samples;

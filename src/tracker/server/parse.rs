@@ -44,7 +44,7 @@ const REPLICA_LABELS: &[&str] = &["tp_rank", "pp_rank", "moe_ep_rank", "attn_tp_
 
 /// Rewrites `sglang:name` to `sglang_name` in sample, HELP and TYPE lines: prometheus-parse 0.2
 /// matches names with `\w+`, which has no `:`, and would drop every SGLang sample silently.
-fn normalize_line(line: &str) -> String {
+pub(super) fn normalize_line(line: &str) -> String {
     let trimmed = line.trim_start();
     if let Some(rest) = trimmed.strip_prefix('#') {
         // `# HELP name doc` / `# TYPE name kind`: only the third token is a name.

@@ -76,6 +76,20 @@ pub struct ReferenceArgs {
     /// GPU bytes allocated, set and freed per request: clean (needs the `cuda` build feature).
     #[arg(long, default_value_t = 0)]
     pub gpu_alloc_bytes_per_request: u64,
+    /// KV tokens every finished request leaves marked as used (a logical leak: /v1/loads and
+    /// /metrics `num_used_tokens` stay above idle, memory stays flat).
+    #[arg(long, default_value_t = 0)]
+    pub leak_kv_tokens_per_request: u64,
+    /// Do not serve `/v1/loads` (as SGLang builds before it had the route).
+    #[arg(long)]
+    pub no_loads_endpoint: bool,
+    /// A line printed once on stderr (into the server's log) after request --log-line-after,
+    /// e.g. an engine's memory-check message.
+    #[arg(long, value_name = "TEXT")]
+    pub log_line: Option<String>,
+    /// After how many finished generate requests --log-line is printed (0: at startup; default 1).
+    #[arg(long, value_name = "N", requires = "log_line")]
+    pub log_line_after: Option<u64>,
 }
 
 impl Default for ReferenceArgs {
@@ -102,6 +116,10 @@ impl Default for ReferenceArgs {
             shm_segment_bytes: 0,
             gpu_leak_bytes_per_request: 0,
             gpu_alloc_bytes_per_request: 0,
+            leak_kv_tokens_per_request: 0,
+            no_loads_endpoint: false,
+            log_line: None,
+            log_line_after: None,
         }
     }
 }
@@ -156,6 +174,13 @@ impl ReferenceArgs {
                     path: shm.to_path_buf(),
                 });
             }
+        }
+        if let Some(line) = &self.log_line {
+            if line.trim().is_empty() || line.contains('\n') {
+                return Err(ReferenceError::BadLogLine);
+            }
+        } else if self.log_line_after.is_some() {
+            return Err(ReferenceError::LogLineAfterWithoutLine);
         }
         if self.wants_gpu() {
             super::gpu::check_driver()?;
@@ -271,6 +296,46 @@ mod tests {
             ..base
         };
         assert!(ok(&capped));
+    }
+
+    #[test]
+    fn log_line_knobs_are_checked() {
+        let p = parse(&[
+            "--log-line",
+            "pool memory leak detected!",
+            "--log-line-after",
+            "3",
+        ]);
+        assert_eq!(p.log_line.as_deref(), Some("pool memory leak detected!"));
+        assert_eq!(p.log_line_after, Some(3));
+        assert!(p.validate().is_ok());
+        let full = std::iter::once("x").chain(["--log-line-after", "3"]);
+        assert!(
+            Cli::try_parse_from(full).is_err(),
+            "--log-line-after needs --log-line"
+        );
+        let lonely = ReferenceArgs {
+            log_line_after: Some(1),
+            ..ReferenceArgs::default()
+        };
+        assert!(matches!(
+            lonely.validate(),
+            Err(ReferenceError::LogLineAfterWithoutLine)
+        ));
+        for bad in ["", "  ", "two\nlines"] {
+            let a = ReferenceArgs {
+                log_line: Some(bad.into()),
+                ..ReferenceArgs::default()
+            };
+            assert!(
+                matches!(a.validate(), Err(ReferenceError::BadLogLine)),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            parse(&["--leak-kv-tokens-per-request", "8"]).leak_kv_tokens_per_request,
+            8
+        );
     }
 
     #[cfg(not(feature = "cuda"))]

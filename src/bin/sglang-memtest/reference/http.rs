@@ -39,6 +39,9 @@ pub(crate) fn router(state: AppState) -> Router {
     if state.args.enable_metrics {
         router = router.route("/metrics", get(metrics));
     }
+    if !state.args.no_loads_endpoint {
+        router = router.route("/v1/loads", get(loads));
+    }
     router
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -112,6 +115,10 @@ async fn metrics(Shared(state): Shared<AppState>) -> Response {
         .into_response()
 }
 
+async fn loads(Shared(state): Shared<AppState>) -> axum::Json<Value> {
+    axum::Json(state.loads())
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -164,7 +171,8 @@ async fn run(state: &AppState, work: Work) -> Result<(u64, Vec<Usage>), Response
             return Err(error(StatusCode::INTERNAL_SERVER_ERROR, e));
         }
     }
-    state.finished.fetch_add(1, Ordering::Relaxed);
+    let finished = state.finished.fetch_add(1, Ordering::Relaxed) + 1;
+    state.request_finished(finished);
     for u in &usage {
         state.prompt_tokens.fetch_add(u.prompt, Ordering::Relaxed);
         state

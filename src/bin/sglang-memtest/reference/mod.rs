@@ -9,7 +9,8 @@
 //! Files: [`ReferenceArgs`] and validation in `args.rs`, routes in `http.rs`, shared state and
 //! leak planting in `state.rs`, request bodies in `requests.rs`, host memory in `memory.rs`, the child processes in
 //! `children.rs` (parent side) and `child.rs` (child side), images in `images.rs`, `/dev/shm`
-//! in `shm.rs`, `/metrics` in `metrics.rs`, the GPU in `cuda.rs` (behind the `cuda` feature).
+//! in `shm.rs`, `/metrics` and `/v1/loads` in `metrics.rs`, the GPU in `cuda.rs` (behind the
+//! `cuda` feature).
 
 mod args;
 mod child;
@@ -95,6 +96,12 @@ pub enum ReferenceError {
         /// The missing directory.
         path: PathBuf,
     },
+    /// `--log-line` empty or of several lines.
+    #[error("--log-line must be one line of text (it is printed into the server's log)")]
+    BadLogLine,
+    /// `--log-line-after` without a line to print.
+    #[error("--log-line-after needs --log-line TEXT (the line to print)")]
+    LogLineAfterWithoutLine,
     /// GPU knobs on a build without the `cuda` feature.
     #[error("this build has no GPU support: rebuild with `--features cuda`")]
     NoGpuSupport,
@@ -384,6 +391,9 @@ where
         let _ = out.flush();
     }
     tracing::info!(%local, "reference server ready");
+    if state.args.log_line_after == Some(0) {
+        state.print_log_line();
+    }
     axum::serve(listener, http::router(Arc::clone(state)))
         .with_graceful_shutdown(stopped())
         .await

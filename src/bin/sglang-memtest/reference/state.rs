@@ -57,6 +57,9 @@ pub(crate) struct State {
     pub(crate) prompt_tokens: AtomicU64,
     pub(crate) generation_tokens: AtomicU64,
     images_processed: AtomicU64,
+    /// KV tokens finished requests never gave back (--leak-kv-tokens-per-request).
+    leaked_kv_tokens: AtomicU64,
+    log_line_printed: AtomicBool,
 }
 
 /// Locks a mutex, carrying on if a panicking thread poisoned it: the data (byte blocks and
@@ -93,6 +96,8 @@ impl State {
             prompt_tokens: AtomicU64::new(0),
             generation_tokens: AtomicU64::new(0),
             images_processed: AtomicU64::new(0),
+            leaked_kv_tokens: AtomicU64::new(0),
+            log_line_printed: AtomicBool::new(false),
         }
     }
 
@@ -221,7 +226,9 @@ impl State {
     }
 
     /// Clears the bounded and image caches, returns freed memory to the OS, tells children.
+    /// Leaked KV tokens come back too: SGLang's `/flush_cache` resets its KV allocator.
     pub(crate) async fn flush(&self) -> Result<(), ReferenceError> {
+        self.leaked_kv_tokens.store(0, Ordering::Relaxed);
         lock(&self.cache).clear();
         lock(&self.mm_cache).clear();
         trim();
@@ -255,9 +262,60 @@ impl State {
         })
     }
 
+    /// Book-keeping of a finished generate request (`finished` is its 1-based count): the
+    /// planted KV-token leak and the log line.
+    pub(crate) fn request_finished(&self, finished: u64) {
+        let kv = self.args.leak_kv_tokens_per_request;
+        if kv > 0 {
+            self.leaked_kv_tokens.fetch_add(kv, Ordering::Relaxed);
+        }
+        if self.args.log_line_after == Some(finished)
+            || (self.args.log_line_after.is_none() && self.args.log_line.is_some() && finished == 1)
+        {
+            self.print_log_line();
+        }
+    }
+
+    /// Prints --log-line on stderr, once.
+    pub(crate) fn print_log_line(&self) {
+        if let Some(line) = &self.args.log_line
+            && !self.log_line_printed.swap(true, Ordering::SeqCst)
+        {
+            eprintln!("{line}");
+        }
+    }
+
+    /// KV tokens in use: those of running requests and those leaked.
+    fn kv_tokens_used(&self) -> u64 {
+        self.used_tokens.load(Ordering::Relaxed) + self.leaked_kv_tokens.load(Ordering::Relaxed)
+    }
+
+    /// `/v1/loads` in SGLang's shape (one data-parallel rank).
+    pub(crate) fn loads(&self) -> serde_json::Value {
+        let m = self.metrics();
+        serde_json::json!({
+            "timestamp": humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+            "version": format!("reference-{}", env!("CARGO_PKG_VERSION")),
+            "accelerator": null,
+            "num_accelerators": 1,
+            "loads": [{
+                "dp_rank": 0,
+                "num_running_reqs": m.running_reqs,
+                "num_waiting_reqs": m.queue_reqs,
+                "num_used_tokens": m.used_tokens,
+                "num_total_tokens": m.used_tokens,
+                "max_total_num_tokens": m.max_total_num_tokens,
+                "max_running_requests": 4096,
+                "token_usage": m.token_usage,
+                "cache_hit_rate": m.cache_hit_rate,
+                "memory": {"weight_gb": 0.0, "kv_cache_gb": 0.0, "graph_gb": 0.0, "token_capacity": m.max_total_num_tokens},
+            }],
+        })
+    }
+
     /// The values `/metrics` shows.
     pub(crate) fn metrics(&self) -> MetricsSnapshot {
-        let used = self.used_tokens.load(Ordering::Relaxed);
+        let used = self.kv_tokens_used();
         MetricsSnapshot {
             running_reqs: self.running.load(Ordering::Relaxed),
             used_tokens: used,

@@ -1,0 +1,112 @@
+//! The engine's own view of its memory, around the run: its accounting read idle before the
+//! load and again once the load is over (no request in flight, a short settle wait, before the
+//! cooldown's cache flush: SGLang's `/flush_cache` resets its KV allocator, which would give
+//! leaked slots back), its log's memory checks, and how both change the run's outcome. The
+//! judgement is [`crate::analysis::logical`]'s.
+
+use std::time::{Duration, Instant};
+
+use super::ScenarioError;
+use crate::Error;
+use crate::analysis::logical::{self, IdleAccounting};
+use crate::fixture::ExitInfo;
+use crate::report::{Report, RunOutcome};
+use crate::tracker::idle::{self, IdleReading};
+
+/// Longest wait after the last request for the accounting to return to idle.
+pub(super) const SETTLE_WAIT: Duration = Duration::from_secs(3);
+/// Time between readings of the settle wait.
+const SETTLE_POLL: Duration = Duration::from_millis(250);
+
+fn client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| format!("no HTTP client: {e}"))
+}
+
+/// The accounting before the load (the server idle, just started): `Err` says why there is none.
+pub(super) async fn before(base_url: &str) -> Result<IdleReading, String> {
+    idle::probe(&client()?, base_url).await
+}
+
+/// The accounting once the load is over, judged against `before`: read until every quantity is
+/// back at its idle value, at most [`SETTLE_WAIT`].
+pub(super) async fn after(
+    base_url: &str,
+    before: &Result<IdleReading, String>,
+    requests: u64,
+) -> IdleAccounting {
+    let before = match before {
+        Ok(b) => b,
+        Err(why) => {
+            return IdleAccounting::unavailable(format!(
+                "not available: the server has no KV accounting to check ({why})"
+            ));
+        }
+    };
+    let client = match client() {
+        Ok(c) => c,
+        Err(why) => return IdleAccounting::unavailable(format!("not available: {why}")),
+    };
+    let t0 = Instant::now();
+    let mut settle = Vec::new();
+    let mut failed = None;
+    loop {
+        match idle::probe(&client, base_url).await {
+            Ok(r) => {
+                let done = logical::is_settled(before, &r);
+                settle.push(r);
+                if done {
+                    break;
+                }
+            }
+            Err(why) => {
+                failed = Some(why);
+                break;
+            }
+        }
+        if t0.elapsed() + SETTLE_POLL > SETTLE_WAIT {
+            break;
+        }
+        tokio::time::sleep(SETTLE_POLL).await;
+    }
+    let mut a = logical::accounting(before, &settle, requests, t0.elapsed().as_millis() as u64);
+    if let Some(why) = failed {
+        a.note = Some(format!(
+            "the accounting could not be read after the load: {why}"
+        ));
+    }
+    a
+}
+
+/// The run's outcome with the engine's own checks: a leak of the accounting or a memory check
+/// in the log makes a pass or an undecided run a leak.
+pub(super) fn apply(report: &mut Report) {
+    if !matches!(report.outcome, RunOutcome::Pass | RunOutcome::Inconclusive) {
+        return;
+    }
+    if logical::engine_findings(report.idle_accounting.as_ref(), report.log_watch.as_ref())
+        .is_some()
+    {
+        report.outcome = RunOutcome::Leak;
+    }
+}
+
+/// The error of a run whose server died: the engine's memory check when its log has one (the
+/// check is what killed it, as SGLang's idle leak check does), else the bare exit.
+pub(super) fn exited(report: &Report, status: ExitInfo, during: Option<Box<Error>>) -> Error {
+    match report
+        .log_watch
+        .as_ref()
+        .and_then(|l| Some((l.first()?, l)))
+    {
+        Some((first, log)) => ScenarioError::EngineCheckFailed {
+            finding: logical::log_reason(first, log.total_matches),
+            status,
+            during,
+        }
+        .into(),
+        None => ScenarioError::ServerExited { status, during }.into(),
+    }
+}
