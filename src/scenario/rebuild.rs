@@ -56,6 +56,7 @@ pub fn reanalyze(json: &Path, plots: bool) -> Result<Report, Error> {
         report.error = None;
     }
     report.verdict = Some(verdict);
+    report.likely_causes = crate::report::likely_causes(&report);
     report.notes.push(format!(
         "rebuilt by `sglang-memtest analyze` from {} readings and {} marks{}",
         seen.readings,
