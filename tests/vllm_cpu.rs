@@ -107,6 +107,36 @@ fn shm_names() -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// The `/dev/shm` names some live process maps or holds open. Another engineer's server may run
+/// beside this tier on a shared machine: its segments are new, but they are held; a segment this
+/// server left behind is held by nobody.
+fn shm_held_by_anyone() -> BTreeSet<String> {
+    let mut held = BTreeSet::new();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return held;
+    };
+    for p in procs.flatten() {
+        let dir = p.path();
+        if let Ok(fds) = std::fs::read_dir(dir.join("fd")) {
+            for fd in fds.flatten() {
+                if let Ok(target) = std::fs::read_link(fd.path())
+                    && let Ok(name) = target.strip_prefix("/dev/shm")
+                {
+                    held.insert(name.to_string_lossy().into_owned());
+                }
+            }
+        }
+        if let Ok(maps) = std::fs::read_to_string(dir.join("maps")) {
+            for line in maps.lines() {
+                if let Some((_, name)) = line.split_once(" /dev/shm/") {
+                    held.insert(name.trim_end_matches(" (deleted)").to_owned());
+                }
+            }
+        }
+    }
+    held
+}
+
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
         stat.rsplit_once(')')
@@ -180,7 +210,12 @@ fn assert_well_run(r: &Report, shm_before: &BTreeSet<String>) {
         .filter(|&p| alive(p))
         .collect();
     assert!(alive.is_empty(), "processes outlived the server: {alive:?}");
-    let new: Vec<String> = shm_names().difference(shm_before).cloned().collect();
+    let held = shm_held_by_anyone();
+    let new: Vec<String> = shm_names()
+        .difference(shm_before)
+        .filter(|n| !held.contains(*n))
+        .cloned()
+        .collect();
     assert!(new.is_empty(), "/dev/shm entries left behind: {new:?}");
     let tmp = shutdown
         .tmp_dir
@@ -312,12 +347,6 @@ fn capped_mm_cache_is_a_plateau_that_passes() {
     let plateau = engine
         .plateau
         .unwrap_or_else(|| panic!("no plateau found:\n{}", r.summary()));
-    // 50 MB is 47.7 MiB; the copy of the keys in the API server and allocator rounding add a
-    // little, and the first images may fall in the warm-up the analysis cut.
-    assert!(
-        (20.0..80.0).contains(&(plateau.growth / 1048576.0)),
-        "{plateau:?}"
-    );
     assert!(
         engine
             .reasons
@@ -326,4 +355,26 @@ fn capped_mm_cache_is_a_plateau_that_passes() {
         "{:?}",
         engine.reasons
     );
+    // The cache takes over a hundred unique images to fill, and the plateau is long.
+    assert!(
+        (100..260).contains(&plateau.since_request) && plateau.flat_requests >= 40,
+        "{plateau:?}"
+    );
+    // Over the whole run EngineCore grew by about the cap, 50 MB (47.7 MiB), and no more: the
+    // verdict's own growth counts from the end of the warm-up it cut, which may hold most of the
+    // filling.
+    let per_request = &r.timeline.per_request[&engine.metric];
+    let (first, last) = (per_request.y[0], per_request.y[per_request.y.len() - 1]);
+    let filled = (last - first) / 1048576.0;
+    assert!(
+        (35.0..70.0).contains(&filled),
+        "EngineCore grew {filled:.1} MiB"
+    );
+    // The tree as a whole: judged a plateau or confidently flat, never undecided.
+    let tree = r
+        .verdict
+        .as_ref()
+        .and_then(|v| v.metrics.iter().find(|m| m.metric == metric::HOST_RSS_TREE))
+        .expect("a verdict for the tree");
+    assert_eq!(tree.outcome, Outcome::Pass, "{:?}", tree.reasons);
 }
