@@ -14,7 +14,7 @@
 #             for torch==2.13.0+cpu, which the registry lacks), plus a stub `vllm` dist-info
 #             (see below)
 #   models/   tiny-llama and tiny-qwen2vl, random weights made here (nothing from a model hub)
-#   memtest.env  the MEMTEST_VLLM_* settings (also printed at the end)
+#   memtest.env  the MEMTEST_VLLM_* settings and MEMTEST_DEVICE=cpu (also printed at the end)
 #
 # It refuses, saying why, on a machine it cannot serve on: not Linux x86_64, a CPU without AVX2
 # (the wheel's kernels are AVX2 / AVX-512 builds), glibc older than 2.28 (manylinux_2_28 wheels),
@@ -38,6 +38,12 @@ refuse() {
     exit 2
 }
 
+# The CPU build serves on the CPU whatever --device says: the harness must know (GPU metrics
+# off, the CPU build's environment). Installs made before this line existed get it added.
+ensure_device() {
+    grep -q '^MEMTEST_DEVICE=' "$ENV_FILE" || echo 'MEMTEST_DEVICE=cpu' >>"$ENV_FILE"
+}
+
 # The settings as shell exports (quoted) on stdout; what to do next on stderr.
 print_env() {
     while IFS='=' read -r key value; do
@@ -47,10 +53,12 @@ print_env() {
     say "  VLLM_CPU_KVCACHE_SPACE=1 HF_HUB_OFFLINE=1 VLLM_NO_USAGE_STATS=1 \\"
     say "    $VENV/bin/vllm serve $MODELS/tiny-llama --host 127.0.0.1 --port PORT \\"
     say "    --load-format dummy --max-model-len 2048 --dtype bfloat16"
+    say "or run the harness's vLLM tier: cargo test --test vllm_cpu -- --ignored --test-threads=1"
 }
 
 if [ "${1:-}" = "--env" ]; then
     [ -f "$ENV_FILE" ] || refuse "no finished install in $DIR (run scripts/setup-vllm-cpu.sh first)"
+    ensure_device
     print_env
     exit 0
 fi
@@ -93,6 +101,7 @@ stamp="$(cat "$SRC/requirements.txt" "$SRC/constraints.txt" "$SRC/make_tiny_mode
 if [ "$(cat "$DIR/.stamp" 2>/dev/null)" = "$stamp" ] && [ -x "$VENV/bin/vllm" ] &&
     [ -f "$MODELS/tiny-llama/config.json" ] && [ -f "$MODELS/tiny-qwen2vl/config.json" ]; then
     say "already set up (stamp $stamp)"
+    ensure_device
     print_env
     exit 0
 fi
@@ -158,6 +167,7 @@ cat >"$ENV_FILE.tmp" <<EOF
 MEMTEST_VLLM_PYTHON=$PY
 MEMTEST_VLLM_TEXT_MODEL=$MODELS/tiny-llama
 MEMTEST_VLLM_VLM_MODEL=$MODELS/tiny-qwen2vl
+MEMTEST_DEVICE=cpu
 EOF
 mv "$ENV_FILE.tmp" "$ENV_FILE"
 echo "$stamp" >"$DIR/.stamp"

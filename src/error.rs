@@ -56,6 +56,7 @@ impl Error {
                 S::OutDirNotWritable { .. }
                 | S::GpuRequired(_)
                 | S::SglangMissing { .. }
+                | S::VllmMissing { .. }
                 | S::NothingJudged,
             ) => ErrorKind::Setup,
             Error::Scenario(_) => ErrorKind::Run,

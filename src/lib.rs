@@ -35,7 +35,9 @@ pub mod util;
 pub use analysis::{Outcome, Thresholds, Verdict};
 pub use config::{ConfigError, ScenarioConfig, TestType};
 pub use error::{Error, Result};
-pub use fixture::{ServerFixture, ServerSpec, SglangServer, ShutdownReport, kill_all_registered};
+pub use fixture::{
+    ServerFixture, ServerSpec, SglangServer, ShutdownReport, VllmServer, kill_all_registered,
+};
 pub use load::{Api, DriverConfig, Workload};
 pub use report::{Report, RunFailure};
 pub use scenario::{Scenario, Target};

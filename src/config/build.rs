@@ -1,5 +1,5 @@
-//! From a configuration to a [`Scenario`]: which server, SGLang's launch, the caches named in the
-//! report, and the checks of [`build`](ScenarioConfig::build).
+//! From a configuration to a [`Scenario`]: which server, SGLang's launch (vLLM's is in
+//! `vllm.rs`), the caches named in the report, and the checks of [`build`](ScenarioConfig::build).
 
 use std::path::Path;
 
@@ -9,7 +9,7 @@ use super::{
 };
 use crate::fixture::{Device, ServerSpec, SglangServer, WaitFor};
 use crate::load::{ImageSource, Workload};
-use crate::report::CacheInfo;
+use crate::report::{CacheGrowth, CacheInfo};
 use crate::scenario::{Scenario, Target};
 use crate::tracker::GpuMode;
 
@@ -106,8 +106,18 @@ impl ScenarioConfig {
                 {
                     c.state = format!("on, {mb} MB");
                     c.flag = Some(format!("SGLANG_VLM_CACHE_SIZE_MB={mb}"));
+                    c.growth = (self.workload == TestType::VlmImage).then(|| CacheGrowth {
+                        grows_with: "every unique image".into(),
+                        cap_bytes: mb.trim().parse::<f64>().ok().map(|m| (m * 1048576.0) as u64),
+                        held_by: vec!["scheduler".into()],
+                        off: "SGLANG_VLM_CACHE_SIZE_MB=0 (the preset's; drop the --server-env that set it)"
+                            .into(),
+                    });
                 }
                 caches
+            }
+            Target::Vllm(server) => {
+                super::vllm_caches(server.args(), self.workload, server.device())
             }
             Target::Attach { .. } => {
                 let mut caches = sglang_caches(vlm, Device::Gpu);
@@ -138,6 +148,7 @@ impl ScenarioConfig {
                 args: self.reference_args.clone(),
             },
             TargetKind::Sglang => Target::Sglang(self.sglang_server()),
+            TargetKind::Vllm => Target::Vllm(self.vllm_server()),
             TargetKind::Command => {
                 let argv = self.command.clone().unwrap_or_default();
                 let (program, args) = argv
@@ -201,6 +212,7 @@ impl ScenarioConfig {
                 });
             }
         }
+        self.check_engine_args(&target)?;
         if self.workload == TestType::VlmImage
             && let ImageSource::Files(paths) = &self.images.source
         {
@@ -238,6 +250,34 @@ impl ScenarioConfig {
     }
 }
 
+impl ScenarioConfig {
+    /// One engine's extra arguments given to the other are an error, not silently dropped.
+    fn check_engine_args(&self, target: &Target) -> Result<(), ConfigError> {
+        let (name, given, needs) = match target {
+            Target::Vllm(_) if !self.sglang.args.is_empty() => (
+                "server_arg",
+                (&self.sglang.args, &self.sglang.args_setting),
+                "an SGLang server: vLLM's arguments go in --vllm-arg / MEMTEST_VLLM_ARGS",
+            ),
+            Target::Sglang(_) if !self.vllm.args.is_empty() => (
+                "vllm_arg",
+                (&self.vllm.args, &self.vllm.args_setting),
+                "a vLLM server (--vllm-model / MEMTEST_VLLM_MODEL); SGLang's arguments go in --server-arg / MEMTEST_SERVER_ARGS",
+            ),
+            _ => return Ok(()),
+        };
+        let k = knob(name).ok_or_else(|| ConfigError::UnknownKnob(name.into()))?;
+        let setting = given.1.clone().unwrap_or_else(|| Setting {
+            knob: k.name,
+            env: k.env,
+            flag: k.flag,
+            origin: Origin::Code,
+            value: given.0.join(" "),
+        });
+        Err(ConfigError::Requires { setting, needs })
+    }
+}
+
 /// A folder of images (or one image file) that can be sent.
 fn check_image_dir(path: &Path) -> Result<(), ConfigError> {
     let err = |why: String| ConfigError::ImageDir {
@@ -261,12 +301,14 @@ fn check_image_dir(path: &Path) -> Result<(), ConfigError> {
     }
 }
 
-/// GPU metrics unless told otherwise: required for SGLang on a GPU, off for SGLang on the CPU
-/// (the report says why), used when present for everything else.
+/// GPU metrics unless told otherwise: required for SGLang or vLLM on a GPU, off for either on
+/// the CPU (the report says why), used when present for everything else.
 pub fn default_gpu_mode(target: &Target) -> GpuMode {
     match target {
         Target::Sglang(server) if server.device() == Device::Cpu => GpuMode::Off,
         Target::Sglang(_) => GpuMode::Required,
+        Target::Vllm(server) if server.device() == Device::Cpu => GpuMode::Off,
+        Target::Vllm(_) => GpuMode::Required,
         _ => GpuMode::Auto,
     }
 }
@@ -278,12 +320,14 @@ pub fn sglang_caches(vlm: bool, device: Device) -> Vec<CacheInfo> {
         name: "radix (prefix) cache".into(),
         state: "off".into(),
         flag: Some("--disable-radix-cache".into()),
+        growth: None,
     }];
     if vlm {
         caches.push(CacheInfo {
             name: "multimodal embedding cache".into(),
             state: "off".into(),
             flag: Some("SGLANG_VLM_CACHE_SIZE_MB=0".into()),
+            growth: None,
         });
     }
     if device == Device::Cpu {
@@ -291,6 +335,7 @@ pub fn sglang_caches(vlm: bool, device: Device) -> Vec<CacheInfo> {
             name: "glibc heap (freed memory malloc keeps)".into(),
             state: "mmap threshold fixed at 128 KiB: freed tensors go back to the OS".into(),
             flag: Some("MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072".into()),
+            growth: None,
         });
     }
     caches

@@ -16,6 +16,7 @@ mod build;
 mod builder;
 mod error;
 mod knobs;
+mod vllm;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -23,6 +24,7 @@ use std::time::Duration;
 pub use build::{default_gpu_mode, sglang_caches};
 pub use error::{ConfigError, Origin, Setting};
 pub use knobs::{Group, KNOBS, Knob, KnobKind, knob, markdown_table, parse_bytes};
+pub use vllm::vllm_caches;
 
 use crate::analysis::Thresholds;
 use crate::fixture::Device;
@@ -42,6 +44,8 @@ pub enum TargetKind {
     Reference,
     /// SGLang, launched by the fixture.
     Sglang,
+    /// vLLM, launched by the fixture.
+    Vllm,
     /// Any command.
     Command,
     /// A server someone else runs.
@@ -76,7 +80,28 @@ pub(crate) struct SglangSettings {
     pub(crate) mem_fraction: f64,
     pub(crate) max_total_tokens: Option<u64>,
     pub(crate) args: Vec<String>,
+    /// The setting that added the last of `args` (a `--server-arg` with vLLM is an error).
+    pub(crate) args_setting: Option<Setting>,
     pub(crate) language_model_only: bool,
+}
+
+/// vLLM's launch settings (used when the target is vLLM). The device, the memory share and
+/// `language_model_only` are shared with SGLang's settings.
+#[derive(Debug, Clone)]
+pub(crate) struct VllmSettings {
+    pub(crate) model: Option<String>,
+    pub(crate) text_model: Option<String>,
+    pub(crate) vlm_model: Option<String>,
+    pub(crate) python: PathBuf,
+    pub(crate) args: Vec<String>,
+    /// The setting that added the last of `args` (a `--vllm-arg` with SGLang is an error).
+    pub(crate) args_setting: Option<Setting>,
+    /// `--mm-processor-cache-gb` (GiB); `None`: the preset's 0 (off).
+    pub(crate) mm_processor_cache_gb: Option<f64>,
+    /// Leave vLLM's prefix cache on (the presets switch it off).
+    pub(crate) prefix_caching: bool,
+    /// Whether `mem_fraction` was set (vLLM keeps its own default otherwise).
+    pub(crate) mem_fraction_set: bool,
 }
 
 /// A server choice and the setting that made it.
@@ -97,6 +122,7 @@ pub struct ScenarioConfig {
     choices: Vec<Choice>,
     code_target: Option<Target>,
     pub(crate) sglang: SglangSettings,
+    pub(crate) vllm: VllmSettings,
     pub(crate) server_env: Vec<(String, String)>,
     pub(crate) reference_args: Vec<String>,
     pub(crate) reference_bin: Option<PathBuf>,
@@ -144,7 +170,19 @@ impl ScenarioConfig {
                 mem_fraction: 0.7,
                 max_total_tokens: None,
                 args: Vec::new(),
+                args_setting: None,
                 language_model_only: false,
+            },
+            vllm: VllmSettings {
+                model: None,
+                text_model: None,
+                vlm_model: None,
+                python: PathBuf::from("python3"),
+                args: Vec::new(),
+                args_setting: None,
+                mm_processor_cache_gb: None,
+                prefix_caching: false,
+                mem_fraction_set: false,
             },
             server_env: Vec::new(),
             reference_args: Vec::new(),

@@ -188,6 +188,9 @@ pub(crate) fn summary(report: &Report) -> String {
         for reason in v.reasons.iter().filter(|_| memory_matters).take(6) {
             let _ = writeln!(out, "  why: {reason}");
         }
+        for c in &report.likely_causes {
+            let _ = writeln!(out, "  {}", c.message);
+        }
         for m in v.metrics.iter().filter(|m| m.judged) {
             let _ = writeln!(out, "{}", metric_line(report, m));
         }

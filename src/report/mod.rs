@@ -4,6 +4,7 @@
 //! A report reads only analysis outputs and raw samples: the timeline is kept whole, so a later
 //! `compare` (or a person) can recompute anything.
 
+mod cause;
 pub mod compare;
 mod console;
 pub mod plot;
@@ -11,6 +12,8 @@ pub mod plot;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+pub use cause::{LikelyCause, likely_causes};
 
 use crate::analysis::{IdleAccounting, Outcome, Verdict};
 use crate::fixture::{LogWatchReport, ShutdownReport};
@@ -210,6 +213,24 @@ pub struct CacheInfo {
     pub state: String,
     /// The flag that set it, if any.
     pub flag: Option<String>,
+    /// How it grows, when it is on and this run's requests fill it (`null` otherwise): what
+    /// [`likely_causes`] names when memory grows.
+    #[serde(default)]
+    pub growth: Option<CacheGrowth>,
+}
+
+/// How a cache that is on grows during a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheGrowth {
+    /// What fills it (`every unique image`).
+    pub grows_with: String,
+    /// Its capacity per copy, in bytes; `None`: bounded by something else or not known.
+    pub cap_bytes: Option<u64>,
+    /// The roles of the processes that hold a copy (`EngineCore`, `api_server`, `scheduler`), or
+    /// `/dev/shm` for a shared-memory cache.
+    pub held_by: Vec<String>,
+    /// The setting that switches it off, as a user would write it.
+    pub off: String,
 }
 
 /// Files written for a run.
@@ -287,6 +308,10 @@ pub struct Report {
     pub files: ReportFiles,
     /// Free-form notes for a person (what was skipped and why).
     pub notes: Vec<String>,
+    /// Engine caches that are on and may explain memory that leaked or is undecided
+    /// ([`likely_causes`]); empty when none is.
+    #[serde(default)]
+    pub likely_causes: Vec<LikelyCause>,
 }
 
 impl Report {

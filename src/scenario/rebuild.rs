@@ -58,6 +58,7 @@ pub fn reanalyze(json: &Path, plots: bool) -> Result<Report, Error> {
     report.verdict = Some(verdict);
     // The engine's own checks were made during the run: they stand as the report has them.
     super::accounting::apply(&mut report);
+    report.likely_causes = crate::report::likely_causes(&report);
     report.notes.push(format!(
         "rebuilt by `sglang-memtest analyze` from {} readings and {} marks{}",
         seen.readings,

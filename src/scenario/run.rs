@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::accounting;
 use super::series::request_series;
-use super::stages::{check_sglang, flush};
+use super::stages::{check_sglang, check_vllm, flush};
 use super::{Scenario, ScenarioError, Target};
 use crate::Error;
 use crate::analysis::{self, adaptive, adaptive::Adaptive};
@@ -44,6 +44,7 @@ impl Scenario {
             report.outcome = RunOutcome::Error;
             report.error = Some(RunError::new(e));
         }
+        report.likely_causes = crate::report::likely_causes(&report);
         report.duration_ms = t0.elapsed().as_millis() as u64;
         self.write_outputs(&mut report).await;
         report
@@ -109,6 +110,17 @@ impl Scenario {
             log_watch: None,
             files: ReportFiles::default(),
             notes: Vec::new(),
+            likely_causes: Vec::new(),
+        }
+    }
+
+    /// The engine's name when it runs on the CPU (SGLang's CPU engine, vLLM's CPU build).
+    fn cpu_engine(&self) -> Option<&'static str> {
+        use crate::fixture::Device;
+        match &self.target {
+            Target::Sglang(s) if s.device() == Device::Cpu => Some("SGLang"),
+            Target::Vllm(s) if s.device() == Device::Cpu => Some("vLLM"),
+            _ => None,
         }
     }
 
@@ -127,6 +139,10 @@ impl Scenario {
                 .clone()
                 .into_spec()
                 .with_name(format!("{}-sglang", self.name)),
+            Target::Vllm(server) => server
+                .clone()
+                .into_spec()
+                .with_name(format!("{}-vllm", self.name)),
             Target::Command(spec) => spec.clone(),
             Target::Attach { .. } => return None,
         };
@@ -164,8 +180,10 @@ impl Scenario {
                 })
                 .map_err(ScenarioError::GpuRequired)?;
         }
-        if let Target::Sglang(server) = &self.target {
-            check_sglang(server.python()).await?;
+        match &self.target {
+            Target::Sglang(server) => check_sglang(server.python()).await?,
+            Target::Vllm(server) => check_vllm(server.python()).await?,
+            _ => {}
         }
         Ok(())
     }
@@ -184,12 +202,10 @@ impl Scenario {
             }
             _ => None,
         };
-        if let Target::Sglang(server) = &self.target
-            && server.device() == crate::fixture::Device::Cpu
-        {
-            report
-                .notes
-                .push("SGLang runs on the CPU (device cpu): host memory is judged".into());
+        if let Some(engine) = self.cpu_engine() {
+            report.notes.push(format!(
+                "{engine} runs on the CPU (device cpu): host memory is judged"
+            ));
         }
         let fixture = match (&self.target, self.spec()) {
             (Target::Attach { base_url, .. }, _) => ServerFixture::attach(base_url.clone()),
@@ -201,8 +217,10 @@ impl Scenario {
         };
         report.target.base_url = fixture.base_url().to_owned();
         report.files.server_log = fixture.log_path().map(Path::to_path_buf);
-        if let Target::Sglang(server) = &self.target {
-            report.target.model = Some(server.model_path.clone());
+        match &self.target {
+            Target::Sglang(server) => report.target.model = Some(server.model_path.clone()),
+            Target::Vllm(server) => report.target.model = Some(server.model_path.clone()),
+            _ => {}
         }
         let tree = match &self.target {
             Target::Attach { pid: Some(pid), .. } => {
@@ -227,12 +245,13 @@ impl Scenario {
             .measure(&fixture, &tracker, images.as_ref(), report)
             .await;
         report.timeline = tracker.finish().await;
-        if let Target::Sglang(server) = &self.target
-            && server.device() == crate::fixture::Device::Cpu
+        if let Some(engine) = self.cpu_engine()
             && let Some(gpu) = report.timeline.sources.iter_mut().find(|s| s.name == "gpu")
             && !gpu.available
         {
-            gpu.note = Some("GPU metrics off: SGLang runs on the CPU (device cpu)".into());
+            gpu.note = Some(format!(
+                "GPU metrics off: {engine} runs on the CPU (device cpu)"
+            ));
         }
         report.server_log_tail = fixture.log_tail(50);
         let exit = fixture.exit_info();
@@ -343,7 +362,11 @@ impl Scenario {
         report.idle_accounting =
             Some(accounting::after(fixture.base_url(), &idle_before, sent).await);
         tracker.mark(0, Phase::Cooldown);
-        if self.cooldown.flush {
+        if self.cooldown.flush && matches!(self.target, Target::Vllm(_)) {
+            report.notes.push(
+                "vLLM has no /flush_cache (its cache resets are served only with VLLM_SERVER_DEV_MODE=1): the cooldown residual is read without a flush".into(),
+            );
+        } else if self.cooldown.flush {
             match flush(fixture.base_url(), self.cooldown.flush_timeout).await {
                 Ok(()) => {}
                 Err(note) => report.notes.push(note),

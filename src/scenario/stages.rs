@@ -1,4 +1,4 @@
-//! What the run's stages need besides the pipeline itself: SGLang's import check (preflight),
+//! What the run's stages need besides the pipeline itself: the engine's import check (preflight),
 //! the progress line (measure), the cache flush (cooldown), and writing the report and plots.
 
 use std::path::Path;
@@ -170,19 +170,36 @@ pub(super) async fn flush(base_url: &str, timeout: Duration) -> Result<(), Strin
 }
 
 pub(super) async fn check_sglang(python: &Path) -> Result<(), ScenarioError> {
+    import_error(python, "sglang")
+        .await
+        .map_or(Ok(()), |(python, detail)| {
+            Err(ScenarioError::SglangMissing { python, detail })
+        })
+}
+
+pub(super) async fn check_vllm(python: &Path) -> Result<(), ScenarioError> {
+    import_error(python, "vllm")
+        .await
+        .map_or(Ok(()), |(python, detail)| {
+            Err(ScenarioError::VllmMissing { python, detail })
+        })
+}
+
+/// `None` when `python -c 'import <module>'` works, else the interpreter and what went wrong.
+async fn import_error(python: &Path, module: &str) -> Option<(String, String)> {
     let py = python.display().to_string();
     let out = tokio::time::timeout(
         Duration::from_secs(120),
         tokio::process::Command::new(python)
-            .args(["-c", "import sglang"])
+            .args(["-c", &format!("import {module}")])
             .kill_on_drop(true)
             .output(),
     )
     .await;
     let detail = match out {
-        Err(_) => "`import sglang` took over 120 s".to_owned(),
+        Err(_) => format!("`import {module}` took over 120 s"),
         Ok(Err(e)) => format!("could not run it ({e})"),
-        Ok(Ok(o)) if o.status.success() => return Ok(()),
+        Ok(Ok(o)) if o.status.success() => return None,
         Ok(Ok(o)) => {
             let err = String::from_utf8_lossy(&o.stderr);
             err.lines()
@@ -193,5 +210,5 @@ pub(super) async fn check_sglang(python: &Path) -> Result<(), ScenarioError> {
                 .to_owned()
         }
     };
-    Err(ScenarioError::SglangMissing { python: py, detail })
+    Some((py, detail))
 }

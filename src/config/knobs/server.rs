@@ -126,7 +126,7 @@ pub(super) static SERVER: &[Knob] = &[
         flag: Some("device"),
         value_name: "gpu|cpu",
         default: "gpu",
-        help: "Where SGLang runs the model: gpu, or cpu (its CPU engine: torch-native attention, a bounded KV pool; GPU metrics off).",
+        help: "Where the engine runs the model: gpu, or cpu (SGLang's CPU engine: torch-native attention, a bounded KV pool; vLLM's CPU build: a 1 GiB KV cache; GPU metrics off).",
         kind: KnobKind::Value,
         group: Group::Server,
         apply: |c, v| {
@@ -143,11 +143,12 @@ pub(super) static SERVER: &[Knob] = &[
         flag: Some("mem-fraction"),
         value_name: "F",
         default: "0.7",
-        help: "SGLang's --mem-fraction-static.",
+        help: "SGLang's --mem-fraction-static; vLLM's --gpu-memory-utilization on a GPU (vLLM's own 0.9 when not set).",
         kind: KnobKind::Value,
         group: Group::Server,
         apply: |c, v| {
             c.sglang.mem_fraction = fraction(v, 0.05, 0.99)?;
+            c.vllm.mem_fraction_set = true;
             Ok(())
         },
     },
@@ -176,6 +177,7 @@ pub(super) static SERVER: &[Knob] = &[
         group: Group::Server,
         apply: |c, v| {
             c.sglang.args.push(v.to_owned());
+            c.sglang.args_setting = c.applying.clone();
             Ok(())
         },
     },
@@ -202,7 +204,7 @@ pub(super) static SERVER: &[Knob] = &[
         flag: Some("language-model-only"),
         value_name: "",
         default: "off",
-        help: "vlm_no_mm_processor adds SGLang's --language-model-only (few architectures accept it).",
+        help: "vlm_no_mm_processor adds --language-model-only (SGLang: few architectures accept it; vLLM: the vision tower and the image processor are not built).",
         kind: KnobKind::Switch,
         group: Group::Server,
         apply: |c, v| {

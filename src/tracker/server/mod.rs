@@ -30,8 +30,7 @@ const ABSENT_RETRY: Duration = Duration::from_secs(30);
 /// `/get_server_info` reports static allocations: read it on the first tick and every Nth after.
 const INFO_EVERY: u64 = 10;
 
-const METRICS_ABSENT: &str =
-    "/metrics not served (start SGLang with --enable-metrics to record token usage)";
+const METRICS_ABSENT: &str = "/metrics not served (start SGLang with --enable-metrics to record token usage; vLLM serves it always)";
 const INFO_ABSENT: &str = "/get_server_info and /server_info not served (no weight/KV cache sizes)";
 
 /// Whether an endpoint is worth asking this tick.

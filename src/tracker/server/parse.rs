@@ -1,4 +1,4 @@
-//! SGLang's `/metrics` and `/get_server_info`, parsed into readings.
+//! SGLang's and vLLM's `/metrics` and SGLang's `/get_server_info`, parsed into readings.
 
 use std::collections::BTreeMap;
 
@@ -22,19 +22,61 @@ enum Fold {
     Mean,
 }
 
-/// The SGLang gauges recorded: (name after the `sglang:`/`sglang_` prefix, our metric, fold).
-/// Names from `python/sglang/srt/metrics/collector.py` (sgl-project/sglang, SchedulerMetricsCollector).
+/// The gauges recorded: (the Prometheus name with `:` written `_`, our metric, fold).
+/// SGLang's names from `python/sglang/srt/metrics/collector.py` (sgl-project/sglang,
+/// SchedulerMetricsCollector); vLLM's from `vllm/v1/metrics/loggers.py` (0.32), mapped onto the
+/// same metrics where they mean the same (`vllm:kv_cache_usage_perc` is a fraction, 1 = full).
+/// vLLM's cache counters say whether its multimodal and prefix caches are in use at all.
 const GAUGES: &[(&str, &str, Fold)] = &[
-    ("num_running_reqs", "server.num_running_reqs", Fold::Sum),
-    ("num_queue_reqs", "server.num_queue_reqs", Fold::Sum),
-    ("num_used_tokens", "server.num_used_tokens", Fold::Sum),
     (
-        "max_total_num_tokens",
+        "sglang_num_running_reqs",
+        "server.num_running_reqs",
+        Fold::Sum,
+    ),
+    ("sglang_num_queue_reqs", "server.num_queue_reqs", Fold::Sum),
+    (
+        "sglang_num_used_tokens",
+        "server.num_used_tokens",
+        Fold::Sum,
+    ),
+    (
+        "sglang_max_total_num_tokens",
         "server.max_total_num_tokens",
         Fold::Sum,
     ),
-    ("token_usage", "server.token_usage", Fold::Mean),
-    ("cache_hit_rate", "server.cache_hit_rate", Fold::Mean),
+    ("sglang_token_usage", "server.token_usage", Fold::Mean),
+    ("sglang_cache_hit_rate", "server.cache_hit_rate", Fold::Mean),
+    (
+        "vllm_num_requests_running",
+        "server.num_running_reqs",
+        Fold::Sum,
+    ),
+    (
+        "vllm_num_requests_waiting",
+        "server.num_queue_reqs",
+        Fold::Sum,
+    ),
+    ("vllm_kv_cache_usage_perc", "server.token_usage", Fold::Mean),
+    (
+        "vllm_mm_cache_queries_total",
+        "server.mm_cache_queries",
+        Fold::Sum,
+    ),
+    (
+        "vllm_mm_cache_hits_total",
+        "server.mm_cache_hits",
+        Fold::Sum,
+    ),
+    (
+        "vllm_prefix_cache_queries_total",
+        "server.prefix_cache_queries",
+        Fold::Sum,
+    ),
+    (
+        "vllm_prefix_cache_hits_total",
+        "server.prefix_cache_hits",
+        Fold::Sum,
+    ),
 ];
 
 /// Labels whose values repeat one engine's numbers: every tensor/pipeline/expert rank of one
@@ -42,8 +84,9 @@ const GAUGES: &[(&str, &str, Fold)] = &[
 /// `max_total_num_tokens` on every TP rank), so such series are merged by max, not summed.
 const REPLICA_LABELS: &[&str] = &["tp_rank", "pp_rank", "moe_ep_rank", "attn_tp_rank"];
 
-/// Rewrites `sglang:name` to `sglang_name` in sample, HELP and TYPE lines: prometheus-parse 0.2
-/// matches names with `\w+`, which has no `:`, and would drop every SGLang sample silently.
+/// Rewrites `sglang:name` to `sglang_name` (and `vllm:name` to `vllm_name`) in sample, HELP and
+/// TYPE lines: prometheus-parse 0.2 matches names with `\w+`, which has no `:`, and would drop
+/// every SGLang and vLLM sample silently.
 pub(super) fn normalize_line(line: &str) -> String {
     let trimmed = line.trim_start();
     if let Some(rest) = trimmed.strip_prefix('#') {
@@ -63,7 +106,7 @@ pub(super) fn normalize_line(line: &str) -> String {
     format!("{}{}", trimmed[..end].replace(':', "_"), &trimmed[end..])
 }
 
-/// Parses SGLang's `/metrics` (Prometheus text) into readings. Unknown or malformed lines are
+/// Parses SGLang's or vLLM's `/metrics` (Prometheus text) into readings. Unknown or malformed lines are
 /// skipped; a gauge absent from the text gives no reading.
 pub(super) fn parse_metrics(text: &str) -> Vec<Reading> {
     let lines = text.lines().map(|l| Ok(normalize_line(l)));
@@ -75,8 +118,7 @@ pub(super) fn parse_metrics(text: &str) -> Vec<Reading> {
         // engine (labels without replica labels) -> max over its replicas.
         let mut engines: BTreeMap<Vec<(String, String)>, f64> = BTreeMap::new();
         for s in &scrape.samples {
-            let bare = s.metric.strip_prefix("sglang_");
-            if bare != Some(name) {
+            if s.metric != name {
                 continue;
             }
             let v = match s.value {
@@ -188,6 +230,34 @@ mod tests {
             .map(|r| r.v)
             .unwrap_or(f64::NAN);
         assert!((usage - 0.3).abs() < 1e-12, "{usage}");
+    }
+
+    #[test]
+    fn metrics_read_vllm_names() {
+        let text = "# HELP vllm:num_requests_running Number of requests in model execution batches.\n\
+                    # TYPE vllm:num_requests_running gauge\n\
+                    vllm:num_requests_running{engine=\"0\",model_name=\"/m/vl\"} 1.0\n\
+                    vllm:num_requests_waiting{engine=\"0\",model_name=\"/m/vl\"} 0.0\n\
+                    # TYPE vllm:kv_cache_usage_perc gauge\n\
+                    vllm:kv_cache_usage_perc{engine=\"0\",model_name=\"/m/vl\"} 0.25\n\
+                    # HELP vllm:mm_cache_queries Multi-modal cache queries.\n\
+                    # TYPE vllm:mm_cache_queries counter\n\
+                    vllm:mm_cache_queries_total{engine=\"0\",model_name=\"/m/vl\"} 10.0\n\
+                    # TYPE vllm:mm_cache_queries_created gauge\n\
+                    vllm:mm_cache_queries_created{engine=\"0\",model_name=\"/m/vl\"} 1.76e9\n\
+                    vllm:mm_cache_hits_total{engine=\"0\",model_name=\"/m/vl\"} 5.0\n\
+                    vllm:prefix_cache_queries_total{engine=\"0\",model_name=\"/m/vl\"} 260.0\n\
+                    vllm:prefix_cache_hits_total{engine=\"0\",model_name=\"/m/vl\"} 0.0\n";
+        let rs = parse_metrics(text);
+        let v = |m: &str| find(&rs, m).map(|r| (r.unit, r.v));
+        assert_eq!(v("server.num_running_reqs"), Some((Unit::Count, 1.0)));
+        assert_eq!(v("server.num_queue_reqs"), Some((Unit::Count, 0.0)));
+        assert_eq!(v("server.token_usage"), Some((Unit::Ratio, 0.25)));
+        assert_eq!(v("server.mm_cache_queries"), Some((Unit::Count, 10.0)));
+        assert_eq!(v("server.mm_cache_hits"), Some((Unit::Count, 5.0)));
+        assert_eq!(v("server.prefix_cache_queries"), Some((Unit::Count, 260.0)));
+        assert_eq!(v("server.prefix_cache_hits"), Some((Unit::Count, 0.0)));
+        assert_eq!(rs.len(), 7, "{rs:?}");
     }
 
     #[test]
