@@ -61,7 +61,7 @@ pub(super) async fn after(
     };
     let t0 = Instant::now();
     let mut settle = Vec::new();
-    let mut failed = None;
+    let mut failed: Option<String>;
     loop {
         match idle::probe_again(&client, base_url, &before.source).await {
             Ok(r) => {
