@@ -13,8 +13,12 @@ use crate::fixture::ExitInfo;
 use crate::report::{Report, RunOutcome};
 use crate::tracker::idle::{self, IdleReading};
 
-/// Longest wait after the last request for the accounting to return to idle.
+/// Longest wait after the last request for the accounting to return to idle: `/v1/loads` and
+/// vLLM's gauges are fresh at idle.
 pub(super) const SETTLE_WAIT: Duration = Duration::from_secs(3);
+/// The same for SGLang's `/metrics` gauges, which hold the last logged batch's numbers until the
+/// idle scheduler republishes them, 30 s after its last log line.
+pub(super) const SGLANG_METRICS_SETTLE_WAIT: Duration = Duration::from_secs(35);
 /// Time between readings of the settle wait.
 const SETTLE_POLL: Duration = Duration::from_millis(250);
 
@@ -25,8 +29,9 @@ fn client() -> Result<reqwest::Client, String> {
         .map_err(|e| format!("no HTTP client: {e}"))
 }
 
-/// The accounting before the load (the server idle, just started): `Err` says why there is none.
-pub(super) async fn before(base_url: &str) -> Result<IdleReading, String> {
+/// The accounting before the load (the server idle, just started), with what `/v1/loads`
+/// answered when the reading is not from there: `Err` says why there is none.
+pub(super) async fn before(base_url: &str) -> Result<(IdleReading, Option<String>), String> {
     idle::probe(&client()?, base_url).await
 }
 
@@ -34,11 +39,11 @@ pub(super) async fn before(base_url: &str) -> Result<IdleReading, String> {
 /// back at its idle value, at most [`SETTLE_WAIT`].
 pub(super) async fn after(
     base_url: &str,
-    before: &Result<IdleReading, String>,
+    before: &Result<(IdleReading, Option<String>), String>,
     requests: u64,
 ) -> IdleAccounting {
-    let before = match before {
-        Ok(b) => b,
+    let (before, fallback) = match before {
+        Ok((b, fallback)) => (b, fallback),
         Err(why) => {
             return IdleAccounting::unavailable(format!(
                 "not available: the server has no KV accounting to check ({why})"
@@ -49,33 +54,44 @@ pub(super) async fn after(
         Ok(c) => c,
         Err(why) => return IdleAccounting::unavailable(format!("not available: {why}")),
     };
+    let wait = if before.source == "/metrics (sglang)" {
+        SGLANG_METRICS_SETTLE_WAIT
+    } else {
+        SETTLE_WAIT
+    };
     let t0 = Instant::now();
     let mut settle = Vec::new();
-    let mut failed = None;
+    let mut failed: Option<String>;
     loop {
-        match idle::probe(&client, base_url).await {
+        match idle::probe_again(&client, base_url, &before.source).await {
             Ok(r) => {
+                failed = None;
                 let done = logical::is_settled(before, &r);
                 settle.push(r);
                 if done {
                     break;
                 }
             }
-            Err(why) => {
-                failed = Some(why);
-                break;
-            }
+            // A busy or dying server: keep asking until the wait is over.
+            Err(why) => failed = Some(why),
         }
-        if t0.elapsed() + SETTLE_POLL > SETTLE_WAIT {
+        if t0.elapsed() + SETTLE_POLL > wait {
             break;
         }
         tokio::time::sleep(SETTLE_POLL).await;
     }
     let mut a = logical::accounting(before, &settle, requests, t0.elapsed().as_millis() as u64);
-    if let Some(why) = failed {
-        a.note = Some(format!(
-            "the accounting could not be read after the load: {why}"
-        ));
+    let notes: Vec<String> = [
+        fallback
+            .as_ref()
+            .map(|why| format!("read from {} because {why}", before.source)),
+        failed.map(|why| format!("a reading after the load failed: {why}")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !notes.is_empty() {
+        a.note = Some(notes.join("; "));
     }
     a
 }

@@ -31,8 +31,11 @@ pub const KV_CACHE_USAGE: &str = "server.kv_cache_usage@idle";
 /// vLLM's running requests (`vllm:num_requests_running`).
 pub const REQUESTS_RUNNING: &str = "server.requests_running@idle";
 
-/// Per-request timeout of a probe: a stuck server must not stall the cooldown.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Per-request timeout of a probe: a stuck server must not stall the run, but a busy one may be
+/// slow (a real SGLang on two loaded cores took over 2 s to answer `/v1/loads` at times).
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Tries of `/v1/loads` that failed without an answer (timeout, connection) before `/metrics`.
+const LOADS_TRIES: u32 = 3;
 
 /// What an idle value must return to once the load is over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,7 +114,7 @@ pub(crate) fn parse_loads(json: &serde_json::Value) -> Result<IdleReading, Strin
     let running = sum("num_running_reqs").ok_or("/v1/loads has no numeric `num_running_reqs`")?;
     let capacity = sum("max_total_num_tokens");
     Ok(IdleReading {
-        source: "/v1/loads".into(),
+        source: LOADS.into(),
         values: vec![
             value(KV_TOKENS, Unit::Count, used, capacity, Expect::Baseline),
             value(RUNNING_REQS, Unit::Count, running, None, Expect::Zero),
@@ -243,36 +246,103 @@ fn said(path: &str, got: &Got, why: Option<&str>) -> String {
     }
 }
 
-/// Reads the server's accounting: `/v1/loads`, else `/metrics`.
-///
-/// # Errors
-/// Why neither gave it, in one sentence naming both answers.
-pub async fn probe(client: &reqwest::Client, base_url: &str) -> Result<IdleReading, String> {
-    let base = base_url.trim_end_matches('/');
-    let loads = get(client, &format!("{base}/v1/loads")).await;
-    let loads_why = match &loads {
+/// Source name of `/v1/loads` readings.
+pub const LOADS: &str = "/v1/loads";
+
+/// `/v1/loads`, parsed; `Err` says what it answered. An attempt that got no answer at all
+/// (timeout, connection) is tried again, up to `tries` in all.
+async fn read_loads(
+    client: &reqwest::Client,
+    base: &str,
+    tries: u32,
+) -> Result<IdleReading, String> {
+    let mut got = get(client, &format!("{base}{LOADS}")).await;
+    for _ in 1..tries {
+        if !matches!(got, Got::Failed(_)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        got = get(client, &format!("{base}{LOADS}")).await;
+    }
+    let why = match &got {
         Got::Body(text) => match serde_json::from_str::<serde_json::Value>(text) {
             Ok(json) => match parse_loads(&json) {
                 Ok(r) => return Ok(r),
                 Err(why) => Some(why),
             },
-            Err(_) => Some("not JSON".to_owned()),
+            Err(e) => Some(format!("{LOADS} is not JSON ({e}): {}", snippet(text))),
         },
         _ => None,
     };
-    let metrics = get(client, &format!("{base}/metrics")).await;
-    if let Got::Body(text) = &metrics
+    Err(said(LOADS, &got, why.as_deref()))
+}
+
+/// `/metrics`, parsed; `Err` says what it answered.
+async fn read_metrics(client: &reqwest::Client, base: &str) -> Result<IdleReading, String> {
+    let got = get(client, &format!("{base}/metrics")).await;
+    if let Got::Body(text) = &got
         && let Some(r) = parse_metrics(text)
     {
         return Ok(r);
     }
-    let metrics_why = matches!(metrics, Got::Body(_))
-        .then_some("no SGLang or vLLM KV/running-request gauges (sglang:num_used_tokens, vllm:kv_cache_usage_perc)");
-    Err(format!(
-        "{}; {}",
-        said("/v1/loads", &loads, loads_why.as_deref()),
-        said("/metrics", &metrics, metrics_why)
-    ))
+    let why = matches!(got, Got::Body(_)).then_some(
+        "no SGLang or vLLM KV/running-request gauges (sglang:num_used_tokens, vllm:kv_cache_usage_perc)",
+    );
+    Err(said("/metrics", &got, why))
+}
+
+/// The start of a body, for an error message.
+fn snippet(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+/// Reads the server's accounting: `/v1/loads`, else `/metrics`. With the reading comes, when it
+/// is not from `/v1/loads`, what `/v1/loads` answered.
+///
+/// # Errors
+/// Why neither gave it, in one sentence naming both answers.
+pub async fn probe(
+    client: &reqwest::Client,
+    base_url: &str,
+) -> Result<(IdleReading, Option<String>), String> {
+    let base = base_url.trim_end_matches('/');
+    let loads = match read_loads(client, base, LOADS_TRIES).await {
+        Ok(r) => return Ok((r, None)),
+        Err(why) => why,
+    };
+    match read_metrics(client, base).await {
+        Ok(r) => Ok((r, Some(loads))),
+        Err(metrics) => Err(format!("{loads}; {metrics}")),
+    }
+}
+
+/// Reads the accounting again from the source an earlier reading came from (`reading.source`),
+/// so that values of one source are never judged against another's.
+///
+/// # Errors
+/// What the source answered, or that it now serves another engine's gauges.
+pub async fn probe_again(
+    client: &reqwest::Client,
+    base_url: &str,
+    source: &str,
+) -> Result<IdleReading, String> {
+    let base = base_url.trim_end_matches('/');
+    let r = if source == LOADS {
+        read_loads(client, base, 1).await?
+    } else {
+        read_metrics(client, base).await?
+    };
+    if r.source == source {
+        Ok(r)
+    } else {
+        Err(format!(
+            "the accounting now comes from {}, not {source}",
+            r.source
+        ))
+    }
 }
 
 #[cfg(test)]
