@@ -64,21 +64,46 @@ pub fn likely_causes(report: &Report) -> Vec<LikelyCause> {
     causes
 }
 
-/// Whether `metric` measures memory where the cache lives: the whole tree, a process whose role
-/// holds a copy (`scheduler` covers `scheduler_TP1`), or `/dev/shm` for a shared-memory cache.
+/// Whether `metric` measures memory where the cache lives: a process whose role holds a copy
+/// (`scheduler` covers `scheduler_TP1`), `/dev/shm` for a shared-memory cache, or the whole tree
+/// when a holder is in it and the holders' own metrics do not all pass (growth elsewhere in the
+/// tree is not the cache's).
 fn held_where(report: &Report, metric: &str, growth: &CacheGrowth) -> bool {
     let Ok(m) = metric.parse::<Metric>() else {
         return false;
     };
-    let shm = growth.held_by.iter().any(|h| h == "/dev/shm");
+    let holds = |pid: &u32| {
+        report.timeline.processes.get(pid).is_some_and(|p| {
+            let role = p.label();
+            growth.held_by.iter().any(|h| role.starts_with(h.as_str()))
+        })
+    };
     match (m.source, &m.scope) {
-        (Source::Shm, _) => shm,
-        (Source::Host | Source::Gpu, Scope::Tree) => true,
-        (Source::Host | Source::Gpu, Scope::Pid(pid)) => {
-            report.timeline.processes.get(pid).is_some_and(|p| {
-                let role = p.label();
-                growth.held_by.iter().any(|h| role.starts_with(h.as_str()))
-            })
+        (Source::Shm, _) => growth.held_by.iter().any(|h| h == "/dev/shm"),
+        (Source::Host | Source::Gpu, Scope::Pid(pid)) => holds(pid),
+        (source @ (Source::Host | Source::Gpu), Scope::Tree) => {
+            let holders: Vec<u32> = report
+                .timeline
+                .processes
+                .keys()
+                .copied()
+                .filter(holds)
+                .collect();
+            let own: Vec<&MetricAnalysis> = report
+                .verdict
+                .iter()
+                .flat_map(|v| &v.metrics)
+                .filter(|a| {
+                    a.judged
+                        && a.metric
+                            .starts_with(&format!("{}.{}@pid:", source.as_str(), m.quantity))
+                })
+                .filter(|a| {
+                    crate::tracker::metric::pid_of(&a.metric).is_some_and(|p| holders.contains(&p))
+                })
+                .collect();
+            !holders.is_empty()
+                && (own.is_empty() || own.iter().any(|a| a.outcome != Outcome::Pass))
         }
         _ => false,
     }
@@ -106,10 +131,15 @@ fn cause(
             .is_none_or(|cap| m.growth <= EXPLAINS_SLACK * cap as f64 * copies(&m.metric, growth))
     };
     let explains_all = suspects.iter().all(|m| explains(m));
-    // The strongest suspect: the fastest-growing one.
+    // The strongest suspect: the fastest-growing process that holds a copy (it says where the
+    // cache lives, and its fill time is one copy's), else the fastest-growing metric.
+    let per_process = |m: &&&MetricAnalysis| crate::tracker::metric::pid_of(&m.metric).is_some();
+    let fastest = |a: &&&MetricAnalysis, b: &&&MetricAnalysis| rate(a).total_cmp(&rate(b));
     let lead = suspects
         .iter()
-        .max_by(|a, b| rate(a).total_cmp(&rate(b)))
+        .filter(per_process)
+        .max_by(fastest)
+        .or_else(|| suspects.iter().max_by(fastest))
         .copied()
         .unwrap_or(suspects[0]);
     let label = super::console::metric_label(report, &lead.metric);
@@ -182,18 +212,25 @@ mod tests {
     /// A report of a vLLM image run in which EngineCore (pid 7) grows `per_request` bytes for
     /// 300 requests while the API server (pid 5) stays flat, with `caches`.
     fn report(per_request: f64, caches: Vec<CacheInfo>) -> Report {
+        report_with(per_request, caches, "EngineCore")
+    }
+
+    /// [`report`], with the growing process (pid 7) in `role`.
+    fn report_with(per_request: f64, caches: Vec<CacheInfo>, role: &str) -> Report {
         let n = 300;
         let engine: Vec<f64> = (0..n)
             .map(|i| 1.2e9 + per_request * i as f64 + (i % 7) as f64 * 2048.0)
             .collect();
         let api: Vec<f64> = (0..n).map(|i| 1.1e9 + (i % 5) as f64 * 4096.0).collect();
+        let tree: Vec<f64> = engine.iter().zip(&api).map(|(e, a)| e + a + 1e3).collect();
         let series = vec![
             RequestSeries::raw("host.rss@pid:7", Unit::Bytes, &engine),
             RequestSeries::raw("host.rss@pid:5", Unit::Bytes, &api),
+            RequestSeries::raw("host.rss@tree", Unit::Bytes, &tree),
         ];
         let verdict = analyze(&series, &Thresholds::default());
         let mut timeline = Timeline::default();
-        for (pid, role) in [(7, "EngineCore"), (5, "api_server")] {
+        for (pid, role) in [(7, role), (5, "api_server")] {
             timeline.processes.insert(
                 pid,
                 ProcessInfo {
@@ -262,13 +299,16 @@ mod tests {
         assert_eq!(causes.len(), 1, "{causes:?}");
         let c = &causes[0];
         assert_eq!(c.cache, "multimodal processor cache");
-        assert_eq!(c.metrics, ["host.rss@pid:7"]);
+        // The tree grows too, but the process that holds the cache leads the sentence.
+        assert_eq!(c.metrics.len(), 2, "{:?}", c.metrics);
+        assert!(c.metrics.contains(&"host.rss@pid:7".to_owned()));
         assert!(c.explains_all);
         for part in [
             "vLLM's multimodal processor cache is on, 4.00 GiB per process",
             "every unique image",
-            "(EngineCore) grew",
+            "host.rss@pid:7 (EngineCore) grew",
             "full after about 14.0 k requests",
+            "and 1 other metric too",
             "--vllm-mm-processor-cache-gb 0",
         ] {
             assert!(c.message.contains(part), "{part:?} not in {}", c.message);
@@ -289,6 +329,10 @@ mod tests {
             g.held_by = vec!["scheduler".into()];
         }
         assert!(likely_causes(&report(299.0 * KIB, vec![other])).is_empty());
+        // The tree grows, but in a process that holds no copy while the holder stays flat.
+        let r = report_with(299.0 * KIB, vec![mm_cache(4.0)], "Worker");
+        assert_eq!(r.outcome, crate::report::RunOutcome::Leak);
+        assert!(likely_causes(&r).is_empty(), "{:?}", likely_causes(&r));
     }
 
     #[test]
