@@ -251,8 +251,22 @@ impl ScenarioConfig {
 }
 
 impl ScenarioConfig {
-    /// One engine's extra arguments given to the other are an error, not silently dropped.
+    /// One engine's extra arguments given to the other, or SGLang's native API with vLLM, are an
+    /// error, not silently dropped.
     fn check_engine_args(&self, target: &Target) -> Result<(), ConfigError> {
+        if matches!(target, Target::Vllm(_)) && self.driver.api == crate::load::Api::Native {
+            let k = knob("api").ok_or_else(|| ConfigError::UnknownKnob("api".into()))?;
+            return Err(ConfigError::Requires {
+                setting: self.api_setting.clone().unwrap_or(Setting {
+                    knob: k.name,
+                    env: k.env,
+                    flag: k.flag,
+                    origin: Origin::Code,
+                    value: "native".into(),
+                }),
+                needs: "an SGLang server (SGLang's /generate): vLLM is driven through /v1/chat/completions, --api openai",
+            });
+        }
         let (name, given, needs) = match target {
             Target::Vllm(_) if !self.sglang.args.is_empty() => (
                 "server_arg",

@@ -141,6 +141,8 @@ pub struct ScenarioConfig {
     pub(crate) out_dir: PathBuf,
     pub(crate) plots: bool,
     pub(crate) progress: Option<Duration>,
+    /// The setting that chose the API (`--api native` with vLLM is an error naming it).
+    pub(crate) api_setting: Option<Setting>,
     /// The setting being applied (for choices and errors).
     applying: Option<Setting>,
     /// How `max_requests` was set, to name it if it cannot be used with the rest.
@@ -202,6 +204,7 @@ impl ScenarioConfig {
             out_dir: PathBuf::from("target/memtest"),
             plots: true,
             progress: None,
+            api_setting: None,
             applying: None,
             max_requests_set: None,
             errors: Vec::new(),

@@ -246,6 +246,18 @@ mod tests {
             assert_eq!(e.knob(), Some(knob), "{e}");
         }
         let e = ScenarioConfig::text_model()
+            .set("vllm_model", "m")
+            .set("api", "native")
+            .build()
+            .expect_err("vLLM has no /generate");
+        assert_eq!(e.knob(), Some("api"), "{e}");
+        let e = ScenarioConfig::text_model()
+            .set("vllm_model", "m")
+            .set("server_arg", "--tp-size=2")
+            .build()
+            .expect_err("an SGLang argument");
+        assert!(e.to_string().contains("--vllm-arg"), "{e}");
+        let e = ScenarioConfig::text_model()
             .set("model", "m")
             .set("vllm_model", "m")
             .build()

@@ -179,6 +179,7 @@ pub(super) static REQUESTS: &[Knob] = &[
                 "native" => Api::Native,
                 _ => return Err("openai or native".into()),
             };
+            c.api_setting = c.applying.clone();
             Ok(())
         },
     },
