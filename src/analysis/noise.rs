@@ -79,14 +79,23 @@ pub enum RecordedNoise {
     SglangCpuTextScheduler,
     /// SGLang 0.5.23 on CPU, tiny Qwen2.5-VL, a unique image per request: the whole tree.
     SglangCpuVlmImageTree,
+    /// vLLM 0.32.0 on CPU, tiny-llama, text: the whole tree.
+    VllmCpuTextTree,
+    /// vLLM 0.32.0 on CPU, tiny Qwen2-VL, a unique image per request (cache off): the tree.
+    VllmCpuVlmImageTree,
+    /// The same run's EngineCore process.
+    VllmCpuVlmImageEngineCore,
 }
 
 impl RecordedNoise {
     /// Every recording, in table order.
-    pub const ALL: [RecordedNoise; 3] = [
+    pub const ALL: [RecordedNoise; 6] = [
         RecordedNoise::SglangCpuTextTree,
         RecordedNoise::SglangCpuTextScheduler,
         RecordedNoise::SglangCpuVlmImageTree,
+        RecordedNoise::VllmCpuTextTree,
+        RecordedNoise::VllmCpuVlmImageTree,
+        RecordedNoise::VllmCpuVlmImageEngineCore,
     ];
 
     /// Short name for the table.
@@ -95,6 +104,9 @@ impl RecordedNoise {
             RecordedNoise::SglangCpuTextTree => "SGLang CPU text, tree",
             RecordedNoise::SglangCpuTextScheduler => "SGLang CPU text, scheduler",
             RecordedNoise::SglangCpuVlmImageTree => "SGLang CPU unique images, tree",
+            RecordedNoise::VllmCpuTextTree => "vLLM CPU text, tree",
+            RecordedNoise::VllmCpuVlmImageTree => "vLLM CPU unique images, tree",
+            RecordedNoise::VllmCpuVlmImageEngineCore => "vLLM CPU unique images, EngineCore",
         }
     }
 
@@ -108,6 +120,15 @@ impl RecordedNoise {
             }
             RecordedNoise::SglangCpuVlmImageTree => {
                 include_str!("../../fixtures/noise/sglang-cpu-vlm-image-tree.csv")
+            }
+            RecordedNoise::VllmCpuTextTree => {
+                include_str!("../../fixtures/noise/vllm-cpu-text-tree.csv")
+            }
+            RecordedNoise::VllmCpuVlmImageTree => {
+                include_str!("../../fixtures/noise/vllm-cpu-vlm-image-tree.csv")
+            }
+            RecordedNoise::VllmCpuVlmImageEngineCore => {
+                include_str!("../../fixtures/noise/vllm-cpu-vlm-image-enginecore.csv")
             }
         }
     }
