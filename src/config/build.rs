@@ -46,21 +46,31 @@ impl ScenarioConfig {
     }
 
     fn model(&self) -> String {
-        let own = if self.workload.is_text() {
-            &self.sglang.text_model
-        } else {
-            &self.sglang.vlm_model
-        };
-        own.clone()
-            .or_else(|| self.sglang.model.clone())
-            .unwrap_or_else(|| {
-                if self.workload.is_text() {
-                    DEFAULT_TEXT_MODEL
-                } else {
-                    DEFAULT_VLM_MODEL
-                }
-                .to_owned()
-            })
+        self.pick_model(
+            &self.sglang.text_model,
+            &self.sglang.vlm_model,
+            &self.sglang.model,
+        )
+    }
+
+    /// The model for this workload: the workload's own setting, else the shared one, else the
+    /// default text or VLM model (SGLang's and vLLM's knobs alike).
+    pub(super) fn pick_model(
+        &self,
+        text: &Option<String>,
+        vlm: &Option<String>,
+        any: &Option<String>,
+    ) -> String {
+        let text_workload = self.workload.is_text();
+        let own = if text_workload { text } else { vlm };
+        own.clone().or_else(|| any.clone()).unwrap_or_else(|| {
+            if text_workload {
+                DEFAULT_TEXT_MODEL
+            } else {
+                DEFAULT_VLM_MODEL
+            }
+            .to_owned()
+        })
     }
 
     /// SGLang as the presets launch it: the caches that grow with unique input off, metrics on.

@@ -6,7 +6,7 @@
 //! blocks of every unique prompt. The presets switch both off and name them in the report; a user
 //! who turns one back on gets it named as the likely cause when memory grows.
 
-use super::{DEFAULT_TEXT_MODEL, DEFAULT_VLM_MODEL, ScenarioConfig, TestType};
+use super::{ScenarioConfig, TestType};
 use crate::fixture::{Device, VllmServer, last_switch, last_value};
 use crate::report::{CacheGrowth, CacheInfo};
 
@@ -20,21 +20,11 @@ const GIB: f64 = (1u64 << 30) as f64;
 
 impl ScenarioConfig {
     fn vllm_model(&self) -> String {
-        let own = if self.workload.is_text() {
-            &self.vllm.text_model
-        } else {
-            &self.vllm.vlm_model
-        };
-        own.clone()
-            .or_else(|| self.vllm.model.clone())
-            .unwrap_or_else(|| {
-                if self.workload.is_text() {
-                    DEFAULT_TEXT_MODEL
-                } else {
-                    DEFAULT_VLM_MODEL
-                }
-                .to_owned()
-            })
+        self.pick_model(
+            &self.vllm.text_model,
+            &self.vllm.vlm_model,
+            &self.vllm.model,
+        )
     }
 
     /// vLLM as the presets launch it: the prefix cache off, for VLMs the multimodal processor
