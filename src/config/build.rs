@@ -45,6 +45,59 @@ impl ScenarioConfig {
         }
     }
 
+    /// Whether this scenario can send every kind of its mix.
+    fn check_mix(&self, target: &Target) -> Result<(), ConfigError> {
+        let mix = &self.driver.mix;
+        let setting = || {
+            self.mix_set.clone().unwrap_or_else(|| {
+                let k = knob("mix").unwrap_or_else(|| unreachable!("mix is a knob"));
+                Setting {
+                    knob: k.name,
+                    env: k.env,
+                    flag: k.flag,
+                    origin: Origin::Code,
+                    value: mix.spec(),
+                }
+            })
+        };
+        let invalid = |expected: String| ConfigError::Invalid {
+            setting: setting(),
+            expected,
+        };
+        if self.custom.is_some() && *mix != crate::load::Mix::plain() {
+            return Err(invalid(
+                "no mix with a custom workload: its source labels and builds every request itself"
+                    .into(),
+            ));
+        }
+        for kind in mix.kinds() {
+            if kind.needs_images() && self.workload != TestType::VlmImage {
+                return Err(invalid(format!(
+                    "kinds this scenario can send: {kind} sends images, which only a vlm-image scenario has"
+                )));
+            }
+            if kind.needs_vlm() && self.workload == TestType::Text {
+                return Err(invalid(format!(
+                    "kinds this scenario can send: {kind} needs a VLM (vlm-text or vlm-image), this is a text scenario"
+                )));
+            }
+            if kind.is_abort() && matches!(target, Target::Vllm(_)) {
+                return Err(invalid(format!(
+                    "kinds vLLM serves: {kind} uses SGLang's /abort_request, which vLLM does not have (vLLM aborts a request when its client goes away: use disconnect)"
+                )));
+            }
+        }
+        if mix.kinds().any(|k| k == crate::load::RequestKind::AbortAll)
+            && self.driver.concurrency > 1
+        {
+            return Err(invalid(format!(
+                "abort-all with concurrency 1 only: it aborts every request on the server, so the {} other requests in flight would be aborted too",
+                self.driver.concurrency - 1
+            )));
+        }
+        Ok(())
+    }
+
     fn model(&self) -> String {
         self.pick_model(
             &self.sglang.text_model,
@@ -230,11 +283,18 @@ impl ScenarioConfig {
                 check_image_dir(p)?;
             }
         }
-        let workload = match self.workload {
-            TestType::Text => Workload::Text,
-            TestType::VlmText => Workload::VlmText,
-            TestType::VlmImage => Workload::VlmImage(self.images.clone()),
+        self.check_mix(&target)?;
+        let workload = match (&self.custom, self.workload) {
+            (Some(w), _) => w.clone(),
+            (None, TestType::Text) => Workload::Text,
+            (None, TestType::VlmText) => Workload::VlmText,
+            (None, TestType::VlmImage) => Workload::VlmImage(self.images.clone()),
         };
+        // Blocks at least as long as the concurrency: a block's requests then finish together.
+        let block = u32::try_from(self.driver.concurrency)
+            .unwrap_or(u32::MAX)
+            .max(crate::load::DEFAULT_BLOCK);
+        self.driver.mix = std::mem::take(&mut self.driver.mix).with_block(block);
         let caches = self.caches(&target);
         let mut tracker = self.tracker.clone();
         tracker.gpu = self.gpu.unwrap_or_else(|| default_gpu_mode(&target));

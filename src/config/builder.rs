@@ -53,6 +53,11 @@ impl ScenarioConfig {
         self.code("max_new_tokens", n)
     }
 
+    /// Request kinds by weight (`plain` takes the rest); see [`Mix`](crate::load::Mix).
+    pub fn mix(self, mix: &crate::load::Mix) -> Self {
+        self.code("mix", mix.spec())
+    }
+
     /// The HTTP API the requests use.
     pub fn api(mut self, api: Api) -> Self {
         self.driver.api = api;

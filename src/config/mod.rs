@@ -147,6 +147,10 @@ pub struct ScenarioConfig {
     applying: Option<Setting>,
     /// How `max_requests` was set, to name it if it cannot be used with the rest.
     max_requests_set: Option<Setting>,
+    /// How the mix was set, to name it if the scenario cannot send one of its kinds.
+    mix_set: Option<Setting>,
+    /// A contributor's workload (replaces the test type's requests).
+    pub(crate) custom: Option<crate::load::Workload>,
     /// Errors of setters, reported by `build`.
     errors: Vec<ConfigError>,
 }
@@ -207,6 +211,8 @@ impl ScenarioConfig {
             api_setting: None,
             applying: None,
             max_requests_set: None,
+            mix_set: None,
+            custom: None,
             errors: Vec::new(),
         }
     }
@@ -230,6 +236,30 @@ impl ScenarioConfig {
         Self::new("vlm_image", TestType::VlmImage)
             .requests(50)
             .request_interval(Duration::from_millis(200))
+    }
+
+    /// A contributor's scenario: `workload`'s requests (see
+    /// [`Workload::custom`](crate::load::Workload::custom)) against the text model, or the VLM
+    /// when the workload carries images; every other knob as [`new`](Self::new).
+    pub fn custom(name: impl Into<String>, workload: crate::load::Workload) -> Self {
+        let test_type = if workload.images().is_some() {
+            TestType::VlmImage
+        } else {
+            TestType::Text
+        };
+        let mut c = Self::new(name, test_type);
+        c.custom = Some(workload);
+        c
+    }
+
+    /// Every error path a text request can reach (streams, client disconnects, aborts of
+    /// running and queued requests, rejections of over-long prompts, of too many new tokens and
+    /// of an unknown parameter) mixed with plain requests: `error_paths`, 200 requests 0.1 s
+    /// apart against the text model. See [`Mix::error_paths`](crate::load::Mix::error_paths).
+    pub fn error_paths() -> Self {
+        let mut c = Self::new("error_paths", TestType::Text).requests(200);
+        c.driver.mix = crate::load::Mix::error_paths();
+        c
     }
 
     /// The preset for a test type (`text`, `vlm-text`, `vlm-image`).

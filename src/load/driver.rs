@@ -12,7 +12,9 @@ use tokio::task::JoinSet;
 use super::images::ImageSet;
 use super::log::RequestLog;
 use super::schedule::Schedule;
-use super::{Api, DriverConfig, LoadError, Workload, build_request};
+use super::send::{RequestOutcome, deliver};
+use super::source::{RequestContext, SharedSource};
+use super::{Api, DriverConfig, LoadError, Workload};
 use crate::tracker::{MemoryTracker, Phase};
 
 /// What happened to one request. Failures are data, not errors.
@@ -32,12 +34,22 @@ pub struct RequestRecord {
     pub images: u32,
     /// Why it failed, when it did.
     pub error: Option<String>,
+    /// Its kind (`plain`, `stream`, `abort`, … or a custom workload's label).
+    #[serde(default = "plain")]
+    pub kind: String,
+    /// How it ended.
+    #[serde(default)]
+    pub outcome: RequestOutcome,
+}
+
+fn plain() -> String {
+    "plain".into()
 }
 
 impl RequestRecord {
-    /// True for a 2xx response.
+    /// Went to plan: answered, or refused, aborted or dropped as its kind meant it to be.
     pub fn ok(&self) -> bool {
-        self.error.is_none() && self.status.is_some_and(|s| (200..300).contains(&s))
+        self.error.is_none() && self.outcome.as_planned()
     }
 
     /// No answer at all: refused, unreachable or timed out (the server may be gone).
@@ -79,10 +91,13 @@ const GUARD_MIN_SENT: u64 = 100;
 pub struct Driver<'a> {
     client: reqwest::Client,
     base_url: &'a str,
-    workload: &'a Workload,
+    source: SharedSource,
     config: &'a DriverConfig,
     images: Option<&'a ImageSet>,
     model: String,
+    context_length: Option<u64>,
+    /// Tells this run's request ids apart from another run's on the same server.
+    tag: String,
     /// Requests sent so far, every phase: the index of prompts and images (never repeated).
     global: u64,
     /// Requests sent so far per phase: the next index within the phase.
@@ -113,13 +128,27 @@ impl<'a> Driver<'a> {
             Some(m) => m.clone(),
             None => discover_model(&client, base_url, config).await,
         };
+        let context_length = match config.context_length {
+            Some(n) => Some(n),
+            None => discover_context_length(&client, base_url, config).await,
+        };
+        let source = workload.source(&config.mix);
+        let tag = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+                ^ u128::from(std::process::id())
+        );
         Ok(Self {
             client,
             base_url,
-            workload,
+            source,
             config,
             images,
             model,
+            context_length,
+            tag,
             global: 0,
             sent_in: std::collections::HashMap::new(),
             runs: 0,
@@ -137,6 +166,11 @@ impl<'a> Driver<'a> {
     /// The model name OpenAI requests carry.
     pub fn model(&self) -> &str {
         &self.model
+    }
+
+    /// The model's context length, as configured or as the server said it.
+    pub fn context_length(&self) -> Option<u64> {
+        self.context_length
     }
 
     /// Send `plan`'s requests of `phase`, marking each completion on `tracker` and recording it
@@ -212,33 +246,36 @@ impl<'a> Driver<'a> {
             }
             let index = first_index + sent_here;
             let global = self.global;
-            // Images use a global index so no two requests of the run share an image.
-            let imgs = match (self.workload, self.images) {
-                (Workload::VlmImage(_), Some(set)) => match set.for_request(global) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        outcome = Err(LoadError::Images(e));
-                        break;
-                    }
-                },
-                _ => Vec::new(),
+            // Prompts, images and kinds use a global index: no two requests of the run share
+            // an image, and warm-up requests go through every kind too.
+            let ctx = RequestContext {
+                index: global,
+                phase,
+                api: config.api,
+                model: &self.model,
+                max_new_tokens: config.max_new_tokens,
+                image_token: &config.image_token,
+                context_length: self.context_length,
+                rid: format!("memtest-{}-{global}", self.tag),
+                images: self.images,
             };
-            let (path, body) = build_request(config.api, config, &self.model, global, &imgs);
-            let mut req = self
-                .client
-                .post(format!("{}{path}", self.base_url))
-                .json(&body);
-            if let Some(key) = &config.api_key {
-                req = req.bearer_auth(key.expose());
-            }
+            let request = match self.source.0.request(&ctx) {
+                Ok(r) => r,
+                Err(e) => {
+                    outcome = Err(e);
+                    break;
+                }
+            };
+            let client = self.client.clone();
+            let base_url = self.base_url.to_owned();
+            let api_key = config.api_key.as_ref().map(|k| k.expose().to_owned());
             let start_ms = tracker.now_ms();
-            let n_images = imgs.len() as u32;
             let marker = tracker.marker();
             self.global += 1;
             sent_here += 1;
             tasks.spawn(async move {
                 let t0 = Instant::now();
-                let (status, error) = send(req).await;
+                let done = deliver(&client, &base_url, api_key.as_deref(), &request).await;
                 let latency_ms = t0.elapsed().as_secs_f64() * 1000.0;
                 marker.mark(index, phase);
                 drop(permit);
@@ -247,9 +284,11 @@ impl<'a> Driver<'a> {
                     phase,
                     start_ms,
                     latency_ms,
-                    status,
-                    images: n_images,
-                    error,
+                    status: done.status,
+                    images: request.images,
+                    error: done.error,
+                    kind: request.kind,
+                    outcome: done.outcome,
                 }
             });
         }
@@ -287,27 +326,6 @@ impl<'a> Driver<'a> {
     }
 }
 
-/// Sends one request and reads the whole answer: the request is complete only when it is.
-async fn send(req: reqwest::RequestBuilder) -> (Option<u16>, Option<String>) {
-    match req.send().await {
-        Ok(resp) => {
-            let status = resp.status().as_u16();
-            match resp.bytes().await {
-                Ok(_) if (200..300).contains(&status) => (Some(status), None),
-                Ok(body) => (
-                    Some(status),
-                    Some(format!("HTTP {status}: {}", snippet(&body))),
-                ),
-                Err(e) => (
-                    Some(status),
-                    Some(format!("reading the response failed: {e}")),
-                ),
-            }
-        }
-        Err(e) => (None, Some(describe_reqwest(&e))),
-    }
-}
-
 /// The error the whole run's failures amount to, if they pass the guard.
 pub fn error_guard(log: &RequestLog, config: &DriverConfig) -> Option<LoadError> {
     let s = log.summary();
@@ -335,16 +353,41 @@ async fn discover_model(client: &reqwest::Client, base_url: &str, config: &Drive
     found.await.unwrap_or_else(|| "default".into())
 }
 
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let mut s: String = text.chars().take(200).collect();
-    if text.chars().count() > 200 {
-        s.push('…');
+/// The model's context length in tokens: `/v1/models`' `max_model_len` (SGLang, vLLM), else
+/// `/get_server_info`'s or `/get_model_info`'s `context_length`.
+async fn discover_context_length(
+    client: &reqwest::Client,
+    base_url: &str,
+    config: &DriverConfig,
+) -> Option<u64> {
+    let get = |path: &'static str| {
+        let mut req = client
+            .get(format!("{base_url}{path}"))
+            .timeout(std::time::Duration::from_secs(10));
+        if let Some(key) = &config.api_key {
+            req = req.bearer_auth(key.expose());
+        }
+        async move {
+            let v: serde_json::Value = req.send().await.ok()?.json().await.ok()?;
+            Some(v)
+        }
+    };
+    if let Some(v) = get("/v1/models").await
+        && let Some(n) = v["data"][0]["max_model_len"].as_u64()
+    {
+        return Some(n);
     }
-    s
+    for path in ["/get_server_info", "/get_model_info"] {
+        if let Some(v) = get(path).await
+            && let Some(n) = v["context_length"].as_u64()
+        {
+            return Some(n);
+        }
+    }
+    None
 }
 
-fn describe_reqwest(e: &reqwest::Error) -> String {
+pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".into()
     } else if e.is_connect() {

@@ -1,14 +1,20 @@
-//! Load generation: what each request carries ([`Workload`]), how requests are paced
-//! ([`DriverConfig`]), and a plain record per request ([`RequestRecord`]).
+//! Load generation: what each request carries ([`Workload`], its kinds in a [`Mix`], or a
+//! contributor's own [`RequestSource`]), how requests are paced ([`DriverConfig`]), and a
+//! plain record per request ([`RequestRecord`]).
 //!
 //! Failures are recorded, not thrown; the run as a whole becomes an error only when the share
-//! of failed requests passes [`DriverConfig::max_error_rate`].
+//! of failed requests passes [`DriverConfig::max_error_rate`]. A request that is refused,
+//! aborted or dropped because its kind means it to be is not a failure: its status is checked
+//! ([`Expect`]) and counted on its own.
 
 mod driver;
 pub mod images;
+mod kind;
 mod log;
 mod request;
 mod schedule;
+mod send;
+mod source;
 
 use std::time::Duration;
 
@@ -16,8 +22,13 @@ use serde::{Deserialize, Serialize};
 
 pub use driver::{Driver, Plan, RequestRecord, error_guard};
 pub use images::{ImageConfig, ImageFormat, ImageMode, ImageSource};
-pub use log::{RequestLog, RequestSummary, read_records};
-pub use request::{build_request, prompt};
+pub use kind::{DEFAULT_BLOCK, Mix, RequestKind};
+pub use log::{KindCounts, KindSequence, RequestLog, RequestSummary, read_records};
+pub use request::prompt;
+pub use send::RequestOutcome;
+pub use source::{
+    AbortAt, Delivery, Expect, Request, RequestContext, RequestSource, SharedSource, Standard,
+};
 pub use schedule::{Arrival, Schedule, schedule};
 
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -90,6 +101,28 @@ pub enum LoadError {
     /// The HTTP client could not be built.
     #[error("failed to build the HTTP client")]
     Client(#[source] reqwest::Error),
+    /// A request kind needs the model's context length and neither the server nor the
+    /// configuration gave it.
+    #[error(
+        "the {kind} requests need the model's context length, which the server did not say (no max_model_len in /v1/models, no context_length in /get_server_info): set --context-length / MEMTEST_CONTEXT_LENGTH"
+    )]
+    ContextLengthUnknown {
+        /// The kind that needs it.
+        kind: &'static str,
+    },
+    /// A custom workload could not build a request.
+    #[error("the workload could not build request {index}: {message}")]
+    Build {
+        /// The request's index.
+        index: u64,
+        /// What went wrong.
+        message: String,
+    },
+    /// A workload read back from a report: its requests cannot be made again.
+    #[error(
+        "the custom workload {0:?} was read back from a report: it has no request source to run"
+    )]
+    Recorded(String),
 }
 
 /// Which HTTP API the requests use.
@@ -104,7 +137,8 @@ pub enum Api {
     OpenAi,
 }
 
-/// What each request carries.
+/// What each request carries: one of the shipped scenarios' (whose kinds the
+/// [`DriverConfig::mix`] chooses), or a contributor's own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Workload {
@@ -114,16 +148,120 @@ pub enum Workload {
     VlmText,
     /// Prompts with images.
     VlmImage(ImageConfig),
+    /// Requests a [`RequestSource`] makes (the mix does not apply).
+    Custom(CustomWorkload),
 }
 
 impl Workload {
-    /// The `--test-type` name: `text`, `vlm-text` or `vlm-image`.
+    /// The `--test-type` name: `text`, `vlm-text`, `vlm-image`, or `custom`.
     pub fn test_type(&self) -> &'static str {
         match self {
             Workload::Text => "text",
             Workload::VlmText => "vlm-text",
             Workload::VlmImage(_) => "vlm-image",
+            Workload::Custom(_) => "custom",
         }
+    }
+
+    /// A contributor's workload: `make` builds the request for each index.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// use sglang_memtest::load::{Request, RequestContext, Workload};
+    ///
+    /// let embeddings = Workload::custom("embeddings", |ctx: &RequestContext<'_>| {
+    ///     Request::post("/v1/embeddings", json!({"model": ctx.model, "input": ctx.prompt()}))
+    ///         .kind("embeddings")
+    /// });
+    /// assert_eq!(embeddings.test_type(), "custom");
+    /// ```
+    pub fn custom<F>(name: impl Into<String>, make: F) -> Self
+    where
+        F: Fn(&RequestContext<'_>) -> Request + Send + Sync + 'static,
+    {
+        Self::from_source(name, source::FnSource(make))
+    }
+
+    /// [`custom`](Self::custom) whose requests may carry images
+    /// ([`RequestContext::images`]).
+    pub fn custom_with_images<F>(name: impl Into<String>, images: ImageConfig, make: F) -> Self
+    where
+        F: Fn(&RequestContext<'_>) -> Request + Send + Sync + 'static,
+    {
+        let mut w = Self::custom(name, make);
+        if let Workload::Custom(c) = &mut w {
+            c.images = Some(images);
+        }
+        w
+    }
+
+    /// A workload of any [`RequestSource`].
+    pub fn from_source(name: impl Into<String>, source: impl RequestSource + 'static) -> Self {
+        Workload::Custom(CustomWorkload {
+            name: name.into(),
+            images: None,
+            source: Some(SharedSource(std::sync::Arc::new(source))),
+        })
+    }
+
+    /// The images the requests carry, if any.
+    pub fn images(&self) -> Option<&ImageConfig> {
+        match self {
+            Workload::VlmImage(c) => Some(c),
+            Workload::Custom(c) => c.images.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The source of the requests: the shipped kinds of `mix`, or the custom source.
+    pub fn source(&self, mix: &Mix) -> SharedSource {
+        match self {
+            Workload::Custom(c) => c.source.clone().unwrap_or_else(|| {
+                SharedSource(std::sync::Arc::new(Recorded(c.name.clone())))
+            }),
+            other => SharedSource(std::sync::Arc::new(Standard {
+                with_images: matches!(other, Workload::VlmImage(_)),
+                mix: mix.clone(),
+            })),
+        }
+    }
+}
+
+/// A contributor's workload: a name, its images, and the [`RequestSource`] (absent when read
+/// back from a report).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CustomWorkload {
+    /// Its name (`embeddings`, `json-outputs`).
+    pub name: String,
+    /// Images its requests may ask for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<ImageConfig>,
+    #[serde(skip)]
+    source: Option<SharedSource>,
+}
+
+impl std::fmt::Debug for CustomWorkload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CustomWorkload")
+            .field("name", &self.name)
+            .field("images", &self.images)
+            .field("runnable", &self.source.is_some())
+            .finish()
+    }
+}
+
+impl PartialEq for CustomWorkload {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name && self.images == other.images
+    }
+}
+
+/// The source of a custom workload read back from a report: it cannot make requests.
+struct Recorded(String);
+
+impl RequestSource for Recorded {
+    fn request(&self, _: &RequestContext<'_>) -> Result<Request, LoadError> {
+        Err(LoadError::Recorded(self.0.clone()))
     }
 }
 
@@ -171,6 +309,17 @@ pub struct DriverConfig {
     /// Seed of the arrival schedule.
     #[serde(default)]
     pub seed: u64,
+    /// Which kinds of request the shipped workloads send (all `plain` by default).
+    #[serde(default, skip_serializing_if = "is_plain")]
+    pub mix: Mix,
+    /// The model's context length in tokens (`None`: asked of the server), for the kinds that
+    /// fill or overflow it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_length: Option<u64>,
+}
+
+fn is_plain(mix: &Mix) -> bool {
+    *mix == Mix::plain()
 }
 
 /// The default budget of an adaptive run, in planned counts.
@@ -205,6 +354,8 @@ impl Default for DriverConfig {
             duration: None,
             idle: None,
             seed: 0,
+            mix: Mix::plain(),
+            context_length: None,
         }
     }
 }

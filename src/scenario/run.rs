@@ -10,7 +10,7 @@ use super::{Scenario, ScenarioError, Target};
 use crate::Error;
 use crate::analysis::{self, adaptive, adaptive::Adaptive};
 use crate::fixture::{LogWatchReport, ServerFixture, ServerSpec};
-use crate::load::{self, Workload, images::ImageSet};
+use crate::load::{self, images::ImageSet};
 use crate::load::{Driver, LoadError, Plan, RequestLog};
 use crate::report::{Report, ReportFiles, RunError, RunOutcome, SCHEMA_VERSION, TargetInfo};
 use crate::tracker::metric::Metric;
@@ -190,8 +190,8 @@ impl Scenario {
 
     async fn run_stages(&self, report: &mut Report) -> Result<(), Error> {
         self.preflight().await?;
-        let images = match &self.workload {
-            Workload::VlmImage(config) => {
+        let images = match self.workload.images() {
+            Some(config) => {
                 let config = config.clone();
                 Some(
                     tokio::task::spawn_blocking(move || ImageSet::new(&config))
@@ -200,7 +200,7 @@ impl Scenario {
                         .map_err(LoadError::from)?,
                 )
             }
-            _ => None,
+            None => None,
         };
         if let Some(engine) = self.cpu_engine() {
             report.notes.push(format!(

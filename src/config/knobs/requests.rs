@@ -184,6 +184,35 @@ pub(super) static REQUESTS: &[Knob] = &[
         },
     },
     Knob {
+        name: "mix",
+        env: "MEMTEST_MIX",
+        flag: Some("mix"),
+        value_name: "KIND=W,...",
+        default: "plain",
+        help: "Request kinds by weight, plain taking the rest: stream, disconnect, abort, abort-queued, abort-all, reject-long-prompt, reject-max-tokens, reject-bad-image, reject-unknown-param, long-prompt, n, logprobs, multi-turn, multi-image, mixed-sizes; or error-paths. E.g. stream=0.3,abort=0.1. Rejections are expected (their 4xx checked), not failures; the report gives the growth per kind.",
+        kind: KnobKind::Value,
+        group: Group::Requests,
+        apply: |c, v| {
+            c.driver.mix = v.parse()?;
+            c.mix_set = c.applying.clone();
+            Ok(())
+        },
+    },
+    Knob {
+        name: "context_length",
+        env: "MEMTEST_CONTEXT_LENGTH",
+        flag: Some("context-length"),
+        value_name: "TOKENS",
+        default: "asked of the server",
+        help: "The model's context length, for the kinds that fill or overflow it (long-prompt, reject-long-prompt, reject-max-tokens).",
+        kind: KnobKind::Value,
+        group: Group::Requests,
+        apply: |c, v| {
+            c.driver.context_length = Some(whole(v, 16, 100_000_000, "a token count")?);
+            Ok(())
+        },
+    },
+    Knob {
         name: "api_key",
         env: "MEMTEST_API_KEY",
         flag: Some("api-key"),

@@ -138,6 +138,11 @@ pub enum ImageError {
     /// `per_request` is 0.
     #[error("invalid images per request 0: an image workload needs at least 1 image per request")]
     ZeroPerRequest,
+    /// A request asked for images in a workload that has none.
+    #[error(
+        "this workload has no images: give it an image configuration (a vlm-image scenario, or Workload::custom_with_images)"
+    )]
+    NoImages,
     /// `ImageSource::Files` with an empty list.
     #[error("no image files given: list at least one .png or .jpg file or a directory of them")]
     NoFiles,
@@ -289,6 +294,49 @@ impl ImageSet {
         (0..self.per_request)
             .map(|k| self.image(request, k))
             .collect()
+    }
+
+    /// `n` images of request `request_index`, as [`for_request`](Self::for_request) makes them
+    /// (a request with more images than the scenario's `per_request`).
+    ///
+    /// # Errors
+    ///
+    /// [`ImageError::Encode`] if encoding fails.
+    pub fn for_request_n(&self, request_index: u64, n: u32) -> Result<Vec<EncodedImage>, ImageError> {
+        let request = match self.mode {
+            ImageMode::Unique => request_index,
+            ImageMode::Repeated => 0,
+        };
+        (0..n).map(|k| self.image(request, k)).collect()
+    }
+
+    /// One image of request `request_index` drawn at `width` × `height` (generated images; with
+    /// files, the file as it is).
+    ///
+    /// # Errors
+    ///
+    /// [`ImageError::InvalidSize`] out of range, [`ImageError::Encode`] if encoding fails.
+    pub fn image_sized(
+        &self,
+        request_index: u64,
+        width: u32,
+        height: u32,
+    ) -> Result<EncodedImage, ImageError> {
+        let request = match self.mode {
+            ImageMode::Unique => request_index,
+            ImageMode::Repeated => 0,
+        };
+        match &self.kind {
+            &Kind::Generated { format, .. } => {
+                let ok = |side| (MIN_SIDE..=MAX_SIDE).contains(&side);
+                if !ok(width) || !ok(height) {
+                    return Err(ImageError::InvalidSize { width, height });
+                }
+                let pixels = generate(width, height, key(self.seed, request, 0), request, 0);
+                encode(&pixels, format)
+            }
+            Kind::Files(_) => self.image(request, 0),
+        }
     }
 
     fn image(&self, request: u64, k: u32) -> Result<EncodedImage, ImageError> {

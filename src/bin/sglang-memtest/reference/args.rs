@@ -90,6 +90,27 @@ pub struct ReferenceArgs {
     /// After how many finished generate requests --log-line is printed (0: at startup; default 1).
     #[arg(long, value_name = "N", requires = "log_line")]
     pub log_line_after: Option<u64>,
+    /// The model's context length in tokens (words here): longer prompts, and prompts whose
+    /// new tokens would not fit, are refused with HTTP 400 as SGLang refuses them.
+    #[arg(long, value_name = "TOKENS", default_value_t = 4096)]
+    pub context_length: u64,
+    /// Microseconds per generated token (streams send one event per token; an abort or a
+    /// disconnect lands between tokens).
+    #[arg(long, value_name = "US", default_value_t = 100)]
+    pub token_delay_us: u64,
+    /// Bytes kept for every request refused with HTTP 400 (state kept by a request that failed
+    /// validation before it reached the scheduler).
+    #[arg(long, default_value_t = 0)]
+    pub leak_bytes_per_rejected: u64,
+    /// Bytes kept for every request ended by /abort_request.
+    #[arg(long, default_value_t = 0)]
+    pub leak_bytes_per_abort: u64,
+    /// Bytes kept for every stream whose client went away before its end.
+    #[arg(long, default_value_t = 0)]
+    pub leak_bytes_per_disconnect: u64,
+    /// Bytes kept for every stream read to its end.
+    #[arg(long, default_value_t = 0)]
+    pub leak_bytes_per_stream: u64,
 }
 
 impl Default for ReferenceArgs {
@@ -120,6 +141,12 @@ impl Default for ReferenceArgs {
             no_loads_endpoint: false,
             log_line: None,
             log_line_after: None,
+            context_length: 4096,
+            token_delay_us: 100,
+            leak_bytes_per_rejected: 0,
+            leak_bytes_per_abort: 0,
+            leak_bytes_per_disconnect: 0,
+            leak_bytes_per_stream: 0,
         }
     }
 }
@@ -181,6 +208,9 @@ impl ReferenceArgs {
             }
         } else if self.log_line_after.is_some() {
             return Err(ReferenceError::LogLineAfterWithoutLine);
+        }
+        if self.context_length == 0 {
+            return Err(ReferenceError::ZeroContextLength);
         }
         if self.wants_gpu() {
             super::gpu::check_driver()?;

@@ -17,6 +17,7 @@ mod child;
 mod children;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod generation;
 mod gpu;
 mod http;
 mod images;
@@ -102,6 +103,9 @@ pub enum ReferenceError {
     /// `--log-line-after` without a line to print.
     #[error("--log-line-after needs --log-line TEXT (the line to print)")]
     LogLineAfterWithoutLine,
+    /// `--context-length 0`.
+    #[error("--context-length must be at least 1 token")]
+    ZeroContextLength,
     /// GPU knobs on a build without the `cuda` feature.
     #[error("this build has no GPU support: rebuild with `--features cuda`")]
     NoGpuSupport,

@@ -39,24 +39,98 @@ fn collect_images(value: &Value, out: &mut Vec<String>) -> Result<(), String> {
     }
 }
 
-#[derive(Deserialize)]
-struct SamplingParams {
-    max_new_tokens: Option<u64>,
-}
+/// Sampling parameters SGLang's `SamplingParams` takes (a subset; anything else is refused, as
+/// SGLang refuses an unexpected keyword argument).
+const SAMPLING_PARAMS: [&str; 22] = [
+    "max_new_tokens",
+    "min_new_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "min_p",
+    "n",
+    "stop",
+    "stop_token_ids",
+    "frequency_penalty",
+    "presence_penalty",
+    "repetition_penalty",
+    "ignore_eos",
+    "skip_special_tokens",
+    "spaces_between_special_tokens",
+    "no_stop_trim",
+    "json_schema",
+    "regex",
+    "ebnf",
+    "structural_tag",
+    "custom_params",
+    "sampling_seed",
+];
+
+/// `response_format` types the OpenAI route takes.
+const RESPONSE_FORMATS: [&str; 4] = ["text", "json_object", "json_schema", "structural_tag"];
 
 #[derive(Deserialize)]
 struct GenerateRequest {
     text: Option<Value>,
-    sampling_params: Option<SamplingParams>,
+    #[serde(default)]
+    sampling_params: serde_json::Map<String, Value>,
     #[serde(default)]
     image_data: Value,
+    #[serde(default)]
+    stream: bool,
+    rid: Option<Value>,
 }
 
-/// What a parsed request asks for: prompts (one per answer), images, tokens to generate.
+/// What a parsed request asks for: prompts (one per answer), images, tokens to generate, and
+/// how to answer.
 pub(crate) struct Work {
     pub(crate) prompts: Vec<String>,
     pub(crate) images: Vec<String>,
     pub(crate) max_tokens: u64,
+    /// Answers per prompt (`n`).
+    pub(crate) n: u64,
+    /// Server-sent events instead of one answer.
+    pub(crate) stream: bool,
+    /// The client's request id, for `/abort_request`.
+    pub(crate) rid: Option<String>,
+}
+
+impl Work {
+    /// Prompt tokens (words, and one per image) of the longest prompt.
+    pub(crate) fn prompt_tokens(&self) -> u64 {
+        self.prompts
+            .iter()
+            .map(|p| p.split_whitespace().count() as u64)
+            .max()
+            .unwrap_or(0)
+            + self.images.len() as u64
+    }
+
+    /// Refuses what does not fit `context` tokens, in SGLang's words.
+    pub(crate) fn check_context(&self, context: u64) -> Result<(), String> {
+        let prompt = self.prompt_tokens();
+        if prompt >= context {
+            return Err(format!(
+                "The input ({prompt} tokens) is longer than the model's context length ({context} tokens)."
+            ));
+        }
+        if prompt + self.max_tokens > context {
+            return Err(format!(
+                "Requested token count exceeds the model's maximum context length of {context} tokens. You requested a total of {} tokens: {prompt} tokens from the input messages and {} tokens for the completion. Please reduce the number of tokens in the input messages or the completion to fit within the limit.",
+                prompt + self.max_tokens,
+                self.max_tokens
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn rid(value: Option<Value>) -> Option<String> {
+    match value? {
+        Value::String(s) => Some(s),
+        Value::Array(items) => items.first().and_then(Value::as_str).map(str::to_owned),
+        _ => None,
+    }
 }
 
 pub(crate) fn parse_generate(body: &[u8]) -> Result<(Work, bool), String> {
@@ -85,15 +159,31 @@ pub(crate) fn parse_generate(body: &[u8]) -> Result<(Work, bool), String> {
     };
     let mut images = Vec::new();
     collect_images(&req.image_data, &mut images)?;
-    let max_tokens = req
+    if let Some(unknown) = req
         .sampling_params
-        .and_then(|p| p.max_new_tokens)
-        .unwrap_or(DEFAULT_MAX_NEW_TOKENS);
+        .keys()
+        .find(|k| !SAMPLING_PARAMS.contains(&k.as_str()))
+    {
+        return Err(format!(
+            "SamplingParams.__init__() got an unexpected keyword argument '{unknown}'"
+        ));
+    }
+    let number = |key: &str, default: u64| match req.sampling_params.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v
+            .as_u64()
+            .ok_or_else(|| format!("`sampling_params.{key}` must be a whole number, got {v}")),
+    };
+    let max_tokens = number("max_new_tokens", DEFAULT_MAX_NEW_TOKENS)?;
+    let n = number("n", 1)?.max(1);
     Ok((
         Work {
             prompts,
             images,
             max_tokens,
+            n,
+            stream: req.stream,
+            rid: rid(req.rid),
         },
         batch,
     ))
@@ -110,6 +200,11 @@ struct ChatRequest {
     model: Option<String>,
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
+    n: Option<u64>,
+    #[serde(default)]
+    stream: bool,
+    rid: Option<Value>,
+    response_format: Option<Value>,
 }
 
 pub(crate) fn parse_chat(body: &[u8]) -> Result<(Work, String), String> {
@@ -148,6 +243,15 @@ pub(crate) fn parse_chat(body: &[u8]) -> Result<(Work, String), String> {
             }
         }
     }
+    if let Some(format) = &req.response_format {
+        let kind = format.get("type").and_then(Value::as_str).unwrap_or_default();
+        if !RESPONSE_FORMATS.contains(&kind) {
+            return Err(format!(
+                "response_format.type must be one of {}, got {kind:?}",
+                RESPONSE_FORMATS.join(", ")
+            ));
+        }
+    }
     let max_tokens = req
         .max_completion_tokens
         .or(req.max_tokens)
@@ -158,6 +262,9 @@ pub(crate) fn parse_chat(body: &[u8]) -> Result<(Work, String), String> {
             prompts: vec![text.join("\n")],
             images,
             max_tokens,
+            n: req.n.unwrap_or(1).max(1),
+            stream: req.stream,
+            rid: rid(req.rid),
         },
         model,
     ))
@@ -194,6 +301,27 @@ mod tests {
         assert!(parse_generate(b"{not json").is_err());
         assert!(parse_generate(br#"{"input_ids": [1]}"#).is_err());
         assert!(parse_generate(br#"{"text": "a", "image_data": 3}"#).is_err());
+        let err = parse_generate(br#"{"text": "a", "sampling_params": {"nope": 1}}"#)
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("unexpected keyword argument 'nope'"), "{err}");
+        let (work, _) = parse_generate(
+            br#"{"text": "a b c", "stream": true, "rid": "r1", "sampling_params": {"n": 2, "temperature": 0}}"#,
+        )
+        .expect("parse");
+        assert_eq!((work.stream, work.rid.as_deref(), work.n), (true, Some("r1"), 2));
+    }
+
+    #[test]
+    fn the_context_is_checked_in_sglangs_words() {
+        let (work, _) =
+            parse_generate(br#"{"text": "a b c d", "sampling_params": {"max_new_tokens": 4}}"#)
+                .expect("parse");
+        assert!(work.check_context(100).is_ok());
+        let long = work.check_context(4).err().unwrap_or_default();
+        assert!(long.contains("longer than the model's context length"), "{long}");
+        let over = work.check_context(6).err().unwrap_or_default();
+        assert!(over.contains("exceeds the model's maximum context length"), "{over}");
     }
 
     #[test]
@@ -210,5 +338,8 @@ mod tests {
         assert_eq!(work.max_tokens, 5);
         assert!(parse_chat(br#"{"messages": [{"content": [{"type": "audio"}]}]}"#).is_err());
         assert!(parse_chat(br#"{"messages": 1}"#).is_err());
+        assert!(
+            parse_chat(br#"{"messages": [], "response_format": {"type": "nope"}}"#).is_err()
+        );
     }
 }

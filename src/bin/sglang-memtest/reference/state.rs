@@ -60,6 +60,10 @@ pub(crate) struct State {
     /// KV tokens finished requests never gave back (--leak-kv-tokens-per-request).
     leaked_kv_tokens: AtomicU64,
     log_line_printed: AtomicBool,
+    /// Running generations (for `/abort_request`) and the error paths' counts.
+    pub(crate) paths: super::generation::Paths,
+    /// Bytes kept by the error-path leaks.
+    path_leaked: AtomicU64,
 }
 
 /// Locks a mutex, carrying on if a panicking thread poisoned it: the data (byte blocks and
@@ -98,6 +102,8 @@ impl State {
             images_processed: AtomicU64::new(0),
             leaked_kv_tokens: AtomicU64::new(0),
             log_line_printed: AtomicBool::new(false),
+            paths: super::generation::Paths::default(),
+            path_leaked: AtomicU64::new(0),
         }
     }
 
@@ -112,6 +118,26 @@ impl State {
     pub(crate) fn leak_time_slice(&self, bytes: u64) -> Result<(), ReferenceError> {
         let block = alloc_written(bytes)?;
         lock(&self.leaks).keep(block);
+        Ok(())
+    }
+
+    /// Keeps `bytes` for one request that took an error path (a rejection, an abort, a
+    /// disconnect, a finished stream): in the leak child if there is one, else here.
+    pub(crate) async fn keep_for_path(&self, bytes: u64) -> Result<(), ReferenceError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        match self.leak_child() {
+            Some(child) => {
+                child.send(ChildCommand::Leak(bytes)).await?;
+                self.child_leaked.fetch_add(bytes, Ordering::Relaxed);
+            }
+            None => {
+                let block = alloc_written(bytes)?;
+                lock(&self.leaks).keep(block);
+            }
+        }
+        self.path_leaked.fetch_add(bytes, Ordering::Relaxed);
         Ok(())
     }
 
@@ -256,6 +282,11 @@ impl State {
             "shm_leaked_files": self.shm.files(),
             "gpu_leaked_bytes": gpu_leaked,
             "requests": self.finished.load(Ordering::Relaxed),
+            "path_leaked_bytes": self.path_leaked.load(Ordering::Relaxed),
+            "rejected": self.paths.rejected.load(Ordering::Relaxed),
+            "aborted": self.paths.aborted.load(Ordering::Relaxed),
+            "disconnected": self.paths.disconnected.load(Ordering::Relaxed),
+            "streamed": self.paths.streamed.load(Ordering::Relaxed),
             "children": self.children.iter().map(|c| serde_json::json!({
                 "pid": c.pid(), "title": c.title(),
             })).collect::<Vec<_>>(),
