@@ -18,6 +18,7 @@ use crate::tracker::metric::{Metric, MetricPattern, Source, Unit};
 
 pub mod adaptive;
 mod batch;
+pub mod by_kind;
 pub mod calibrate;
 mod hourly;
 pub mod logical;
@@ -336,6 +337,9 @@ pub struct MetricAnalysis {
     /// `thresholds.soak_min_hours`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hourly: Vec<HourlyAnalysis>,
+    /// The growth split by request kind, when the run mixed kinds and this metric did not pass.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by_kind: Option<by_kind::KindAttribution>,
     /// Outcome for this metric: the worst of the per-request and the hourly judgements.
     pub outcome: Outcome,
     /// Why, in sentences for a person.

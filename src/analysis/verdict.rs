@@ -59,6 +59,7 @@ pub(crate) fn measure(
         autocorrelation_inflation: None,
         hourly: Vec::new(),
         plateau: None,
+        by_kind: None,
         outcome: Outcome::Inconclusive,
         reasons: Vec::new(),
     };

@@ -353,8 +353,9 @@ async fn discover_model(client: &reqwest::Client, base_url: &str, config: &Drive
     found.await.unwrap_or_else(|| "default".into())
 }
 
-/// The model's context length in tokens: `/v1/models`' `max_model_len` (SGLang, vLLM), else
-/// `/get_server_info`'s or `/get_model_info`'s `context_length`.
+/// The model's context length in tokens: `/v1/models`' `max_model_len` (vLLM), else
+/// `/get_server_info`'s `context_length` or `max_req_input_len` (SGLang), else
+/// `/get_model_info`'s `context_length`.
 async fn discover_context_length(
     client: &reqwest::Client,
     base_url: &str,
@@ -377,14 +378,16 @@ async fn discover_context_length(
     {
         return Some(n);
     }
-    for path in ["/get_server_info", "/get_model_info"] {
-        if let Some(v) = get(path).await
-            && let Some(n) = v["context_length"].as_u64()
-        {
-            return Some(n);
-        }
+    // SGLang 0.5: `context_length` is the launch argument (null unless given); the prompt
+    // limit it enforces is `max_req_input_len` (the context less a few tokens).
+    if let Some(v) = get("/get_server_info").await
+        && let Some(n) = v["context_length"]
+            .as_u64()
+            .or_else(|| v["max_req_input_len"].as_u64())
+    {
+        return Some(n);
     }
-    None
+    get("/get_model_info").await?["context_length"].as_u64()
 }
 
 pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {

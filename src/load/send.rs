@@ -84,12 +84,24 @@ pub(crate) async fn deliver(
             at: AbortAt::Sent,
             all,
         } => {
-            // The request goes out first; the abort follows once it has had a moment to reach
-            // the server (it is then queued or being tokenized, not finished).
-            let main = tokio::spawn(builder.send());
-            tokio::time::sleep(std::time::Duration::from_millis(ABORT_DELAY_MS)).await;
-            let aborted = send_abort(abort(all)).await;
-            let response = match main.await {
+            // The request goes out first, the abort after it — again every few milliseconds
+            // until the request answers: SGLang ignores an abort for a request id it has not
+            // registered yet (the request is still being tokenized), so one early abort is
+            // often lost, and an abort of a finished request is a no-op.
+            let mut main = tokio::spawn(builder.send());
+            let mut aborted = Ok(());
+            let response = loop {
+                tokio::select! {
+                    r = &mut main => break r,
+                    () = tokio::time::sleep(std::time::Duration::from_millis(ABORT_DELAY_MS)) => {
+                        let answer = send_abort(abort(all)).await;
+                        if aborted.is_ok() {
+                            aborted = answer;
+                        }
+                    }
+                }
+            };
+            let response = match response {
                 Ok(r) => r,
                 Err(e) => return Delivered::failed(None, format!("the request task failed: {e}")),
             };
@@ -109,7 +121,8 @@ pub(crate) async fn deliver(
     }
 }
 
-/// Milliseconds between sending an `abort-queued` request and its abort.
+/// Milliseconds between sending an `abort-queued` request and its first abort, and between
+/// the aborts that follow until it answers.
 const ABORT_DELAY_MS: u64 = 5;
 
 /// The abort call's own answer: `Err` when the server has no (working) `/abort_request`.
@@ -156,6 +169,7 @@ where
     }
     let mut events = Events::default();
     let mut abort_sent: Option<Result<(), String>> = None;
+
     loop {
         match resp.chunk().await {
             Ok(Some(bytes)) => events.feed(&bytes),
@@ -190,6 +204,11 @@ where
     let outcome = if let Some(why) = events.error.take() {
         if events.aborted && request.expect == Expect::Aborted {
             RequestOutcome::Aborted
+        } else if events.error_code.is_some_and(|c| (400..500).contains(&c))
+            && request.expect == Expect::Rejected
+        {
+            // SGLang's native stream refuses inside a 200 stream: an error event with the code.
+            RequestOutcome::Rejected
         } else {
             return Delivered::failed(Some(status), format!("the stream carried an error: {why}"));
         }
@@ -236,6 +255,7 @@ struct Events {
     done: bool,
     aborted: bool,
     error: Option<String>,
+    error_code: Option<u16>,
 }
 
 impl Events {
@@ -273,6 +293,10 @@ impl Events {
                     && self.error.is_none()
                 {
                     self.error = Some(snippet(e.to_string().as_bytes()));
+                    self.error_code = e
+                        .get("code")
+                        .and_then(Value::as_u64)
+                        .and_then(|c| u16::try_from(c).ok());
                 }
             }
             Err(_) => {
@@ -379,6 +403,13 @@ mod tests {
         assert_eq!(e.count, 0);
         e.feed(b"\ndata: {\"text\": \"ab\"}\r\n\r\ndata: [DONE]\n\n");
         assert_eq!((e.count, e.done, e.aborted), (3, true, false));
+    }
+
+    #[test]
+    fn a_native_stream_refusal_is_a_rejection() {
+        let mut e = Events::default();
+        e.feed(b"data: {\"error\": {\"message\": \"too long\", \"code\": 400}}\n\ndata: [DONE]\n\n");
+        assert_eq!((e.error_code, e.count), (Some(400), 2));
     }
 
     #[test]

@@ -194,19 +194,54 @@ pub(crate) fn summary(report: &Report) -> String {
         for m in v.metrics.iter().filter(|m| m.judged) {
             let _ = writeln!(out, "{}", metric_line(report, m));
         }
+        // The per-kind split, once per distinct split (the tree and its guilty process agree).
+        let mut shown: Vec<&str> = Vec::new();
+        for m in v.metrics.iter().filter(|m| m.judged) {
+            if let Some(a) = &m.by_kind
+                && !shown.contains(&a.finding.as_str())
+            {
+                shown.push(&a.finding);
+                let _ = writeln!(out, "  {} — {}", m.metric, a.finding);
+            }
+        }
     }
     engine_lines(report, &mut out);
     if let Some(r) = &report.requests {
         let ms = |v: Option<f64>| v.map_or("n/a".to_owned(), |v| format!("{v:.1} ms"));
+        let mut planned = String::new();
+        for (n, what) in [
+            (r.rejected, "rejected as expected"),
+            (r.aborted, "aborted"),
+            (r.disconnected, "dropped mid-stream"),
+        ] {
+            if n > 0 {
+                let _ = write!(planned, ", {n} {what}");
+            }
+        }
         let _ = writeln!(
             out,
-            "  requests: {} sent, {} ok, {} failed; latency p50 {}, p95 {}",
+            "  requests: {} sent, {} ok{planned}, {} failed; latency p50 {}, p95 {}",
             r.sent,
             r.ok,
             r.failed,
             ms(r.latency_p50_ms),
             ms(r.latency_p95_ms)
         );
+        if !r.by_kind.is_empty() {
+            let kinds: Vec<String> = r
+                .by_kind
+                .iter()
+                .map(|(k, c)| {
+                    let failed = if c.failed > 0 {
+                        format!(" ({} failed)", c.failed)
+                    } else {
+                        String::new()
+                    };
+                    format!("{k} {}{failed}", c.sent)
+                })
+                .collect();
+            let _ = writeln!(out, "  kinds: {}", kinds.join(", "));
+        }
     }
     if let Some(a) = &report.adaptive {
         let _ = writeln!(out, "  length: {}", a.summary());

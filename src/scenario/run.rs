@@ -244,6 +244,7 @@ impl Scenario {
         let outcome = self
             .measure(&fixture, &tracker, images.as_ref(), report)
             .await;
+        let outcome_kinds = outcome.as_ref().ok().cloned();
         report.timeline = tracker.finish().await;
         if let Some(engine) = self.cpu_engine()
             && let Some(gpu) = report.timeline.sources.iter_mut().find(|s| s.name == "gpu")
@@ -281,8 +282,12 @@ impl Scenario {
                 ));
             }
             (Err(e), None) => return Err(e),
-            (Ok(()), None) => {}
+            (Ok(_), None) => {}
         }
+        let kinds = match &outcome_kinds {
+            Some(k) => k.clone(),
+            None => crate::load::KindSequence::default(),
+        };
         let series = request_series(&report.timeline);
         if series.is_empty() {
             return Err(ScenarioError::NoReadings.into());
@@ -293,10 +298,13 @@ impl Scenario {
             .as_ref()
             .and_then(Adaptive::final_alpha)
             .unwrap_or(1.0 - thresholds.confidence);
-        let verdict =
-            tokio::task::spawn_blocking(move || analysis::analyze_at(&series, &thresholds, alpha))
-                .await
-                .map_err(|e| blocking("analyse the timeline", e))?;
+        let verdict = tokio::task::spawn_blocking(move || {
+            let mut v = analysis::analyze_at(&series, &thresholds, alpha);
+            attribute_by_kind(&mut v, &series, &kinds, &thresholds);
+            v
+        })
+        .await
+        .map_err(|e| blocking("analyse the timeline", e))?;
         let judged_memory = verdict.metrics.iter().any(|m| {
             m.judged
                 && m.metric
@@ -333,7 +341,7 @@ impl Scenario {
         tracker: &MemoryTracker,
         images: Option<&ImageSet>,
         report: &mut Report,
-    ) -> Result<(), Error> {
+    ) -> Result<crate::load::KindSequence, Error> {
         tracker.mark(0, Phase::Baseline);
         tokio::time::sleep(self.baseline).await;
         let idle_before = accounting::before(fixture.base_url()).await;
@@ -352,6 +360,7 @@ impl Scenario {
             p.abort();
         }
         report.requests = Some(log.summary());
+        report.notes.extend(unreached_paths(&log.summary()));
         if let Some(note) = log.flush() {
             report.notes.push(note);
         }
@@ -374,7 +383,7 @@ impl Scenario {
         }
         tracker.mark(1, Phase::Cooldown);
         tokio::time::sleep(self.cooldown.settle).await;
-        Ok(())
+        Ok(log.kinds().clone())
     }
 
     /// Warm-up, the measured requests (a count, or a duration), the error guard, the idle phase.
@@ -464,6 +473,83 @@ impl Scenario {
             }
         }
         unreachable!("the last look always decides")
+    }
+}
+
+/// Kinds whose path no request reached: abort requests that all finished before their abort,
+/// streams that all ended before the client could drop them. Said, so a pass is not taken for
+/// a pass of a path that was never taken.
+fn unreached_paths(summary: &crate::load::RequestSummary) -> Vec<String> {
+    use crate::load::RequestKind;
+    summary
+        .by_kind
+        .iter()
+        .filter_map(|(name, c)| {
+            let kind: RequestKind = name.parse().ok()?;
+            let (reached, path) = if kind.is_abort() {
+                (c.aborted, "aborted")
+            } else if kind == RequestKind::Disconnect {
+                (c.disconnected, "dropped mid-stream")
+            } else {
+                return None;
+            };
+            (c.sent > 0 && reached == 0 && c.failed < c.sent).then(|| {
+                format!(
+                    "none of the {} {name} requests was {path}: each finished first, so that path was not exercised (more tokens per request, --max-new-tokens, make the window longer)",
+                    c.sent
+                )
+            })
+        })
+        .collect()
+}
+
+/// Splits the growth of every judged metric that did not pass by request kind, when the run
+/// mixed kinds; the finding joins the metric's reasons (and the verdict's, for a leak).
+fn attribute_by_kind(
+    verdict: &mut analysis::Verdict,
+    series: &[analysis::RequestSeries],
+    kinds: &crate::load::KindSequence,
+    thresholds: &analysis::Thresholds,
+) {
+    if kinds.names.len() < 2 {
+        return;
+    }
+    for m in &mut verdict.metrics {
+        if !m.judged || m.outcome == analysis::Outcome::Pass {
+            continue;
+        }
+        let (Some(s), Some(rule)) = (
+            series.iter().find(|s| s.metric == m.metric),
+            thresholds.rule_for(&m.metric),
+        ) else {
+            continue;
+        };
+        let first = s.values.x.first().copied().unwrap_or(0.0);
+        let from = s
+            .values
+            .x
+            .iter()
+            .take_while(|x| **x < first + m.warmup_cut as f64)
+            .count();
+        let unit = m.unit;
+        let show = move |v: f64| match unit {
+            crate::tracker::Unit::Bytes => crate::util::signed_bytes(v),
+            _ => format!("{v:+.3}"),
+        };
+        if let Some(a) = analysis::by_kind::attribute(
+            s,
+            from,
+            kinds,
+            rule.max_slope_per_request,
+            thresholds.confidence,
+            show,
+        ) {
+            m.reasons.push(a.finding.clone());
+            if m.outcome == analysis::Outcome::Leak {
+                verdict.reasons.push(format!("{}: {}", m.metric, a.finding));
+            }
+            m.by_kind = Some(a);
+        }
     }
 }
 

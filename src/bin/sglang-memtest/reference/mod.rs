@@ -398,6 +398,12 @@ where
     if state.args.log_line_after == Some(0) {
         state.print_log_line();
     }
+    // Without TCP_NODELAY each streamed event waits for the client's delayed ACK (~40 ms):
+    // streams would arrive all at once and no abort or disconnect could land mid-stream.
+    use axum::serve::ListenerExt as _;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, http::router(Arc::clone(state)))
         .with_graceful_shutdown(stopped())
         .await

@@ -1,0 +1,390 @@
+//! Which kind of request the growth follows, when a run mixes kinds.
+//!
+//! The mix sends kinds in blocks laid out by a fixed cycle ([`Mix`](crate::load::Mix)), so the
+//! number of requests of each kind done by request `i`, `N_k(i)`, wanders around its share
+//! `w_k · i` in a pattern of its own. Memory that grows with one kind only rises in the blocks
+//! of that kind and stays flat between them. The model
+//!
+//! ```text
+//! y(i) = a + Σ_k β_k · N_k(i) + e(i)
+//! ```
+//!
+//! fitted by least squares over the judged window gives `β_k`, the growth per request **of
+//! kind k**; its interval uses Newey–West standard errors (Bartlett kernel), because memory
+//! readings are autocorrelated. A kind "carries" the growth when its interval lies wholly above
+//! the metric's per-request limit while the others' do not.
+
+use serde::{Deserialize, Serialize};
+
+use super::trend::normal_quantile;
+use super::{ConfidenceInterval, Estimate, RequestSeries};
+use crate::load::KindSequence;
+
+/// The growth per request of one kind.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KindSlope {
+    /// The kind (`plain`, `abort`, …).
+    pub kind: String,
+    /// Its measured requests in the judged window.
+    pub requests: u64,
+    /// Growth per request of this kind, with its interval.
+    pub slope: Estimate,
+}
+
+/// The per-kind split of one metric's growth.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KindAttribution {
+    /// Each kind's slope, the largest first.
+    pub kinds: Vec<KindSlope>,
+    /// The kinds whose interval lies wholly above the limit: the growth follows them.
+    pub follows: Vec<String>,
+    /// In a sentence.
+    pub finding: String,
+}
+
+/// Fewest points the fit needs beyond its parameters.
+const MIN_DOF: usize = 10;
+
+/// Splits `series`' growth by request kind over the points from `from_point` on; `limit` is the
+/// metric's per-request limit, `level` the interval's confidence. `None` when fewer than two
+/// kinds have requests in the window or the kinds cannot be told apart (a singular fit).
+pub fn attribute(
+    series: &RequestSeries,
+    from_point: usize,
+    kinds: &KindSequence,
+    limit: f64,
+    level: f64,
+    fmt: impl Fn(f64) -> String,
+) -> Option<KindAttribution> {
+    let values = &series.values;
+    let k = kinds.names.len();
+    if k < 2 {
+        return None;
+    }
+    // Cumulative counts per kind at each request index.
+    let mut cumulative: Vec<Vec<u32>> = Vec::with_capacity(kinds.ids.len());
+    let mut running = vec![0u32; k];
+    for &id in &kinds.ids {
+        if let Some(c) = running.get_mut(usize::from(id)) {
+            *c += 1;
+        }
+        cumulative.push(running.clone());
+    }
+    let at = |x: f64| -> Option<&Vec<u32>> {
+        let i = x.round();
+        (i >= 0.0).then(|| cumulative.get(i as usize)).flatten()
+    };
+    let start: Vec<u32> = values
+        .x
+        .get(from_point)
+        .and_then(|&x| at(x))
+        .cloned()
+        .unwrap_or_else(|| vec![0; k]);
+    let mut rows: Vec<(Vec<f64>, f64)> = Vec::new();
+    for (&x, &y) in values.x.iter().zip(&values.y).skip(from_point) {
+        if !y.is_finite() {
+            continue;
+        }
+        let Some(c) = at(x) else { continue };
+        let row: Vec<f64> = c
+            .iter()
+            .zip(&start)
+            .map(|(a, b)| f64::from(a.saturating_sub(*b)))
+            .collect();
+        rows.push((row, y));
+    }
+    // Kinds with requests in the window are the columns; the rest are left out.
+    let counts: Vec<u64> = (0..k)
+        .map(|j| rows.last().map_or(0, |(r, _)| r[j] as u64))
+        .collect();
+    let columns: Vec<usize> = (0..k).filter(|&j| counts[j] > 0).collect();
+    if columns.len() < 2 || rows.len() < columns.len() + 1 + MIN_DOF {
+        return None;
+    }
+    let design: Vec<Vec<f64>> = rows
+        .iter()
+        .map(|(r, _)| {
+            std::iter::once(1.0)
+                .chain(columns.iter().map(|&j| r[j]))
+                .collect()
+        })
+        .collect();
+    let y: Vec<f64> = rows.iter().map(|(_, y)| *y).collect();
+    let fit = ols_newey_west(&design, &y)?;
+    let z = normal_quantile(1.0 - (1.0 - level) / 2.0);
+    let mut slopes: Vec<KindSlope> = columns
+        .iter()
+        .enumerate()
+        .map(|(c, &j)| {
+            let (point, se) = (fit.beta[c + 1], fit.se[c + 1]);
+            KindSlope {
+                kind: kinds.names[j].clone(),
+                requests: counts[j],
+                slope: Estimate {
+                    point,
+                    std_err: se,
+                    ci: ConfidenceInterval {
+                        level,
+                        lo: point - z * se,
+                        hi: point + z * se,
+                    },
+                },
+            }
+        })
+        .collect();
+    slopes.sort_by(|a, b| b.slope.point.total_cmp(&a.slope.point));
+    let follows: Vec<String> = slopes
+        .iter()
+        .filter(|s| s.slope.ci.lo > limit)
+        .map(|s| s.kind.clone())
+        .collect();
+    let describe = |s: &KindSlope| {
+        format!(
+            "{} {}/request [{} .. {}] over {} requests",
+            s.kind,
+            fmt(s.slope.point),
+            fmt(s.slope.ci.lo),
+            fmt(s.slope.ci.hi),
+            s.requests
+        )
+    };
+    let finding = if follows.is_empty() {
+        format!(
+            "by request kind: no kind alone is confidently above the limit ({})",
+            slopes.iter().map(describe).collect::<Vec<_>>().join("; ")
+        )
+    } else if follows.len() == slopes.len() {
+        format!(
+            "by request kind: every kind grows ({}): the growth follows requests in general",
+            slopes.iter().map(describe).collect::<Vec<_>>().join("; ")
+        )
+    } else {
+        let rest: Vec<String> = slopes
+            .iter()
+            .filter(|s| !follows.contains(&s.kind))
+            .map(describe)
+            .collect();
+        format!(
+            "by request kind: the growth follows {} ({}); the others stay below the limit ({})",
+            follows.join(" and "),
+            slopes
+                .iter()
+                .filter(|s| follows.contains(&s.kind))
+                .map(describe)
+                .collect::<Vec<_>>()
+                .join("; "),
+            rest.join("; ")
+        )
+    };
+    Some(KindAttribution {
+        kinds: slopes,
+        follows,
+        finding,
+    })
+}
+
+struct Fit {
+    beta: Vec<f64>,
+    se: Vec<f64>,
+}
+
+/// Least squares of `y` on `x` (rows), with Newey–West (Bartlett) standard errors.
+fn ols_newey_west(x: &[Vec<f64>], y: &[f64]) -> Option<Fit> {
+    let n = x.len();
+    let p = x.first()?.len();
+    let mut xtx = vec![vec![0.0; p]; p];
+    let mut xty = vec![0.0; p];
+    for (row, &yi) in x.iter().zip(y) {
+        for a in 0..p {
+            xty[a] += row[a] * yi;
+            for b in 0..p {
+                xtx[a][b] += row[a] * row[b];
+            }
+        }
+    }
+    let inv = invert(&xtx)?;
+    let beta: Vec<f64> = (0..p)
+        .map(|a| (0..p).map(|b| inv[a][b] * xty[b]).sum())
+        .collect();
+    let resid: Vec<f64> = x
+        .iter()
+        .zip(y)
+        .map(|(row, &yi)| yi - row.iter().zip(&beta).map(|(a, b)| a * b).sum::<f64>())
+        .collect();
+    // Bandwidth: wider than the textbook rule, since allocator steps make long correlations.
+    let lags = ((n as f64).cbrt() * 1.5).floor().max(4.0) as usize;
+    let mut s = vec![vec![0.0; p]; p];
+    for lag in 0..=lags.min(n.saturating_sub(1)) {
+        let w = if lag == 0 {
+            1.0
+        } else {
+            1.0 - lag as f64 / (lags as f64 + 1.0)
+        };
+        for t in lag..n {
+            let (u, v) = (resid[t], resid[t - lag]);
+            for a in 0..p {
+                for b in 0..p {
+                    let term = x[t][a] * x[t - lag][b] * u * v;
+                    s[a][b] += w * term;
+                    if lag > 0 {
+                        s[b][a] += w * term;
+                    }
+                }
+            }
+        }
+    }
+    let dof = n.saturating_sub(p).max(1) as f64;
+    let scale = n as f64 / dof;
+    let se: Vec<f64> = (0..p)
+        .map(|a| {
+            let mut v = 0.0;
+            for i in 0..p {
+                for j in 0..p {
+                    v += inv[a][i] * s[i][j] * inv[j][a];
+                }
+            }
+            (v * scale).max(0.0).sqrt()
+        })
+        .collect();
+    Some(Fit { beta, se })
+}
+
+/// The inverse of a small symmetric matrix (Gauss–Jordan with partial pivoting); `None` when it
+/// is singular.
+fn invert(m: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
+    let p = m.len();
+    let mut a: Vec<Vec<f64>> = m
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let mut r = row.clone();
+            r.extend((0..p).map(|j| if i == j { 1.0 } else { 0.0 }));
+            r
+        })
+        .collect();
+    let scale = m
+        .iter()
+        .flatten()
+        .fold(0.0f64, |acc, v| acc.max(v.abs()))
+        .max(1.0);
+    for col in 0..p {
+        let pivot = (col..p).max_by(|&i, &j| a[i][col].abs().total_cmp(&a[j][col].abs()))?;
+        if a[pivot][col].abs() <= scale * 1e-12 {
+            return None;
+        }
+        a.swap(col, pivot);
+        let d = a[col][col];
+        for v in &mut a[col] {
+            *v /= d;
+        }
+        for r in 0..p {
+            if r != col {
+                let f = a[r][col];
+                if f != 0.0 {
+                    for c in 0..2 * p {
+                        a[r][c] -= f * a[col][c];
+                    }
+                }
+            }
+        }
+    }
+    Some(a.into_iter().map(|r| r[p..].to_vec()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{Mix, RequestKind};
+    use crate::tracker::Unit;
+
+    fn sequence(mix: &Mix, n: u64) -> KindSequence {
+        let mut names: Vec<String> = Vec::new();
+        let ids = (0..n)
+            .map(|i| {
+                let k = mix.kind_of(i).as_str().to_owned();
+                let id = names.iter().position(|x| *x == k).unwrap_or_else(|| {
+                    names.push(k);
+                    names.len() - 1
+                });
+                id as u8
+            })
+            .collect();
+        KindSequence { names, ids }
+    }
+
+    /// Memory that grows `per_kind(kind)` bytes after each request, plus seeded noise.
+    fn series(mix: &Mix, n: u64, per_kind: impl Fn(RequestKind) -> f64) -> RequestSeries {
+        let mut level = 1e9;
+        let mut state = 42u64;
+        let values: Vec<f64> = (0..n)
+            .map(|i| {
+                level += per_kind(mix.kind_of(i));
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                let noise = ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 200_000.0;
+                level + noise
+            })
+            .collect();
+        RequestSeries::raw("host.rss@tree", Unit::Bytes, &values)
+    }
+
+    fn fmt(v: f64) -> String {
+        format!("{:.0}", v / 1024.0)
+    }
+
+    #[test]
+    fn a_leak_on_one_kind_is_attributed_to_it() {
+        let mix: Mix = "abort=0.1,stream=0.3".parse().unwrap_or_default();
+        let n = 300;
+        let s = series(&mix, n, |k| if k == RequestKind::Abort { 1048576.0 } else { 0.0 });
+        let a = attribute(&s, 0, &sequence(&mix, n), 65536.0, 0.95, fmt)
+            .unwrap_or_else(|| panic!("no attribution"));
+        assert_eq!(a.follows, vec!["abort".to_owned()], "{}", a.finding);
+        let abort = &a.kinds[0];
+        assert_eq!(abort.kind, "abort");
+        assert!(
+            abort.slope.ci.lo < 1048576.0 && abort.slope.ci.hi > 1048576.0,
+            "{abort:?}"
+        );
+        assert!(a.finding.contains("follows abort"), "{}", a.finding);
+    }
+
+    #[test]
+    fn a_leak_on_every_request_follows_requests_in_general() {
+        let mix: Mix = "disconnect=0.2,reject-long-prompt=0.2".parse().unwrap_or_default();
+        let n = 400;
+        let s = series(&mix, n, |_| 1048576.0);
+        let a = attribute(&s, 0, &sequence(&mix, n), 65536.0, 0.95, fmt)
+            .unwrap_or_else(|| panic!("no attribution"));
+        assert_eq!(a.follows.len(), 3, "{}", a.finding);
+        assert!(a.finding.contains("in general"), "{}", a.finding);
+    }
+
+    #[test]
+    fn a_clean_run_names_no_kind() {
+        let mix: Mix = "stream=0.5".parse().unwrap_or_default();
+        let n = 200;
+        let s = series(&mix, n, |_| 0.0);
+        let a = attribute(&s, 0, &sequence(&mix, n), 65536.0, 0.95, fmt)
+            .unwrap_or_else(|| panic!("no attribution"));
+        assert!(a.follows.is_empty(), "{}", a.finding);
+    }
+
+    #[test]
+    fn one_kind_gives_no_attribution() {
+        let mix = Mix::plain();
+        let s = series(&mix, 100, |_| 0.0);
+        assert!(attribute(&s, 0, &sequence(&mix, 100), 1.0, 0.95, fmt).is_none());
+    }
+
+    #[test]
+    fn inversion_is_exact_on_a_known_matrix() {
+        let inv = invert(&[vec![4.0, 7.0], vec![2.0, 6.0]]).unwrap_or_default();
+        let want = [[0.6, -0.7], [-0.2, 0.4]];
+        for (r, w) in inv.iter().zip(want) {
+            for (a, b) in r.iter().zip(w) {
+                assert!((a - b).abs() < 1e-12);
+            }
+        }
+        assert!(invert(&[vec![1.0, 2.0], vec![2.0, 4.0]]).is_none());
+    }
+}
