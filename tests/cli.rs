@@ -111,31 +111,139 @@ fn an_image_leak_fails_the_image_scenario_only() {
 }
 
 #[test]
-fn compare_flags_a_regression() {
+fn compare_matches_processes_by_role_across_runs_and_flags_a_regression() {
     let before = out_dir("compare_before");
-    assert_eq!(monitor(&before, "text", &[]).status.code(), Some(0));
-    let after = out_dir("compare_after");
     assert_eq!(
-        monitor(&after, "text", &["--leak-bytes-per-request=1048576"])
-            .status
-            .code(),
-        Some(3)
+        monitor(&before, "text", &["--children=2"]).status.code(),
+        Some(0)
     );
+    let after = out_dir("compare_after");
+    let leak = [
+        "--children=2",
+        "--leak-in-child=0",
+        "--leak-bytes-per-request=1048576",
+    ];
+    assert_eq!(monitor(&after, "text", &leak).status.code(), Some(3));
     let a = before.join("text_model.json");
     let b = after.join("text_model.json");
-    let o = memtest(&[
-        "compare",
-        a.to_str().expect("utf-8"),
-        b.to_str().expect("utf-8"),
-    ]);
+    let pids = |p: &Path| -> Vec<String> {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p).expect("report")).expect("json");
+        v["timeline"]["processes"]
+            .as_object()
+            .expect("processes")
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let (pa, pb) = (pids(&a), pids(&b));
+    assert!(
+        pa.iter().all(|p| !pb.contains(p)),
+        "the runs share PIDs: {pa:?} {pb:?}"
+    );
+
+    let (a, b) = (a.to_str().expect("utf-8"), b.to_str().expect("utf-8"));
+    let o = memtest(&["compare", a, b]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    assert!(text(&o).contains("REGRESSED"), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains("regressed: host.rss@scheduler: leaks now (pass before)"),
+        "{out}"
+    );
+    assert!(!out.contains("@pid:"), "a metric keyed by PID: {out}");
+
+    let o = memtest(&["compare", a, b, "--json"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("--json prints JSON");
+    let metric = |name: &str| {
+        v["metrics"]
+            .as_array()
+            .expect("metrics")
+            .iter()
+            .find(|m| m["metric"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {v}"))
+            .clone()
+    };
+    let s = metric("host.rss@scheduler");
+    assert_eq!(s["change"], "regressed");
+    let (lo, hi) = (
+        s["difference"]["ci"]["lo"].as_f64().expect("lo"),
+        s["difference"]["ci"]["hi"].as_f64().expect("hi"),
+    );
+    assert!(
+        lo < 1048576.0 * 1.05 && hi > 1048576.0 * 0.95,
+        "[{lo}, {hi}]"
+    );
+    assert_eq!(metric("host.rss@detokenizer")["change"], "same");
+
+    // The fix, the other way round: an improvement, exit 0; a report against itself: the same.
+    let o = memtest(&["compare", b, a]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("improved"), "{}", text(&o));
+    let o = memtest(&["compare", b, b]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("no regression"), "{}", text(&o));
+}
+
+#[test]
+fn the_seed_runner_writes_the_seeds_file_names_beside_ours_and_takes_its_port() {
+    let dir = out_dir("seed_run");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let port = port.to_string();
     let o = memtest(&[
-        "compare",
-        b.to_str().expect("utf-8"),
-        b.to_str().expect("utf-8"),
+        "run",
+        "--test",
+        "text-model",
+        "--reference",
+        "--port",
+        &port,
+        "--num-requests",
+        "20",
+        "--request-interval",
+        "0.01",
+        "--out-dir",
+        dir.to_str().expect("utf-8"),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let ours = dir.join("text_model.json");
+    assert_eq!(report_outcome(&ours), "pass");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ours).expect("report")).expect("json");
+    assert!(
+        v["target"]["base_url"]
+            .as_str()
+            .expect("a URL")
+            .ends_with(&format!(":{port}")),
+        "--port was not used: {}",
+        v["target"]["base_url"]
+    );
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .expect("the folder")
+        .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+        .collect();
+    let seed = |suffix: &str| {
+        names
+            .iter()
+            .find(|n| n.starts_with("text_reference_") && n.ends_with(suffix))
+            .unwrap_or_else(|| panic!("no text_reference_<unix>{suffix} in {names:?}"))
+            .clone()
+    };
+    let data = seed("_memory_data.json");
+    let unix = data
+        .trim_start_matches("text_reference_")
+        .trim_end_matches("_memory_data.json");
+    assert!(
+        unix.parse::<u64>().is_ok_and(|t| t > 1_700_000_000),
+        "{data}"
+    );
+    assert_eq!(report_outcome(&dir.join(&data)), "pass");
+    seed("_memory_plot.png");
+    assert!(dir.join("text_model.html").is_file() && dir.join("text_model.png").is_file());
+    let files = &v["files"]["seed"];
+    assert_eq!(files.as_array().map(Vec::len), Some(2), "{files}");
 }
 
 #[test]
@@ -186,6 +294,39 @@ fn bad_input_is_a_clear_usage_error() {
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("/nonexistent/a.json"), "{}", text(&o));
 
+    // The seed's flags: a port must be one, and an attached server's port is in its URL.
+    let o = memtest(&["monitor", "--reference", "--port", "0", "--no-plot"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("--port \"0\" is not valid"),
+        "{}",
+        text(&o)
+    );
+    let o = memtest(&[
+        "monitor",
+        "--base-url",
+        "http://127.0.0.1:9",
+        "--port",
+        "8000",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--base-url"), "{}", text(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_sglang-memtest"))
+        .args(["monitor", "--model", "m", "--no-plot"])
+        .env("SGLANG_LOG_LEVEL", "loud")
+        .output()
+        .expect("the CLI runs");
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("SGLANG_LOG_LEVEL=\"loud\" is not valid")
+            && text(&o).contains("debug, info"),
+        "{}",
+        text(&o)
+    );
+    let o = memtest(&["monitor", "--mm-attention-backend", "fa 3", "--no-plot"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("--mm-attention-backend"), "{}", text(&o));
+
     let o = memtest(&[
         "monitor",
         "--image-size",
@@ -235,11 +376,29 @@ fn demo_shows_clean_and_leaking_side_by_side() {
         out.contains("demo_clean") && out.contains("demo_leaking"),
         "{out}"
     );
-    for name in ["demo_clean", "demo_leaking"] {
-        assert!(dir.join(format!("{name}.json")).is_file());
-        assert!(dir.join(format!("{name}.png")).is_file());
-        assert!(dir.join(format!("{name}.svg")).is_file());
+    let names = [
+        "demo_clean",
+        "demo_leaking",
+        "demo_child_leak",
+        "demo_bounded_cache",
+        "demo_small_leak_big_neighbour",
+    ];
+    let index = std::fs::read_to_string(dir.join("index.html")).expect("the suite page");
+    for name in names {
+        for ext in ["json", "png", "svg", "html"] {
+            assert!(dir.join(format!("{name}.{ext}")).is_file(), "{name}.{ext}");
+        }
+        assert!(
+            index.contains(&format!("href=\"{name}.html\"")),
+            "index lacks {name}"
+        );
+        let page = std::fs::read_to_string(dir.join(format!("{name}.html"))).expect("page");
+        assert!(
+            page.contains("href=\"index.html\""),
+            "{name}.html does not link the suite"
+        );
     }
+    assert!(out.contains("HTML report: "), "{out}");
 }
 
 #[test]
@@ -259,11 +418,16 @@ fn suite_runs_the_three_scenarios_into_one_folder() {
         dir.to_str().expect("utf-8"),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let index = std::fs::read_to_string(dir.join("index.html")).expect("the suite page");
     for name in ["text_model", "vlm_no_mm_processor", "vlm_image"] {
         assert_eq!(
             report_outcome(&dir.join(format!("{name}.json"))),
             "pass",
             "{name}"
+        );
+        assert!(
+            index.contains(&format!("href=\"{name}.html\"")),
+            "index lacks {name}"
         );
     }
 }

@@ -133,6 +133,12 @@ impl ScenarioConfig {
         if self.workload == TestType::VlmText && self.sglang.language_model_only {
             args.push("--language-model-only".into());
         }
+        if let (true, Some(b)) = (vlm, &self.sglang.mm_attention_backend) {
+            args.extend(["--mm-attention-backend".to_owned(), b.clone()]);
+        }
+        if let Some(level) = &self.sglang.log_level {
+            args.extend(["--log-level".to_owned(), level.clone()]);
+        }
         args.extend(self.sglang.args.iter().cloned());
         let mut server = SglangServer::new(self.model())
             .with_python(&self.sglang.python)
@@ -315,6 +321,8 @@ impl ScenarioConfig {
             keep_server: self.keep_server,
             caches,
             plots: self.plots,
+            seed_names: self.seed_names,
+            port: self.port,
             progress: self.progress,
         })
     }
@@ -335,6 +343,19 @@ impl ScenarioConfig {
                     value: "native".into(),
                 }),
                 needs: "an SGLang server (SGLang's /generate): vLLM is driven through /v1/chat/completions, --api openai",
+            });
+        }
+        if let (Target::Attach { .. }, Some(_)) = (target, self.port) {
+            let k = knob("port").ok_or_else(|| ConfigError::UnknownKnob("port".into()))?;
+            return Err(ConfigError::Requires {
+                setting: self.port_setting.clone().unwrap_or(Setting {
+                    knob: k.name,
+                    env: k.env,
+                    flag: k.flag,
+                    origin: Origin::Code,
+                    value: self.port.map(|p| p.to_string()).unwrap_or_default(),
+                }),
+                needs: "a server this run launches: an attached server's port is the one in --base-url",
             });
         }
         let (name, given, needs) = match target {

@@ -164,6 +164,12 @@ impl ScenarioConfig {
         self
     }
 
+    /// Also write the report and plot under the seed tool's names (`--seed-names`).
+    pub fn seed_names(mut self, on: bool) -> Self {
+        self.seed_names = on;
+        self
+    }
+
     /// Write PNG/SVG plots (default on).
     pub fn plots(mut self, on: bool) -> Self {
         self.plots = on;

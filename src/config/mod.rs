@@ -83,6 +83,10 @@ pub(crate) struct SglangSettings {
     /// The setting that added the last of `args` (a `--server-arg` with vLLM is an error).
     pub(crate) args_setting: Option<Setting>,
     pub(crate) language_model_only: bool,
+    /// `--mm-attention-backend` for VLM scenarios.
+    pub(crate) mm_attention_backend: Option<String>,
+    /// `--log-level` (from `SGLANG_LOG_LEVEL`, the seed tool's variable).
+    pub(crate) log_level: Option<String>,
 }
 
 /// vLLM's launch settings (used when the target is vLLM). The device, the memory share and
@@ -140,11 +144,17 @@ pub struct ScenarioConfig {
     pub(crate) baseline: Duration,
     pub(crate) out_dir: PathBuf,
     pub(crate) plots: bool,
+    /// Copies of the report and plot under the seed tool's names.
+    pub(crate) seed_names: bool,
+    /// The port to launch the server on (`None`: a free one).
+    pub(crate) port: Option<u16>,
+    /// How `port` was set, to name it when it cannot be used (an attached server).
+    pub(crate) port_setting: Option<Setting>,
     pub(crate) progress: Option<Duration>,
     /// The setting that chose the API (`--api native` with vLLM is an error naming it).
     pub(crate) api_setting: Option<Setting>,
     /// The setting being applied (for choices and errors).
-    applying: Option<Setting>,
+    pub(crate) applying: Option<Setting>,
     /// How `max_requests` was set, to name it if it cannot be used with the rest.
     max_requests_set: Option<Setting>,
     /// How the mix was set, to name it if the scenario cannot send one of its kinds.
@@ -178,6 +188,8 @@ impl ScenarioConfig {
                 args: Vec::new(),
                 args_setting: None,
                 language_model_only: false,
+                mm_attention_backend: None,
+                log_level: None,
             },
             vllm: VllmSettings {
                 model: None,
@@ -207,6 +219,9 @@ impl ScenarioConfig {
             baseline: Duration::from_millis(500),
             out_dir: PathBuf::from("target/memtest"),
             plots: true,
+            seed_names: false,
+            port: None,
+            port_setting: None,
             progress: None,
             api_setting: None,
             applying: None,

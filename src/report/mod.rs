@@ -7,7 +7,9 @@
 mod cause;
 pub mod compare;
 mod console;
+pub mod html;
 pub mod plot;
+pub mod roles;
 
 use std::path::{Path, PathBuf};
 
@@ -247,6 +249,13 @@ pub struct ReportFiles {
     /// Every request: CSV (index, phase, start, latency, status, images, error).
     #[serde(default)]
     pub requests: Option<PathBuf>,
+    /// The HTML page of the run (`<scenario>.html`).
+    #[serde(default)]
+    pub html: Option<PathBuf>,
+    /// Copies under the seed tool's names (`--seed-names`, `run --test …`):
+    /// `{test}_{model}_{unix}_memory_data.json` (this report) and `…_memory_plot.png`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seed: Vec<PathBuf>,
 }
 
 /// Everything about one run: configuration, raw samples, requests, verdict.
@@ -318,6 +327,14 @@ impl Report {
     /// The console summary: outcome, the judged metrics, the files.
     pub fn summary(&self) -> String {
         console::summary(self)
+    }
+
+    /// The plots' title: `text_model (text) — sglang`.
+    pub fn plot_title(&self) -> String {
+        format!(
+            "{} ({}) — {}",
+            self.scenario, self.test_type, self.target.kind
+        )
     }
 
     /// Write the JSON report atomically (temp file in the same folder, then rename).

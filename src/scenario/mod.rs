@@ -6,6 +6,7 @@
 mod accounting;
 pub mod calibrate;
 mod error;
+mod progress;
 mod rebuild;
 mod run;
 mod series;
@@ -140,6 +141,10 @@ pub struct Scenario {
     pub(crate) keep_server: bool,
     pub(crate) caches: Vec<CacheInfo>,
     pub(crate) plots: bool,
+    /// Copies of the report and plot under the seed tool's names.
+    pub(crate) seed_names: bool,
+    /// The port to launch the server on (`None`: a free one).
+    pub(crate) port: Option<u16>,
     pub(crate) progress: Option<Duration>,
 }
 

@@ -78,6 +78,6 @@ pub fn reanalyze(json: &Path, plots: bool) -> Result<Report, Error> {
             report.timeline.requests_in(crate::tracker::Phase::Measure)
         ));
     }
-    super::stages::write_files(&mut report, plots, dir, &stem, json);
+    super::stages::write_files(&mut report, plots, false, dir, &stem, json);
     Ok(report)
 }

@@ -146,6 +146,10 @@ impl Scenario {
             Target::Command(spec) => spec.clone(),
             Target::Attach { .. } => return None,
         };
+        let spec = match self.port {
+            Some(p) => spec.with_port(p),
+            None => spec,
+        };
         Some(
             spec.with_log_dir(self.out_dir.join("logs"))
                 .with_startup_timeout(self.startup_timeout)
@@ -357,7 +361,7 @@ impl Scenario {
             .map(|every| self.spawn_progress(tracker, every));
         let driven = self.drive(fixture, tracker, images, &mut log).await;
         if let Some(p) = printer {
-            p.abort();
+            p.stop();
         }
         report.requests = Some(log.summary());
         report.notes.extend(unreached_paths(&log.summary()));

@@ -1,59 +1,29 @@
 //! What the run's stages need besides the pipeline itself: the engine's import check (preflight),
 //! the progress line (measure), the cache flush (cooldown), and writing the report and plots.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::{Scenario, ScenarioError};
 use crate::report::Report;
-use crate::tracker::{MemoryTracker, Phase, metric};
+use crate::tracker::MemoryTracker;
 use crate::util::error_chain as chain;
-use crate::util::{human_bytes, signed_bytes};
 
 impl Scenario {
-    /// A task printing one line every `every`: phase, requests done, tree memory so far.
+    /// The live progress (a bar on a terminal, a line every `every` otherwise).
     pub(super) fn spawn_progress(
         &self,
         tracker: &MemoryTracker,
         every: Duration,
-    ) -> tokio::task::JoinHandle<()> {
-        let marker = tracker.marker();
-        let name = self.name.clone();
-        let (warmup, measured) = (self.driver.warmup_requests, self.driver.num_requests);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                let p = marker.progress(&[
-                    metric::HOST_RSS_TREE,
-                    metric::GPU_PROC_TREE,
-                    metric::SHM_BYTES,
-                ]);
-                let (phase, total) = match p.phase {
-                    Some(Phase::Warmup) => ("warm-up", warmup),
-                    Some(Phase::Measure) => ("measure", measured),
-                    _ => continue,
-                };
-                let values: Vec<String> = p
-                    .values
-                    .iter()
-                    .map(|(m, first, last)| {
-                        format!(
-                            "{m} {} ({})",
-                            human_bytes(*last),
-                            signed_bytes(last - first)
-                        )
-                    })
-                    .collect();
-                let count = if p.done > total {
-                    format!("{} (planned {total}, extended: undecided)", p.done)
-                } else {
-                    format!("{}/{total}", p.done)
-                };
-                eprintln!("  {name} · {phase} {count} · {}", values.join(" · "));
-            }
-        })
+    ) -> super::progress::Display {
+        let plan = super::progress::Plan {
+            name: self.name.clone(),
+            warmup: self.driver.warmup_requests,
+            planned: self.driver.num_requests,
+            budget: self.driver.budget(),
+            duration: self.driver.duration,
+        };
+        super::progress::spawn(plan, tracker.marker(), every)
     }
 
     /// The report as it stands, marked unfinished, with the raw files named: replaced at the end.
@@ -80,10 +50,15 @@ impl Scenario {
     /// Plots and the JSON report, on a blocking thread (encoding and fsync take a while).
     pub(super) async fn write_outputs(&self, report: &mut Report) {
         let json = self.out_dir.join(format!("{}.json", self.name));
-        let (plots, out_dir, name) = (self.plots, self.out_dir.clone(), self.name.clone());
+        let (plots, seed, out_dir, name) = (
+            self.plots,
+            self.seed_names,
+            self.out_dir.clone(),
+            self.name.clone(),
+        );
         let mut owned = std::mem::replace(report, self.empty_report());
         let done = tokio::task::spawn_blocking(move || {
-            write_files(&mut owned, plots, &out_dir, &name, &json);
+            write_files(&mut owned, plots, seed, &out_dir, &name, &json);
             owned
         })
         .await;
@@ -96,22 +71,21 @@ impl Scenario {
     }
 }
 
+/// Writes the plots (with `plots`), the HTML page and the JSON report of `report` into
+/// `out_dir` as `<name>.*`, and with `seed_names` copies of the JSON and the PNG under the seed
+/// tool's names beside them. The JSON is written last: it names every file that was written.
 pub(super) fn write_files(
     report: &mut Report,
     plots: bool,
+    seed_names: bool,
     out_dir: &Path,
     name: &str,
     json: &Path,
 ) {
     if plots {
-        let title = format!("{name} ({}) — {}", report.test_type, report.target.kind);
-        match crate::report::plot::write_plots(
-            &report.timeline,
-            report.verdict.as_ref(),
-            &title,
-            out_dir,
-            name,
-        ) {
+        let title = report.plot_title();
+        let input = crate::report::plot::PlotInput::of(report, &title);
+        match crate::report::plot::write_plots(&input, out_dir, name) {
             Ok(files) => {
                 report.files.png = Some(files.png);
                 report.files.svg = Some(files.svg);
@@ -122,6 +96,25 @@ pub(super) fn write_files(
         }
     }
     report.files.json = Some(json.to_owned());
+    let seed = seed_names.then(|| out_dir.join(seed_stem(report)));
+    if let Some(stem) = &seed {
+        let data = PathBuf::from(format!("{}_memory_data.json", stem.display()));
+        report.files.seed = vec![data];
+        if report.files.png.is_some() {
+            report
+                .files
+                .seed
+                .push(PathBuf::from(format!("{}_memory_plot.png", stem.display())));
+        }
+    }
+    let html = out_dir.join(format!("{name}.html"));
+    report.files.html = Some(html.clone());
+    if let Err(e) = crate::report::html::write_html(report, &html, &[]) {
+        report.files.html = None;
+        report
+            .notes
+            .push(format!("HTML report not written: {}", chain(&e)));
+    }
     if let Err(e) = report.write_json(json) {
         // The report is the one thing a run must leave behind: say so loudly.
         report.files.json = None;
@@ -129,7 +122,51 @@ pub(super) fn write_files(
             .notes
             .push(format!("JSON report not written: {}", chain(&e)));
         tracing::error!("JSON report not written: {}", chain(&e));
+        return;
     }
+    // The seed's names: copies, so a later run (which replaces ours) leaves them as they were.
+    let copies: Vec<(PathBuf, PathBuf)> = report
+        .files
+        .seed
+        .iter()
+        .map(|to| {
+            let from = if to.to_string_lossy().ends_with(".png") {
+                report.files.png.clone().unwrap_or_default()
+            } else {
+                json.to_owned()
+            };
+            (from, to.clone())
+        })
+        .collect();
+    for (from, to) in copies {
+        if let Err(e) = std::fs::copy(&from, &to) {
+            tracing::warn!("failed to copy {} to {}: {e}", from.display(), to.display());
+        }
+    }
+}
+
+/// `{test}_{model}_{unix}`, as the seed tool named its files: the test type, the model with `/`
+/// (and anything else not safe in a file name) as `_`, the Unix time.
+pub(super) fn seed_stem(report: &Report) -> String {
+    let model = report
+        .target
+        .model
+        .clone()
+        .unwrap_or_else(|| report.target.kind.clone());
+    let model: String = model
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("{}_{model}_{unix}", report.test_type)
 }
 
 /// `/flush_cache`, retried while the server answers 400 (requests still running).

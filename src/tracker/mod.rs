@@ -128,6 +128,8 @@ pub struct Progress {
     pub done: u64,
     /// `(metric, first value, latest value)` for the metrics asked for that have readings.
     pub values: Vec<(String, f64, f64)>,
+    /// The processes seen so far: PID → role (else title), to name per-process metrics.
+    pub labels: std::collections::BTreeMap<u32, String>,
 }
 
 /// Marks requests on a [`MemoryTracker`] from any task or thread.

@@ -41,8 +41,8 @@ pub struct CalibrateArgs {
     reference_runs: usize,
 }
 
-/// `compare BEFORE AFTER`.
-pub fn compare(before: &Path, after: &Path) -> anyhow::Result<u8> {
+/// `compare BEFORE AFTER`: exit 3 when AFTER regressed, 1 when either has no verdict.
+pub fn compare(before: &Path, after: &Path, json: bool) -> anyhow::Result<u8> {
     let a = Report::read_json(before)?;
     let b = Report::read_json(after)?;
     for (which, r, path) in [("baseline", &a, before), ("new", &b, after)] {
@@ -59,7 +59,11 @@ pub fn compare(before: &Path, after: &Path) -> anyhow::Result<u8> {
         }
     }
     let cmp = compare_reports(&a, &b);
-    print!("{}", cmp.to_table());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&cmp)?);
+    } else {
+        print!("{}", cmp.to_table());
+    }
     Ok(if cmp.regressed() {
         EXIT_LEAK
     } else {
@@ -164,12 +168,24 @@ pub async fn demo(out_dir: PathBuf, num_requests: u64) -> anyhow::Result<u8> {
                 "--cache-cap-bytes=16777216".to_owned(),
             ],
         ),
+        // 1 MiB/request in the small scheduler beside a server process grown to 2 GiB in the
+        // warm-up: on one absolute axis the leak would be a faint slope.
+        (
+            "demo_small_leak_big_neighbour",
+            vec![
+                "--children=2".to_owned(),
+                "--leak-in-child=0".to_owned(),
+                "--leak-bytes-per-request=1048576".to_owned(),
+                "--warmup-step-bytes=2147483648".to_owned(),
+            ],
+        ),
     ];
     println!(
         "demo: the reference server, {num_requests} requests each, reports in {}\n",
         out_dir.display()
     );
     let mut table = Vec::new();
+    let mut reports = Vec::new();
     let mut ok = true;
     for (name, knobs) in runs {
         let s = ScenarioConfig::new(name, TestType::Text)
@@ -194,19 +210,30 @@ pub async fn demo(out_dir: PathBuf, num_requests: u64) -> anyhow::Result<u8> {
             knobs.join(" ")
         };
         table.push(format!(
-            "  {name:<20} {:<14} {knobs}",
+            "  {name:<30} {:<14} {knobs}",
             format!("{:?}", report.outcome).to_uppercase()
         ));
+        reports.push(report);
         if load::interrupted() {
             break;
         }
     }
-    println!("side by side:\n{}", table.join("\n"));
+    let index = write_suite_page(&out_dir, "sglang-memtest demo", &reports);
+    println!("side by side:\n{}{index}", table.join("\n"));
     if !ok {
         eprintln!("the demo's verdicts differ from the planted leaks: please report this");
         return Ok(EXIT_FAILURE);
     }
     Ok(EXIT_PASS)
+}
+
+/// The suite's `index.html` beside its reports, each report's page rewritten with links to the
+/// others; returns the line that names it (or says why it was not written).
+pub fn write_suite_page(dir: &Path, title: &str, reports: &[Report]) -> String {
+    match sglang_memtest::report::html::write_suite(dir, title, reports) {
+        Ok(index) => format!("\n\nHTML report: {}", index.display()),
+        Err(e) => format!("\n\nHTML suite page not written: {e:#}"),
+    }
 }
 
 /// Replace the part of the calibration document between the `<!-- MARKER:begin … -->` and

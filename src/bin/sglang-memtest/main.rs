@@ -59,12 +59,16 @@ enum Cmd {
         #[arg(long)]
         no_plot: bool,
     },
-    /// Compare two JSON reports metric by metric (exit 3 when the second regressed).
+    /// Compare two JSON reports metric by metric, processes matched by role: exit 3 when the
+    /// new one regressed (a metric leaks now, or grows faster by more than its limit).
     Compare {
-        /// The baseline report.
+        /// The baseline report (e.g. the main branch's build).
         before: PathBuf,
-        /// The new report.
+        /// The new report (e.g. the pull request's build).
         after: PathBuf,
+        /// Print the comparison as JSON instead of the table.
+        #[arg(long)]
+        json: bool,
     },
     /// No GPU, no Python: a clean and a leaking reference server, side by side.
     Demo {
@@ -178,11 +182,12 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
             reference::serve(args).await?;
             Ok(EXIT_PASS)
         }
-        Cmd::Monitor(args) => scenarios(&[args.test_type.into()], &args.scenario).await,
+        Cmd::Monitor(args) => scenarios(&[args.test_type.into()], &args.scenario, false).await,
         Cmd::Suite(args) => {
             scenarios(
                 &[TestType::Text, TestType::VlmText, TestType::VlmImage],
                 &args,
+                false,
             )
             .await
         }
@@ -193,9 +198,14 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
                 SeedTest::VlmWithImages => &[TestType::VlmImage],
                 SeedTest::All => &[TestType::Text, TestType::VlmText, TestType::VlmImage],
             };
-            scenarios(tests, &args.scenario).await
+            // The seed runner's users find their files under the seed's names too.
+            scenarios(tests, &args.scenario, true).await
         }
-        Cmd::Compare { before, after } => commands::compare(&before, &after),
+        Cmd::Compare {
+            before,
+            after,
+            json,
+        } => commands::compare(&before, &after, json),
         Cmd::Analyze { path, no_plot } => commands::analyze(&path, !no_plot),
         Cmd::Demo {
             out_dir,
@@ -211,24 +221,35 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
 }
 
 /// The CLI's configuration of one scenario: its preset, the reference server unless another
-/// server is chosen, `MEMTEST_*`, then the flags.
-fn configure(test_type: TestType, args: &ScenarioArgs) -> anyhow::Result<ScenarioConfig> {
+/// server is chosen, `seed_names` (the seed runner's default), `MEMTEST_*`, then the flags.
+fn configure(
+    test_type: TestType,
+    args: &ScenarioArgs,
+    seed_names: bool,
+) -> anyhow::Result<ScenarioConfig> {
     Ok(ScenarioConfig::preset(test_type)
         .reference_by_default()
+        .seed_names(seed_names)
         .progress(Some(std::time::Duration::from_secs(2)))
         .env_overrides()?
         .cli_overrides(args.knobs.overrides())?)
 }
 
 /// Runs `tests` one after the other (every setting checked before the first starts); the exit
-/// status is the worst outcome, a leak first.
-async fn scenarios(tests: &[TestType], args: &ScenarioArgs) -> anyhow::Result<u8> {
+/// status is the worst outcome, a leak first. Several scenarios also get a suite page
+/// (`index.html`) linking theirs.
+async fn scenarios(
+    tests: &[TestType],
+    args: &ScenarioArgs,
+    seed_names: bool,
+) -> anyhow::Result<u8> {
     let built = tests
         .iter()
-        .map(|&t| Ok(configure(t, args)?.build()?))
+        .map(|&t| Ok(configure(t, args, seed_names)?.build()?))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut worst = EXIT_PASS;
     let mut lines = Vec::new();
+    let mut reports = Vec::new();
     for scenario in &built {
         let report = run_interruptible(scenario).await;
         print_report(&report, args.json)?;
@@ -237,12 +258,14 @@ async fn scenarios(tests: &[TestType], args: &ScenarioArgs) -> anyhow::Result<u8
         if severity(code) > severity(worst) {
             worst = code;
         }
+        reports.push(report);
         if load::interrupted() {
             break;
         }
     }
     if built.len() > 1 {
-        println!("\nsuite:\n  {}", lines.join("\n  "));
+        let index = commands::write_suite_page(built[0].out_dir(), "suite", &reports);
+        println!("\nsuite:\n  {}{index}", lines.join("\n  "));
     }
     Ok(worst)
 }

@@ -167,6 +167,42 @@ pub(super) static SERVER: &[Knob] = &[
         },
     },
     Knob {
+        name: "mm_attention_backend",
+        env: "MEMTEST_MM_ATTENTION_BACKEND",
+        flag: Some("mm-attention-backend"),
+        value_name: "BACKEND",
+        default: "SGLang's choice",
+        help: "SGLang's --mm-attention-backend for VLM scenarios (the vision tower's attention: sdpa, fa3, triton_attn, …), as the seed tool's flag.",
+        kind: KnobKind::Value,
+        group: Group::Server,
+        apply: |c, v| {
+            let v = v.trim();
+            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err("a backend name such as sdpa, fa3 or triton_attn".into());
+            }
+            c.sglang.mm_attention_backend = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Knob {
+        name: "sglang_log_level",
+        env: "SGLANG_LOG_LEVEL",
+        flag: Some("sglang-log-level"),
+        value_name: "LEVEL",
+        default: "SGLang's (info)",
+        help: "SGLang's --log-level (debug, info, warning, error, critical); the seed tool's variable, read from the environment as it was.",
+        kind: KnobKind::Value,
+        group: Group::Server,
+        apply: |c, v| {
+            let level = v.trim().to_ascii_lowercase();
+            if !["debug", "info", "warning", "error", "critical"].contains(&level.as_str()) {
+                return Err("debug, info, warning, error or critical".into());
+            }
+            c.sglang.log_level = Some(level);
+            Ok(())
+        },
+    },
+    Knob {
         name: "server_arg",
         env: "MEMTEST_SERVER_ARGS",
         flag: Some("server-arg"),
@@ -279,6 +315,21 @@ pub(super) static SERVER: &[Knob] = &[
         apply: |c, v| {
             let pid = whole(v, 1, u64::from(u32::MAX), "a process id")?;
             c.attach_pid = u32::try_from(pid).ok();
+            Ok(())
+        },
+    },
+    Knob {
+        name: "port",
+        env: "MEMTEST_PORT",
+        flag: Some("port"),
+        value_name: "PORT",
+        default: "a free port",
+        help: "Launch the server on this port (SGLang, vLLM, the reference server, {port} of --server-cmd), as the seed tool's --port.",
+        kind: KnobKind::Value,
+        group: Group::Server,
+        apply: |c, v| {
+            c.port = Some(whole(v, 1, 65535, "a TCP port")? as u16);
+            c.port_setting = c.applying.clone();
             Ok(())
         },
     },

@@ -136,6 +136,20 @@ pub(super) static VERDICT: &[Knob] = &[
         },
     },
     Knob {
+        name: "seed_names",
+        env: "MEMTEST_SEED_NAMES",
+        flag: Some("seed-names"),
+        value_name: "",
+        default: "off (on for `run --test …`)",
+        help: "Also write the report and the plot under the seed tool's names, {test}_{model}_{unix}_memory_data.json and _memory_plot.png, beside ours.",
+        kind: KnobKind::Switch,
+        group: Group::Verdict,
+        apply: |c, v| {
+            c.seed_names = switch(v)?;
+            Ok(())
+        },
+    },
+    Knob {
         name: "cuda_visible_devices",
         env: "CUDA_VISIBLE_DEVICES",
         flag: None,

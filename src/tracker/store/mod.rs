@@ -311,21 +311,38 @@ impl Store {
     }
 
     /// Where the run is, cheaply: the phase, the requests completed in it, and the first and
-    /// latest value of each of `metrics`.
+    /// latest value of each of `metrics` (a name ending in `*`: every metric of that prefix).
     pub(crate) fn progress(&self, metrics: &[&str]) -> super::Progress {
         let st = self.lock();
         let last = st.phases.last();
+        let value = |name: &str, m: &MetricState| Some((name.to_owned(), m.first?, m.last?.v));
         let values = metrics
             .iter()
-            .filter_map(|name| {
-                let m = st.metrics.get(*name)?;
-                Some(((*name).to_owned(), m.first?, m.last?.v))
+            .flat_map(|name| match name.strip_suffix('*') {
+                // `host.rss@pid:*`: every metric of that prefix.
+                Some(prefix) => st
+                    .metrics
+                    .range(prefix.to_owned()..)
+                    .take_while(|(k, _)| k.starts_with(prefix))
+                    .filter_map(|(k, m)| value(k, m))
+                    .collect::<Vec<_>>(),
+                None => st
+                    .metrics
+                    .get(*name)
+                    .and_then(|m| value(name, m))
+                    .into_iter()
+                    .collect(),
             })
             .collect();
         super::Progress {
             phase: last.map(|p| p.phase),
             done: last.map_or(0, |p| p.requests),
             values,
+            labels: st
+                .processes
+                .iter()
+                .map(|(pid, p)| (*pid, p.label().to_owned()))
+                .collect(),
         }
     }
 
