@@ -359,12 +359,9 @@ fn cycle(weights: &[(RequestKind, f64)]) -> Vec<RequestKind> {
             let (best, _) = current
                 .iter()
                 .enumerate()
-                .fold(
-                    (0, f64::MIN),
-                    |(bi, bv), (i, &v)| {
-                        if v > bv { (i, v) } else { (bi, bv) }
-                    },
-                );
+                .fold((0, f64::MIN), |(bi, bv), (i, &v)| {
+                    if v > bv { (i, v) } else { (bi, bv) }
+                });
             current[best] -= total;
             weights[best].0
         })

@@ -132,9 +132,8 @@ fn set_sampling(api: Api, body: &mut Value, native_key: &str, openai_key: &str, 
 }
 
 fn context(ctx: &RequestContext<'_>, kind: RequestKind) -> Result<u64, LoadError> {
-    ctx.context_length.ok_or(LoadError::ContextLengthUnknown {
-        kind: kind.as_str(),
-    })
+    ctx.context_length
+        .ok_or(LoadError::ContextLengthUnknown { kind: kind.as_str() })
 }
 
 fn urls(images: &[EncodedImage]) -> Vec<String> {
@@ -245,10 +244,7 @@ fn multi_turn(
     tokens: u32,
 ) -> Value {
     let index = ctx.index;
-    let first = format!(
-        "Request {index}: name a use of {}.",
-        TOPICS[(index % 12) as usize]
-    );
+    let first = format!("Request {index}: name a use of {}.", TOPICS[(index % 12) as usize]);
     let answer = "One use is teaching: it makes a good example.";
     match api {
         Api::Native => {
@@ -312,11 +308,7 @@ mod tests {
         let r = one(RequestKind::Plain, Api::Native);
         assert_eq!(r.path, "/generate");
         assert_eq!(r.body["sampling_params"]["max_new_tokens"], 32);
-        assert!(
-            r.body["text"]
-                .as_str()
-                .is_some_and(|t| t.contains("Request 7"))
-        );
+        assert!(r.body["text"].as_str().is_some_and(|t| t.contains("Request 7")));
         assert!(r.body.get("image_data").is_none());
         let r = one(RequestKind::Plain, Api::OpenAi);
         assert_eq!(r.path, "/v1/chat/completions");
@@ -336,13 +328,7 @@ mod tests {
                 assert_eq!(
                     streams,
                     matches!(r.delivery, Delivery::Stream | Delivery::Disconnect { .. })
-                        || matches!(
-                            r.delivery,
-                            Delivery::Abort {
-                                at: AbortAt::FirstEvent,
-                                ..
-                            }
-                        ),
+                        || matches!(r.delivery, Delivery::Abort { at: AbortAt::FirstEvent, .. }),
                     "{kind} on {api:?}"
                 );
                 if kind.is_abort() {

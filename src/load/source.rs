@@ -48,9 +48,7 @@ impl RequestContext<'_> {
     /// # Errors
     /// [`ImageError::NoImages`] when the workload has no images.
     pub fn scenario_images(&self) -> Result<Vec<EncodedImage>, ImageError> {
-        self.images
-            .ok_or(ImageError::NoImages)?
-            .for_request(self.index)
+        self.images.ok_or(ImageError::NoImages)?.for_request(self.index)
     }
 
     /// `n` images for this request (unique per request and position unless the scenario
