@@ -144,6 +144,38 @@ pub fn signed_bytes(bytes: f64) -> String {
     if bytes >= 0.0 { format!("+{s}") } else { s }
 }
 
+/// `+0.98 .. +1.02 MiB`: both ends in one unit, with as many decimals (up to 3) as it takes for
+/// them to differ.
+pub fn byte_interval(lo: f64, hi: f64) -> String {
+    if !(lo.is_finite() && hi.is_finite()) {
+        return "n/a".into();
+    }
+    let m = lo.abs().max(hi.abs());
+    const KIB: f64 = 1024.0;
+    const MIB: f64 = 1024.0 * KIB;
+    const GIB: f64 = 1024.0 * MIB;
+    let (div, name) = if m >= GIB {
+        (GIB, "GiB")
+    } else if m >= MIB {
+        (MIB, "MiB")
+    } else if m >= KIB {
+        (KIB, "KiB")
+    } else {
+        (1.0, "B")
+    };
+    let (a, b) = (lo / div, hi / div);
+    let (first, last) = if div == 1.0 { (0, 0) } else { (1, 3) };
+    let mut text = String::new();
+    for d in first..=last {
+        let (x, y) = (format!("{a:+.d$}"), format!("{b:+.d$}"));
+        text = format!("{x} .. {y} {name}");
+        if x != y {
+            break;
+        }
+    }
+    text
+}
+
 /// `950`, `12.3 k`, `4.3 M`, `2.1 G`: a large count for a person.
 pub fn human_count(n: f64) -> String {
     let a = n.abs();

@@ -354,8 +354,8 @@ pub struct Plateau {
     /// Growth from the first measured request to the plateau's level (what the cache took).
     #[serde(with = "crate::util::nan_null")]
     pub growth: f64,
-    /// The plateau's level.
-    #[serde(with = "crate::util::nan_null")]
+    /// The plateau's level (absent, read as NaN, in reports made before it was added).
+    #[serde(default = "nan", with = "crate::util::nan_null")]
     pub level: f64,
     /// Requests on the plateau (it runs to the end of the window).
     pub flat_requests: u64,

@@ -167,12 +167,11 @@ pub fn verdict_sentence(report: &Report) -> String {
         ),
         RunOutcome::Leak => match worst.and_then(|m| m.slope.map(|s| (m, s))) {
             Some((m, s)) => format!(
-                "Leak: {} grows {}/request ({:.0} % interval {} .. {}).",
+                "Leak: {} grows {}/request ({:.0} % interval {}).",
                 relabel(&m.metric, &keys),
                 signed_bytes(s.point),
                 s.ci.level * 100.0,
-                signed_bytes(s.ci.lo),
-                signed_bytes(s.ci.hi)
+                crate::util::byte_interval(s.ci.lo, s.ci.hi)
             ),
             None => "Leak: the server's own accounting or its log says so (below).".into(),
         },
@@ -319,7 +318,7 @@ fn metrics_table(b: &mut String, report: &Report, keys: &std::collections::BTree
             esc(&relabel(&note, keys)),
         );
     };
-    let head = "<tr><th>metric</th><th>outcome</th><th>initial</th><th>final</th><th>growth</th>\
+    let head = "<tr><th>metric</th><th>outcome</th><th>baseline</th><th>final</th><th>growth</th>\
                 <th>slope (interval)</th><th>limit</th><th>requests</th><th>why</th></tr>";
     let _ = write!(b, "<h2>Judged metrics</h2><table>{head}");
     for m in v.metrics.iter().filter(|m| m.judged) {

@@ -155,6 +155,13 @@ fn fit<DB: DrawingBackend>(
     String::new()
 }
 
+/// The points from the last one left of `lo` on, that one moved onto `lo`: the line enters the
+/// panel at its edge instead of being drawn over the axis.
+fn from_left(points: &[(f64, f64)], lo: f64) -> impl Iterator<Item = (f64, f64)> + '_ {
+    let start = points.iter().rposition(|p| p.0 < lo).unwrap_or(0);
+    points[start..].iter().map(move |&(x, y)| (x.max(lo), y))
+}
+
 /// Tick labels with enough decimals that neighbours differ.
 fn decimals(span: f64) -> usize {
     if span < 0.1 {
@@ -322,7 +329,7 @@ fn draw_focus<DB: DrawingBackend>(
     let (lo, hi) = (y_lo / scale.div, y_hi / scale.div);
     for shade in &fig.shades {
         let r = Rectangle::new(
-            [(shade.from, lo), (shade.to, hi)],
+            [(shade.from.max(fig.x.lo), lo), (shade.to, hi)],
             shade_color(shade.kind).filled(),
         );
         chart.draw_series(std::iter::once(r))?;
@@ -351,7 +358,7 @@ fn draw_focus<DB: DrawingBackend>(
         chart.draw_series(LineSeries::new(line, color.mix(0.75).stroke_width(5)))?;
     }
     // The readings on top of the trend, so both stay visible where they coincide.
-    let points = focus.points.iter().map(|&(x, v)| (x, clamp(v)));
+    let points = from_left(&focus.points, fig.x.lo).map(|(x, v)| (x, clamp(v)));
     chart.draw_series(LineSeries::new(points, CURRENT_BLUE.stroke_width(2)))?;
     if let Some(peak) = focus.peak {
         chart.draw_series(DashedLineSeries::new(
@@ -455,12 +462,11 @@ fn draw_panel<DB: DrawingBackend>(
     let mut chart = ChartBuilder::on(&plot_area)
         .caption(panel.title.as_str(), font(21))
         .margin_left(10)
-        .margin_right(6)
+        // The focus panels' right axis (84) and margin (6) take this room: x axes stay aligned.
+        .margin_right(90)
         .margin_bottom(if last { 6 } else { 2 })
         .x_label_area_size(if last { 56 } else { 30 })
         .y_label_area_size(100)
-        // The focus panels' right axis takes this room: the x axes stay aligned.
-        .right_y_label_area_size(84)
         .build_cartesian_2d(fig.x.lo..fig.x.hi, lo..hi)?;
     let d = decimals(hi - lo);
     let y_fmt = |v: &f64| format!("{v:+.d$}");
@@ -482,7 +488,7 @@ fn draw_panel<DB: DrawingBackend>(
     mesh.draw()?;
     for shade in &fig.shades {
         let r = Rectangle::new(
-            [(shade.from, lo), (shade.to, hi)],
+            [(shade.from.max(fig.x.lo), lo), (shade.to, hi)],
             shade_color(shade.kind).filled(),
         );
         chart.draw_series(std::iter::once(r))?;

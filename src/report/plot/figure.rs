@@ -174,6 +174,8 @@ pub(super) enum Emphasis {
 }
 
 pub(super) struct Line {
+    /// The metric drawn.
+    pub(super) metric: String,
     /// `scheduler (pid 944)`.
     pub(super) label: String,
     /// `2.00 GiB, +100 MiB`: size at the first measured request, growth to the last.
@@ -324,6 +326,7 @@ impl Figure {
             let origin = traces.origin(metric, &pts)?;
             let last = traces.last_measured(metric, &pts).unwrap_or(origin);
             Some(Line {
+                metric: metric.to_owned(),
                 label,
                 detail: format!("{}, {}", human_bytes(origin), signed_bytes(last - origin)),
                 points: pts.into_iter().map(|(x, v)| (x, v - origin)).collect(),
@@ -396,11 +399,18 @@ impl Figure {
 
         let mut collapsed = Vec::new();
         let by_request = traces.map.is_some();
+        // Flat: every line moved less than the growth that could count as a leak for it (its
+        // rule's floor, 2 MiB for host memory), and at least less than FLAT_BYTES.
+        let floor = |metric: &str| {
+            verdict
+                .and_then(|v| v.thresholds.rule_for(metric))
+                .map_or(FLAT_BYTES, |r| r.min_growth.max(FLAT_BYTES))
+        };
         panels.retain(|p| {
             let moved = p.lines.iter().any(|l| {
                 l.emphasis == Emphasis::Leak
                     || l.emphasis == Emphasis::Undecided
-                    || range_over(&l.points, by_request) >= FLAT_BYTES
+                    || range_over(&l.points, by_request) >= floor(&l.metric)
             });
             if !moved {
                 let short = p.title.split(':').next().unwrap_or(&p.title);
@@ -410,9 +420,14 @@ impl Figure {
                     .take(3)
                     .map(|l| format!("{} {}", l.label, l.detail.split(',').next().unwrap_or("")))
                     .collect();
+                let moved = p
+                    .lines
+                    .iter()
+                    .map(|l| range_over(&l.points, by_request))
+                    .fold(0.0, f64::max);
                 collapsed.push(format!(
-                    "{short}: flat during the measured requests (moved < {}): {}",
-                    human_bytes(FLAT_BYTES),
+                    "{short}: flat during the measured requests (moved at most {}, under the growth that can count as a leak): {}",
+                    human_bytes(moved),
                     sizes.join(", ")
                 ));
             }
@@ -484,9 +499,15 @@ fn x_range(panels: &[Panel], focus: &[Focus], traces: &Traces<'_>) -> (f64, f64)
         .iter()
         .map(|p| p.to_us as f64)
         .fold(0.0, f64::max);
-    let hi = match &traces.map {
-        Some(map) => hi.max(map.x(last_mark)),
-        None => hi.max(last_mark / 1e6),
+    let (lo, hi) = match &traces.map {
+        // Before the warm-up (the server starting, a slow first request) only the level
+        // matters: a few requests' worth of it, not minutes at the measured pace.
+        Some(map) => {
+            let warmup = traces.timeline.requests_in(Phase::Warmup) as f64;
+            let floor = -(warmup + (0.05 * map.requests as f64).max(2.0));
+            (lo.max(floor), hi.max(map.x(last_mark)))
+        }
+        None => (lo, hi.max(last_mark / 1e6)),
     };
     if lo.is_finite() && hi > lo {
         (lo, hi)
@@ -809,34 +830,9 @@ fn trend(m: &MetricAnalysis, timeline: &Timeline, origin: f64) -> Option<Trend> 
     })
 }
 
-/// `+0.98 .. +1.02 MiB`: both ends in one unit, with as many decimals (up to 3) as it takes for
-/// them to differ.
+/// `+0.98 .. +1.02 MiB`: see [`crate::util::byte_interval`].
 pub(super) fn interval(lo: f64, hi: f64) -> String {
-    if !(lo.is_finite() && hi.is_finite()) {
-        return "n/a".into();
-    }
-    let m = lo.abs().max(hi.abs());
-    let (div, name) = if m >= GIB {
-        (GIB, "GiB")
-    } else if m >= MIB {
-        (MIB, "MiB")
-    } else if m >= KIB {
-        (KIB, "KiB")
-    } else {
-        (1.0, "B")
-    };
-    let scale = Scale { div, name };
-    let (a, b) = (lo / scale.div, hi / scale.div);
-    let start = if scale.div == 1.0 { 0 } else { 1 };
-    let mut text = String::new();
-    for d in start..=3 {
-        let (x, y) = (format!("{a:+.d$}"), format!("{b:+.d$}"));
-        text = format!("{x} .. {y} {}", scale.name);
-        if x != y {
-            break;
-        }
-    }
-    text
+    crate::util::byte_interval(lo, hi)
 }
 
 pub(super) fn outcome_color(o: Outcome) -> RGBColor {

@@ -529,5 +529,6 @@ fn intervals_get_the_decimals_that_tell_their_ends_apart() {
     assert_eq!(interval(-2048.0, 40.0 * 1024.0), "-2.0 .. +40.0 KiB");
     assert_eq!(interval(MIB, MIB), "+1.000 .. +1.000 MiB");
     assert_eq!(interval(-3.0, 12.0), "-3 .. +12 B");
+    assert_eq!(interval(0.0, 0.0), "+0 .. +0 B");
     assert_eq!(interval(f64::NAN, 1.0), "n/a");
 }
