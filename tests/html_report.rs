@@ -59,7 +59,12 @@ struct Loaded {
 }
 
 /// Runs Chromium headless on `args` + `url`, killed after a minute; its stdout and stderr.
+/// They go to files, not pipes: a page's DOM is larger than a pipe holds, and a browser blocked
+/// on a full pipe never exits.
 fn chromium_run(exe: &Path, profile: &Path, args: &[&str], url: &str) -> (String, String) {
+    std::fs::create_dir_all(profile).expect("a profile dir");
+    let (out_path, err_path) = (profile.join("stdout.txt"), profile.join("stderr.txt"));
+    let file = |p: &Path| std::fs::File::create(p).expect("an output file");
     let mut child = Command::new(exe)
         .args([
             "--headless",
@@ -73,32 +78,34 @@ fn chromium_run(exe: &Path, profile: &Path, args: &[&str], url: &str) -> (String
             // Nothing may come from the network: every host name fails to resolve.
             "--host-resolver-rules=MAP * ~NOTFOUND",
         ])
-        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!(
+            "--user-data-dir={}",
+            profile.join("data").display()
+        ))
         .args(args)
         .arg(url)
         .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(file(&out_path))
+        .stderr(file(&err_path))
         .spawn()
         .expect("chromium starts");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while child.try_wait().expect("wait for chromium").is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for chromium") {
+            break status;
+        }
         if Instant::now() > deadline {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("chromium did not finish within 60 s on {url}");
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-    let out = child.wait_with_output().expect("chromium's output");
-    assert!(
-        out.status.success(),
-        "chromium failed on {url}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    };
+    let read =
+        |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+    let (stdout, stderr) = (read(&out_path), read(&err_path));
+    assert!(status.success(), "chromium failed on {url}: {stderr}");
+    (stdout, stderr)
 }
 
 fn load(exe: &Path, page: &Path) -> Loaded {
