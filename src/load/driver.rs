@@ -251,6 +251,7 @@ impl<'a> Driver<'a> {
             let ctx = RequestContext {
                 index: global,
                 phase,
+                phase_index: index,
                 api: config.api,
                 model: &self.model,
                 max_new_tokens: config.max_new_tokens,

@@ -25,11 +25,11 @@ pub use images::{ImageConfig, ImageFormat, ImageMode, ImageSource};
 pub use kind::{DEFAULT_BLOCK, Mix, RequestKind};
 pub use log::{KindCounts, KindSequence, RequestLog, RequestSummary, read_records};
 pub use request::prompt;
+pub use schedule::{Arrival, Schedule, schedule};
 pub use send::RequestOutcome;
 pub use source::{
     AbortAt, Delivery, Expect, Request, RequestContext, RequestSource, SharedSource, Standard,
 };
-pub use schedule::{Arrival, Schedule, schedule};
 
 static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -216,9 +216,10 @@ impl Workload {
     /// The source of the requests: the shipped kinds of `mix`, or the custom source.
     pub fn source(&self, mix: &Mix) -> SharedSource {
         match self {
-            Workload::Custom(c) => c.source.clone().unwrap_or_else(|| {
-                SharedSource(std::sync::Arc::new(Recorded(c.name.clone())))
-            }),
+            Workload::Custom(c) => c
+                .source
+                .clone()
+                .unwrap_or_else(|| SharedSource(std::sync::Arc::new(Recorded(c.name.clone())))),
             other => SharedSource(std::sync::Arc::new(Standard {
                 with_images: matches!(other, Workload::VlmImage(_)),
                 mix: mix.clone(),
