@@ -217,7 +217,7 @@ impl HostSource {
         }
     }
 
-    fn sample_rollups(&self, pids: &[u32], out: &mut Vec<Reading>) {
+    pub(crate) fn sample_rollups(&self, pids: &[u32], out: &mut Vec<Reading>) {
         let (mut pss, mut uss, mut any) = (0u64, 0u64, false);
         for &pid in pids {
             let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {

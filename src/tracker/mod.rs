@@ -10,6 +10,7 @@
 
 mod gpu;
 mod host;
+mod host_probe;
 pub mod metric;
 mod replay;
 mod sampler;
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fixture::ProcessTree;
 pub use gpu::GpuProbe;
+pub use host_probe::HostProbe;
 pub use replay::{ReplayError, Replayed, replay};
 use sampler::{Msg, Sampler};
 pub use server::idle;
