@@ -65,7 +65,8 @@ struct Table(Vec<[String; 6]>);
 impl Table {
     fn row(&mut self, what: &str, ours: String, peer: String, ratio: String, goal: &str) {
         println!("| {what} | {ours} | {peer} | {ratio} | {goal} |");
-        self.0.push([what.into(), ours, peer, ratio, goal.into(), String::new()]);
+        self.0
+            .push([what.into(), ours, peer, ratio, goal.into(), String::new()]);
     }
 
     fn note(&mut self, what: &str, why: &str) {
@@ -119,7 +120,9 @@ fn python() -> Result<PathBuf, String> {
     if let Some(p) = sglang_install().and_then(|v| v.get("MEMTEST_PYTHON").cloned()) {
         candidates.push(p.into());
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let venv = home.join(".cache/sglang-memtest/bench-venv");
     candidates.push(venv.join("bin/python"));
     candidates.push("python3".into());
@@ -153,7 +156,10 @@ fn py_json(python: &Path, code: &str, args: &[String]) -> Option<serde_json::Val
         .output()
         .ok()?;
     if !out.status.success() {
-        eprintln!("bench: python failed: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "bench: python failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         return None;
     }
     let text = String::from_utf8_lossy(&out.stdout);
@@ -174,13 +180,18 @@ def full():
         m = p.memory_full_info()
         s += m.pss + m.uss
     return s
+procs = tree()
+def rss_cached():
+    return sum(p.memory_info().rss for p in procs)
+def walk():
+    return len(tree())
 def med(f, n):
     f()
     xs = []
     for _ in range(n):
         t = time.perf_counter_ns(); f(); xs.append((time.perf_counter_ns() - t) / 1000)
     xs.sort(); return xs[len(xs) // 2]
-print(json.dumps({"rss_us": med(rss, runs), "full_us": med(full, max(runs // 5, 5)), "procs": len(tree())}))
+print(json.dumps({"rss_us": med(rss, runs), "rss_cached_us": med(rss_cached, runs), "walk_us": med(walk, runs), "full_us": med(full, max(runs // 5, 5)), "procs": len(tree())}))
 "#;
 
 const AIOHTTP_CLIENT: &str = r#"
@@ -242,44 +253,65 @@ fn tracker_config(interval: Duration) -> TrackerConfig {
 
 // ---- sections --------------------------------------------------------------------------------
 
-fn sampling(rt: &tokio::runtime::Runtime, t: &mut Table, py: Option<&Path>, sglang: Option<&ServerFixture>) {
+fn sampling(
+    rt: &tokio::runtime::Runtime,
+    t: &mut Table,
+    py: Option<&Path>,
+    sglang: Option<&ServerFixture>,
+) {
     let one = |t: &mut Table, label: &str, fixture: &ServerFixture| {
         let (Some(tree), Some(root)) = (fixture.tree(), fixture.root_pid()) else {
             return;
         };
         let mut probe = HostProbe::new();
-        let n = tree.pids().len();
-        let rss = time_us(500, || {
-            let pids = tree.pids();
-            probe.rss_tick(&pids)
-        });
-        let full = time_us(100, || {
-            let pids = tree.pids();
-            probe.rollup_tick(&pids)
-        });
+        let pids = tree.pids();
+        let n = pids.len();
+        // What every reading costs: the tracker reads the tree it knows; it walks /proc for new
+        // processes on its regular tick only (10 Hz by default), not per request.
+        let rss = time_us(500, || probe.rss_tick(&pids));
+        let walk = time_us(200, || tree.pids());
+        let full = time_us(100, || probe.rollup_tick(&pids));
         let Some(py) = py else {
-            t.row(&format!("RSS tick, {label} ({n} processes)"), us(rss), "—".into(), "—".into(), "no psutil");
+            t.row(
+                &format!("RSS tick, {label} ({n} processes)"),
+                us(rss),
+                "—".into(),
+                "—".into(),
+                "no psutil",
+            );
             return;
         };
         let Some(v) = py_json(py, PSUTIL_WALK, &[root.to_string(), "500".into()]) else {
             return;
         };
-        let (p_rss, p_full) = (
-            v["rss_us"].as_f64().unwrap_or(f64::NAN),
-            v["full_us"].as_f64().unwrap_or(f64::NAN),
-        );
+        let get = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
         t.row(
             &format!("RSS tick, {label} ({n} processes)"),
             us(rss),
-            format!("psutil {}", us(p_rss)),
-            ratio(p_rss, rss, 20.0),
+            format!(
+                "psutil {} (walk + memory_info, as a psutil sampler reads a tree); {} with the Process objects kept",
+                us(get("rss_us")),
+                us(get("rss_cached_us"))
+            ),
+            format!(
+                "{}; {:.1}× against kept objects",
+                ratio(get("rss_us"), rss, 20.0),
+                get("rss_cached_us") / rss
+            ),
             "≥ 20× cheaper than psutil",
+        );
+        t.row(
+            &format!("tree walk (new processes), {label}"),
+            us(walk),
+            format!("psutil children(recursive=True) {}", us(get("walk_us"))),
+            ratio(get("walk_us"), walk, 1.0),
+            "on the regular tick only",
         );
         t.row(
             &format!("PSS/USS tick, {label} ({n} processes)"),
             us(full),
-            format!("psutil {}", us(p_full)),
-            ratio(p_full, full, 1.0),
+            format!("psutil memory_full_info {}", us(get("full_us"))),
+            ratio(get("full_us"), full, 1.0),
             "cheaper than psutil",
         );
     };
@@ -296,16 +328,29 @@ fn sampling(rt: &tokio::runtime::Runtime, t: &mut Table, py: Option<&Path>, sgla
     }
     match sglang {
         Some(f) => one(t, "real SGLang CPU tree", f),
-        None => t.note("RSS tick, real SGLang CPU tree", "no SGLang CPU install (scripts/setup-sglang-cpu.sh)"),
+        None => t.note("RSS tick, real SGLang CPU tree", "SGLang not started: no CPU install (scripts/setup-sglang-cpu.sh) or MEMTEST_BENCH_SGLANG=0"),
     }
 }
 
-fn gpu(t: &mut Table) {
+fn gpu(rt: &tokio::runtime::Runtime, t: &mut Table) {
     use nvml_wrapper::Nvml;
     let Ok(nvml) = Nvml::init() else {
-        t.note("GPU ticks", "no NVML on this machine (run on the GPU machine)");
+        t.note(
+            "GPU ticks",
+            "no NVML on this machine (run on the GPU machine)",
+        );
         return;
     };
+    // A process on the card (the reference server's CUDA context, with the `cuda` build), so the
+    // process lists are not empty.
+    let on_card = rt
+        .block_on(ServerFixture::start(reference_spec(&[
+            "--gpu-alloc-bytes-per-request=4096",
+        ])))
+        .map_err(|e| {
+            eprintln!("bench: no reference process on the GPU ({e}): build with --features cuda")
+        })
+        .ok();
     let Ok(mut probe) = sglang_memtest::tracker::GpuProbe::open(None) else {
         t.note("GPU ticks", "no visible GPU");
         return;
@@ -317,7 +362,12 @@ fn gpu(t: &mut Table) {
             .count()
     });
     let pids: Vec<u32> = (0..count)
-        .filter_map(|i| nvml.device_by_index(i).ok()?.running_compute_processes().ok())
+        .filter_map(|i| {
+            nvml.device_by_index(i)
+                .ok()?
+                .running_compute_processes()
+                .ok()
+        })
         .flatten()
         .map(|p| p.pid)
         .collect();
@@ -325,7 +375,12 @@ fn gpu(t: &mut Table) {
     let (read, reused) = probe.list_reads();
     let lists = time_us(200, || {
         (0..count)
-            .filter_map(|i| nvml.device_by_index(i).ok()?.running_compute_processes().ok())
+            .filter_map(|i| {
+                nvml.device_by_index(i)
+                    .ok()?
+                    .running_compute_processes()
+                    .ok()
+            })
             .count()
     });
     let smi = |args: &[&str]| {
@@ -364,6 +419,9 @@ fn gpu(t: &mut Table) {
         ratio(smi_us, device_only + lists, 500.0),
         "(was ~140–150×: every tick read the lists)",
     );
+    if let Some(f) = on_card {
+        let _ = rt.block_on(f.stop());
+    }
 }
 
 fn driver_rps(rt: &tokio::runtime::Runtime, url: &str, n: u64, c: usize) -> f64 {
@@ -377,7 +435,8 @@ fn driver_rps(rt: &tokio::runtime::Runtime, url: &str, n: u64, c: usize) -> f64 
         ..DriverConfig::default()
     };
     rt.block_on(async {
-        let Ok(tracker) = MemoryTracker::start(None, None, &tracker_config(Duration::from_secs(1)), None)
+        let Ok(tracker) =
+            MemoryTracker::start(None, None, &tracker_config(Duration::from_secs(1)), None)
         else {
             return f64::NAN;
         };
@@ -387,7 +446,9 @@ fn driver_rps(rt: &tokio::runtime::Runtime, url: &str, n: u64, c: usize) -> f64 
         };
         let mut log = RequestLog::in_memory();
         let t0 = Instant::now();
-        let _ = driver.run(Phase::Measure, Plan::Count(n), &tracker, &mut log).await;
+        let _ = driver
+            .run(Phase::Measure, Plan::Count(n), &tracker, &mut log)
+            .await;
         let secs = t0.elapsed().as_secs_f64();
         let _ = tracker.finish().await;
         log.summary().ok as f64 / secs
@@ -395,7 +456,9 @@ fn driver_rps(rt: &tokio::runtime::Runtime, url: &str, n: u64, c: usize) -> f64 
 }
 
 fn driver(rt: &tokio::runtime::Runtime, t: &mut Table, py: Option<&Path>) {
-    let Ok(f) = rt.block_on(ServerFixture::start(reference_spec(&["--token-delay-us=0"]))) else {
+    let Ok(f) = rt.block_on(ServerFixture::start(reference_spec(&[
+        "--token-delay-us=0",
+    ]))) else {
         t.note("driver", "the reference server did not start");
         return;
     };
@@ -403,7 +466,13 @@ fn driver(rt: &tokio::runtime::Runtime, t: &mut Table, py: Option<&Path>) {
     for (c, n) in [(1usize, 2000u64), (16, 10000), (64, 20000)] {
         let ours = driver_rps(rt, &url, n, c);
         let peer = py
-            .and_then(|py| py_json(py, AIOHTTP_CLIENT, &[url.clone(), n.to_string(), c.to_string()]))
+            .and_then(|py| {
+                py_json(
+                    py,
+                    AIOHTTP_CLIENT,
+                    &[url.clone(), n.to_string(), c.to_string()],
+                )
+            })
             .and_then(|v| v["rps"].as_f64())
             .unwrap_or(f64::NAN);
         t.row(
@@ -421,8 +490,14 @@ fn verdict(t: &mut Table) {
     let out = std::env::temp_dir().join("memtest-bench-harness/verdict");
     for (label, knobs) in [
         ("clean", vec![]),
-        ("64 KiB/request leak", vec!["--leak-bytes-per-request=65536"]),
-        ("1 MiB/request leak", vec!["--leak-bytes-per-request=1048576"]),
+        (
+            "64 KiB/request leak",
+            vec!["--leak-bytes-per-request=65536"],
+        ),
+        (
+            "1 MiB/request leak",
+            vec!["--leak-bytes-per-request=1048576"],
+        ),
     ] {
         let mut cells = Vec::new();
         for fixed in [false, true] {
@@ -445,10 +520,7 @@ fn verdict(t: &mut Table) {
                 }
             };
             let secs = t0.elapsed().as_secs_f64();
-            let requests = r
-                .adaptive
-                .as_ref()
-                .map_or(100, |a| a.requests);
+            let requests = r.adaptive.as_ref().map_or(100, |a| a.requests);
             cells.push((secs, requests, format!("{:?}", r.outcome)));
         }
         let (a, f) = (&cells[0], &cells[1]);
@@ -465,7 +537,11 @@ fn verdict(t: &mut Table) {
 /// The reference server's "ready" log line, as a time.
 fn ready_at(log: &Path) -> Option<SystemTime> {
     let text = std::fs::read_to_string(log).ok()?;
-    let line = text.lines().find(|l| l.contains("reference server ready"))?;
+    // The last start's line (a log folder may hold earlier runs).
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("reference server ready"))?;
     let clean: String = {
         // Strip ANSI colour codes.
         let mut out = String::new();
@@ -487,9 +563,10 @@ fn ready_at(log: &Path) -> Option<SystemTime> {
 fn lifecycle(rt: &tokio::runtime::Runtime, t: &mut Table, sglang: Option<ServerFixture>) {
     let mut ready = Vec::new();
     let mut down = Vec::new();
-    for _ in 0..10 {
+    for i in 0..10 {
         let spec = reference_spec(&["--children=3", "--startup-delay-ms=200"])
-            .with_env("MEMTEST_LOG", "info");
+            .with_env("MEMTEST_LOG", "info")
+            .with_log_dir(std::env::temp_dir().join(format!("memtest-bench-harness/ready-{i}")));
         let Ok(f) = rt.block_on(ServerFixture::start(spec)) else {
             continue;
         };
@@ -529,7 +606,10 @@ fn lifecycle(rt: &tokio::runtime::Runtime, t: &mut Table, sglang: Option<ServerF
                 "≤ 2 s for a server that honours SIGTERM",
             );
         }
-        None => t.note("teardown of real SGLang", "no SGLang CPU install"),
+        None => t.note(
+            "teardown of real SGLang",
+            "SGLang not started (no CPU install, or MEMTEST_BENCH_SGLANG=0)",
+        ),
     }
 }
 
@@ -540,7 +620,12 @@ fn self_usage() -> (f64, f64) {
         .rsplit_once(')')
         .map(|(_, r)| r.split_whitespace().collect())
         .unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     let cpu = (ticks(11) + ticks(12)) / 100.0;
     let rss = std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -575,7 +660,8 @@ fn overhead(rt: &tokio::runtime::Runtime, t: &mut Table, sglang: &ServerFixture)
                     None => (None, None),
                 };
                 let every = Duration::from_millis(interval.unwrap_or(3_600_000));
-                let tracker = MemoryTracker::start(tree, url_opt, &tracker_config(every), None).ok()?;
+                let tracker =
+                    MemoryTracker::start(tree, url_opt, &tracker_config(every), None).ok()?;
                 let workload = Workload::Text;
                 let mut driver = Driver::connect(&url, &workload, &config, None).await.ok()?;
                 let mut log = RequestLog::in_memory();
@@ -588,7 +674,11 @@ fn overhead(rt: &tokio::runtime::Runtime, t: &mut Table, sglang: &ServerFixture)
                 let secs = t0.elapsed().as_secs_f64();
                 let (cpu1, rss) = self_usage();
                 let _ = tracker.finish().await;
-                Some((log.summary().ok as f64 / secs, (cpu1 - cpu0) / secs * 100.0, rss))
+                Some((
+                    log.summary().ok as f64 / secs,
+                    (cpu1 - cpu0) / secs * 100.0,
+                    rss,
+                ))
             });
             if let Some(r) = r {
                 results.entry(label).or_default().push(r);
@@ -650,7 +740,7 @@ fn main() {
         sampling(&rt, &mut t, py.as_deref(), sglang.as_ref());
     }
     if wanted("gpu") {
-        gpu(&mut t);
+        gpu(&rt, &mut t);
     }
     if wanted("driver") {
         driver(&rt, &mut t, py.as_deref());
@@ -658,7 +748,10 @@ fn main() {
     if wanted("overhead") {
         match &sglang {
             Some(f) => overhead(&rt, &mut t, f),
-            None => t.note("overhead on real SGLang", "no SGLang CPU install"),
+            None => t.note(
+                "overhead on real SGLang",
+                "SGLang not started (no CPU install, or MEMTEST_BENCH_SGLANG=0)",
+            ),
         }
     }
     if wanted("verdict") {
