@@ -39,10 +39,10 @@ pub use fixture::{
     ServerFixture, ServerSpec, SglangServer, ShutdownReport, VllmServer, kill_all_registered,
 };
 pub use load::{Api, DriverConfig, Workload};
-/// Cancels a run, a start-up or a driver (tokio-util's): see [`Scenario::run_until`].
-pub use tokio_util::sync::CancellationToken;
 pub use report::{Report, RunFailure};
 pub use scenario::{Scenario, Target};
+/// Cancels a run, a start-up or a driver (tokio-util's): see [`Scenario::run_until`].
+pub use tokio_util::sync::CancellationToken;
 pub use tracker::{MemoryTracker, Timeline, TrackerConfig};
 
 /// The README's Rust examples, compiled as doctests.

@@ -72,19 +72,49 @@ fn expect(o: &Output, code: i32, says: &[&str]) {
 
 #[test]
 fn python_missing() {
-    let o = memtest(&["monitor", "--model", "m", "--python", "/nonexistent/python3", "--no-plot"]);
+    let o = memtest(&[
+        "monitor",
+        "--model",
+        "m",
+        "--device",
+        "cpu",
+        "--python",
+        "/nonexistent/python3",
+        "--no-plot",
+    ]);
     expect(
         &o,
         2,
-        &["SGLang is not importable by /nonexistent/python3", "could not run it", "MEMTEST_PYTHON"],
+        &[
+            "SGLang is not importable by /nonexistent/python3",
+            "could not run it",
+            "MEMTEST_PYTHON",
+        ],
     );
 }
 
 #[test]
 fn sglang_not_installed() {
     // The machine's plain python3 has no SGLang (the CPU venv lives elsewhere).
-    let o = memtest(&["monitor", "--model", "m", "--python", "python3", "--no-plot"]);
-    expect(&o, 2, &["SGLang is not importable by python3", "No module named 'sglang'", "pip install"]);
+    let o = memtest(&[
+        "monitor",
+        "--model",
+        "m",
+        "--device",
+        "cpu",
+        "--python",
+        "python3",
+        "--no-plot",
+    ]);
+    expect(
+        &o,
+        2,
+        &[
+            "SGLang is not importable by python3",
+            "No module named 'sglang'",
+            "pip install",
+        ],
+    );
 }
 
 #[test]
@@ -115,7 +145,10 @@ fn bad_model_path() -> TestResult {
     expect(
         &o,
         2,
-        &["exited during startup with exit status: 1", "not a valid model identifier"],
+        &[
+            "exited during startup with exit status: 1",
+            "not a valid model identifier",
+        ],
     );
     Ok(())
 }
@@ -130,7 +163,10 @@ async fn port_taken() -> TestResult {
         .with_log_dir(&dir)
         .with_startup_timeout(Duration::from_secs(30));
     let err = ServerFixture::start(spec).await.err().ok_or("it started")?;
-    assert!(matches!(err, FixtureError::ExitedDuringStartup { .. }), "{err:?}");
+    assert!(
+        matches!(err, FixtureError::ExitedDuringStartup { .. }),
+        "{err:?}"
+    );
     let t = err.to_string();
     assert!(
         t.contains(&format!("failed to listen on 127.0.0.1:{port}"))
@@ -142,14 +178,29 @@ async fn port_taken() -> TestResult {
 
 #[test]
 fn never_ready() {
-    let o = monitor(&out_dir("never_ready"), &["--health-status=503"], &["--startup-timeout", "2"]);
+    let o = monitor(
+        &out_dir("never_ready"),
+        &["--health-status=503"],
+        &["--startup-timeout", "2"],
+    );
     expect(&o, 2, &["was not ready within 2s", "/health answered 503"]);
 }
 
 #[test]
 fn health_5xx_forever() {
-    let o = monitor(&out_dir("health_500"), &["--health-status=500"], &["--startup-timeout", "2"]);
-    expect(&o, 2, &["was not ready within 2s", "answered 500 Internal Server Error"]);
+    let o = monitor(
+        &out_dir("health_500"),
+        &["--health-status=500"],
+        &["--startup-timeout", "2"],
+    );
+    expect(
+        &o,
+        2,
+        &[
+            "was not ready within 2s",
+            "answered 500 Internal Server Error",
+        ],
+    );
 }
 
 // ---- broken answers ----
@@ -191,7 +242,11 @@ fn request_timeouts() {
 
 #[test]
 fn wrong_api_key() {
-    let o = monitor(&out_dir("wrong_key"), &["--api-key=right"], &["--api-key", "wrong"]);
+    let o = monitor(
+        &out_dir("wrong_key"),
+        &["--api-key=right"],
+        &["--api-key", "wrong"],
+    );
     expect(&o, 1, &["HTTP 401", "set --api-key / MEMTEST_API_KEY"]);
     let o = monitor(&out_dir("no_key"), &["--api-key=right"], &[]);
     expect(&o, 1, &["HTTP 401"]);
@@ -207,7 +262,15 @@ fn attach_url_unreachable() {
         "--out-dir",
         out_dir("attach").to_str().expect("utf-8"),
     ]);
-    expect(&o, 2, &["nothing answers at http://127.0.0.1:1", "could not connect", "--base-url"]);
+    expect(
+        &o,
+        2,
+        &[
+            "nothing answers at http://127.0.0.1:1",
+            "could not connect",
+            "--base-url",
+        ],
+    );
 }
 
 #[test]
@@ -217,7 +280,11 @@ fn nvml_missing() {
         return;
     }
     let o = monitor(&out_dir("nvml"), &[], &["--gpu", "required"]);
-    expect(&o, 2, &["needs GPU metrics and none are available", "--gpu auto"]);
+    expect(
+        &o,
+        2,
+        &["needs GPU metrics and none are available", "--gpu auto"],
+    );
 }
 
 #[test]
@@ -241,7 +308,10 @@ fn invalid_image_in_the_fixtures_folder() -> TestResult {
     expect(
         &o,
         2,
-        &[&format!("failed to decode image file {}", broken.display()), "not a valid Png file"],
+        &[
+            &format!("failed to decode image file {}", broken.display()),
+            "not a valid Png file",
+        ],
     );
     Ok(())
 }
@@ -250,14 +320,30 @@ fn invalid_image_in_the_fixtures_folder() -> TestResult {
 
 #[test]
 fn negative_count() {
-    let o = memtest(&["monitor", "--reference", "--num-requests", "-5", "--no-plot"]);
-    expect(&o, 2, &["--num-requests"]);
+    let o = memtest(&[
+        "monitor",
+        "--reference",
+        "--num-requests",
+        "-5",
+        "--no-plot",
+    ]);
+    expect(&o, 2, &["unexpected argument '-5'", "--help"]);
+    let o = memtest(&["monitor", "--reference", "--num-requests=-5", "--no-plot"]);
+    expect(
+        &o,
+        2,
+        &["--num-requests \"-5\" is not valid", "a whole number"],
+    );
 }
 
 #[test]
 fn unknown_test_type() {
     let o = memtest(&["monitor", "--test-type", "video", "--no-plot"]);
-    expect(&o, 2, &["invalid value 'video'", "text, vlm-text, vlm-image"]);
+    expect(
+        &o,
+        2,
+        &["invalid value 'video'", "text, vlm-text, vlm-image"],
+    );
 }
 
 #[test]
@@ -274,7 +360,11 @@ fn image_smaller_than_the_minimum() {
 
 #[test]
 fn reference_knob_out_of_range() {
-    let o = monitor(&out_dir("bad_knob"), &["--health-status=42"], &["--startup-timeout", "5"]);
+    let o = monitor(
+        &out_dir("bad_knob"),
+        &["--health-status=42"],
+        &["--startup-timeout", "5"],
+    );
     expect(&o, 2, &["--health-status"]);
 }
 
@@ -283,7 +373,14 @@ fn reference_knob_out_of_range() {
 #[test]
 fn output_folder_not_writable() {
     let o = monitor(Path::new("/proc/memtest-not-writable"), &[], &[]);
-    expect(&o, 2, &["cannot write reports into /proc/memtest-not-writable", "--out-dir"]);
+    expect(
+        &o,
+        2,
+        &[
+            "cannot write reports into /proc/memtest-not-writable",
+            "--out-dir",
+        ],
+    );
 }
 
 /// A tmpfs mounted for the test, unmounted when dropped (also on a failed assertion).
@@ -310,7 +407,17 @@ fn disk_full_while_writing_the_report() -> TestResult {
         return Ok(());
     }
     let _unmount = Tmpfs(dir.path().to_path_buf());
-    let o = monitor(dir.path(), &[], &["--num-requests", "200"]);
+    let o = memtest(&[
+        "monitor",
+        "--reference",
+        "--num-requests",
+        "300",
+        "--request-interval",
+        "0.005",
+        "--no-plot",
+        "--out-dir",
+        dir.path().to_str().ok_or("utf-8")?,
+    ]);
     let t = text(&o);
     assert_ne!(o.status.code(), Some(0), "{t}");
     assert!(t.contains("No space left on device"), "{t}");
@@ -330,7 +437,10 @@ fn a_server_that_forks_a_process_outside_its_group() {
     let o = monitor(&dir, &["--escape-child"], &[]);
     expect(&o, 0, &["PASS"]);
     let report = std::fs::read_to_string(dir.join("text_model.json")).expect("the report");
-    assert!(report.contains("sglang::escaped"), "the escaped process was measured and stopped");
+    assert!(
+        report.contains("sglang::escaped"),
+        "the escaped process was measured and stopped"
+    );
 }
 
 // ---- security ----
@@ -374,7 +484,15 @@ async fn no_shell_on_the_launch_path() -> TestResult {
     let dir = out_dir("no_shell");
     let spec = ServerSpec::command(
         common::exe(),
-        ["serve-reference", "--port", "{port}", "--log-line", &line, "--log-line-after", "0"],
+        [
+            "serve-reference",
+            "--port",
+            "{port}",
+            "--log-line",
+            &line,
+            "--log-line-after",
+            "0",
+        ],
     )
     .with_log_dir(&dir)
     .with_startup_timeout(Duration::from_secs(30));
@@ -389,7 +507,10 @@ async fn no_shell_on_the_launch_path() -> TestResult {
     let tail = fx.log_tail(50);
     fx.stop().await?;
     assert!(ok, "the line was not printed: {tail:?}");
-    assert!(tail.iter().any(|l| l.contains(&line)), "passed literally: {tail:?}");
+    assert!(
+        tail.iter().any(|l| l.contains(&line)),
+        "passed literally: {tail:?}"
+    );
     assert!(!a.exists() && !b.exists(), "a shell ran the argument");
     Ok(())
 }
@@ -412,11 +533,17 @@ async fn servers_are_bound_to_loopback() -> TestResult {
     fx.stop().await?;
     assert!(!listening.is_empty(), "no listening socket on {port}");
     assert!(
-        listening.iter().all(|l| l.split_whitespace().nth(1).is_some_and(|a| a.starts_with("0100007F:"))),
+        listening.iter().all(|l| l
+            .split_whitespace()
+            .nth(1)
+            .is_some_and(|a| a.starts_with("0100007F:"))),
         "not only on 127.0.0.1: {listening:?}"
     );
     let argv = SglangServer::new("m").into_spec().argv();
-    let host = argv.iter().position(|a| a == "--host").and_then(|i| argv.get(i + 1));
+    let host = argv
+        .iter()
+        .position(|a| a == "--host")
+        .and_then(|i| argv.get(i + 1));
     assert_eq!(host.map(String::as_str), Some("127.0.0.1"), "{argv:?}");
     Ok(())
 }
@@ -432,7 +559,12 @@ fn report_and_log_files_are_not_world_writable() -> TestResult {
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d)?.flatten() {
             let mode = e.metadata()?.permissions().mode();
-            assert_eq!(mode & 0o002, 0, "{} is world-writable ({mode:o})", e.path().display());
+            assert_eq!(
+                mode & 0o002,
+                0,
+                "{} is world-writable ({mode:o})",
+                e.path().display()
+            );
             if e.path().is_dir() {
                 stack.push(e.path());
             } else {

@@ -371,7 +371,10 @@ async fn shm_segments_of_the_run_are_removed_others_reported() -> TestResult {
     assert_eq!(report.shm_removed, ["psm_held", "sgl_shm_0"]);
     assert_eq!(report.shm_left, ["psm_unheld", "unrelated"]);
     assert!(shm.path().join("psm_before").exists() && shm.path().join("unrelated").exists());
-    assert!(shm.path().join("psm_unheld").exists(), "psm_ alone is nobody's evidence");
+    assert!(
+        shm.path().join("psm_unheld").exists(),
+        "psm_ alone is nobody's evidence"
+    );
     assert!(!shm.path().join("psm_held").exists());
     let json = serde_json::to_value(&report)?;
     assert_eq!(json["outcome"]["kind"], "exited");

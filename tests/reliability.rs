@@ -22,7 +22,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::json;
 use serial_test::serial;
-use sglang_memtest::fixture::{ServerFixture, ServerSpec, WaitFor};
+use sglang_memtest::fixture::{ServerFixture, ServerSpec};
 use sglang_memtest::load::{Request, RequestContext, Workload};
 use sglang_memtest::report::{Report, RunOutcome};
 use sglang_memtest::{CancellationToken, ScenarioConfig};
@@ -61,9 +61,7 @@ fn segments_of(pids: &BTreeSet<u32>) -> Vec<String> {
         return Vec::new();
     };
     rd.filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| {
-            n.starts_with("psm_reference_") || n.starts_with("sgl_shm_reference_")
-        })
+        .filter(|n| n.starts_with("psm_reference_") || n.starts_with("sgl_shm_reference_"))
         .filter(|n| {
             n.split('_')
                 .filter_map(|p| p.parse::<u32>().ok())
@@ -292,7 +290,9 @@ fn path_pass(i: usize) -> Result<Ended, Box<dyn std::error::Error>> {
     let pids = report_pids(&r);
     let (orphans, segments) = our_mess(&pids);
     assert!(
-        r.shutdown.as_ref().is_some_and(|s| s.shm_removed.len() >= 30),
+        r.shutdown
+            .as_ref()
+            .is_some_and(|s| s.shm_removed.len() >= 30),
         "teardown removes the leaked segments: {:?}",
         r.shutdown
     );
@@ -335,7 +335,10 @@ fn path_assertion(i: usize) -> Result<Ended, Box<dyn std::error::Error>> {
 /// A panic inside the run: the workload panics at request 20.
 fn path_panic(i: usize) -> Result<Ended, Box<dyn std::error::Error>> {
     let workload = Workload::custom("panics", |ctx: &RequestContext<'_>| {
-        assert!(ctx.index < 20, "the workload panics on purpose at request 20");
+        assert!(
+            ctx.index < 20,
+            "the workload panics on purpose at request 20"
+        );
         Request::post(
             "/generate",
             json!({"text": ctx.prompt(), "sampling_params": {"max_new_tokens": 4}}),
@@ -375,7 +378,11 @@ fn path_startup_timeout(i: usize) -> Result<Ended, Box<dyn std::error::Error>> {
         &scenario("startup_timeout", i, &["--startup-delay-ms=30000"], 10)
             .startup_timeout(Duration::from_secs(1)),
     );
-    let message = r.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+    let message = r
+        .error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
     assert!(message.contains("was not ready within 1s"), "{message}");
     let (orphans, _) = our_mess(&BTreeSet::new());
     Ok(Ended {
@@ -414,7 +421,11 @@ fn path_cancelled(i: usize) -> Result<Ended, Box<dyn std::error::Error>> {
         s.run_until(&token).await
     });
     assert_eq!(r.outcome, RunOutcome::Error, "{}", r.summary());
-    let message = r.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+    let message = r
+        .error
+        .as_ref()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
     assert!(message.contains("interrupted after"), "{message}");
     assert!(r.requests.as_ref().is_some_and(|q| q.sent >= 20));
     let pids = report_pids(&r);
@@ -425,7 +436,11 @@ fn path_cancelled(i: usize) -> Result<Ended, Box<dyn std::error::Error>> {
     Ok(Ended {
         orphans,
         segments,
-        kept: format!("report {:?}, {} requests", r.outcome, r.requests.map_or(0, |q| q.sent)),
+        kept: format!(
+            "report {:?}, {} requests",
+            r.outcome,
+            r.requests.map_or(0, |q| q.sent)
+        ),
         cleanup: Duration::ZERO,
         until_next_start: 0,
     })
@@ -484,7 +499,11 @@ fn path_test_startup_interrupt(i: usize) -> Result<Ended, Box<dyn std::error::Er
 
 /// A reference server spec for a bare fixture, logging into `dir`.
 fn reference_spec(dir: &Path, knobs: &[&str]) -> ServerSpec {
-    let mut args = vec!["serve-reference".to_owned(), "--port".into(), "{port}".into()];
+    let mut args = vec![
+        "serve-reference".to_owned(),
+        "--port".into(),
+        "{port}".into(),
+    ];
     args.extend(knobs.iter().map(|s| (*s).to_owned()));
     ServerSpec::command(common::exe(), args)
         .with_log_dir(dir)
@@ -503,8 +522,12 @@ fn end_paths() -> Vec<(&'static str, EndPath)> {
         ("startup timeout", path_startup_timeout),
         ("cancelled token, then another run", path_cancelled),
         ("SIGINT to the CLI", |i| path_cli_signal(i, Signal::SIGINT)),
-        ("SIGTERM to the CLI", |i| path_cli_signal(i, Signal::SIGTERM)),
-        ("SIGKILL to the CLI", |i| path_cli_signal(i, Signal::SIGKILL)),
+        ("SIGTERM to the CLI", |i| {
+            path_cli_signal(i, Signal::SIGTERM)
+        }),
+        ("SIGKILL to the CLI", |i| {
+            path_cli_signal(i, Signal::SIGKILL)
+        }),
         ("SIGINT to cargo test (watchdog)", |i| {
             path_test_signal(i, Signal::SIGINT)
         }),
@@ -512,7 +535,10 @@ fn end_paths() -> Vec<(&'static str, EndPath)> {
             path_test_signal(i, Signal::SIGTERM)
         }),
         ("Ctrl-C during start-up (CLI)", path_cli_startup_interrupt),
-        ("Ctrl-C during start-up (cargo test)", path_test_startup_interrupt),
+        (
+            "Ctrl-C during start-up (cargo test)",
+            path_test_startup_interrupt,
+        ),
     ]
 }
 
@@ -558,7 +584,9 @@ fn every_end_path_leaves_nothing_a_few_times() {
 #[serial]
 #[ignore = "the stress run: 20 of each end path, ~15 min; prints the table of docs/reliability.md"]
 fn stress_every_end_path() {
-    println!("| end path | repetitions | orphans | leftover segments | data kept | slowest cleanup |");
+    println!(
+        "| end path | repetitions | orphans | leftover segments | data kept | slowest cleanup |"
+    );
     println!("|---|---|---|---|---|---|");
     run_paths(20);
 }
@@ -575,7 +603,10 @@ fn foreign_segments_made_during_a_run_are_not_counted_and_not_removed() -> TestR
         format!("psm_memtest_foreign_{me}_closed"),
         format!("sgl_shm_memtest_foreign_{me}"),
     ];
-    let paths: Vec<PathBuf> = names.iter().map(|n| Path::new("/dev/shm").join(n)).collect();
+    let paths: Vec<PathBuf> = names
+        .iter()
+        .map(|n| Path::new("/dev/shm").join(n))
+        .collect();
     let s = scenario("foreign", 0, &[], 60).build()?;
     let marks = s.out_dir().join("foreign_0.marks.csv");
     let maker_paths = paths.clone();
@@ -583,7 +614,10 @@ fn foreign_segments_made_during_a_run_are_not_counted_and_not_removed() -> TestR
     // and one SGLang-named one, and leaves the third closed.
     let maker = std::thread::spawn(move || -> std::io::Result<std::process::Child> {
         eventually(Duration::from_secs(30), || marks.exists());
-        let p: Vec<String> = maker_paths.iter().map(|p| p.display().to_string()).collect();
+        let p: Vec<String> = maker_paths
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
         Command::new("sh")
             .args([
                 "-c",
@@ -605,11 +639,21 @@ fn foreign_segments_made_during_a_run_are_not_counted_and_not_removed() -> TestR
         let _ = std::fs::remove_file(p);
     }
     assert_eq!(r.outcome, RunOutcome::Leak, "{}", r.summary());
-    assert_eq!(exists, [true, true, true], "another job's segments were removed");
+    assert_eq!(
+        exists,
+        [true, true, true],
+        "another job's segments were removed"
+    );
     let shutdown = r.shutdown.as_ref().ok_or("no shutdown report")?;
     for n in &names {
-        assert!(!shutdown.shm_removed.contains(n), "{n} removed: {shutdown:?}");
-        assert!(shutdown.shm_left.contains(n), "{n} not reported: {shutdown:?}");
+        assert!(
+            !shutdown.shm_removed.contains(n),
+            "{n} removed: {shutdown:?}"
+        );
+        assert!(
+            shutdown.shm_left.contains(n),
+            "{n} not reported: {shutdown:?}"
+        );
     }
     // The server's own 64 KiB a request are its leak; the 9 MiB of the other job are not in it.
     let shm = r
@@ -625,7 +669,11 @@ fn foreign_segments_made_during_a_run_are_not_counted_and_not_removed() -> TestR
             .get(m)
             .map_or(0.0, |s| s.points.iter().map(|p| p.v).fold(0.0, f64::max))
     };
-    assert!(max("shm.bytes") < 8.0 * 1024.0 * 1024.0, "{}", max("shm.bytes"));
+    assert!(
+        max("shm.bytes") < 8.0 * 1024.0 * 1024.0,
+        "{}",
+        max("shm.bytes")
+    );
     assert!(max("shm.bytes@host") >= max("shm.bytes") + 8.0 * 1024.0 * 1024.0);
     Ok(())
 }
@@ -658,7 +706,10 @@ async fn a_process_that_escapes_the_group_is_still_stopped() -> TestResult {
         "{report:?}"
     );
     assert!(report.leftovers.is_empty(), "{report:?}");
-    assert!(!common::alive(escaped), "escaped {escaped} survived teardown");
+    assert!(
+        !common::alive(escaped),
+        "escaped {escaped} survived teardown"
+    );
     Ok(())
 }
 
@@ -693,7 +744,10 @@ async fn eight_at_once(dir: &Path) -> TestResult {
             assert!(answer.status().is_success());
         }
     }
-    let roots: Vec<u32> = fixtures.iter().filter_map(ServerFixture::root_pid).collect();
+    let roots: Vec<u32> = fixtures
+        .iter()
+        .filter_map(ServerFixture::root_pid)
+        .collect();
     let stops = fixtures.into_iter().map(ServerFixture::stop);
     let reports = futures_join_all(stops).await;
     for (report, root) in reports.into_iter().zip(&roots) {

@@ -20,17 +20,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use driver::{Driver, Plan, RequestRecord, error_guard};
 pub(crate) use driver::describe_reqwest;
+pub use driver::{Driver, Plan, RequestRecord, error_guard};
 pub use images::{ImageConfig, ImageFormat, ImageMode, ImageSource};
 pub use kind::{DEFAULT_BLOCK, Mix, RequestKind};
 pub use log::{KindCounts, KindSequence, RequestLog, RequestSummary, read_records};
 pub use request::prompt;
+pub use schedule::{Arrival, Schedule, schedule};
 pub use send::RequestOutcome;
 pub use source::{
     AbortAt, Delivery, Expect, Request, RequestContext, RequestSource, SharedSource, Standard,
 };
-pub use schedule::{Arrival, Schedule, schedule};
 
 /// Errors driving requests.
 #[derive(Debug, thiserror::Error)]
@@ -186,9 +186,10 @@ impl Workload {
     /// The source of the requests: the shipped kinds of `mix`, or the custom source.
     pub fn source(&self, mix: &Mix) -> SharedSource {
         match self {
-            Workload::Custom(c) => c.source.clone().unwrap_or_else(|| {
-                SharedSource(std::sync::Arc::new(Recorded(c.name.clone())))
-            }),
+            Workload::Custom(c) => c
+                .source
+                .clone()
+                .unwrap_or_else(|| SharedSource(std::sync::Arc::new(Recorded(c.name.clone())))),
             other => SharedSource(std::sync::Arc::new(Standard {
                 with_images: matches!(other, Workload::VlmImage(_)),
                 mix: mix.clone(),

@@ -71,9 +71,7 @@ pub(crate) async fn deliver(
         } else {
             json!({"rid": request.rid.clone().unwrap_or_default()})
         };
-        let mut b = client
-            .post(format!("{base_url}/abort_request"))
-            .json(&body);
+        let mut b = client.post(format!("{base_url}/abort_request")).json(&body);
         if let Some(key) = api_key {
             b = b.bearer_auth(key);
         }
@@ -165,7 +163,10 @@ where
             Ok(body) => judge_whole(request.expect, status, &body, json),
             Err(e) => Delivered::failed(
                 Some(status),
-                format!("reading the response failed: {}", super::driver::describe_reqwest(&e)),
+                format!(
+                    "reading the response failed: {}",
+                    super::driver::describe_reqwest(&e)
+                ),
             ),
         };
     }
@@ -313,7 +314,10 @@ impl Events {
 /// The end of the first complete event in `buf`: (its length, the separator's).
 fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
     let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
+    let crlf = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4));
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
@@ -338,9 +342,8 @@ fn says_aborted(v: &Value) -> bool {
                 c.iter()
                     .any(|c| c.get("finish_reason").is_some_and(reason_is_abort))
             })
-            || v.get("error").is_some_and(|e| {
-                e.to_string().to_ascii_lowercase().contains("abort")
-            })
+            || v.get("error")
+                .is_some_and(|e| e.to_string().to_ascii_lowercase().contains("abort"))
             || v.get("message")
                 .and_then(Value::as_str)
                 .is_some_and(|m| m.to_ascii_lowercase().contains("abort"))
@@ -368,7 +371,11 @@ fn judge_whole(expect: Expect, status: u16, body: &[u8], json: bool) -> Delivere
     let client_error = (400..500).contains(&status);
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let aborted = parsed.as_ref().map_or_else(
-        || String::from_utf8_lossy(body).to_ascii_lowercase().contains("abort"),
+        || {
+            String::from_utf8_lossy(body)
+                .to_ascii_lowercase()
+                .contains("abort")
+        },
         says_aborted,
     );
     let planned = |outcome| Delivered {
@@ -439,7 +446,9 @@ mod tests {
     #[test]
     fn a_native_stream_refusal_is_a_rejection() {
         let mut e = Events::default();
-        e.feed(b"data: {\"error\": {\"message\": \"too long\", \"code\": 400}}\n\ndata: [DONE]\n\n");
+        e.feed(
+            b"data: {\"error\": {\"message\": \"too long\", \"code\": 400}}\n\ndata: [DONE]\n\n",
+        );
         assert_eq!((e.error_code, e.count), (Some(400), 2));
     }
 
@@ -451,8 +460,12 @@ mod tests {
         assert!(says_aborted(
             &json!({"choices": [{"finish_reason": "abort"}]})
         ));
-        assert!(says_aborted(&json!({"error": {"message": "Request aborted."}})));
-        assert!(!says_aborted(&json!({"choices": [{"finish_reason": "length"}]})));
+        assert!(says_aborted(
+            &json!({"error": {"message": "Request aborted."}})
+        ));
+        assert!(!says_aborted(
+            &json!({"choices": [{"finish_reason": "length"}]})
+        ));
     }
 
     #[test]

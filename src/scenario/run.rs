@@ -11,9 +11,9 @@ use super::stages::{check_sglang, check_vllm, flush};
 use super::{Scenario, ScenarioError, Target};
 use crate::Error;
 use crate::analysis::{self, adaptive, adaptive::Adaptive};
+use crate::fixture::watchdog;
 use crate::fixture::{LogWatchReport, ServerFixture, ServerSpec};
 use crate::load::{self, images::ImageSet};
-use crate::fixture::watchdog;
 use crate::load::{Driver, LoadError, Plan, RequestLog};
 use crate::report::{Report, ReportFiles, RunError, RunOutcome, SCHEMA_VERSION, TargetInfo};
 use crate::tracker::metric::Metric;
@@ -317,12 +317,11 @@ impl Scenario {
         match (outcome, exit) {
             // Even one crash at the last request is a failed run, whatever the error rate says.
             (outcome, Some(status)) => {
-                let oom = tokio::task::spawn_blocking(move || {
-                    crate::fixture::oom_evidence(&tree_pids)
-                })
-                .await
-                .ok()
-                .flatten();
+                let oom =
+                    tokio::task::spawn_blocking(move || crate::fixture::oom_evidence(&tree_pids))
+                        .await
+                        .ok()
+                        .flatten();
                 return Err(accounting::exited(
                     report,
                     status,

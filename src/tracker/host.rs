@@ -137,7 +137,8 @@ fn describe(pid: u32, t_ms: u64) -> Option<ProcessInfo> {
     let proc = procfs::process::Process::new(pid as i32).ok()?;
     let stat = proc.stat().ok()?;
     let cmdline = proc.cmdline().unwrap_or_default();
-    let mut joined = cmdline.join(" ");
+    // Secrets on a command line (`--api-key K`) never reach the report.
+    let mut joined = crate::fixture::redact(&cmdline).join(" ");
     if joined.len() > 512 {
         let mut cut = 512;
         while !joined.is_char_boundary(cut) {
@@ -203,7 +204,6 @@ impl HostSource {
             out.push(Reading::count(HOST_PROCS_TREE, alive));
         }
     }
-
 }
 
 /// PSS/USS of `pids` (and the host's headroom). Slow on big processes (≈ 15 ms per GiB

@@ -63,9 +63,10 @@ impl Slow {
                 shm.sample(&pids, &mut out);
             }
             if !out.is_empty() {
-                self.store.push(self.store.now_us(), std::mem::take(&mut out));
+                self.store
+                    .push(self.store.now_us(), std::mem::take(&mut out));
             }
-            if self.rollups && (tick % self.pss_every.max(1) == 0 || last) {
+            if self.rollups && (tick.is_multiple_of(self.pss_every.max(1)) || last) {
                 host::sample_rollups(&pids, &mut out);
                 self.store.push(self.store.now_us(), out);
             }
@@ -88,7 +89,9 @@ impl Sampler {
                     self.store.set_source(status(
                         "host",
                         self.tree.is_some(),
-                        Some(format!("PSS/USS and /dev/shm not read: no thread for them ({e})")),
+                        Some(format!(
+                            "PSS/USS and /dev/shm not read: no thread for them ({e})"
+                        )),
                     ));
                 })
                 .ok()

@@ -18,7 +18,9 @@ use super::ReferenceError;
 use super::state::State;
 
 /// What the generate routes answer instead of their JSON (`--answer`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Answer {
     /// The normal JSON answer.
