@@ -21,7 +21,7 @@ impl HostProbe {
     /// A probe (nothing is read yet).
     pub fn new() -> Self {
         Self {
-            source: HostSource::new(1),
+            source: HostSource::new(),
             out: Vec::new(),
         }
     }
@@ -36,7 +36,7 @@ impl HostProbe {
     /// The PSS/USS tick over `pids` (`smaps_rollup`, every few readings): readings made.
     pub fn rollup_tick(&mut self, pids: &[u32]) -> usize {
         self.out.clear();
-        self.source.sample_rollups(pids, &mut self.out);
+        super::host::sample_rollups(pids, &mut self.out);
         self.out.len()
     }
 }
