@@ -46,7 +46,7 @@ impl Error {
         use crate::scenario::ScenarioError as S;
         match self {
             Error::Config(_) | Error::Tracker(_) => ErrorKind::Setup,
-            Error::Fixture(F::Teardown { .. }) => ErrorKind::Run,
+            Error::Fixture(F::Teardown { .. } | F::Cancelled { .. }) => ErrorKind::Run,
             Error::Fixture(_) => ErrorKind::Setup,
             Error::Load(crate::load::LoadError::Images(_) | crate::load::LoadError::Client(_)) => {
                 ErrorKind::Setup
@@ -57,6 +57,7 @@ impl Error {
                 | S::GpuRequired(_)
                 | S::SglangMissing { .. }
                 | S::VllmMissing { .. }
+                | S::AttachUnreachable { .. }
                 | S::NothingJudged,
             ) => ErrorKind::Setup,
             Error::Scenario(_) => ErrorKind::Run,

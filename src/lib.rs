@@ -41,6 +41,8 @@ pub use fixture::{
 pub use load::{Api, DriverConfig, Workload};
 pub use report::{Report, RunFailure};
 pub use scenario::{Scenario, Target};
+/// Cancels a run, a start-up or a driver (tokio-util's): see [`Scenario::run_until`].
+pub use tokio_util::sync::CancellationToken;
 pub use tracker::{MemoryTracker, Timeline, TrackerConfig};
 
 /// The README's Rust examples, compiled as doctests.

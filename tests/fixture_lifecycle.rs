@@ -354,7 +354,11 @@ async fn shm_segments_of_the_run_are_removed_others_reported() -> TestResult {
     let logs = tempfile::tempdir()?;
     let shm = tempfile::tempdir()?;
     std::fs::write(shm.path().join("psm_before"), b"old")?;
-    let script = format!("touch \"$1/psm_run\" \"$1/sgl_shm_0\" \"$1/unrelated\"; {HTTP_SERVER}");
+    // The server holds psm_held open (fd 3 survives the exec), makes an SGLang-named segment,
+    // and two it never holds: a psm_* (CPython's prefix, anyone's) and an unrelated name.
+    let script = format!(
+        "touch \"$1/psm_held\" \"$1/sgl_shm_0\" \"$1/psm_unheld\" \"$1/unrelated\"; exec 3<\"$1/psm_held\"; {HTTP_SERVER}"
+    );
     let spec = ServerSpec::command(
         "sh",
         ["-c", &script, "sh", &shm.path().display().to_string()],
@@ -364,10 +368,14 @@ async fn shm_segments_of_the_run_are_removed_others_reported() -> TestResult {
     .with_shm_dir(shm.path());
     let fx = ServerFixture::start(spec).await?;
     let report = fx.stop().await?;
-    assert_eq!(report.shm_removed, ["psm_run", "sgl_shm_0"]);
-    assert_eq!(report.shm_left, ["unrelated"]);
+    assert_eq!(report.shm_removed, ["psm_held", "sgl_shm_0"]);
+    assert_eq!(report.shm_left, ["psm_unheld", "unrelated"]);
     assert!(shm.path().join("psm_before").exists() && shm.path().join("unrelated").exists());
-    assert!(!shm.path().join("psm_run").exists());
+    assert!(
+        shm.path().join("psm_unheld").exists(),
+        "psm_ alone is nobody's evidence"
+    );
+    assert!(!shm.path().join("psm_held").exists());
     let json = serde_json::to_value(&report)?;
     assert_eq!(json["outcome"]["kind"], "exited");
     Ok(())

@@ -17,7 +17,9 @@ use std::time::Duration;
 use serial_test::serial;
 use sglang_memtest::analysis::Outcome;
 use sglang_memtest::fixture::ServerFixture;
+use sglang_memtest::load::{Mix, RequestKind};
 use sglang_memtest::report::{Report, RunOutcome};
+use sglang_memtest::tracker::idle::RUNNING_REQS;
 use sglang_memtest::tracker::{GpuMode, metric};
 use sglang_memtest::{ScenarioConfig, Target};
 
@@ -228,6 +230,85 @@ fn vlm_image_passes() {
     // Every measured request carried a unique image that reached the vision tower.
     let requests = r.requests.as_ref().expect("request counts");
     assert_eq!(requests.failed, 0);
+}
+
+/// Measured requests of the `error_paths` scenario (capped: no adaptive extension past it).
+const ERROR_PATH_REQUESTS: u64 = 150;
+
+/// Every error path of the `error_paths` mix reaches real SGLang and is answered as planned:
+/// rejections refused (400), aborts aborted (running and queued), streams dropped mid-way — and
+/// none of it leaks, leaves a request running, or leaves anything behind.
+#[test]
+#[ignore = "needs the SGLang CPU install: scripts/setup-sglang-cpu.sh"]
+#[serial(sglang)]
+fn error_paths_reach_sglang_and_pass() {
+    let c = on_cpu(
+        ScenarioConfig::error_paths(),
+        "error_paths",
+        ERROR_PATH_REQUESTS,
+    )
+    .max_requests(2 * ERROR_PATH_REQUESTS);
+    let r = assert_passes(c);
+    let q = r.requests.as_ref().expect("request counts");
+    assert_eq!(q.failed, 0, "{}", r.summary());
+    for kind in Mix::error_paths().kinds() {
+        let c = q
+            .by_kind
+            .get(kind.as_str())
+            .unwrap_or_else(|| panic!("no {kind} requests\n{}", r.summary()));
+        assert!(c.measured > 0 && c.failed == 0, "{kind}: {c:?}");
+        if kind.is_rejection() {
+            assert_eq!(c.rejected, c.sent, "{kind} must all be refused: {c:?}");
+        }
+        if kind.is_abort() {
+            // Aborted while running or queued; an abort that lost the race to the last token
+            // is allowed, but the path must be taken.
+            assert!(2 * c.aborted >= c.sent, "{kind} barely aborted: {c:?}");
+        }
+        if kind == RequestKind::Disconnect {
+            assert_eq!(c.disconnected, c.sent, "{c:?}");
+        }
+    }
+    // No request of an aborted or abandoned stream kept running (SGLang's own count).
+    let idle = r.idle_accounting.as_ref().expect("idle accounting");
+    assert_eq!(
+        idle.check(RUNNING_REQS).map(|c| c.outcome),
+        Some(Outcome::Pass),
+        "{}",
+        r.summary()
+    );
+}
+
+/// A leak planted on SGLang's abort path (the tokenizer manager keeps bytes for every request it
+/// aborts) is caught by a workload that aborts, in that process, and attributed to the abort
+/// kind: the abort requests reach SGLang's abort code.
+#[test]
+#[ignore = "needs the SGLang CPU install: scripts/setup-sglang-cpu.sh"]
+#[serial(sglang)]
+fn a_leak_on_sglangs_abort_path_follows_the_abort_requests() {
+    let before = shm_names();
+    let c = on_cpu(
+        ScenarioConfig::text_model(),
+        "planted_abort",
+        PLANTED_REQUESTS,
+    )
+    .set("mix", "abort=0.4")
+    .server_env("PYTHONPATH", planted_leaks_dir().display().to_string())
+    .server_env("MEMTEST_SGLANG_LEAK", "abort")
+    .server_env("MEMTEST_SGLANG_LEAK_BYTES", (4 * PLANTED).to_string());
+    let r = run(c);
+    eprintln!("{}", r.summary());
+    assert_eq!(r.outcome, RunOutcome::Leak, "{}", r.summary());
+    assert_eq!(leaking_roles(&r), ["tokenizer_manager"], "{}", r.summary());
+    let m = rss_of(&r, "tokenizer_manager");
+    let split = m
+        .by_kind
+        .as_ref()
+        .unwrap_or_else(|| panic!("no per-kind split\n{}", r.summary()));
+    assert_eq!(split.follows, ["abort"], "{}", split.finding);
+    let shutdown = r.shutdown.as_ref().expect("a shutdown record");
+    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
+    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
 }
 
 /// A leak planted in `role`'s process (see `fixtures/sglang/planted_leaks`) must be called, in

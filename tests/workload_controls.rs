@@ -26,7 +26,11 @@ fn tree(r: &Report) -> &sglang_memtest::analysis::MetricAnalysis {
 }
 
 #[rstest]
-#[case::rejected("--leak-bytes-per-rejected", "reject-long-prompt=0.3", "reject-long-prompt")]
+#[case::rejected(
+    "--leak-bytes-per-rejected",
+    "reject-long-prompt=0.3",
+    "reject-long-prompt"
+)]
 #[case::abort("--leak-bytes-per-abort", "abort=0.3", "abort")]
 #[case::abort_queued("--leak-bytes-per-abort", "abort-queued=0.3", "abort-queued")]
 #[case::disconnect("--leak-bytes-per-disconnect", "disconnect=0.3", "disconnect")]
@@ -54,14 +58,23 @@ fn an_error_path_leak_is_caught_only_by_its_workload(
         .by_kind
         .as_ref()
         .unwrap_or_else(|| panic!("no per-kind split\n{}", mixed.summary()));
-    assert_eq!(by_kind.follows, vec![kind.to_owned()], "{}", by_kind.finding);
+    assert_eq!(
+        by_kind.follows,
+        vec![kind.to_owned()],
+        "{}",
+        by_kind.finding
+    );
     // The planted bytes per request of that kind lie in its interval (within allocator slack).
     let slope = &by_kind.kinds[0].slope;
     assert!(
         slope.ci.lo < 1.05 * 1048576.0 && slope.ci.hi > 0.9 * 1048576.0,
         "{slope:?}"
     );
-    assert!(mixed.summary().contains(&format!("follows {kind}")), "{}", mixed.summary());
+    assert!(
+        mixed.summary().contains(&format!("follows {kind}")),
+        "{}",
+        mixed.summary()
+    );
 }
 
 #[test]
@@ -70,7 +83,10 @@ fn a_clean_server_passes_every_error_path_counted_as_planned() {
     assert_eq!(r.outcome, RunOutcome::Pass, "{}", r.summary());
     let q = r.requests.as_ref().expect("request counts");
     assert_eq!(q.failed, 0, "{}", r.summary());
-    assert!(q.rejected > 0 && q.aborted > 0 && q.disconnected > 0, "{q:?}");
+    assert!(
+        q.rejected > 0 && q.aborted > 0 && q.disconnected > 0,
+        "{q:?}"
+    );
     let mix = Mix::error_paths();
     for kind in mix.kinds() {
         let c = &q.by_kind[kind.as_str()];
@@ -91,15 +107,16 @@ fn a_clean_server_passes_every_error_path_counted_as_planned() {
 fn image_kinds_reach_the_image_path() {
     // A leak per decoded image: three images per multi-image request, a new size each time for
     // mixed-sizes; both are caught and split by kind.
-    let r = run(
-        &quick(
-            "paths_images",
-            &["--leak-bytes-per-image=262144"],
-            Workload::VlmImage(sglang_memtest::load::ImageConfig::default()),
-        )
-        .set("image_size", "64x64")
-        .set("mix", "multi-image=0.3,mixed-sizes=0.2,reject-bad-image=0.2"),
-    );
+    let r = run(&quick(
+        "paths_images",
+        &["--leak-bytes-per-image=262144"],
+        Workload::VlmImage(sglang_memtest::load::ImageConfig::default()),
+    )
+    .set("image_size", "64x64")
+    .set(
+        "mix",
+        "multi-image=0.3,mixed-sizes=0.2,reject-bad-image=0.2",
+    ));
     let q = r.requests.as_ref().expect("request counts");
     assert_eq!(q.failed, 0, "{}", r.summary());
     assert!(q.by_kind["reject-bad-image"].rejected > 0, "{q:?}");

@@ -277,13 +277,12 @@ fn invert(m: &[Vec<f64>]) -> Option<Vec<Vec<f64>>> {
         for v in &mut a[col] {
             *v /= d;
         }
-        for r in 0..p {
-            if r != col {
-                let f = a[r][col];
-                if f != 0.0 {
-                    for c in 0..2 * p {
-                        a[r][c] -= f * a[col][c];
-                    }
+        let pivot_row = a[col].clone();
+        for (r, row) in a.iter_mut().enumerate() {
+            let f = row[col];
+            if r != col && f != 0.0 {
+                for (v, pv) in row.iter_mut().zip(&pivot_row) {
+                    *v -= f * pv;
                 }
             }
         }
@@ -319,7 +318,9 @@ mod tests {
         let values: Vec<f64> = (0..n)
             .map(|i| {
                 level += per_kind(mix.kind_of(i));
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 let noise = ((state >> 33) as f64 / (1u64 << 31) as f64 - 0.5) * 200_000.0;
                 level + noise
             })
@@ -335,7 +336,13 @@ mod tests {
     fn a_leak_on_one_kind_is_attributed_to_it() {
         let mix: Mix = "abort=0.1,stream=0.3".parse().unwrap_or_default();
         let n = 300;
-        let s = series(&mix, n, |k| if k == RequestKind::Abort { 1048576.0 } else { 0.0 });
+        let s = series(&mix, n, |k| {
+            if k == RequestKind::Abort {
+                1048576.0
+            } else {
+                0.0
+            }
+        });
         let a = attribute(&s, 0, &sequence(&mix, n), 65536.0, 0.95, fmt)
             .unwrap_or_else(|| panic!("no attribution"));
         assert_eq!(a.follows, vec!["abort".to_owned()], "{}", a.finding);
@@ -350,7 +357,9 @@ mod tests {
 
     #[test]
     fn a_leak_on_every_request_follows_requests_in_general() {
-        let mix: Mix = "disconnect=0.2,reject-long-prompt=0.2".parse().unwrap_or_default();
+        let mix: Mix = "disconnect=0.2,reject-long-prompt=0.2"
+            .parse()
+            .unwrap_or_default();
         let n = 400;
         let s = series(&mix, n, |_| 1048576.0);
         let a = attribute(&s, 0, &sequence(&mix, n), 65536.0, 0.95, fmt)

@@ -301,6 +301,11 @@ impl ScenarioConfig {
             .unwrap_or(u32::MAX)
             .max(crate::load::DEFAULT_BLOCK);
         self.driver.mix = std::mem::take(&mut self.driver.mix).with_block(block);
+        // A warm-up (unless switched off) sends every kind of a mix at least once.
+        if self.driver.warmup_requests > 0 {
+            let kinds = self.driver.mix.weights.len() as u64;
+            self.driver.warmup_requests = self.driver.warmup_requests.max(kinds);
+        }
         let caches = self.caches(&target);
         let mut tracker = self.tracker.clone();
         tracker.gpu = self.gpu.unwrap_or_else(|| default_gpu_mode(&target));

@@ -239,3 +239,54 @@ fn the_readme_lists_every_knob() {
         "README's knob table is stale: paste `cargo run -- knobs` between the knobs markers"
     );
 }
+
+#[test]
+fn the_mix_is_checked_against_the_scenario() {
+    let err = |c: ScenarioConfig| c.build().map(|_| ()).unwrap_err().to_string();
+    let e = err(ScenarioConfig::text_model().set("mix", "multi-image=0.2"));
+    assert!(e.contains("only a vlm-image scenario"), "{e}");
+    assert!(e.contains("MEMTEST_MIX") || e.contains("mix"), "{e}");
+    let e = err(ScenarioConfig::text_model().set("mix", "reject-bad-image=0.2"));
+    assert!(e.contains("needs a VLM"), "{e}");
+    let e = err(ScenarioConfig::text_model()
+        .set("mix", "abort-all=0.1")
+        .concurrency(4));
+    assert!(e.contains("concurrency 1 only"), "{e}");
+    let e = err(ScenarioConfig::text_model()
+        .set("vllm_model", "m")
+        .set("mix", "abort=0.1"));
+    assert!(e.contains("vLLM does not have"), "{e}");
+    let e = err(ScenarioConfig::text_model().set("mix", "stream=0.9,abort=0.2"));
+    assert!(e.contains("past 1"), "{e}");
+    // Fine: image kinds on vlm_image, every error path on text, from the environment too.
+    ScenarioConfig::vlm_image()
+        .set(
+            "mix",
+            "multi-image=0.2,mixed-sizes=0.2,reject-bad-image=0.1",
+        )
+        .build()
+        .expect("image kinds on an image scenario");
+    let s = ScenarioConfig::text_model()
+        .env_overrides_from(env(&[("MEMTEST_MIX", "error-paths")]))
+        .expect("the environment")
+        .concurrency(8)
+        .build()
+        .expect("builds");
+    assert_eq!(
+        s.driver.mix.weights,
+        crate::load::Mix::error_paths().weights
+    );
+    // Blocks are at least as long as the concurrency.
+    assert_eq!(s.driver.mix.block, 8);
+}
+
+#[test]
+fn the_error_paths_preset_sends_every_error_path() {
+    let s = ScenarioConfig::error_paths().build().expect("builds");
+    assert_eq!(s.name(), "error_paths");
+    assert_eq!(s.driver.num_requests, 200);
+    let kinds: Vec<_> = s.driver.mix.kinds().collect();
+    assert!(kinds.iter().any(|k| k.is_rejection()));
+    assert!(kinds.iter().any(|k| k.is_abort()));
+    assert!(kinds.contains(&crate::load::RequestKind::Disconnect));
+}

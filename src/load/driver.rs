@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 
 use super::images::ImageSet;
 use super::log::RequestLog;
@@ -106,6 +107,8 @@ pub struct Driver<'a> {
     runs: u64,
     /// Requests the run is planned to send in all (see [`expect_total`](Self::expect_total)).
     expected: u64,
+    /// Stops sending and waiting when cancelled (see [`with_cancel`](Self::with_cancel)).
+    cancel: CancellationToken,
 }
 
 impl<'a> Driver<'a> {
@@ -153,7 +156,16 @@ impl<'a> Driver<'a> {
             sent_in: std::collections::HashMap::new(),
             runs: 0,
             expected: 0,
+            cancel: CancellationToken::new(),
         })
+    }
+
+    /// Stop when `cancel` is cancelled (Ctrl-C, SIGTERM, the server died): no new request is
+    /// sent, waits for the next send time, a free slot or answers in flight end at once, and
+    /// [`run`](Self::run) returns [`LoadError::Interrupted`].
+    pub fn with_cancel(mut self, cancel: CancellationToken) -> Self {
+        self.cancel = cancel;
+        self
     }
 
     /// Requests the whole run is planned to send, when it sends them in several [`run`](Self::run)s
@@ -175,7 +187,7 @@ impl<'a> Driver<'a> {
 
     /// Send `plan`'s requests of `phase`, marking each completion on `tracker` and recording it
     /// in `log`. Stops early, with the error, when the server is gone, when more requests failed
-    /// than the guard allows for the whole run, or on an interrupt.
+    /// than the guard allows for the whole run, or when cancelled.
     ///
     /// # Errors
     /// [`LoadError::ServerGone`], [`LoadError::TooManyFailures`], [`LoadError::Interrupted`],
@@ -188,6 +200,7 @@ impl<'a> Driver<'a> {
         log: &mut RequestLog,
     ) -> Result<(), LoadError> {
         let config = self.config;
+        let cancel = self.cancel.clone();
         let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
         let start = Instant::now();
         let seed = config.seed ^ self.runs.wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -212,17 +225,17 @@ impl<'a> Driver<'a> {
             }
             tokio::select! {
                 () = tokio::time::sleep_until((start + at).into()) => {}
-                () = super::until_interrupted() => break,
+                () = cancel.cancelled() => break,
             }
             let permit = tokio::select! {
                 p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-                () = super::until_interrupted() => break,
+                () = cancel.cancelled() => break,
             };
             // Reap what finished, to notice a dead server early.
             while let Some(Ok(r)) = tasks.try_join_next() {
                 log.record(&r);
             }
-            if log.consecutive_no_answer() >= GONE_AFTER || super::interrupted() {
+            if log.consecutive_no_answer() >= GONE_AFTER || cancel.is_cancelled() {
                 break;
             }
             // Once more requests failed than the guard allows for the whole run, the outcome
@@ -251,6 +264,7 @@ impl<'a> Driver<'a> {
             let ctx = RequestContext {
                 index: global,
                 phase,
+                phase_index: index,
                 api: config.api,
                 model: &self.model,
                 max_new_tokens: config.max_new_tokens,
@@ -298,7 +312,7 @@ impl<'a> Driver<'a> {
                 // Finished requests first: only those still in flight are abandoned.
                 biased;
                 j = tasks.join_next() => j,
-                () = super::until_interrupted() => {
+                () = cancel.cancelled() => {
                     tasks.abort_all();
                     None
                 }
@@ -317,7 +331,7 @@ impl<'a> Driver<'a> {
                 last_error: summary.first_error.unwrap_or_default(),
             });
         }
-        if super::interrupted() {
+        if cancel.is_cancelled() {
             return Err(LoadError::Interrupted {
                 completed: summary.ok,
             });

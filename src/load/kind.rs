@@ -304,6 +304,15 @@ impl Mix {
         self.cycle[(block % self.cycle.len() as u64) as usize]
     }
 
+    /// The kind of warm-up request `index`: every kind in turn, so a warm-up of at least
+    /// [`weights`](Self::weights)`.len()` requests sends each once before the measurement.
+    pub fn warmup_kind(&self, index: u64) -> RequestKind {
+        let n = self.weights.len().max(1) as u64;
+        self.weights
+            .get((index % n) as usize)
+            .map_or(RequestKind::Plain, |(k, _)| *k)
+    }
+
     /// The mix as `--mix` takes it: `stream=0.3,abort=0.1,plain=0.6`.
     pub fn spec(&self) -> String {
         self.weights
@@ -359,9 +368,12 @@ fn cycle(weights: &[(RequestKind, f64)]) -> Vec<RequestKind> {
             let (best, _) = current
                 .iter()
                 .enumerate()
-                .fold((0, f64::MIN), |(bi, bv), (i, &v)| {
-                    if v > bv { (i, v) } else { (bi, bv) }
-                });
+                .fold(
+                    (0, f64::MIN),
+                    |(bi, bv), (i, &v)| {
+                        if v > bv { (i, v) } else { (bi, bv) }
+                    },
+                );
             current[best] -= total;
             weights[best].0
         })

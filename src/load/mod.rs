@@ -20,47 +20,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub(crate) use driver::describe_reqwest;
 pub use driver::{Driver, Plan, RequestRecord, error_guard};
 pub use images::{ImageConfig, ImageFormat, ImageMode, ImageSource};
 pub use kind::{DEFAULT_BLOCK, Mix, RequestKind};
 pub use log::{KindCounts, KindSequence, RequestLog, RequestSummary, read_records};
 pub use request::prompt;
+pub use schedule::{Arrival, Schedule, schedule};
 pub use send::RequestOutcome;
 pub use source::{
     AbortAt, Delivery, Expect, Request, RequestContext, RequestSource, SharedSource, Standard,
 };
-pub use schedule::{Arrival, Schedule, schedule};
-
-static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-static INTERRUPT_NOTIFY: tokio::sync::Notify = tokio::sync::Notify::const_new();
-
-/// Ask every running driver to stop sending requests (e.g. on Ctrl-C); the run then ends as an
-/// error and its report is still written. Drivers waiting (for the next send time, a free slot,
-/// or answers still in flight) stop waiting at once.
-pub fn interrupt() {
-    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-    INTERRUPT_NOTIFY.notify_waiters();
-}
-
-/// Completes once [`interrupt`] has been called (at once if it already was).
-pub async fn until_interrupted() {
-    loop {
-        let notified = INTERRUPT_NOTIFY.notified();
-        tokio::pin!(notified);
-        // Registered before the flag is checked, so a concurrent interrupt is never missed.
-        notified.as_mut().enable();
-        if interrupted() {
-            return;
-        }
-        notified.await;
-    }
-}
-
-/// Whether [`interrupt`] was called.
-pub fn interrupted() -> bool {
-    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
-}
 
 /// Errors driving requests.
 #[derive(Debug, thiserror::Error)]
@@ -89,7 +59,7 @@ pub enum LoadError {
         /// The last failure seen.
         last_error: String,
     },
-    /// The run was interrupted (Ctrl-C or SIGTERM).
+    /// The run was cancelled ([`Driver::with_cancel`]: Ctrl-C, SIGTERM, or the server died).
     #[error("interrupted after {completed} requests")]
     Interrupted {
         /// Requests that completed before.
@@ -216,9 +186,10 @@ impl Workload {
     /// The source of the requests: the shipped kinds of `mix`, or the custom source.
     pub fn source(&self, mix: &Mix) -> SharedSource {
         match self {
-            Workload::Custom(c) => c.source.clone().unwrap_or_else(|| {
-                SharedSource(std::sync::Arc::new(Recorded(c.name.clone())))
-            }),
+            Workload::Custom(c) => c
+                .source
+                .clone()
+                .unwrap_or_else(|| SharedSource(std::sync::Arc::new(Recorded(c.name.clone())))),
             other => SharedSource(std::sync::Arc::new(Standard {
                 with_images: matches!(other, Workload::VlmImage(_)),
                 mix: mix.clone(),

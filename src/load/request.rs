@@ -7,6 +7,7 @@ use super::images::EncodedImage;
 use super::kind::RequestKind;
 use super::source::{AbortAt, Expect, Request, RequestContext, Standard};
 use super::{Api, LoadError};
+use crate::tracker::Phase;
 
 const TOPICS: [&str; 12] = [
     "the printing press",
@@ -132,8 +133,9 @@ fn set_sampling(api: Api, body: &mut Value, native_key: &str, openai_key: &str, 
 }
 
 fn context(ctx: &RequestContext<'_>, kind: RequestKind) -> Result<u64, LoadError> {
-    ctx.context_length
-        .ok_or(LoadError::ContextLengthUnknown { kind: kind.as_str() })
+    ctx.context_length.ok_or(LoadError::ContextLengthUnknown {
+        kind: kind.as_str(),
+    })
 }
 
 fn urls(images: &[EncodedImage]) -> Vec<String> {
@@ -142,7 +144,12 @@ fn urls(images: &[EncodedImage]) -> Vec<String> {
 
 /// Request `ctx.index` of a shipped scenario: its kind from the mix, its body for the API.
 pub(crate) fn build(source: &Standard, ctx: &RequestContext<'_>) -> Result<Request, LoadError> {
-    let kind = source.mix.kind_of(ctx.index);
+    let kind = match ctx.phase {
+        // The warm-up goes through every kind in turn, so each kind's first-time costs (new
+        // shapes, a lazily built code path) fall before the baseline.
+        Phase::Warmup => source.mix.warmup_kind(ctx.phase_index),
+        _ => source.mix.kind_of(ctx.phase_index),
+    };
     let api = ctx.api;
     let tokens = ctx.max_new_tokens;
     let images = match kind {
@@ -244,7 +251,10 @@ fn multi_turn(
     tokens: u32,
 ) -> Value {
     let index = ctx.index;
-    let first = format!("Request {index}: name a use of {}.", TOPICS[(index % 12) as usize]);
+    let first = format!(
+        "Request {index}: name a use of {}.",
+        TOPICS[(index % 12) as usize]
+    );
     let answer = "One use is teaching: it makes a good example.";
     match api {
         Api::Native => {
@@ -273,12 +283,12 @@ mod tests {
     use super::*;
     use crate::load::Mix;
     use crate::load::source::Delivery;
-    use crate::tracker::Phase;
 
     fn ctx(api: Api, index: u64) -> RequestContext<'static> {
         RequestContext {
             index,
             phase: Phase::Measure,
+            phase_index: index,
             api,
             model: "m",
             max_new_tokens: 32,
@@ -308,7 +318,11 @@ mod tests {
         let r = one(RequestKind::Plain, Api::Native);
         assert_eq!(r.path, "/generate");
         assert_eq!(r.body["sampling_params"]["max_new_tokens"], 32);
-        assert!(r.body["text"].as_str().is_some_and(|t| t.contains("Request 7")));
+        assert!(
+            r.body["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("Request 7"))
+        );
         assert!(r.body.get("image_data").is_none());
         let r = one(RequestKind::Plain, Api::OpenAi);
         assert_eq!(r.path, "/v1/chat/completions");
@@ -328,7 +342,13 @@ mod tests {
                 assert_eq!(
                     streams,
                     matches!(r.delivery, Delivery::Stream | Delivery::Disconnect { .. })
-                        || matches!(r.delivery, Delivery::Abort { at: AbortAt::FirstEvent, .. }),
+                        || matches!(
+                            r.delivery,
+                            Delivery::Abort {
+                                at: AbortAt::FirstEvent,
+                                ..
+                            }
+                        ),
                     "{kind} on {api:?}"
                 );
                 if kind.is_abort() {

@@ -71,9 +71,7 @@ pub(crate) async fn deliver(
         } else {
             json!({"rid": request.rid.clone().unwrap_or_default()})
         };
-        let mut b = client
-            .post(format!("{base_url}/abort_request"))
-            .json(&body);
+        let mut b = client.post(format!("{base_url}/abort_request")).json(&body);
         if let Some(key) = api_key {
             b = b.bearer_auth(key);
         }
@@ -108,8 +106,9 @@ pub(crate) async fn deliver(
             match response {
                 Ok(resp) => {
                     let status = resp.status().as_u16();
+                    let json = wants_json(request, &resp);
                     let body = resp.bytes().await.unwrap_or_default();
-                    with_abort_answer(judge_whole(request.expect, status, &body), aborted)
+                    with_abort_answer(judge_whole(request.expect, status, &body, json), aborted)
                 }
                 Err(e) => Delivered::failed(None, super::driver::describe_reqwest(&e)),
             }
@@ -159,11 +158,15 @@ where
     let status = resp.status().as_u16();
     let streamed = !matches!(request.delivery, Delivery::Whole);
     if !streamed || !(200..300).contains(&status) {
+        let json = wants_json(request, &resp);
         return match resp.bytes().await {
-            Ok(body) => judge_whole(request.expect, status, &body),
+            Ok(body) => judge_whole(request.expect, status, &body, json),
             Err(e) => Delivered::failed(
                 Some(status),
-                format!("reading the response failed: {}", super::driver::describe_reqwest(&e)),
+                format!(
+                    "reading the response failed: {}",
+                    super::driver::describe_reqwest(&e)
+                ),
             ),
         };
     }
@@ -311,7 +314,10 @@ impl Events {
 /// The end of the first complete event in `buf`: (its length, the separator's).
 fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
     let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| (i, 4));
+    let crlf = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4));
     match (lf, crlf) {
         (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
@@ -336,9 +342,8 @@ fn says_aborted(v: &Value) -> bool {
                 c.iter()
                     .any(|c| c.get("finish_reason").is_some_and(reason_is_abort))
             })
-            || v.get("error").is_some_and(|e| {
-                e.to_string().to_ascii_lowercase().contains("abort")
-            })
+            || v.get("error")
+                .is_some_and(|e| e.to_string().to_ascii_lowercase().contains("abort"))
             || v.get("message")
                 .and_then(Value::as_str)
                 .is_some_and(|m| m.to_ascii_lowercase().contains("abort"))
@@ -346,12 +351,31 @@ fn says_aborted(v: &Value) -> bool {
 }
 
 /// The outcome of a whole (non-streamed) answer.
-fn judge_whole(expect: Expect, status: u16, body: &[u8]) -> Delivered {
+/// Whether a successful answer must be JSON: the generation routes always answer JSON, and so
+/// does anything that says `application/json`.
+fn wants_json(request: &Request, resp: &reqwest::Response) -> bool {
+    let route = request.path.split('?').next().unwrap_or_default();
+    matches!(
+        route,
+        "/generate" | "/v1/chat/completions" | "/v1/completions"
+    ) || resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("json"))
+}
+
+/// `json`: a successful answer must be a JSON document (an empty body never counts as one).
+fn judge_whole(expect: Expect, status: u16, body: &[u8], json: bool) -> Delivered {
     let ok = (200..300).contains(&status);
     let client_error = (400..500).contains(&status);
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let aborted = parsed.as_ref().map_or_else(
-        || String::from_utf8_lossy(body).to_ascii_lowercase().contains("abort"),
+        || {
+            String::from_utf8_lossy(body)
+                .to_ascii_lowercase()
+                .contains("abort")
+        },
         says_aborted,
     );
     let planned = |outcome| Delivered {
@@ -360,8 +384,22 @@ fn judge_whole(expect: Expect, status: u16, body: &[u8]) -> Delivered {
         error: None,
     };
     let failed = |why: String| Delivered::failed(Some(status), why);
+    // A 200 that carries nothing, or garbage where JSON was due, did not generate anything: a
+    // server that answers like that must not pass as a clean one.
+    let empty = body.iter().all(u8::is_ascii_whitespace);
     match expect {
+        Expect::Success if ok && empty && json => failed(format!(
+            "HTTP {status} with an empty body: the server answered without generating anything"
+        )),
+        Expect::Success if ok && json && parsed.is_none() => failed(format!(
+            "HTTP {status} with a body that is not JSON: {}",
+            snippet(body)
+        )),
         Expect::Success if ok => planned(RequestOutcome::Ok),
+        Expect::Success if matches!(status, 401 | 403) => failed(format!(
+            "HTTP {status}: {} (the server wants another API key: set --api-key / MEMTEST_API_KEY)",
+            snippet(body)
+        )),
         Expect::Success => failed(format!("HTTP {status}: {}", snippet(body))),
         Expect::Rejected if client_error => planned(RequestOutcome::Rejected),
         Expect::Rejected if ok => failed(format!(
@@ -408,7 +446,9 @@ mod tests {
     #[test]
     fn a_native_stream_refusal_is_a_rejection() {
         let mut e = Events::default();
-        e.feed(b"data: {\"error\": {\"message\": \"too long\", \"code\": 400}}\n\ndata: [DONE]\n\n");
+        e.feed(
+            b"data: {\"error\": {\"message\": \"too long\", \"code\": 400}}\n\ndata: [DONE]\n\n",
+        );
         assert_eq!((e.error_code, e.count), (Some(400), 2));
     }
 
@@ -420,13 +460,17 @@ mod tests {
         assert!(says_aborted(
             &json!({"choices": [{"finish_reason": "abort"}]})
         ));
-        assert!(says_aborted(&json!({"error": {"message": "Request aborted."}})));
-        assert!(!says_aborted(&json!({"choices": [{"finish_reason": "length"}]})));
+        assert!(says_aborted(
+            &json!({"error": {"message": "Request aborted."}})
+        ));
+        assert!(!says_aborted(
+            &json!({"choices": [{"finish_reason": "length"}]})
+        ));
     }
 
     #[test]
     fn whole_answers_are_judged_by_the_expectation() {
-        let j = |e, s, b: &str| judge_whole(e, s, b.as_bytes()).outcome;
+        let j = |e, s, b: &str| judge_whole(e, s, b.as_bytes(), true).outcome;
         assert_eq!(j(Expect::Success, 200, "{}"), RequestOutcome::Ok);
         assert_eq!(j(Expect::Success, 400, "{}"), RequestOutcome::Failed);
         assert_eq!(j(Expect::Rejected, 400, "{}"), RequestOutcome::Rejected);
@@ -437,7 +481,22 @@ mod tests {
         assert_eq!(j(Expect::Aborted, 200, aborted), RequestOutcome::Aborted);
         assert_eq!(j(Expect::Aborted, 200, "{}"), RequestOutcome::Ok);
         assert_eq!(j(Expect::Aborted, 500, aborted), RequestOutcome::Failed);
-        let d = judge_whole(Expect::Rejected, 200, b"{}");
+        let d = judge_whole(Expect::Rejected, 200, b"{}", true);
         assert!(d.error.is_some_and(|e| e.contains("must reject")));
+        // A 200 that carries nothing, or not the JSON it owes, is a failure, not a pass.
+        let d = judge_whole(Expect::Success, 200, b"", true);
+        assert!(d.error.is_some_and(|e| e.contains("empty body")));
+        assert_eq!(
+            judge_whole(Expect::Success, 200, b"", false).outcome,
+            RequestOutcome::Ok,
+            "a custom route (GET /health) may answer nothing"
+        );
+        let d = judge_whole(Expect::Success, 200, b"{\"text\": ", true);
+        assert!(d.error.is_some_and(|e| e.contains("not JSON")));
+        assert_eq!(
+            judge_whole(Expect::Success, 200, b"plain text", false).outcome,
+            RequestOutcome::Ok,
+            "a custom route may answer text"
+        );
     }
 }

@@ -22,6 +22,8 @@ pub struct RequestContext<'a> {
     pub index: u64,
     /// Warm-up or measured.
     pub phase: Phase,
+    /// The request's index within its phase (measured requests count from 0).
+    pub phase_index: u64,
     /// The API the scenario was configured with.
     pub api: Api,
     /// The model name to put in OpenAI requests (`/v1/models`' first, or the configured one).
@@ -48,7 +50,9 @@ impl RequestContext<'_> {
     /// # Errors
     /// [`ImageError::NoImages`] when the workload has no images.
     pub fn scenario_images(&self) -> Result<Vec<EncodedImage>, ImageError> {
-        self.images.ok_or(ImageError::NoImages)?.for_request(self.index)
+        self.images
+            .ok_or(ImageError::NoImages)?
+            .for_request(self.index)
     }
 
     /// `n` images for this request (unique per request and position unless the scenario

@@ -111,7 +111,12 @@ pub(super) fn apply(report: &mut Report) {
 
 /// The error of a run whose server died: the engine's memory check when its log has one (the
 /// check is what killed it, as SGLang's idle leak check does), else the bare exit.
-pub(super) fn exited(report: &Report, status: ExitInfo, during: Option<Box<Error>>) -> Error {
+pub(super) fn exited(
+    report: &Report,
+    status: ExitInfo,
+    oom: Option<String>,
+    during: Option<Box<Error>>,
+) -> Error {
     match report
         .log_watch
         .as_ref()
@@ -123,6 +128,11 @@ pub(super) fn exited(report: &Report, status: ExitInfo, during: Option<Box<Error
             during,
         }
         .into(),
-        None => ScenarioError::ServerExited { status, during }.into(),
+        None => ScenarioError::ServerExited {
+            status,
+            oom,
+            during,
+        }
+        .into(),
     }
 }

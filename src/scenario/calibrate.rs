@@ -83,16 +83,21 @@ pub struct Tally {
     pub seed_fail: usize,
 }
 
-/// Run `runs` scenarios of `shape` (100 measured requests each) against the reference server.
+/// Run `runs` scenarios of `shape` (100 measured requests each) against the reference server;
+/// stops early when `cancel` is cancelled.
 pub async fn run_shape(
     exe: &std::path::Path,
     shape: &Shape,
     runs: usize,
     requests: u64,
     out_dir: &std::path::Path,
+    cancel: &tokio_util::sync::CancellationToken,
 ) -> Tally {
     let mut tally = Tally::default();
     for i in 0..runs {
+        if cancel.is_cancelled() {
+            break;
+        }
         let target = Target::Reference {
             exe: exe.to_path_buf(),
             args: shape.knobs.clone(),
@@ -108,7 +113,7 @@ pub async fn run_shape(
             .plots(false)
             .build();
         let report = match built {
-            Ok(s) => s.run().await,
+            Ok(s) => s.run_until(cancel).await,
             Err(e) => {
                 tracing::error!("calibration scenario: {e}");
                 tally.runs += 1;

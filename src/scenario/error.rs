@@ -46,11 +46,27 @@ pub enum ScenarioError {
         /// What Python said.
         detail: String,
     },
-    /// The server's root process exited while requests were being sent.
-    #[error("the server exited during the run ({status}); see the log tail below")]
+    /// Nothing answers at the URL of a server to attach to.
+    #[error(
+        "nothing answers at {url} ({detail}): start the server first, or fix --base-url / MEMTEST_BASE_URL"
+    )]
+    AttachUnreachable {
+        /// The base URL.
+        url: String,
+        /// What the connection attempt said.
+        detail: String,
+    },
+    /// The server's root process exited while it was being measured (noticed the moment the
+    /// launcher reaped it): a dead server, not a leak and not a timeout.
+    #[error(
+        "the server died during the run ({status}){}; the report holds the data until then and the log tail below",
+        oom.as_ref().map(|o| format!("; the kernel's OOM killer was involved: {o}")).unwrap_or_default()
+    )]
     ServerExited {
         /// How it ended.
         status: ExitInfo,
+        /// The kernel log's OOM-killer lines about the server's processes, when readable.
+        oom: Option<String>,
         /// What the run was doing when it noticed (a failed request, usually).
         #[source]
         during: Option<Box<crate::Error>>,
@@ -66,6 +82,14 @@ pub enum ScenarioError {
         /// What the run was doing when it noticed (a failed request, usually).
         #[source]
         during: Option<Box<crate::Error>>,
+    },
+    /// The run was cancelled (Ctrl-C, SIGTERM, the watchdog) outside the requests themselves.
+    #[error(
+        "interrupted during the {stage}: the server was stopped and the report holds what was measured until then"
+    )]
+    Interrupted {
+        /// The stage: `preflight`, `baseline`, `cooldown`.
+        stage: &'static str,
     },
     /// The harness could not start one of its own threads or runtimes.
     #[error("the harness could not {what}")]

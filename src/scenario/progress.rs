@@ -141,12 +141,12 @@ pub(super) fn spawn(plan: Plan, marker: Marker, every: Duration) -> Display {
             }
             match &shown {
                 Some(bar) => {
-                    bar.set_prefix(format!("{} · {word}", plan.name));
                     match total {
                         Some(t) => bar.set_length(t),
                         None => bar.unset_length(),
                     }
                     bar.set_position(p.done);
+                    bar.set_prefix(format!("{} · {word}", plan.name));
                     bar.set_message(format!("{}{extension}", leading(&p).unwrap_or_default()));
                 }
                 None => {

@@ -1,7 +1,9 @@
 //! `Scenario::run`: the pipeline, end to end, with a report written on every outcome.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
 
 use super::accounting;
 use super::series::request_series;
@@ -9,6 +11,7 @@ use super::stages::{check_sglang, check_vllm, flush};
 use super::{Scenario, ScenarioError, Target};
 use crate::Error;
 use crate::analysis::{self, adaptive, adaptive::Adaptive};
+use crate::fixture::watchdog;
 use crate::fixture::{LogWatchReport, ServerFixture, ServerSpec};
 use crate::load::{self, images::ImageSet};
 use crate::load::{Driver, LoadError, Plan, RequestLog};
@@ -37,10 +40,23 @@ impl Scenario {
     /// Never fails: a failed stage ends the run with [`RunOutcome::Error`] and the report still
     /// holds everything collected until then, the typed error included
     /// ([`RunError::cause`]). Use [`Report::into_result`] in tests.
+    ///
+    /// With the [`watchdog`] installed, a signal to the process ends the run early as
+    /// [`run_until`](Self::run_until) does.
     pub async fn run(&self) -> Report {
+        self.run_until(&watchdog::token()).await
+    }
+
+    /// [`run`](Self::run) that ends early when `cancel` is cancelled (the CLI cancels it on
+    /// the first Ctrl-C or SIGTERM): a start-up is given up at once, the requests stop, the
+    /// server is torn down and the report — outcome error, interrupted, with everything
+    /// measured until then — is written. A token is one run's (or one CLI invocation's):
+    /// nothing global is left set for later runs.
+    pub async fn run_until(&self, cancel: &CancellationToken) -> Report {
+        let _in_flight = watchdog::RunGuard::new();
         let t0 = Instant::now();
         let mut report = self.empty_report();
-        if let Err(e) = self.run_stages(&mut report).await {
+        if let Err(e) = self.run_stages(&mut report, cancel).await {
             report.outcome = RunOutcome::Error;
             report.error = Some(RunError::new(e));
         }
@@ -187,13 +203,21 @@ impl Scenario {
         match &self.target {
             Target::Sglang(server) => check_sglang(server.python()).await?,
             Target::Vllm(server) => check_vllm(server.python()).await?,
+            Target::Attach { base_url, .. } => check_reachable(base_url).await?,
             _ => {}
         }
         Ok(())
     }
 
-    async fn run_stages(&self, report: &mut Report) -> Result<(), Error> {
+    async fn run_stages(
+        &self,
+        report: &mut Report,
+        cancel: &CancellationToken,
+    ) -> Result<(), Error> {
         self.preflight().await?;
+        if cancel.is_cancelled() {
+            return Err(ScenarioError::Interrupted { stage: "preflight" }.into());
+        }
         let images = match self.workload.images() {
             Some(config) => {
                 let config = config.clone();
@@ -214,8 +238,8 @@ impl Scenario {
         let fixture = match (&self.target, self.spec()) {
             (Target::Attach { base_url, .. }, _) => ServerFixture::attach(base_url.clone()),
             (_, Some(spec)) => {
-                report.target.argv = spec.argv();
-                ServerFixture::start(spec).await?
+                report.target.argv = crate::fixture::redact(&spec.argv());
+                ServerFixture::start_cancellable(spec, cancel).await?
             }
             (_, None) => unreachable!("every launched target has a spec"),
         };
@@ -232,9 +256,17 @@ impl Scenario {
             }
             _ => fixture.tree(),
         };
-        let raw = Some((self.out_dir.as_path(), self.name.as_str()));
-        let tracker = match MemoryTracker::start(tree, Some(fixture.base_url()), &self.tracker, raw)
-        {
+        // NVML's first call loads a library and may take a while: not on an async thread.
+        let started = {
+            let (url, config) = (fixture.base_url().to_owned(), self.tracker.clone());
+            let (dir, name) = (self.out_dir.clone(), self.name.clone());
+            tokio::task::spawn_blocking(move || {
+                MemoryTracker::start(tree, Some(&url), &config, Some((&dir, &name)))
+            })
+            .await
+            .map_err(|e| blocking("start the memory tracker", e))?
+        };
+        let tracker = match started {
             Ok(t) => t,
             Err(e) => {
                 let shutdown = fixture.stop().await;
@@ -245,9 +277,18 @@ impl Scenario {
         // From here on the raw files fill up: a report that says so is on disk at once, so a
         // harness killed mid-run still leaves something `analyze` can turn into a verdict.
         self.write_provisional(report).await;
-        let outcome = self
-            .measure(&fixture, &tracker, images.as_ref(), report)
-            .await;
+        // Everything from here stops at once when the user cancels or the server dies.
+        let stop = cancel.child_token();
+        let measuring = self.measure(&fixture, &tracker, images.as_ref(), report, &stop);
+        let death = async {
+            let _ = fixture.exited().await;
+            stop.cancel();
+            std::future::pending::<()>().await
+        };
+        let outcome = tokio::select! {
+            r = measuring => r,
+            () = death => unreachable!("the death watch never ends"),
+        };
         let outcome_kinds = outcome.as_ref().ok().cloned();
         report.timeline = tracker.finish().await;
         if let Some(engine) = self.cpu_engine()
@@ -260,6 +301,7 @@ impl Scenario {
         }
         report.server_log_tail = fixture.log_tail(50);
         let exit = fixture.exit_info();
+        let tree_pids = fixture.seen_pids();
         let log_watch = fixture.log_watch();
         match fixture.stop().await {
             Ok(shutdown) => report.shutdown = Some(shutdown),
@@ -279,13 +321,22 @@ impl Scenario {
         match (outcome, exit) {
             // Even one crash at the last request is a failed run, whatever the error rate says.
             (outcome, Some(status)) => {
+                let oom =
+                    tokio::task::spawn_blocking(move || crate::fixture::oom_evidence(&tree_pids))
+                        .await
+                        .ok()
+                        .flatten();
                 return Err(accounting::exited(
                     report,
                     status,
+                    oom,
                     outcome.err().map(Box::new),
                 ));
             }
             (Err(e), None) => return Err(e),
+            (Ok(_), None) if cancel.is_cancelled() => {
+                return Err(ScenarioError::Interrupted { stage: "cooldown" }.into());
+            }
             (Ok(_), None) => {}
         }
         let kinds = match &outcome_kinds {
@@ -345,9 +396,12 @@ impl Scenario {
         tracker: &MemoryTracker,
         images: Option<&ImageSet>,
         report: &mut Report,
+        stop: &CancellationToken,
     ) -> Result<crate::load::KindSequence, Error> {
         tracker.mark(0, Phase::Baseline);
-        tokio::time::sleep(self.baseline).await;
+        if !sleep_unless(self.baseline, stop).await {
+            return Err(ScenarioError::Interrupted { stage: "baseline" }.into());
+        }
         let idle_before = accounting::before(fixture.base_url()).await;
         let mut log = RequestLog::to_file(&self.out_dir, &self.name).map_err(|source| {
             ScenarioError::OutDirNotWritable {
@@ -359,7 +413,7 @@ impl Scenario {
         let printer = self
             .progress
             .map(|every| self.spawn_progress(tracker, every));
-        let driven = self.drive(fixture, tracker, images, &mut log).await;
+        let driven = self.drive(fixture, tracker, images, &mut log, stop).await;
         if let Some(p) = printer {
             p.stop();
         }
@@ -369,6 +423,10 @@ impl Scenario {
             report.notes.push(note);
         }
         report.adaptive = driven?;
+        if stop.is_cancelled() {
+            // Interrupted in the idle phase, or the server died: no cooldown to measure.
+            return Ok(log.kinds().clone());
+        }
         // Before the cooldown's flush: SGLang's /flush_cache resets the KV allocator, which
         // would hand leaked slots back and hide the leak.
         let sent = report.requests.as_ref().map_or(0, |r| r.sent);
@@ -380,13 +438,17 @@ impl Scenario {
                 "vLLM has no /flush_cache (its cache resets are served only with VLLM_SERVER_DEV_MODE=1): the cooldown residual is read without a flush".into(),
             );
         } else if self.cooldown.flush {
-            match flush(fixture.base_url(), self.cooldown.flush_timeout).await {
-                Ok(()) => {}
-                Err(note) => report.notes.push(note),
+            tokio::select! {
+                r = flush(fixture.base_url(), self.cooldown.flush_timeout) => {
+                    if let Err(note) = r {
+                        report.notes.push(note);
+                    }
+                }
+                () = stop.cancelled() => {}
             }
         }
         tracker.mark(1, Phase::Cooldown);
-        tokio::time::sleep(self.cooldown.settle).await;
+        sleep_unless(self.cooldown.settle, stop).await;
         Ok(log.kinds().clone())
     }
 
@@ -397,9 +459,12 @@ impl Scenario {
         tracker: &MemoryTracker,
         images: Option<&ImageSet>,
         log: &mut RequestLog,
+        stop: &CancellationToken,
     ) -> Result<Option<Adaptive>, Error> {
         let d = &self.driver;
-        let mut driver = Driver::connect(fixture.base_url(), &self.workload, d, images).await?;
+        let mut driver = Driver::connect(fixture.base_url(), &self.workload, d, images)
+            .await?
+            .with_cancel(stop.clone());
         if d.warmup_requests > 0 {
             driver
                 .run(Phase::Warmup, Plan::Count(d.warmup_requests), tracker, log)
@@ -419,10 +484,7 @@ impl Scenario {
         }
         if let Some(idle) = d.idle {
             tracker.mark(0, Phase::Idle);
-            tokio::select! {
-                () = tokio::time::sleep(idle) => {}
-                () = load::until_interrupted() => {}
-            }
+            sleep_unless(idle, stop).await;
         }
         Ok(adaptive)
     }
@@ -477,6 +539,34 @@ impl Scenario {
             }
         }
         unreachable!("the last look always decides")
+    }
+}
+
+/// Whether anything answers at `base_url` (any HTTP status will do): an attach to nothing is a
+/// setup error now, not a run of failed requests.
+async fn check_reachable(base_url: &str) -> Result<(), ScenarioError> {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| ScenarioError::AttachUnreachable {
+            url: base_url.to_owned(),
+            detail: chain(&e),
+        })?;
+    match client.get(format!("{base_url}/health")).send().await {
+        Ok(_) => Ok(()),
+        Err(e) => Err(ScenarioError::AttachUnreachable {
+            url: base_url.to_owned(),
+            detail: crate::load::describe_reqwest(&e),
+        }),
+    }
+}
+
+/// Sleeps `d` unless `stop` is cancelled first; whether the whole sleep happened.
+async fn sleep_unless(d: Duration, stop: &CancellationToken) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(d) => true,
+        () = stop.cancelled() => false,
     }
 }
 

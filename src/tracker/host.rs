@@ -2,7 +2,7 @@
 //!
 //! RSS comes from `/proc/PID/statm` every tick (a few µs per process). PSS and USS come from
 //! `/proc/PID/smaps_rollup`, whose cost grows with resident memory (≈ 15 ms per GiB), so they
-//! are read every `pss_every` ticks only.
+//! are read every `pss_every` ticks only, on a thread of their own ([`sample_rollups`]).
 
 use std::collections::HashMap;
 
@@ -137,7 +137,8 @@ fn describe(pid: u32, t_ms: u64) -> Option<ProcessInfo> {
     let proc = procfs::process::Process::new(pid as i32).ok()?;
     let stat = proc.stat().ok()?;
     let cmdline = proc.cmdline().unwrap_or_default();
-    let mut joined = cmdline.join(" ");
+    // Secrets on a command line (`--api-key K`) never reach the report.
+    let mut joined = crate::fixture::redact(&cmdline).join(" ");
     if joined.len() > 512 {
         let mut cut = 512;
         while !joined.is_char_boundary(cut) {
@@ -156,21 +157,17 @@ fn describe(pid: u32, t_ms: u64) -> Option<ProcessInfo> {
     })
 }
 
-/// The host source: per-process RSS every tick, PSS/USS every `pss_every` ticks.
+/// The host source: per-process RSS every tick (PSS/USS: [`sample_rollups`]).
 #[derive(Debug)]
 pub(crate) struct HostSource {
     page_size: u64,
-    pss_every: u32,
-    tick: u32,
     known: HashMap<u32, ProcessInfo>,
 }
 
 impl HostSource {
-    pub(crate) fn new(pss_every: u32) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             page_size: procfs::page_size(),
-            pss_every: pss_every.max(1),
-            tick: 0,
             known: HashMap::new(),
         }
     }
@@ -207,37 +204,30 @@ impl HostSource {
             out.push(Reading::count(HOST_PROCS_TREE, alive));
         }
     }
+}
 
-    /// PSS/USS (and the host's headroom) on every `pss_every`-th regular tick. Slow on big
-    /// processes (≈ 15 ms per GiB resident): call it after the fast sources.
-    pub(crate) fn sample_rollups_if_due(&mut self, pids: &[u32], out: &mut Vec<Reading>) {
-        self.tick = self.tick.wrapping_add(1);
-        if self.tick % self.pss_every == 1 % self.pss_every {
-            self.sample_rollups(pids, out);
+/// PSS/USS of `pids` (and the host's headroom). Slow on big processes (≈ 15 ms per GiB
+/// resident): the slow sampling thread calls it, never the one that reads after each request.
+pub(crate) fn sample_rollups(pids: &[u32], out: &mut Vec<Reading>) {
+    let (mut pss, mut uss, mut any) = (0u64, 0u64, false);
+    for &pid in pids {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
+            continue;
+        };
+        if let Some(r) = parse_rollup(&text) {
+            any = true;
+            pss += r.pss;
+            uss += r.uss;
+            out.push(Reading::bytes(metric::host_pid("pss", pid), r.pss));
+            out.push(Reading::bytes(metric::host_pid("uss", pid), r.uss));
         }
     }
-
-    fn sample_rollups(&self, pids: &[u32], out: &mut Vec<Reading>) {
-        let (mut pss, mut uss, mut any) = (0u64, 0u64, false);
-        for &pid in pids {
-            let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")) else {
-                continue;
-            };
-            if let Some(r) = parse_rollup(&text) {
-                any = true;
-                pss += r.pss;
-                uss += r.uss;
-                out.push(Reading::bytes(metric::host_pid("pss", pid), r.pss));
-                out.push(Reading::bytes(metric::host_pid("uss", pid), r.uss));
-            }
-        }
-        if any {
-            out.push(Reading::bytes(HOST_PSS_TREE, pss));
-            out.push(Reading::bytes(HOST_USS_TREE, uss));
-        }
-        if let Some(avail) = mem_available() {
-            out.push(Reading::bytes(metric::HOST_MEM_AVAILABLE, avail));
-        }
+    if any {
+        out.push(Reading::bytes(HOST_PSS_TREE, pss));
+        out.push(Reading::bytes(HOST_USS_TREE, uss));
+    }
+    if let Some(avail) = mem_available() {
+        out.push(Reading::bytes(metric::HOST_MEM_AVAILABLE, avail));
     }
 }
 
@@ -336,10 +326,10 @@ mod tests {
     #[test]
     fn samples_this_process() {
         let me = std::process::id();
-        let mut host = HostSource::new(1);
+        let mut host = HostSource::new();
         let mut out = Vec::new();
         host.sample_rss(&[me], &mut out);
-        host.sample_rollups_if_due(&[me], &mut out);
+        sample_rollups(&[me], &mut out);
         let rss = out
             .iter()
             .find(|r| r.metric == HOST_RSS_TREE)

@@ -1,7 +1,8 @@
 //! Memory tracking: a background sampler over the server's process tree.
 //!
-//! The [`MemoryTracker`] owns one sampling thread (host procfs, GPU through NVML, `/dev/shm`)
-//! and, inside a tokio runtime, one task polling the server's own metrics. Every source writes
+//! The [`MemoryTracker`] owns two sampling threads (a fast one for host RSS and GPU memory
+//! through NVML, a slow one for PSS/USS and `/dev/shm`) and, inside a tokio runtime, one task
+//! polling the server's own metrics. Every source writes
 //! into one shared store; [`MemoryTracker::finish`] hands back the [`Timeline`].
 //!
 //! Sampling never blocks the request path: [`MemoryTracker::mark`] records a timestamp and
@@ -10,6 +11,7 @@
 
 mod gpu;
 mod host;
+mod host_probe;
 pub mod metric;
 mod replay;
 mod sampler;
@@ -27,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fixture::ProcessTree;
 pub use gpu::GpuProbe;
+pub use host_probe::HostProbe;
 pub use replay::{ReplayError, Replayed, replay};
 use sampler::{Msg, Sampler};
 pub use server::idle;
@@ -214,9 +217,14 @@ impl MemoryTracker {
             }
         };
         match &config.shm_dir {
-            Some(dir) if dir.is_dir() => {
-                store.set_source(status("shm", true, Some(dir.display().to_string())))
-            }
+            Some(dir) if dir.is_dir() => store.set_source(status(
+                "shm",
+                true,
+                Some(format!(
+                    "{}: the server's segments (held by its processes or made during the run) are judged; the whole folder is shm.*@host, context only",
+                    dir.display()
+                )),
+            )),
             Some(dir) => store.set_source(status(
                 "shm",
                 false,
@@ -225,14 +233,29 @@ impl MemoryTracker {
             None => store.set_source(status("shm", false, Some("shm metrics off".into()))),
         }
         let (tx, rx) = mpsc::channel();
+        let shared_pids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let shm = config
+            .shm_dir
+            .clone()
+            .map(|dir| shm::ShmSource::new(dir, tree.as_ref().and_then(|t| t.ledger.as_ref())));
+        let interval = config.interval.max(Duration::from_millis(1));
+        let slow = sampler::Slow {
+            store: store.clone(),
+            shm,
+            rollups: tree.is_some(),
+            pss_every: config.pss_every.max(1),
+            interval,
+            pids: std::sync::Arc::clone(&shared_pids),
+        };
         let sampler = Sampler {
             store: store.clone(),
             tree,
-            host: host::HostSource::new(config.pss_every),
+            host: host::HostSource::new(),
             gpu,
-            shm_dir: config.shm_dir.clone(),
-            interval: config.interval.max(Duration::from_millis(1)),
+            interval,
             pids: Vec::new(),
+            slow: Some(slow),
+            shared_pids,
         };
         let thread = std::thread::Builder::new()
             .name("memtest-sampler".into())

@@ -1,8 +1,12 @@
-//! The sampling thread: host procfs, GPU through NVML and `/dev/shm`, on a regular tick and
-//! right after every mark.
+//! The sampling threads. The fast one reads host RSS (procfs `statm`) and GPU memory (NVML) on a
+//! regular tick and right after every mark, so every request has a reading taken just after it
+//! completed. The slow one reads PSS/USS (`smaps_rollup`: ≈ 15 ms per GiB resident) and
+//! `/dev/shm` (a folder scan and the tree's `maps`) at their own pace, so a slow read never holds
+//! up a request's reading. Every reading is stamped when it is complete: it is credited to the
+//! last request that completed before it was taken in full, never to an earlier one whose
+//! window it does not belong to.
 
-use std::path::PathBuf;
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use super::{ProcessInfo, SourceStatus, Store, gpu, host, shm, status};
@@ -23,13 +27,84 @@ pub(super) struct Sampler {
     pub(super) tree: Option<ProcessTree>,
     pub(super) host: host::HostSource,
     pub(super) gpu: Option<gpu::GpuSource>,
-    pub(super) shm_dir: Option<PathBuf>,
     pub(super) interval: Duration,
     pub(super) pids: Vec<u32>,
+    /// The slow thread's work, handed over when the fast thread starts.
+    pub(super) slow: Option<Slow>,
+    /// The tree's live pids, shared with the slow thread.
+    pub(super) shared_pids: Arc<Mutex<Vec<u32>>>,
+}
+
+/// The slow readings: PSS/USS every `pss_every` ticks, `/dev/shm` every tick.
+pub(super) struct Slow {
+    pub(super) store: Store,
+    pub(super) shm: Option<shm::ShmSource>,
+    pub(super) rollups: bool,
+    pub(super) pss_every: u32,
+    pub(super) interval: Duration,
+    pub(super) pids: Arc<Mutex<Vec<u32>>>,
+}
+
+impl Slow {
+    fn run(mut self, rx: mpsc::Receiver<()>) {
+        let mut tick: u32 = 0;
+        loop {
+            let last = match rx.recv_timeout(self.interval) {
+                Err(mpsc::RecvTimeoutError::Timeout) => false,
+                Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
+            };
+            let pids = self
+                .pids
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            let mut out = Vec::new();
+            if let Some(shm) = &mut self.shm {
+                shm.sample(&pids, &mut out);
+            }
+            if !out.is_empty() {
+                self.store
+                    .push(self.store.now_us(), std::mem::take(&mut out));
+            }
+            if self.rollups && (tick.is_multiple_of(self.pss_every.max(1)) || last) {
+                host::sample_rollups(&pids, &mut out);
+                self.store.push(self.store.now_us(), out);
+            }
+            tick = tick.wrapping_add(1);
+            if last {
+                break;
+            }
+        }
+    }
 }
 
 impl Sampler {
     pub(super) fn run(mut self, rx: mpsc::Receiver<Msg>) {
+        let (slow_tx, slow_rx) = mpsc::channel();
+        let slow = self.slow.take().and_then(|slow| {
+            std::thread::Builder::new()
+                .name("memtest-sampler-slow".into())
+                .spawn(move || slow.run(slow_rx))
+                .map_err(|e| {
+                    self.store.set_source(status(
+                        "host",
+                        self.tree.is_some(),
+                        Some(format!(
+                            "PSS/USS and /dev/shm not read: no thread for them ({e})"
+                        )),
+                    ));
+                })
+                .ok()
+        });
+        self.fast_loop(&rx);
+        let _ = slow_tx.send(());
+        if let Some(slow) = slow {
+            let _ = slow.join();
+        }
+        self.note_gpu_gaps();
+    }
+
+    fn fast_loop(&mut self, rx: &mpsc::Receiver<Msg>) {
         let mut next = Instant::now();
         let mut last_quick = Instant::now() - self.interval;
         let host_note = |n: usize| Some(format!("{n} processes in the server's tree"));
@@ -52,19 +127,18 @@ impl Sampler {
                 Ok(Msg::Sample) => {
                     // Marks can come in bursts (concurrency > 1): one reading per ms is plenty.
                     if last_quick.elapsed() >= Duration::from_millis(1) {
-                        self.sample(false);
+                        self.sample();
                         last_quick = Instant::now();
                     }
                 }
                 Ok(Msg::Stop) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                     self.refresh_tree();
-                    self.sample(true);
-                    self.note_gpu_gaps();
+                    self.sample();
                     break;
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     self.refresh_tree();
-                    self.sample(true);
+                    self.sample();
                     if self.tree.is_some() {
                         let note = host_note(self.pids.len());
                         self.store.set_source(status("host", true, note));
@@ -109,6 +183,10 @@ impl Sampler {
     fn refresh_tree(&mut self) {
         let Some(tree) = &self.tree else { return };
         self.pids = tree.pids();
+        self.shared_pids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone_from(&self.pids);
         // Process sightings are kept in ms (enough for a lifetime; readings use µs).
         let t = self.store.now_ms();
         for info in self.host.describe_new(&self.pids, t) {
@@ -119,11 +197,9 @@ impl Sampler {
         }
     }
 
-    /// One sample of every source; `full` is a regular tick (shm, PSS at its rate).
-    fn sample(&mut self, full: bool) {
-        let t = self.store.now_us();
+    /// One sample of the fast sources, stamped once it is complete.
+    fn sample(&mut self) {
         let mut out = Vec::new();
-        // Fast sources first, so their readings match the timestamp; PSS/USS last.
         if self.tree.is_some() {
             self.host.sample_rss(&self.pids, &mut out);
         }
@@ -133,13 +209,7 @@ impl Sampler {
                 self.store.source_errors("gpu", errors);
             }
         }
-        if full && self.tree.is_some() {
-            self.host.sample_rollups_if_due(&self.pids, &mut out);
-        }
-        if full && let Some(dir) = &self.shm_dir {
-            out.extend(shm::readings(&shm::scan(dir)));
-        }
-        self.store.push(t, out);
+        self.store.push(self.store.now_us(), out);
     }
 }
 

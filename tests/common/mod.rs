@@ -30,7 +30,9 @@ pub fn quick(test: &str, knobs: &[&str], workload: Workload) -> ScenarioConfig {
         Workload::Text => (TestType::Text, None),
         Workload::VlmText => (TestType::VlmText, None),
         Workload::VlmImage(images) => (TestType::VlmImage, Some(images)),
-        Workload::Custom(_) => panic!("quick() takes a shipped workload; use ScenarioConfig::custom"),
+        Workload::Custom(_) => {
+            panic!("quick() takes a shipped workload; use ScenarioConfig::custom")
+        }
     };
     let mut c = ScenarioConfig::new(test, test_type)
         .reference(knobs.iter().copied())

@@ -7,12 +7,11 @@ use anyhow::{Context, bail};
 use clap::Args;
 use sglang_memtest::analysis::calibrate::{self, CalibrationConfig};
 use sglang_memtest::config::{ScenarioConfig, TestType};
-use sglang_memtest::load;
 use sglang_memtest::load::DEFAULT_BUDGET_FACTOR;
 use sglang_memtest::report::compare::compare as compare_reports;
 use sglang_memtest::report::{Report, RunOutcome};
 
-use crate::{EXIT_FAILURE, EXIT_LEAK, EXIT_PASS, run_interruptible};
+use crate::{EXIT_FAILURE, EXIT_LEAK, EXIT_PASS, interrupt, run_interruptible};
 
 /// `calibrate`'s flags.
 #[derive(Args)]
@@ -214,7 +213,7 @@ pub async fn demo(out_dir: PathBuf, num_requests: u64) -> anyhow::Result<u8> {
             format!("{:?}", report.outcome).to_uppercase()
         ));
         reports.push(report);
-        if load::interrupted() {
+        if interrupt().is_cancelled() {
             break;
         }
     }
@@ -274,9 +273,9 @@ async fn calibrate_reference(runs: usize) -> anyhow::Result<String> {
     for shape in calibrate::default_shapes() {
         let n = if shape.leaks { runs.div_ceil(4) } else { runs };
         eprintln!("reference server: {} × {n} …", shape.name);
-        let tally = calibrate::run_shape(&exe, &shape, n, 100, &dir).await;
+        let tally = calibrate::run_shape(&exe, &shape, n, 100, &dir, interrupt()).await;
         rows.push((shape, tally));
-        if load::interrupted() {
+        if interrupt().is_cancelled() {
             break;
         }
     }

@@ -8,11 +8,13 @@ mod reference;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use sglang_memtest::config::{ScenarioConfig, TestType};
 use sglang_memtest::report::{ErrorKind, Report, RunOutcome};
-use sglang_memtest::{fixture, load};
+use sglang_memtest::{CancellationToken, fixture};
 
 use knob_args::KnobArgs;
 
@@ -42,6 +44,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once per process: the size of the reference server's knobs does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run one scenario against a server and judge its memory growth.
@@ -88,6 +92,13 @@ enum Cmd {
     /// Internal: a child process of the reference server.
     #[command(hide = true)]
     ReferenceChild(reference::ChildArgs),
+    /// Internal: the process the reference server's --escape-child starts.
+    #[command(hide = true)]
+    ReferenceEscape {
+        /// Stay (the grandchild) instead of leaving the group and starting it.
+        #[arg(long)]
+        stay: bool,
+    },
 }
 
 /// What the requests carry.
@@ -162,13 +173,16 @@ fn main() -> ExitCode {
         Cmd::ReferenceChild(args) => reference::run_child(args)
             .map(|()| EXIT_PASS)
             .map_err(anyhow::Error::from),
+        Cmd::ReferenceEscape { stay } => reference::run_escape(stay)
+            .map(|()| EXIT_PASS)
+            .map_err(anyhow::Error::from),
         cmd => match tokio::runtime::Runtime::new() {
             Ok(rt) => rt.block_on(run(cmd)),
             Err(e) => Err(anyhow::Error::from(e).context("failed to start the async runtime")),
         },
     };
     match result {
-        Ok(code) => ExitCode::from(code),
+        Ok(code) => ExitCode::from(interrupted_exit().unwrap_or(code)),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(EXIT_SETUP)
@@ -216,7 +230,9 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
             print!("{}", sglang_memtest::config::markdown_table());
             Ok(EXIT_PASS)
         }
-        Cmd::ReferenceChild(_) => unreachable!("handled before the runtime starts"),
+        Cmd::ReferenceChild(_) | Cmd::ReferenceEscape { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
     }
 }
 
@@ -259,7 +275,7 @@ async fn scenarios(
             worst = code;
         }
         reports.push(report);
-        if load::interrupted() {
+        if interrupt().is_cancelled() {
             break;
         }
     }
@@ -270,39 +286,66 @@ async fn scenarios(
     Ok(worst)
 }
 
-/// Run a scenario; the first Ctrl-C ends the requests early (the report is still written), a
-/// second one kills every server and exits.
-pub(crate) async fn run_interruptible(scenario: &sglang_memtest::Scenario) -> Report {
-    let watcher = tokio::spawn(async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        for round in 0..2 {
-            let term_recv = async {
-                match term.as_mut() {
-                    Some(t) => {
-                        t.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
+/// The signal that interrupted this invocation (0: none).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+/// This invocation's cancellation token. The first SIGINT or SIGTERM cancels it: a start-up is
+/// given up, the requests stop, the server is torn down, the report is written and no later
+/// scenario starts. The second one tears every server down at once (on a thread of its own,
+/// whatever the runtime is doing) and exits with 128 + the signal.
+pub(crate) fn interrupt() -> &'static CancellationToken {
+    static TOKEN: OnceLock<CancellationToken> = OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let token = CancellationToken::new();
+        let cancel = token.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut int), Ok(mut term)) =
+                (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+            else {
+                eprintln!("warning: no SIGINT/SIGTERM handler: Ctrl-C will not stop the server cleanly");
+                return;
             };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                () = term_recv => {}
+            for round in 0..2 {
+                let signo = tokio::select! {
+                    _ = int.recv() => nix::libc::SIGINT,
+                    _ = term.recv() => nix::libc::SIGTERM,
+                };
+                if round == 0 {
+                    SIGNAL.store(signo, Ordering::SeqCst);
+                    eprintln!(
+                        "interrupted: stopping the server and writing the report (again to kill the server now)"
+                    );
+                    cancel.cancel();
+                } else {
+                    let killer = std::thread::Builder::new()
+                        .name("memtest-kill-all".into())
+                        .spawn(move || {
+                            fixture::kill_all_registered();
+                            std::process::exit(128 + signo);
+                        });
+                    if killer.is_err() {
+                        fixture::kill_all_registered();
+                        std::process::exit(128 + signo);
+                    }
+                }
             }
-            if round == 0 {
-                eprintln!(
-                    "interrupted: stopping the requests and writing the report (again to kill the server now)"
-                );
-                load::interrupt();
-            } else {
-                let _ = tokio::task::spawn_blocking(fixture::kill_all_registered).await;
-                std::process::exit(130);
-            }
-        }
-    });
-    let report = scenario.run().await;
-    watcher.abort();
-    report
+        });
+        token
+    })
+}
+
+/// The exit status of an interrupted invocation: 128 + the signal (130 for Ctrl-C).
+pub(crate) fn interrupted_exit() -> Option<u8> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        signo => u8::try_from(128 + signo).ok(),
+    }
+}
+
+/// Run a scenario under this invocation's token (see [`interrupt`]).
+pub(crate) async fn run_interruptible(scenario: &sglang_memtest::Scenario) -> Report {
+    scenario.run_until(interrupt()).await
 }
 
 fn print_report(report: &Report, json: bool) -> anyhow::Result<()> {

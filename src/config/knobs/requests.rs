@@ -48,7 +48,7 @@ pub(super) static REQUESTS: &[Knob] = &[
         flag: Some("warmup-requests"),
         value_name: "N",
         default: "5",
-        help: "Requests sent first and not measured.",
+        help: "Requests sent first and not measured (with a --mix: at least one of each kind, in turn).",
         kind: KnobKind::Value,
         group: Group::Requests,
         apply: |c, v| {

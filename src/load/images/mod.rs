@@ -302,7 +302,11 @@ impl ImageSet {
     /// # Errors
     ///
     /// [`ImageError::Encode`] if encoding fails.
-    pub fn for_request_n(&self, request_index: u64, n: u32) -> Result<Vec<EncodedImage>, ImageError> {
+    pub fn for_request_n(
+        &self,
+        request_index: u64,
+        n: u32,
+    ) -> Result<Vec<EncodedImage>, ImageError> {
         let request = match self.mode {
             ImageMode::Unique => request_index,
             ImageMode::Repeated => 0,

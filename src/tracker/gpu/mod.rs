@@ -145,9 +145,22 @@ pub(crate) struct GpuSource {
     unavailable_ticks: u64,
     /// Ticks sampled.
     ticks: u64,
-    /// Reused between ticks.
+    /// The device process lists of the last read, reused while no device's memory moved.
     procs: Vec<ProcSample>,
+    /// Every device's used bytes when the process lists were last read (`None`: unread).
+    lists_at_used: Option<Vec<u64>>,
+    /// When the process lists were last read.
+    lists_read_at: Option<std::time::Instant>,
+    /// Whether the last read had every list.
+    lists_ok: bool,
+    /// Process-list reads, and ticks that reused the last one.
+    lists_read: u64,
+    lists_reused: u64,
 }
+
+/// Longest a process-list read is reused while no device's memory moved: bounds how stale the
+/// per-process split can be if two processes of one device traded exactly the same bytes.
+const LIST_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl std::fmt::Debug for GpuSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -223,6 +236,11 @@ impl GpuSource {
             unavailable_ticks: 0,
             ticks: 0,
             procs: Vec::new(),
+            lists_at_used: None,
+            lists_read_at: None,
+            lists_ok: false,
+            lists_read: 0,
+            lists_reused: 0,
         })
     }
 
@@ -262,9 +280,19 @@ impl GpuSource {
         self.nested_pid_ns
     }
 
+    /// Process-list reads and ticks that reused the last list (device memory had not moved).
+    pub(crate) fn list_reads(&self) -> (u64, u64) {
+        (self.lists_read, self.lists_reused)
+    }
+
     /// Reads every visible device and the compute-process lists; pushes readings for the
     /// processes in `tree` (host PIDs as seen in /proc). Returns the number of NVML errors this
     /// tick (counted by the caller, never fatal).
+    ///
+    /// The process lists cost ~100× a device's memory info, so they are read again only when
+    /// some device's used memory moved since the last read (or after [`LIST_REFRESH`]): a
+    /// process whose memory grows grows its device's, so every growth is attributed from the
+    /// tick it shows, and a tick where nothing moved reuses readings that are still exact.
     pub(crate) fn sample(&mut self, tree: &[u32], out: &mut Vec<Reading>) -> u64 {
         self.ticks += 1;
         let mut errors = 0u64;
@@ -287,25 +315,49 @@ impl GpuSource {
         if self.nested_pid_ns {
             return errors;
         }
-        self.procs.clear();
-        let mut lists_ok = true;
-        for &index in &self.all {
-            let list = self
-                .nvml
-                .device_by_index(index)
-                .and_then(|dev| dev.running_compute_processes());
-            match list {
-                Ok(list) => self.procs.extend(list.iter().map(|p| ProcSample {
-                    device: index,
-                    pid: p.pid,
-                    used: used_bytes(&p.used_gpu_memory),
-                })),
-                Err(_) => {
-                    errors += 1;
-                    lists_ok = false;
+        // Every device's used memory (the lists cover all devices, visible or not).
+        let used_now: Option<Vec<u64>> = self
+            .all
+            .iter()
+            .map(|&i| {
+                self.nvml
+                    .device_by_index(i)
+                    .and_then(|dev| dev.memory_info())
+                    .ok()
+                    .map(|m| m.used)
+            })
+            .collect();
+        let fresh = self
+            .lists_read_at
+            .is_some_and(|at| at.elapsed() < LIST_REFRESH);
+        let unmoved = used_now.is_some() && used_now == self.lists_at_used;
+        if fresh && unmoved && self.lists_ok {
+            self.lists_reused += 1;
+        } else {
+            self.procs.clear();
+            self.lists_ok = true;
+            for &index in &self.all {
+                let list = self
+                    .nvml
+                    .device_by_index(index)
+                    .and_then(|dev| dev.running_compute_processes());
+                match list {
+                    Ok(list) => self.procs.extend(list.iter().map(|p| ProcSample {
+                        device: index,
+                        pid: p.pid,
+                        used: used_bytes(&p.used_gpu_memory),
+                    })),
+                    Err(_) => {
+                        errors += 1;
+                        self.lists_ok = false;
+                    }
                 }
             }
+            self.lists_read += 1;
+            self.lists_read_at = Some(std::time::Instant::now());
+            self.lists_at_used = used_now;
         }
+        let lists_ok = self.lists_ok;
         let outcome = tree_readings(&self.procs, tree);
         if outcome.unavailable {
             self.unavailable_ticks += 1;

@@ -37,6 +37,12 @@ impl GpuProbe {
         self.source.describe()
     }
 
+    /// Process-list reads so far, and ticks that reused the last list because no device's
+    /// memory had moved.
+    pub fn list_reads(&self) -> (u64, u64) {
+        self.source.list_reads()
+    }
+
     /// Takes one sample: `(metric name, value)` pairs, e.g. `("gpu.used@dev:0", bytes)`,
     /// `("gpu.proc@pid:4321", bytes)`, `("gpu.proc@tree", bytes)` summed over `pids`.
     /// NVML errors during the sample leave the affected readings out.

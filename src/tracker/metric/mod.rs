@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `host` | `rss`, `pss`, `uss`, `procs`, `mem_available` | `tree`, `pid:P`, none |
 //! | `gpu` | `used`, `free`, `total`, `reserved`, `proc` | `dev:I`, `tree`, `pid:P` |
-//! | `shm` | `bytes`, `files` | none, or a segment family (`psm`, `sgl_shm`) |
+//! | `shm` | `bytes`, `files` | none (the server's segments), a family of them (`psm`, `sgl_shm`), or `host` (the whole folder, never judged) |
 //! | `server` | the server's own gauges (`num_used_tokens`, `mem.kvcache`, …) | none, `rank:R` |
 
 mod pattern;
@@ -201,7 +201,8 @@ impl Metric {
         match self.source {
             Source::Host => !matches!(self.quantity.as_str(), "mem_available" | "procs"),
             Source::Gpu => !matches!(self.quantity.as_str(), "total" | "free"),
-            Source::Shm => self.quantity == "bytes",
+            // The whole folder is context: other jobs' segments are in it.
+            Source::Shm => self.quantity == "bytes" && self.scope != Scope::Family("host".into()),
             Source::Server => false,
         }
     }
@@ -303,10 +304,15 @@ pub mod names {
     pub const HOST_MEM_AVAILABLE: &str = "host.mem_available";
     /// `gpu.proc@tree`: GPU memory held by processes of the tree, all devices.
     pub const GPU_PROC_TREE: &str = "gpu.proc@tree";
-    /// `shm.bytes`: allocated bytes in `/dev/shm`.
+    /// `shm.bytes`: allocated bytes of the server's `/dev/shm` segments (those its processes map
+    /// or hold open, or made during the run).
     pub const SHM_BYTES: &str = "shm.bytes";
-    /// `shm.files`: files in `/dev/shm`.
+    /// `shm.files`: the server's `/dev/shm` segments.
     pub const SHM_FILES: &str = "shm.files";
+    /// `shm.bytes@host`: allocated bytes of everything in `/dev/shm` (context, never judged).
+    pub const SHM_BYTES_HOST: &str = "shm.bytes@host";
+    /// `shm.files@host`: files in `/dev/shm` (context).
+    pub const SHM_FILES_HOST: &str = "shm.files@host";
 }
 pub use names::*;
 

@@ -73,4 +73,7 @@ fn units_and_roles() {
     assert!(!m("server.num_used_tokens").can_leak());
     assert!(m("gpu.proc@pid:1").is_server_memory());
     assert!(!m("shm.bytes").is_server_memory());
+    // The server's segments can leak; the machine's folder is context, never judged.
+    assert!(m("shm.bytes").can_leak() && m("shm.bytes@psm").can_leak());
+    assert!(!m("shm.bytes@host").can_leak());
 }

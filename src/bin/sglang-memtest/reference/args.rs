@@ -111,6 +111,27 @@ pub struct ReferenceArgs {
     /// Bytes kept for every stream read to its end.
     #[arg(long, default_value_t = 0)]
     pub leak_bytes_per_stream: u64,
+    /// The HTTP status /health and /health_generate answer (e.g. 503: a server that never gets
+    /// ready; 500: a health check that fails forever).
+    #[arg(long, value_name = "CODE", default_value_t = 200,
+          value_parser = clap::value_parser!(u16).range(100..=599))]
+    pub health_status: u16,
+    /// What the generate routes answer: their JSON, or a 200 with malformed JSON or an empty
+    /// body (a broken server that must not pass as a clean one).
+    #[arg(long, value_enum, default_value_t = super::faults::Answer::Normal)]
+    pub answer: super::faults::Answer,
+    /// Refuse every request but /health and /metrics without `Authorization: Bearer KEY`
+    /// (HTTP 401), as SGLang's --api-key does. Never shown by /get_server_info.
+    #[arg(long, value_name = "KEY")]
+    #[serde(skip_serializing)]
+    pub api_key: Option<String>,
+    /// Milliseconds every generate request waits before it is answered (request timeouts).
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub request_delay_ms: u64,
+    /// Start a process that leaves the server's process group and loses its parent (`setsid`
+    /// and a double fork, as a daemonizing helper does): teardown must still find and stop it.
+    #[arg(long)]
+    pub escape_child: bool,
 }
 
 impl Default for ReferenceArgs {
@@ -147,6 +168,11 @@ impl Default for ReferenceArgs {
             leak_bytes_per_abort: 0,
             leak_bytes_per_disconnect: 0,
             leak_bytes_per_stream: 0,
+            health_status: 200,
+            answer: super::faults::Answer::Normal,
+            api_key: None,
+            request_delay_ms: 0,
+            escape_child: false,
         }
     }
 }
@@ -211,6 +237,11 @@ impl ReferenceArgs {
         }
         if self.context_length == 0 {
             return Err(ReferenceError::ZeroContextLength);
+        }
+        if let Some(key) = &self.api_key
+            && (key.is_empty() || key.chars().any(char::is_whitespace))
+        {
+            return Err(ReferenceError::BadApiKey);
         }
         if self.wants_gpu() {
             super::gpu::check_driver()?;
@@ -366,6 +397,43 @@ mod tests {
             parse(&["--leak-kv-tokens-per-request", "8"]).leak_kv_tokens_per_request,
             8
         );
+    }
+
+    #[test]
+    fn fault_knobs_parse_and_are_checked() {
+        let p = parse(&[
+            "--health-status",
+            "503",
+            "--answer",
+            "malformed-json",
+            "--api-key",
+            "s3cret",
+            "--request-delay-ms",
+            "50",
+            "--escape-child",
+        ]);
+        assert_eq!(p.health_status, 503);
+        assert_eq!(p.answer, super::super::faults::Answer::MalformedJson);
+        assert_eq!(p.api_key.as_deref(), Some("s3cret"));
+        assert!(p.escape_child && p.request_delay_ms == 50);
+        assert!(p.validate().is_ok());
+        // The key never leaves the process through /get_server_info.
+        let shown = serde_json::to_string(&p).expect("serialize");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        for bad in ["99", "600", "abc"] {
+            let full = std::iter::once("x").chain(["--health-status", bad]);
+            assert!(Cli::try_parse_from(full).is_err(), "{bad}");
+        }
+        for bad in ["", "two words"] {
+            let a = ReferenceArgs {
+                api_key: Some(bad.into()),
+                ..ReferenceArgs::default()
+            };
+            assert!(
+                matches!(a.validate(), Err(ReferenceError::BadApiKey)),
+                "{bad:?}"
+            );
+        }
     }
 
     #[cfg(not(feature = "cuda"))]

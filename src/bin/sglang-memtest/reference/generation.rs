@@ -50,10 +50,13 @@ impl AbortFlag {
     }
 }
 
+/// Running generations by internal id: their `rid` and abort switch.
+type Running = HashMap<u64, (Option<String>, Arc<AbortFlag>)>;
+
 /// Running generations by id, with their `rid`; counts of each error path.
 #[derive(Debug, Default)]
 pub(crate) struct Paths {
-    running: Mutex<HashMap<u64, (Option<String>, Arc<AbortFlag>)>>,
+    running: Mutex<Running>,
     next: AtomicU64,
     pub(crate) rejected: AtomicU64,
     pub(crate) aborted: AtomicU64,

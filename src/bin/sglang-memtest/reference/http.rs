@@ -45,6 +45,10 @@ pub(crate) fn router(state: AppState) -> Router {
         router = router.route("/v1/loads", get(loads));
     }
     router
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            super::faults::layer,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }
@@ -59,8 +63,8 @@ fn error(status: StatusCode, message: impl std::fmt::Display) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn health() -> StatusCode {
-    StatusCode::OK
+async fn health(Shared(state): Shared<AppState>) -> StatusCode {
+    StatusCode::from_u16(state.args.health_status).unwrap_or(StatusCode::OK)
 }
 
 async fn model_info() -> axum::Json<Value> {

@@ -17,6 +17,7 @@ mod child;
 mod children;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod faults;
 mod generation;
 mod gpu;
 mod http;
@@ -39,6 +40,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 pub use args::{ChildArgs, ReferenceArgs};
+pub use faults::run_escape;
 
 use children::ChildLink;
 use gpu::GpuMemory;
@@ -106,6 +108,16 @@ pub enum ReferenceError {
     /// `--context-length 0`.
     #[error("--context-length must be at least 1 token")]
     ZeroContextLength,
+    /// `--api-key` empty or with spaces.
+    #[error("--api-key must be one word (no spaces), e.g. --api-key s3cret")]
+    BadApiKey,
+    /// `setsid` failed.
+    #[error("failed to leave the process group (setsid)")]
+    Setsid {
+        /// The OS error.
+        #[source]
+        source: nix::Error,
+    },
     /// GPU knobs on a build without the `cuda` feature.
     #[error("this build has no GPU support: rebuild with `--features cuda`")]
     NoGpuSupport,
@@ -282,6 +294,10 @@ pub async fn serve(args: ReferenceArgs) -> Result<(), ReferenceError> {
             Some(segment)
         }
     };
+    if args.escape_child {
+        let pid = faults::escape_child().await?;
+        tracing::info!(pid, "a process left the group (--escape-child)");
+    }
     let mut children = Vec::with_capacity(args.children);
     let spawned = spawn_children(&args, &mut children).await;
     let result = match spawned {

@@ -244,7 +244,10 @@ pub(crate) fn parse_chat(body: &[u8]) -> Result<(Work, String), String> {
         }
     }
     if let Some(format) = &req.response_format {
-        let kind = format.get("type").and_then(Value::as_str).unwrap_or_default();
+        let kind = format
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         if !RESPONSE_FORMATS.contains(&kind) {
             return Err(format!(
                 "response_format.type must be one of {}, got {kind:?}",
@@ -309,7 +312,10 @@ mod tests {
             br#"{"text": "a b c", "stream": true, "rid": "r1", "sampling_params": {"n": 2, "temperature": 0}}"#,
         )
         .expect("parse");
-        assert_eq!((work.stream, work.rid.as_deref(), work.n), (true, Some("r1"), 2));
+        assert_eq!(
+            (work.stream, work.rid.as_deref(), work.n),
+            (true, Some("r1"), 2)
+        );
     }
 
     #[test]
@@ -319,9 +325,15 @@ mod tests {
                 .expect("parse");
         assert!(work.check_context(100).is_ok());
         let long = work.check_context(4).err().unwrap_or_default();
-        assert!(long.contains("longer than the model's context length"), "{long}");
+        assert!(
+            long.contains("longer than the model's context length"),
+            "{long}"
+        );
         let over = work.check_context(6).err().unwrap_or_default();
-        assert!(over.contains("exceeds the model's maximum context length"), "{over}");
+        assert!(
+            over.contains("exceeds the model's maximum context length"),
+            "{over}"
+        );
     }
 
     #[test]
@@ -338,8 +350,6 @@ mod tests {
         assert_eq!(work.max_tokens, 5);
         assert!(parse_chat(br#"{"messages": [{"content": [{"type": "audio"}]}]}"#).is_err());
         assert!(parse_chat(br#"{"messages": 1}"#).is_err());
-        assert!(
-            parse_chat(br#"{"messages": [], "response_format": {"type": "nope"}}"#).is_err()
-        );
+        assert!(parse_chat(br#"{"messages": [], "response_format": {"type": "nope"}}"#).is_err());
     }
 }
