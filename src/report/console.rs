@@ -310,6 +310,7 @@ pub(crate) fn summary(report: &Report) -> String {
         ("report", &files.json),
         ("plot", &files.png),
         ("svg", &files.svg),
+        ("html", &files.html),
         ("server log", &files.server_log),
     ] {
         if let Some(p) = path {

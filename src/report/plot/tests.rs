@@ -227,12 +227,7 @@ fn a_small_leak_beside_a_big_process_fills_its_own_panel() {
     assert_eq!(focus.title, "host.rss@tokenizer_manager (pid 1160)");
     assert_eq!(focus.outcome, Outcome::Leak);
     let (lo, hi) = focus.y_range();
-    let end = focus
-        .points
-        .iter()
-        .rfind(|p| p.0 <= 99.0)
-        .unwrap()
-        .1;
+    let end = focus.points.iter().rfind(|p| p.0 <= 99.0).unwrap().1;
     assert!((end - 99.0 * MIB).abs() < 2.0 * MIB, "{end}");
     assert!(
         end / (hi - lo) > 0.6,
