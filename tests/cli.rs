@@ -326,6 +326,21 @@ fn bad_input_is_a_clear_usage_error() {
     let o = memtest(&["monitor", "--mm-attention-backend", "fa 3", "--no-plot"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("--mm-attention-backend"), "{}", text(&o));
+    let o = memtest(&[
+        "monitor",
+        "--test-type",
+        "vlm-image",
+        "--vllm-model",
+        "m",
+        "--mm-attention-backend",
+        "sdpa",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("--mm-attention-backend") && text(&o).contains("--vllm-arg"),
+        "{}",
+        text(&o)
+    );
 
     let o = memtest(&[
         "monitor",

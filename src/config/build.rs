@@ -133,7 +133,7 @@ impl ScenarioConfig {
         if self.workload == TestType::VlmText && self.sglang.language_model_only {
             args.push("--language-model-only".into());
         }
-        if let (true, Some(b)) = (vlm, &self.sglang.mm_attention_backend) {
+        if let (true, Some((b, _))) = (vlm, &self.sglang.mm_attention_backend) {
             args.extend(["--mm-attention-backend".to_owned(), b.clone()]);
         }
         if let Some(level) = &self.sglang.log_level {
@@ -361,6 +361,22 @@ impl ScenarioConfig {
                     value: self.port.map(|p| p.to_string()).unwrap_or_default(),
                 }),
                 needs: "a server this run launches: an attached server's port is the one in --base-url",
+            });
+        }
+        if let (Target::Vllm(_), Some((value, setting))) =
+            (target, &self.sglang.mm_attention_backend)
+        {
+            let k = knob("mm_attention_backend")
+                .ok_or_else(|| ConfigError::UnknownKnob("mm_attention_backend".into()))?;
+            return Err(ConfigError::Requires {
+                setting: setting.clone().unwrap_or(Setting {
+                    knob: k.name,
+                    env: k.env,
+                    flag: k.flag,
+                    origin: Origin::Code,
+                    value: value.clone(),
+                }),
+                needs: "an SGLang server: vLLM's own flags go in --vllm-arg / MEMTEST_VLLM_ARGS",
             });
         }
         let (name, given, needs) = match target {

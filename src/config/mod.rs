@@ -83,8 +83,9 @@ pub(crate) struct SglangSettings {
     /// The setting that added the last of `args` (a `--server-arg` with vLLM is an error).
     pub(crate) args_setting: Option<Setting>,
     pub(crate) language_model_only: bool,
-    /// `--mm-attention-backend` for VLM scenarios.
-    pub(crate) mm_attention_backend: Option<String>,
+    /// `--mm-attention-backend` for VLM scenarios, and the setting that gave it (an error with
+    /// vLLM names it).
+    pub(crate) mm_attention_backend: Option<(String, Option<Setting>)>,
     /// `--log-level` (from `SGLANG_LOG_LEVEL`, the seed tool's variable).
     pub(crate) log_level: Option<String>,
 }

@@ -290,3 +290,34 @@ fn the_error_paths_preset_sends_every_error_path() {
     assert!(kinds.iter().any(|k| k.is_abort()));
     assert!(kinds.contains(&crate::load::RequestKind::Disconnect));
 }
+
+#[test]
+fn the_seed_tools_flags_reach_sglangs_command_line() {
+    let argv = |c: ScenarioConfig| match c.build().expect("builds").target() {
+        Target::Sglang(s) => s.clone().into_spec().argv().join(" "),
+        other => panic!("not SGLang: {other:?}"),
+    };
+    let vlm = ScenarioConfig::vlm_image()
+        .env_overrides_from(env(&[
+            ("SGLANG_LOG_LEVEL", "DEBUG"),
+            ("MEMTEST_PORT", "31234"),
+        ]))
+        .expect("valid")
+        .set("model", "m")
+        .set("mm_attention_backend", "sdpa");
+    let line = argv(vlm.clone());
+    assert!(line.contains("--mm-attention-backend sdpa"), "{line}");
+    assert!(line.contains("--log-level debug"), "{line}");
+    let built = vlm.build().expect("builds");
+    assert_eq!(built.port, Some(31234));
+    // A text model gets the log level, not the vision tower's backend.
+    let text = ScenarioConfig::text_model()
+        .set("model", "m")
+        .set("mm_attention_backend", "sdpa")
+        .set("sglang_log_level", "warning");
+    let line = argv(text);
+    assert!(
+        !line.contains("--mm-attention-backend") && line.contains("--log-level warning"),
+        "{line}"
+    );
+}

@@ -180,7 +180,7 @@ pub(super) static SERVER: &[Knob] = &[
             if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
                 return Err("a backend name such as sdpa, fa3 or triton_attn".into());
             }
-            c.sglang.mm_attention_backend = Some(v.to_owned());
+            c.sglang.mm_attention_backend = Some((v.to_owned(), c.applying.clone()));
             Ok(())
         },
     },
