@@ -649,11 +649,13 @@ fn overhead(rt: &tokio::runtime::Runtime, t: &mut Table, sglang: &ServerFixture)
         max_error_rate: 1.0,
         ..DriverConfig::default()
     };
-    let n = 40;
+    let n = 200;
     let mut results: HashMap<&str, Vec<(f64, f64, f64)>> = HashMap::new();
-    // Alternating, twice: drift on a shared machine hits every mode alike.
-    for _ in 0..2 {
-        for (label, interval) in [("none", None), ("10 Hz", Some(100)), ("100 Hz", Some(10))] {
+    let modes = [("none", None), ("10 Hz", Some(100)), ("100 Hz", Some(10))];
+    // Three rounds, each in another order: drift on a shared machine hits every mode alike.
+    for round in 0..3 {
+        for k in 0..modes.len() {
+            let (label, interval) = modes[(k + round) % modes.len()];
             let r = rt.block_on(async {
                 let (tree, url_opt) = match interval {
                     Some(_) => (sglang.tree(), Some(url.as_str())),
@@ -685,6 +687,16 @@ fn overhead(rt: &tokio::runtime::Runtime, t: &mut Table, sglang: &ServerFixture)
             }
         }
     }
+    let spread = |label: &str| {
+        let v: Vec<f64> = results
+            .get(label)
+            .map(|v| v.iter().map(|r| r.0).collect())
+            .unwrap_or_default();
+        let (lo, hi) = v
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), &x| (a.min(x), b.max(x)));
+        format!("{lo:.2}–{hi:.2}")
+    };
     let mean = |label: &str, i: usize| {
         let v = results.get(label).cloned().unwrap_or_default();
         v.iter()
@@ -707,7 +719,11 @@ fn overhead(rt: &tokio::runtime::Runtime, t: &mut Table, sglang: &ServerFixture)
                 mean(label, 1),
                 mean(label, 2)
             ),
-            format!("not sampling: {base:.2} req/s"),
+            format!(
+                "not sampling: {base:.2} req/s (runs {}; sampling runs {})",
+                spread("none"),
+                spread(label)
+            ),
             format!("{:+.1} %", (rps / base - 1.0) * 100.0),
             if label == "10 Hz" { "< 1 % change" } else { "" },
         );

@@ -45,11 +45,18 @@ pub(super) struct Slow {
     pub(super) pids: Arc<Mutex<Vec<u32>>>,
 }
 
+/// The slow thread spends at most 1/`SLOW_DUTY` of its time reading: after a tick whose reads
+/// took `d`, it waits at least `(SLOW_DUTY - 1) × d`. On a big server (SGLang's tree: ~36 ms of
+/// `smaps_rollup` and the tree's `maps`) this keeps the harness off the CPU the server needs,
+/// whatever the sample interval; on a small one the interval rules.
+const SLOW_DUTY: u32 = 50;
+
 impl Slow {
     fn run(mut self, rx: mpsc::Receiver<()>) {
         let mut tick: u32 = 0;
+        let mut wait = self.interval;
         loop {
-            let last = match rx.recv_timeout(self.interval) {
+            let last = match rx.recv_timeout(wait) {
                 Err(mpsc::RecvTimeoutError::Timeout) => false,
                 Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
             };
@@ -58,6 +65,7 @@ impl Slow {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
+            let started = std::time::Instant::now();
             let mut out = Vec::new();
             if let Some(shm) = &mut self.shm {
                 shm.sample(&pids, &mut out);
@@ -74,6 +82,7 @@ impl Slow {
             if last {
                 break;
             }
+            wait = self.interval.max(started.elapsed() * (SLOW_DUTY - 1));
         }
     }
 }
