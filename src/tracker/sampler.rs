@@ -45,18 +45,18 @@ pub(super) struct Slow {
     pub(super) pids: Arc<Mutex<Vec<u32>>>,
 }
 
-/// The slow thread spends at most 1/`SLOW_DUTY` of its time reading: after a tick whose reads
-/// took `d`, it waits at least `(SLOW_DUTY - 1) × d`. On a big server (SGLang's tree: ~36 ms of
-/// `smaps_rollup` and the tree's `maps`) this keeps the harness off the CPU the server needs,
-/// whatever the sample interval; on a small one the interval rules.
-const SLOW_DUTY: u32 = 50;
+/// PSS/USS (`smaps_rollup`, ~36 ms on SGLang's CPU tree) takes at most 1/`ROLLUP_DUTY` of the
+/// slow thread's time: after a read that took `d`, the next waits at least `(ROLLUP_DUTY - 1) × d`
+/// (and `pss_every` ticks). Small servers read at the `pss_every` pace; a big one is not robbed of
+/// the CPU it needs. `/dev/shm` (judged per request) is read every tick.
+const ROLLUP_DUTY: u32 = 50;
 
 impl Slow {
     fn run(mut self, rx: mpsc::Receiver<()>) {
         let mut tick: u32 = 0;
-        let mut wait = self.interval;
+        let mut next_rollup = std::time::Instant::now();
         loop {
-            let last = match rx.recv_timeout(wait) {
+            let last = match rx.recv_timeout(self.interval) {
                 Err(mpsc::RecvTimeoutError::Timeout) => false,
                 Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => true,
             };
@@ -65,7 +65,6 @@ impl Slow {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            let started = std::time::Instant::now();
             let mut out = Vec::new();
             if let Some(shm) = &mut self.shm {
                 shm.sample(&pids, &mut out);
@@ -74,15 +73,18 @@ impl Slow {
                 self.store
                     .push(self.store.now_us(), std::mem::take(&mut out));
             }
-            if self.rollups && (tick.is_multiple_of(self.pss_every.max(1)) || last) {
+            let due = tick.is_multiple_of(self.pss_every.max(1))
+                && std::time::Instant::now() >= next_rollup;
+            if self.rollups && (due || last) {
+                let started = std::time::Instant::now();
                 host::sample_rollups(&pids, &mut out);
                 self.store.push(self.store.now_us(), out);
+                next_rollup = std::time::Instant::now() + started.elapsed() * (ROLLUP_DUTY - 1);
             }
             tick = tick.wrapping_add(1);
             if last {
                 break;
             }
-            wait = self.interval.max(started.elapsed() * (SLOW_DUTY - 1));
         }
     }
 }
