@@ -19,6 +19,7 @@
 //! - [`load`] drives requests at the server and marks each one on the timeline.
 //! - [`analysis`] turns request-indexed series into a [`Verdict`]: pure functions, seeded.
 //! - [`report`] writes the versioned JSON report, plots and the console summary.
+//! - [`fleet`] judges servers someone else runs from the Prometheus that scrapes them.
 //! - [`scenario`] ties it together: the presets `text_model`, `vlm_no_mm_processor`, `vlm_image`.
 #![warn(missing_docs)]
 
@@ -26,6 +27,7 @@ pub mod analysis;
 pub mod config;
 mod error;
 pub mod fixture;
+pub mod fleet;
 pub mod load;
 pub mod report;
 pub mod scenario;

@@ -54,6 +54,7 @@ pub struct ConfidenceInterval {
 }
 
 pub use batch::{BatchMeans, Batched, MAX_POINTS};
+pub(crate) use hourly::human_hours;
 pub use hourly::{HourlyAnalysis, Stretch};
 pub use logical::{IdleAccounting, IdleCheck};
 pub use verdict::MIN_JUDGED;
@@ -449,6 +450,12 @@ pub fn analyze_at(series: &[RequestSeries], thresholds: &Thresholds, alpha: f64)
         let rule = thresholds.rule_for(&s.metric);
         verdict::judge(m, rule, alpha, s.values.readings);
         if let Some(rule) = rule {
+            // A series with no request index at all (fleet telemetry judged without a request
+            // counter) is judged against time alone: its hourly judgement decides.
+            let time_only = s.values.readings == 0 && !m.hourly.is_empty();
+            if time_only {
+                m.reasons.clear();
+            }
             let unit = m.unit;
             let fmt = |v: f64| units::fmt_value(unit, v);
             for h in &mut m.hourly {
@@ -458,7 +465,7 @@ pub fn analyze_at(series: &[RequestSeries], thresholds: &Thresholds, alpha: f64)
             let worst = m.hourly.iter().map(|h| h.outcome).max();
             // A per-request leak stays a leak; a pass needs every stretch to pass.
             if let Some(w) = worst
-                && w > m.outcome
+                && (w > m.outcome || time_only)
             {
                 m.outcome = w;
             }

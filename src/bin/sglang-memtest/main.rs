@@ -3,6 +3,7 @@
 //! subcommand builds a `ScenarioConfig` or reads reports, and errors become sentences here.
 
 mod commands;
+mod judge;
 mod knob_args;
 mod reference;
 
@@ -54,6 +55,8 @@ enum Cmd {
     Suite(ScenarioArgs),
     /// The seed tool's runner: `run --test text-model|vlm-no-mm-processor|vlm-with-images|all`.
     Run(RunArgs),
+    /// Judge a running fleet from its Prometheus: one verdict per replica, process or GPU.
+    Judge(judge::JudgeArgs),
     /// Rebuild reports from the raw files beside them (after a harness was killed, or to judge
     /// again): a report's JSON, or a folder of them.
     Analyze {
@@ -151,6 +154,8 @@ struct MonitorArgs {
     test_type: TestTypeArg,
     #[command(flatten)]
     scenario: ScenarioArgs,
+    #[command(flatten)]
+    prometheus: judge::MonitorPrometheus,
 }
 
 #[derive(Args)]
@@ -196,7 +201,14 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
             reference::serve(args).await?;
             Ok(EXIT_PASS)
         }
+        Cmd::Monitor(args) if args.prometheus.wanted() => {
+            let config = configure(args.test_type.into(), &args.scenario, false)?;
+            let report = run_interruptible(&config.build()?).await;
+            print_report(&report, args.scenario.json)?;
+            judge::after_run(&args.prometheus, &report).await
+        }
         Cmd::Monitor(args) => scenarios(&[args.test_type.into()], &args.scenario, false).await,
+        Cmd::Judge(args) => judge::judge(args).await,
         Cmd::Suite(args) => {
             scenarios(
                 &[TestType::Text, TestType::VlmText, TestType::VlmImage],

@@ -96,7 +96,7 @@ fn render<DB: DrawingBackend>(
 }
 
 /// Register the embedded font once per process; plotters keeps it in a global table.
-pub(super) fn register_font() -> Result<(), PlotError> {
+pub(crate) fn register_font() -> Result<(), PlotError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED
         .get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());

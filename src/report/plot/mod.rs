@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::analysis::Verdict;
 use crate::report::Report;
 use crate::tracker::Timeline;
+pub(crate) use draw::register_font;
 use figure::Figure;
 
 /// What a plot is made of.

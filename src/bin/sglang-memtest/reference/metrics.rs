@@ -23,6 +23,22 @@ pub(crate) struct MetricsSnapshot {
     pub generation_tokens_total: u64,
     /// Finished generate requests.
     pub requests_total: u64,
+    /// Resident bytes of each process of the server: `(pid, role, bytes)`, the server itself
+    /// first (`tokenizer_manager`, as SGLang's launcher), then its children by role.
+    pub processes: Vec<(u32, String, u64)>,
+}
+
+/// Resident bytes of `pid` from `/proc/PID/statm` (`None` when it is gone).
+pub(crate) fn resident_bytes(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * procfs::page_size())
+}
+
+/// The role label of a child titled like SGLang's processes (`sglang::scheduler_TP0` →
+/// `scheduler_TP0`).
+pub(crate) fn role_of(title: &str) -> String {
+    title.strip_prefix("sglang::").unwrap_or(title).to_owned()
 }
 
 /// Renders the snapshot. Counters carry their `_total` name in the TYPE line too, which every
@@ -84,6 +100,18 @@ pub(crate) fn render(model_name: &str, m: &MetricsSnapshot) -> String {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
         let _ = writeln!(out, "{name}{{model_name=\"{label}\"}} {value}");
     }
+    // One series per process, labelled as a client library's process collector would be if
+    // every process of the tree exported its own: `pid` and `role` tell them apart.
+    let name = "process_resident_memory_bytes";
+    if !m.processes.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP {name} Resident memory size in bytes.\n# TYPE {name} gauge"
+        );
+    }
+    for (pid, role, bytes) in &m.processes {
+        let _ = writeln!(out, "{name}{{pid=\"{pid}\",role=\"{role}\"}} {bytes}");
+    }
     out
 }
 
@@ -103,6 +131,7 @@ mod tests {
             prompt_tokens_total: 30,
             generation_tokens_total: 40,
             requests_total: 5,
+            processes: vec![(7, "tokenizer_manager".into(), 4096), (8, role_of("sglang::scheduler"), 8192)],
         };
         let text = render("reference", &snapshot);
         // prometheus-parse 0.2 matches names with `\w+` and so cannot read SGLang's `sglang:`
@@ -134,5 +163,11 @@ mod tests {
         assert_eq!(value("sglang:generation_tokens_total"), 40.0);
         assert_eq!(value("sglang:num_requests_total"), 5.0);
         assert!((value("sglang:token_usage") - 12.0 / 4096.0).abs() < 1e-12);
+        assert!(text.contains("# TYPE process_resident_memory_bytes gauge\n"), "{text}");
+        assert!(
+            text.contains("process_resident_memory_bytes{pid=\"8\",role=\"scheduler\"} 8192\n"),
+            "{text}"
+        );
+        assert!(resident_bytes(std::process::id()).is_some_and(|b| b > 0));
     }
 }

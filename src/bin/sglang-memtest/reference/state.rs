@@ -357,6 +357,14 @@ impl State {
             prompt_tokens_total: self.prompt_tokens.load(Ordering::Relaxed),
             generation_tokens_total: self.generation_tokens.load(Ordering::Relaxed),
             requests_total: self.finished.load(Ordering::Relaxed),
+            processes: std::iter::once((std::process::id(), "tokenizer_manager".to_owned()))
+                .chain(
+                    self.children
+                        .iter()
+                        .map(|c| (c.pid(), super::metrics::role_of(c.title()))),
+                )
+                .filter_map(|(pid, role)| Some((pid, role, super::metrics::resident_bytes(pid)?)))
+                .collect(),
         }
     }
 }
