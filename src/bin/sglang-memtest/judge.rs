@@ -231,6 +231,7 @@ pub(crate) async fn after_run(m: &MonitorPrometheus, run: &Report) -> anyhow::Re
         eprintln!("error: the run measured no request, so there is nothing to judge from Prometheus");
         return Ok(crate::exit_code(run));
     }
+    println!("\nmemory from Prometheus ({url}), over the run's measured requests:");
     after_run_inner(m, url, run).await
 }
 
