@@ -32,12 +32,24 @@ fn have_prometheus() -> bool {
         !ci,
         "CI=true but no Prometheus was found: install it (`apt-get install -y prometheus`, as .ci/run does) or set MEMTEST_PROMETHEUS"
     );
-    eprintln!("skipped: no Prometheus on PATH (apt-get install -y prometheus, or set MEMTEST_PROMETHEUS)");
+    eprintln!(
+        "skipped: no Prometheus on PATH (apt-get install -y prometheus, or set MEMTEST_PROMETHEUS)"
+    );
     false
 }
 
-async fn reference(name: &str, knobs: &[&str], logs: &std::path::Path) -> Result<ServerFixture, Box<dyn std::error::Error>> {
-    let mut args = vec!["serve-reference", "--port", "{port}", "--enable-metrics", "--children=1"];
+async fn reference(
+    name: &str,
+    knobs: &[&str],
+    logs: &std::path::Path,
+) -> Result<ServerFixture, Box<dyn std::error::Error>> {
+    let mut args = vec![
+        "serve-reference",
+        "--port",
+        "{port}",
+        "--enable-metrics",
+        "--children=1",
+    ];
     args.extend_from_slice(knobs);
     let spec = ServerSpec::command(common::exe(), args)
         .with_name(name)
@@ -147,8 +159,12 @@ async fn a_real_prometheus_catches_the_planted_leak_and_passes_the_clean_server(
     let run = judge(&["--preset", "process", "--json"]).await;
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
-    let report: Value = serde_json::from_str(&stdout)
-        .map_err(|e| format!("{e}: stdout {stdout}\nstderr {stderr}\nprometheus log {:?}", prom.log_tail(20)))?;
+    let report: Value = serde_json::from_str(&stdout).map_err(|e| {
+        format!(
+            "{e}: stdout {stdout}\nstderr {stderr}\nprometheus log {:?}",
+            prom.log_tail(20)
+        )
+    })?;
     let leaky = rows_of(&report, &leak_at);
     let clean_rows = rows_of(&report, &clean_at);
     let context = format!("{leaky:?} {clean_rows:?}\n{stderr}\n{stdout}");
@@ -162,11 +178,19 @@ async fn a_real_prometheus_catches_the_planted_leak_and_passes_the_clean_server(
     );
     assert_eq!(clean_rows.len(), 2, "{context}");
     assert!(clean_rows.iter().all(|(_, o)| o == "pass"), "{context}");
-    assert_eq!(report["rows"][0]["outcome"], "leak", "worst first: {context}");
+    assert_eq!(
+        report["rows"][0]["outcome"], "leak",
+        "worst first: {context}"
+    );
     assert_eq!(report["kind"], "fleet");
     assert_eq!(run.status.code(), Some(3), "a leak exits 3: {context}");
     // The request counter matched: growth per request was judged.
-    assert!(report["rows"][0]["requests"].as_u64().is_some_and(|n| n >= 300), "{context}");
+    assert!(
+        report["rows"][0]["requests"]
+            .as_u64()
+            .is_some_and(|n| n >= 300),
+        "{context}"
+    );
     for f in ["fleet.json", "fleet.png", "fleet.svg"] {
         assert!(out.join(f).is_file(), "{f} not written: {context}");
     }
@@ -186,7 +210,10 @@ async fn a_real_prometheus_catches_the_planted_leak_and_passes_the_clean_server(
     let run = judge(&["--query", "rate(process_resident_memory_bytes[1m]))"]).await;
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("Prometheus rejected the query") && stderr.contains("parse error"), "{stderr}");
+    assert!(
+        stderr.contains("Prometheus rejected the query") && stderr.contains("parse error"),
+        "{stderr}"
+    );
     let run = judge(&["--query", "no_such_metric_memtest"]).await;
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(2), "{stderr}");
@@ -194,7 +221,9 @@ async fn a_real_prometheus_catches_the_planted_leak_and_passes_the_clean_server(
 
     // `monitor --base-url --prometheus`: the harness drives the load, Prometheus has the memory.
     let monitor = |base: String, instance: String, name: &str| {
-        let query = format!(r#"process_resident_memory_bytes{{instance="{instance}",role="tokenizer_manager"}}"#);
+        let query = format!(
+            r#"process_resident_memory_bytes{{instance="{instance}",role="tokenizer_manager"}}"#
+        );
         cli(vec![
             "monitor".into(),
             "--base-url".into(),
@@ -218,9 +247,19 @@ async fn a_real_prometheus_catches_the_planted_leak_and_passes_the_clean_server(
     };
     let (leak_run, clean_run) = tokio::join!(
         monitor(leak.base_url().to_owned(), leak_at.clone(), "monitor-leak"),
-        monitor(clean.base_url().to_owned(), clean_at.clone(), "monitor-clean")
+        monitor(
+            clean.base_url().to_owned(),
+            clean_at.clone(),
+            "monitor-clean"
+        )
     );
-    let show = |o: &Output| format!("{}\n{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let show = |o: &Output| {
+        format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
     assert_eq!(leak_run.status.code(), Some(3), "{}", show(&leak_run));
     assert_eq!(clean_run.status.code(), Some(0), "{}", show(&clean_run));
 
@@ -234,15 +273,31 @@ async fn a_real_prometheus_catches_the_planted_leak_and_passes_the_clean_server(
 fn judge_says_what_to_do_when_prometheus_is_not_there() {
     // Port 9 (discard) on loopback: nothing listens there in a test machine.
     let out = std::process::Command::new(common::exe())
-        .args(["judge", "--prometheus", "http://127.0.0.1:9", "--preset", "process", "--no-plot"])
+        .args([
+            "judge",
+            "--prometheus",
+            "http://127.0.0.1:9",
+            "--preset",
+            "process",
+            "--no-plot",
+        ])
         .args(["--out-dir", env!("CARGO_TARGET_TMPDIR")])
         .output()
         .expect("the CLI runs");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("cannot reach Prometheus at http://127.0.0.1:9"), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach Prometheus at http://127.0.0.1:9"),
+        "{stderr}"
+    );
     let out = std::process::Command::new(common::exe())
-        .args(["judge", "--prometheus", "prometheus:9090", "--preset", "process"])
+        .args([
+            "judge",
+            "--prometheus",
+            "prometheus:9090",
+            "--preset",
+            "process",
+        ])
         .args(["--out-dir", env!("CARGO_TARGET_TMPDIR")])
         .output()
         .expect("the CLI runs");

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use presets::{Preset, QuerySet};
+pub use presets::{MemoryQuery, Preset, QuerySet};
 pub use prom::{PromClient, PromSeries, Window};
 pub use report::{FleetReport, FleetRow};
 pub use server::PrometheusServer;
@@ -66,13 +66,17 @@ pub enum Headroom {
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
     /// The Prometheus URL does not parse.
-    #[error("{url:?} is not a Prometheus URL: write it as http://HOST:PORT (e.g. http://prometheus:9090)")]
+    #[error(
+        "{url:?} is not a Prometheus URL: write it as http://HOST:PORT (e.g. http://prometheus:9090)"
+    )]
     BadUrl {
         /// What was given.
         url: String,
     },
     /// No answer (connection refused, DNS, timeout).
-    #[error("cannot reach Prometheus at {url}: {message}; check the address and that Prometheus runs (its UI answers at {url}/graph)")]
+    #[error(
+        "cannot reach Prometheus at {url}: {message}; check the address and that Prometheus runs (its UI answers at {url}/graph)"
+    )]
     Unreachable {
         /// The base URL.
         url: String,
@@ -80,7 +84,9 @@ pub enum FleetError {
         message: String,
     },
     /// An answer that is not Prometheus' API JSON.
-    #[error("{url} answered HTTP {status} without Prometheus' JSON ({body:?}): is this the Prometheus server's address (the one its web UI runs on)?")]
+    #[error(
+        "{url} answered HTTP {status} without Prometheus' JSON ({body:?}): is this the Prometheus server's address (the one its web UI runs on)?"
+    )]
     NotPrometheus {
         /// The endpoint.
         url: String,
@@ -100,7 +106,9 @@ pub enum FleetError {
         message: String,
     },
     /// The query's result is not a range of samples.
-    #[error("the query `{query}` returned a {found}, not series over time: give a query that selects series (no scalar or string)")]
+    #[error(
+        "the query `{query}` returned a {found}, not series over time: give a query that selects series (no scalar or string)"
+    )]
     NotMatrix {
         /// The PromQL.
         query: String,
@@ -108,7 +116,9 @@ pub enum FleetError {
         found: String,
     },
     /// The memory queries matched nothing in the window.
-    #[error("no memory series in the window: {queries} matched nothing between {from} and {to}; check the metric names and labels in Prometheus' UI (/graph) and the window (--since, --start, --end)")]
+    #[error(
+        "no memory series in the window: {queries} matched nothing between {from} and {to}; check the metric names and labels in Prometheus' UI (/graph) and the window (--since, --start, --end)"
+    )]
     Empty {
         /// The queries, joined.
         queries: String,
@@ -148,27 +158,41 @@ pub struct JudgeConfig {
     pub request_marks: Option<Vec<f64>>,
 }
 
-/// Read every query over the window and judge each memory series (per segment between
-/// restarts) with the run's own analysis. Rows come worst first. The significance level is
-/// split across the rows (Bonferroni): judging 50 replicas must not multiply false alarms by 50.
-///
-/// # Errors
-/// [`FleetError`]: Prometheus unreachable or rejecting a query, or no memory series at all.
-pub async fn judge(c: &JudgeConfig) -> Result<FleetReport, FleetError> {
+/// What the queries of a [`JudgeConfig`] returned: the input of [`assess`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fetched {
+    /// Per memory query: its kind, its PromQL and the series it found.
+    pub memory: Vec<(MemoryKind, String, Vec<PromSeries>)>,
+    /// The request counter's series (empty: none asked for, or none found).
+    pub requests: Vec<PromSeries>,
+    /// Host memory limits.
+    pub limits: Vec<PromSeries>,
+    /// Free GPU memory.
+    pub gpu_free: Vec<PromSeries>,
+}
+
+fn check(c: &JudgeConfig) -> Result<(), FleetError> {
     if c.queries.memory.is_empty() {
         return Err(FleetError::NoQuery);
     }
-    let w = c.window;
-    if w.end <= w.start {
+    if c.window.end <= c.window.start {
         return Err(FleetError::BadWindow {
-            from: report::rfc3339(w.start),
-            to: report::rfc3339(w.end),
+            from: report::rfc3339(c.window.start),
+            to: report::rfc3339(c.window.end),
         });
     }
+    Ok(())
+}
+
+/// Run every query of `c` over its window.
+///
+/// # Errors
+/// [`FleetError`]: a bad URL or window, Prometheus unreachable or rejecting a query.
+pub async fn fetch(c: &JudgeConfig) -> Result<Fetched, FleetError> {
+    check(c)?;
     let client = PromClient::new(&c.prometheus, c.timeout)?;
-    let mut notes = Vec::new();
-    let read = |q: &Option<String>| {
-        let q = q.clone();
+    let w = c.window;
+    let read = |q: Option<String>| {
         let client = client.clone();
         async move {
             match q {
@@ -177,32 +201,58 @@ pub async fn judge(c: &JudgeConfig) -> Result<FleetReport, FleetError> {
             }
         }
     };
-    let counter_query = c.queries.requests.clone().filter(|_| c.request_marks.is_none());
-    let requests = read(&counter_query).await?;
-    let limits = read(&c.queries.limit).await?;
-    let free = read(&c.queries.gpu_free).await?;
-    if counter_query.is_some() && requests.is_empty() {
+    // The harness's own requests replace the counter (monitor --prometheus).
+    let counter = c
+        .queries
+        .requests
+        .clone()
+        .filter(|_| c.request_marks.is_none());
+    let mut fetched = Fetched {
+        requests: read(counter).await?,
+        limits: read(c.queries.limit.clone()).await?,
+        gpu_free: read(c.queries.gpu_free.clone()).await?,
+        memory: Vec::new(),
+    };
+    for m in &c.queries.memory {
+        let found = client.query_range(&m.query, &w).await?;
+        fetched.memory.push((m.kind, m.query.clone(), found));
+    }
+    Ok(fetched)
+}
+
+/// Judge each memory series of `f` (per segment between restarts) with the run's own analysis.
+/// Rows come worst first. The significance level is split across the rows (Bonferroni): judging
+/// 50 replicas must not multiply false alarms by 50. Pure: no I/O.
+///
+/// # Errors
+/// [`FleetError::Empty`] when no memory query found a series; [`FleetError::NoQuery`],
+/// [`FleetError::BadWindow`].
+pub fn assess(c: &JudgeConfig, f: &Fetched) -> Result<FleetReport, FleetError> {
+    check(c)?;
+    let mut notes = Vec::new();
+    if c.queries.requests.is_some() && c.request_marks.is_none() && f.requests.is_empty() {
         notes.push("the request counter matched no series: judged per hour only".to_owned());
     }
+    let on = &c.queries.on;
     let mut segments = Vec::new();
-    for (kind, q) in &c.queries.memory {
-        let found = client.query_range(q, &w).await?;
+    for (kind, q, found) in &f.memory {
         if found.is_empty() {
             notes.push(format!("`{q}` matched no series"));
         }
-        for s in &found {
+        for s in found {
             let own = c.request_marks.as_ref().map(|m| monitor::counter_at(s, m));
             let counter = own
                 .as_ref()
-                .or_else(|| series::matching(&s.labels, &requests, &c.queries.on));
+                .or_else(|| series::matching(&s.labels, &f.requests, on));
             let room = match kind {
-                MemoryKind::Host => series::matching(&s.labels, &limits, &c.queries.on)
-                    .map(|l| (l, Headroom::Limit)),
+                MemoryKind::Host => {
+                    series::matching(&s.labels, &f.limits, on).map(|l| (l, Headroom::Limit))
+                }
                 MemoryKind::Gpu => {
-                    series::matching(&s.labels, &free, &c.queries.on).map(|l| (l, Headroom::Free))
+                    series::matching(&s.labels, &f.gpu_free, on).map(|l| (l, Headroom::Free))
                 }
             };
-            for seg in series::segments(s, counter, room, w.step) {
+            for seg in series::segments(s, counter, room, c.window.step) {
                 segments.push((*kind, q.clone(), seg));
             }
         }
@@ -213,11 +263,11 @@ pub async fn judge(c: &JudgeConfig) -> Result<FleetReport, FleetError> {
                 .queries
                 .memory
                 .iter()
-                .map(|(_, q)| format!("`{q}`"))
+                .map(|m| format!("`{}`", m.query))
                 .collect::<Vec<_>>()
                 .join(", "),
-            from: report::rfc3339(w.start),
-            to: report::rfc3339(w.end),
+            from: report::rfc3339(c.window.start),
+            to: report::rfc3339(c.window.end),
         });
     }
     let alpha = (1.0 - c.thresholds.confidence) / segments.len() as f64;
@@ -230,4 +280,12 @@ pub async fn judge(c: &JudgeConfig) -> Result<FleetReport, FleetError> {
         })
         .collect();
     Ok(FleetReport::new(c, alpha, rows, notes))
+}
+
+/// [`fetch`] then [`assess`]: read every query over the window and judge each memory series.
+///
+/// # Errors
+/// [`FleetError`]: Prometheus unreachable or rejecting a query, or no memory series at all.
+pub async fn judge(c: &JudgeConfig) -> Result<FleetReport, FleetError> {
+    assess(c, &fetch(c).await?)
 }

@@ -43,19 +43,21 @@ fn lines(report: &FleetReport) -> Vec<(&FleetRow, Vec<(f64, f64)>)> {
                 .as_secs_f64();
             let b = r.by_time()?;
             let y0 = b.y.iter().copied().find(|v| v.is_finite())?;
-            let pts = b
-                .x
-                .iter()
-                .zip(&b.y)
-                .filter(|(_, y)| y.is_finite())
-                .map(|(x, y)| ((from - start) / 60.0 + x * 60.0, (y - y0) / MIB))
-                .collect();
+            let pts =
+                b.x.iter()
+                    .zip(&b.y)
+                    .filter(|(_, y)| y.is_finite())
+                    .map(|(x, y)| ((from - start) / 60.0 + x * 60.0, (y - y0) / MIB))
+                    .collect();
             Some((r, pts))
         })
         .collect()
 }
 
-fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, plotters::coord::Shift>, report: &FleetReport) -> Result<(), String> {
+fn draw<DB: DrawingBackend>(
+    root: &DrawingArea<DB, plotters::coord::Shift>,
+    report: &FleetReport,
+) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let data = lines(report);
     let (mut x1, mut y0, mut y1) = (1e-9_f64, 0.0_f64, 1e-9_f64);
@@ -121,7 +123,11 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, plotters::coord::Shift>, repo
 ///
 /// # Errors
 /// [`PlotError`] when the font, the drawing, the encoding or a write fails.
-pub fn write(report: &FleetReport, dir: &Path, stem: &str) -> Result<(PathBuf, PathBuf), PlotError> {
+pub fn write(
+    report: &FleetReport,
+    dir: &Path,
+    stem: &str,
+) -> Result<(PathBuf, PathBuf), PlotError> {
     crate::report::plot::register_font()?;
     let png_path = dir.join(format!("{stem}.png"));
     let svg_path = dir.join(format!("{stem}.svg"));
@@ -130,8 +136,11 @@ pub fn write(report: &FleetReport, dir: &Path, stem: &str) -> Result<(PathBuf, P
         move |message: String| PlotError::Draw { path, message }
     };
     let mut rgb = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
-    draw(&BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area(), report)
-        .map_err(draw_err(&png_path))?;
+    draw(
+        &BitMapBackend::with_buffer(&mut rgb, SIZE).into_drawing_area(),
+        report,
+    )
+    .map_err(draw_err(&png_path))?;
     let mut png_bytes = Vec::new();
     {
         let mut enc = png::Encoder::new(&mut png_bytes, SIZE.0, SIZE.1);
@@ -146,9 +155,15 @@ pub fn write(report: &FleetReport, dir: &Path, stem: &str) -> Result<(PathBuf, P
         })?;
     }
     let mut svg = String::new();
-    draw(&SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(), report)
-        .map_err(draw_err(&svg_path))?;
-    for (path, bytes) in [(&png_path, png_bytes.as_slice()), (&svg_path, svg.as_bytes())] {
+    draw(
+        &SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(),
+        report,
+    )
+    .map_err(draw_err(&svg_path))?;
+    for (path, bytes) in [
+        (&png_path, png_bytes.as_slice()),
+        (&svg_path, svg.as_bytes()),
+    ] {
         crate::util::write_atomic(path, bytes).map_err(|source| PlotError::Write {
             path: path.clone(),
             source,

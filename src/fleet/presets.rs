@@ -4,11 +4,30 @@ use serde::{Deserialize, Serialize};
 
 use super::MemoryKind;
 
+/// One memory query: its PromQL (values in bytes) and which memory it reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryQuery {
+    /// Host or GPU memory (decides the rule that judges its series).
+    pub kind: MemoryKind,
+    /// The PromQL.
+    pub query: String,
+}
+
+impl MemoryQuery {
+    /// `kind` memory read by `query`.
+    pub fn new(kind: MemoryKind, query: impl Into<String>) -> Self {
+        Self {
+            kind,
+            query: query.into(),
+        }
+    }
+}
+
 /// The queries one judgement reads.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QuerySet {
-    /// Memory series, each judged on its own: `(host or gpu, PromQL)`. Values in bytes.
-    pub memory: Vec<(MemoryKind, String)>,
+    /// Memory queries; each series they find is judged on its own.
+    pub memory: Vec<MemoryQuery>,
     /// A request counter (`sglang:num_requests_total`): growth per request.
     pub requests: Option<String>,
     /// Host memory limit per series (`container_spec_memory_limit_bytes`): headroom = limit −
@@ -47,7 +66,10 @@ impl Preset {
     /// The queries, every selector narrowed by `selector` (label matchers as PromQL writes them
     /// inside braces, e.g. `namespace="llm",pod=~"sglang-.*"`; empty: none).
     pub fn queries(self, selector: &str) -> QuerySet {
-        let sel = selector.trim().trim_matches(|c| c == '{' || c == '}').trim();
+        let sel = selector
+            .trim()
+            .trim_matches(|c| c == '{' || c == '}')
+            .trim();
         let with = |base: &str| match (base.is_empty(), sel.is_empty()) {
             (_, true) => format!("{{{base}}}"),
             (true, false) => format!("{{{sel}}}"),
@@ -57,11 +79,11 @@ impl Preset {
         match self {
             Preset::SglangK8s => QuerySet {
                 memory: vec![
-                    (
+                    MemoryQuery::new(
                         MemoryKind::Host,
                         format!("container_memory_working_set_bytes{}", with(container)),
                     ),
-                    (
+                    MemoryQuery::new(
                         MemoryKind::Gpu,
                         format!("DCGM_FI_DEV_FB_USED{} * 1048576", with("")),
                     ),
@@ -75,7 +97,7 @@ impl Preset {
                 on: vec!["namespace".into(), "pod".into()],
             },
             Preset::Process => QuerySet {
-                memory: vec![(
+                memory: vec![MemoryQuery::new(
                     MemoryKind::Host,
                     format!("process_resident_memory_bytes{}", with("")),
                 )],
@@ -96,12 +118,15 @@ mod tests {
     fn selectors_are_merged_into_every_query() {
         let q = Preset::SglangK8s.queries(r#"namespace="llm""#);
         assert_eq!(
-            q.memory[0].1,
+            q.memory[0].query,
             r#"container_memory_working_set_bytes{container!="",container!="POD",namespace="llm"}"#
         );
-        assert_eq!(q.memory[1].1, r#"DCGM_FI_DEV_FB_USED{namespace="llm"} * 1048576"#);
+        assert_eq!(
+            q.memory[1].query,
+            r#"DCGM_FI_DEV_FB_USED{namespace="llm"} * 1048576"#
+        );
         let q = Preset::Process.queries("");
-        assert_eq!(q.memory[0].1, "process_resident_memory_bytes{}");
+        assert_eq!(q.memory[0].query, "process_resident_memory_bytes{}");
         assert_eq!(q.requests.as_deref(), Some("sglang:num_requests_total{}"));
     }
 }

@@ -230,7 +230,11 @@ mod tests {
         assert_eq!(s[0].labels["role"], "tokenizer_manager");
         assert_eq!(s[0].points[1], (1764990000.25, 52436992.0));
         assert!(s[0].points[2].1.is_nan());
-        assert!(parse_range("q", "u", 200, EMPTY).expect("parses").is_empty());
+        assert!(
+            parse_range("q", "u", 200, EMPTY)
+                .expect("parses")
+                .is_empty()
+        );
     }
 
     #[test]
@@ -241,9 +245,17 @@ mod tests {
             text.contains("unexpected right parenthesis") && text.contains("rate(x))"),
             "{text}"
         );
-        let e = parse_range("q", "http://h/api/v1/query_range", 404, "404 page not found")
-            .unwrap_err();
-        assert!(matches!(e, FleetError::NotPrometheus { status: 404, .. }), "{e}");
+        let e = parse_range(
+            "q",
+            "http://h/api/v1/query_range",
+            404,
+            "404 page not found",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(e, FleetError::NotPrometheus { status: 404, .. }),
+            "{e}"
+        );
         let e = parse_range("q", "u", 200, VECTOR).unwrap_err();
         assert!(e.to_string().contains("vector"), "{e}");
     }

@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use super::series::Segment;
 use super::{FleetError, JudgeConfig, MemoryKind, QuerySet};
-use crate::analysis::{Batched, Estimate, MetricAnalysis, Outcome, RequestSeries, Thresholds, Verdict};
+use crate::analysis::{
+    Batched, Estimate, MetricAnalysis, Outcome, RequestSeries, Thresholds, Verdict,
+};
 use crate::report::{ReportError, ReportFiles, RunOutcome, SCHEMA_VERSION};
 use crate::util::{human_bytes, signed_bytes};
 
@@ -182,7 +184,12 @@ fn distinguishing(rows: &[FleetRow]) -> BTreeSet<String> {
 }
 
 impl FleetReport {
-    pub(crate) fn new(c: &JudgeConfig, alpha: f64, mut rows: Vec<FleetRow>, notes: Vec<String>) -> Self {
+    pub(crate) fn new(
+        c: &JudgeConfig,
+        alpha: f64,
+        mut rows: Vec<FleetRow>,
+        notes: Vec<String>,
+    ) -> Self {
         let keys = distinguishing(&rows);
         for r in &mut rows {
             let mut name = r
@@ -262,7 +269,9 @@ impl FleetReport {
                     self.files.png = Some(png);
                     self.files.svg = Some(svg);
                 }
-                Err(e) => self.notes.push(format!("no plot: {}", crate::util::error_chain(&e))),
+                Err(e) => self
+                    .notes
+                    .push(format!("no plot: {}", crate::util::error_chain(&e))),
             }
         }
         self.files.json = Some(json.clone());
@@ -325,7 +334,11 @@ impl FleetReport {
             }
         }
         if self.rows.len() > max_rows {
-            let _ = writeln!(s, "  … {} more rows in the JSON", self.rows.len() - max_rows);
+            let _ = writeln!(
+                s,
+                "  … {} more rows in the JSON",
+                self.rows.len() - max_rows
+            );
         }
         for n in &self.notes {
             let _ = writeln!(s, "  note: {n}");

@@ -41,7 +41,11 @@ pub struct Segment {
 
 /// The labels two series are matched on: `on` when given, else every label both carry
 /// (`__name__` aside).
-fn keys<'a>(a: &'a BTreeMap<String, String>, b: &BTreeMap<String, String>, on: &'a [String]) -> Vec<&'a str> {
+fn keys<'a>(
+    a: &'a BTreeMap<String, String>,
+    b: &BTreeMap<String, String>,
+    on: &'a [String],
+) -> Vec<&'a str> {
     if !on.is_empty() {
         return on.iter().map(String::as_str).collect();
     }
@@ -64,7 +68,9 @@ pub fn matching<'a>(
     }
     candidates.iter().find(|c| {
         let k = keys(labels, &c.labels, on);
-        !k.is_empty() && k.iter().all(|k| labels.get(*k).is_some() && labels.get(*k) == c.labels.get(*k))
+        !k.is_empty()
+            && k.iter()
+                .all(|k| labels.get(*k).is_some() && labels.get(*k) == c.labels.get(*k))
     })
 }
 
@@ -132,12 +138,9 @@ pub fn segments(
     out.into_iter()
         .enumerate()
         .map(|(i, points)| {
-            let requests = counts.as_ref().map(|c| {
-                points
-                    .iter()
-                    .map(|(t, _)| at(c, *t, step / 2.0))
-                    .collect()
-            });
+            let requests = counts
+                .as_ref()
+                .map(|c| points.iter().map(|(t, _)| at(c, *t, step / 2.0)).collect());
             let end = points.last().map_or(f64::NAN, |p| p.0);
             let level = points.last().map_or(f64::NAN, |p| p.1);
             let headroom = headroom.and_then(|(s, kind)| {
@@ -244,7 +247,9 @@ mod tests {
         let mem: Vec<(f64, f64)> = (0..200)
             .map(|i| (i as f64, 1e9 + (i % 100) as f64 * 1e6))
             .collect();
-        let req: Vec<(f64, f64)> = (0..200).map(|i| (i as f64, (i % 100) as f64 * 10.0)).collect();
+        let req: Vec<(f64, f64)> = (0..200)
+            .map(|i| (i as f64, (i % 100) as f64 * 10.0))
+            .collect();
         let m = series(&[("instance", "a")], &mem);
         let c = series(&[("instance", "a")], &req);
         let segs = segments(&m, Some(&c), None, 1.0);
@@ -269,7 +274,10 @@ mod tests {
             series(&[("instance", "a"), ("model_name", "x")], &[]),
             series(&[("instance", "b"), ("model_name", "x")], &[]),
         ];
-        assert_eq!(matching(&m.labels, &c, &[]).unwrap().labels["instance"], "b");
+        assert_eq!(
+            matching(&m.labels, &c, &[]).unwrap().labels["instance"],
+            "b"
+        );
         assert!(matching(&m.labels, &c, &["pod".into()]).is_none());
         // One counter for the whole fleet (a router's) matches everything.
         assert!(matching(&m.labels, &c[..1], &[]).is_some());

@@ -12,7 +12,9 @@ use crate::fixture::{FixtureError, ServerFixture, ServerSpec, ShutdownReport, Wa
 #[derive(Debug, thiserror::Error)]
 pub enum PrometheusError {
     /// No `prometheus` binary.
-    #[error("no Prometheus server found (looked for {looked}): install it (`apt-get install -y prometheus`) or set MEMTEST_PROMETHEUS to its binary")]
+    #[error(
+        "no Prometheus server found (looked for {looked}): install it (`apt-get install -y prometheus`) or set MEMTEST_PROMETHEUS to its binary"
+    )]
     NotInstalled {
         /// Where it was looked for.
         looked: String,

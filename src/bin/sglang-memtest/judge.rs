@@ -6,7 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, ValueEnum};
 use sglang_memtest::analysis::Thresholds;
-use sglang_memtest::fleet::{self, FleetReport, JudgeConfig, MemoryKind, Preset, QuerySet, Window};
+use sglang_memtest::fleet::{
+    self, FleetReport, JudgeConfig, MemoryKind, MemoryQuery, Preset, QuerySet, Window,
+};
 use sglang_memtest::report::{Report, RunOutcome};
 
 use crate::{EXIT_FAILURE, EXIT_INCONCLUSIVE, EXIT_LEAK, EXIT_PASS, EXIT_SETUP};
@@ -111,7 +113,8 @@ fn parse_size(text: &str) -> Result<f64, String> {
 }
 
 fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 fn parse_time(flag: &str, text: &str) -> anyhow::Result<f64> {
@@ -126,9 +129,19 @@ impl QueryArgs {
             PresetArg::SglangK8s => Preset::SglangK8s,
             PresetArg::Process => Preset::Process,
         });
-        let mut q = preset.map(|p| p.queries(&self.selector)).unwrap_or_default();
-        q.memory.extend(self.queries.iter().map(|s| (MemoryKind::Host, s.clone())));
-        q.memory.extend(self.gpu_queries.iter().map(|s| (MemoryKind::Gpu, s.clone())));
+        let mut q = preset
+            .map(|p| p.queries(&self.selector))
+            .unwrap_or_default();
+        q.memory.extend(
+            self.queries
+                .iter()
+                .map(|s| MemoryQuery::new(MemoryKind::Host, s)),
+        );
+        q.memory.extend(
+            self.gpu_queries
+                .iter()
+                .map(|s| MemoryQuery::new(MemoryKind::Gpu, s)),
+        );
         for (slot, given) in [
             (&mut q.requests, &self.requests),
             (&mut q.limit, &self.limit),
@@ -144,7 +157,13 @@ impl QueryArgs {
         q
     }
 
-    fn config(&self, prometheus: &str, start: f64, end: f64, thresholds: Thresholds) -> JudgeConfig {
+    fn config(
+        &self,
+        prometheus: &str,
+        start: f64,
+        end: f64,
+        thresholds: Thresholds,
+    ) -> JudgeConfig {
         JudgeConfig {
             prometheus: prometheus.to_owned(),
             queries: self.query_set(),
@@ -227,8 +246,14 @@ impl MonitorPrometheus {
 /// own exit status.
 pub(crate) async fn after_run(m: &MonitorPrometheus, run: &Report) -> anyhow::Result<u8> {
     let url = m.prometheus.as_deref().unwrap_or_default();
-    if run.timeline.requests_in(sglang_memtest::tracker::Phase::Measure) == 0 {
-        eprintln!("error: the run measured no request, so there is nothing to judge from Prometheus");
+    if run
+        .timeline
+        .requests_in(sglang_memtest::tracker::Phase::Measure)
+        == 0
+    {
+        eprintln!(
+            "error: the run measured no request, so there is nothing to judge from Prometheus"
+        );
         return Ok(crate::exit_code(run));
     }
     println!("\nmemory from Prometheus ({url}), over the run's measured requests:");

@@ -131,7 +131,10 @@ mod tests {
             prompt_tokens_total: 30,
             generation_tokens_total: 40,
             requests_total: 5,
-            processes: vec![(7, "tokenizer_manager".into(), 4096), (8, role_of("sglang::scheduler"), 8192)],
+            processes: vec![
+                (7, "tokenizer_manager".into(), 4096),
+                (8, role_of("sglang::scheduler"), 8192),
+            ],
         };
         let text = render("reference", &snapshot);
         // prometheus-parse 0.2 matches names with `\w+` and so cannot read SGLang's `sglang:`
@@ -163,7 +166,10 @@ mod tests {
         assert_eq!(value("sglang:generation_tokens_total"), 40.0);
         assert_eq!(value("sglang:num_requests_total"), 5.0);
         assert!((value("sglang:token_usage") - 12.0 / 4096.0).abs() < 1e-12);
-        assert!(text.contains("# TYPE process_resident_memory_bytes gauge\n"), "{text}");
+        assert!(
+            text.contains("# TYPE process_resident_memory_bytes gauge\n"),
+            "{text}"
+        );
         assert!(
             text.contains("process_resident_memory_bytes{pid=\"8\",role=\"scheduler\"} 8192\n"),
             "{text}"
