@@ -130,6 +130,8 @@ fn a_fleet_is_judged_per_replica_worst_first_and_restarts_cut_series() {
     assert!(a.headroom.is_some_and(|h| h > 7e9 && h < 8e9), "{table}");
     assert!(a.requests_to_exhaust.is_some(), "{table}");
     assert_eq!(row(&r, "b", 1).outcome, Outcome::Pass, "{table}");
+    // Pod a's limit is a's alone.
+    assert_eq!(row(&r, "b", 1).headroom, None, "{table}");
     // The restart cut pod c in two, each a warm-up then flat: both pass.
     let (c1, c2) = (row(&r, "c", 1), row(&r, "c", 2));
     assert_eq!((c1.segments, c2.segments), (2, 2), "{table}");
@@ -202,7 +204,14 @@ fn fleet_report_schema_v2() {
         serde_json::from_str(&std::fs::read_to_string(json).expect("read")).expect("json");
     assert_eq!(back["schema_version"], 2);
     assert_eq!(back["kind"], "fleet");
-    assert!(dir.path().join("fleet.png").is_file() && dir.path().join("fleet.svg").is_file());
+    for f in ["fleet.png", "fleet.svg", "fleet.html"] {
+        assert!(dir.path().join(f).is_file(), "{f}");
+    }
+    let html = std::fs::read_to_string(dir.path().join("fleet.html")).expect("html");
+    assert!(
+        html.contains("<svg") && html.contains("pod=a"),
+        "the page inlines the plot and names the rows"
+    );
     let mut out = Vec::new();
     paths(&back, "", &mut out);
     out.sort();

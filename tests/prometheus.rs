@@ -191,7 +191,7 @@ async fn a_real_prometheus_catches_the_planted_leak_and_passes_the_clean_server(
             .is_some_and(|n| n >= 300),
         "{context}"
     );
-    for f in ["fleet.json", "fleet.png", "fleet.svg"] {
+    for f in ["fleet.json", "fleet.png", "fleet.svg", "fleet.html"] {
         assert!(out.join(f).is_file(), "{f} not written: {context}");
     }
 

@@ -14,6 +14,7 @@
 //! - [`server`]: a real Prometheus as a test fixture.
 //! - [`monitor`]: `monitor --prometheus`, the run's own requests as the request index.
 
+mod html;
 pub mod monitor;
 mod plot;
 pub mod presets;

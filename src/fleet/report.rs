@@ -275,6 +275,21 @@ impl FleetReport {
             }
         }
         self.files.json = Some(json.clone());
+        let svg = self
+            .files
+            .svg
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok());
+        let html = dir.join(format!("{stem}.html"));
+        match crate::report::write_atomic(
+            &html,
+            super::html::render(self, svg.as_deref()).as_bytes(),
+        ) {
+            Ok(()) => self.files.html = Some(html),
+            Err(e) => self
+                .notes
+                .push(format!("no HTML page: {}", crate::util::error_chain(&e))),
+        }
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| ReportError::Write {
             path: json.clone(),
             source: std::io::Error::other(e),
@@ -343,7 +358,10 @@ impl FleetReport {
         for n in &self.notes {
             let _ = writeln!(s, "  note: {n}");
         }
-        for f in [&self.files.json, &self.files.png].into_iter().flatten() {
+        for f in [&self.files.json, &self.files.png, &self.files.html]
+            .into_iter()
+            .flatten()
+        {
             let _ = writeln!(s, "  wrote {}", f.display());
         }
         s

@@ -55,23 +55,28 @@ fn keys<'a>(
         .collect()
 }
 
-/// The series of `candidates` that belongs with `labels`: the one that agrees on every match
-/// key (and shares at least one), or the only candidate when there is one (a router's counter
-/// for the whole fleet).
+/// The series of `candidates` that belongs with `labels`: the first that agrees on every match
+/// key both carry (at least one). Failing that, the only candidate when it carries none of the
+/// `on` labels: one series for the whole fleet, such as a router's request counter.
 pub fn matching<'a>(
     labels: &BTreeMap<String, String>,
     candidates: &'a [PromSeries],
     on: &[String],
 ) -> Option<&'a PromSeries> {
-    if let [only] = candidates {
-        return Some(only);
+    let agrees = |c: &PromSeries| {
+        let both: Vec<&str> = keys(labels, &c.labels, on)
+            .into_iter()
+            .filter(|k| labels.contains_key(*k) && c.labels.contains_key(*k))
+            .collect();
+        !both.is_empty() && both.iter().all(|k| labels.get(*k) == c.labels.get(*k))
+    };
+    if let Some(c) = candidates.iter().find(|c| agrees(c)) {
+        return Some(c);
     }
-    candidates.iter().find(|c| {
-        let k = keys(labels, &c.labels, on);
-        !k.is_empty()
-            && k.iter()
-                .all(|k| labels.get(*k).is_some() && labels.get(*k) == c.labels.get(*k))
-    })
+    match candidates {
+        [only] if !on.is_empty() && on.iter().all(|k| !only.labels.contains_key(k)) => Some(only),
+        _ => None,
+    }
 }
 
 /// Times at which `counter` went down (a reset: the process restarted).
@@ -279,8 +284,12 @@ mod tests {
             "b"
         );
         assert!(matching(&m.labels, &c, &["pod".into()]).is_none());
-        // One counter for the whole fleet (a router's) matches everything.
-        assert!(matching(&m.labels, &c[..1], &[]).is_some());
+        // Another replica's counter alone does not match…
+        assert!(matching(&m.labels, &c[..1], &[]).is_none());
+        // …one for the whole fleet (a router's, without the pairing labels) matches everything.
+        let router = [series(&[("job", "router")], &[])];
+        assert!(matching(&m.labels, &router, &["instance".into()]).is_some());
+        assert!(matching(&m.labels, &router, &[]).is_none());
         let mem = series(&[], &[(0.0, 3.0), (1.0, 4.0)]);
         let limit = series(&[], &[(0.0, 10.0), (1.0, 10.0)]);
         let s = segments(&mem, None, Some((&limit, Headroom::Limit)), 1.0);
