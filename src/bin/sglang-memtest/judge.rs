@@ -100,7 +100,8 @@ pub(crate) struct JudgeArgs {
 #[derive(Args, Default)]
 pub(crate) struct MonitorPrometheus {
     /// Judge the run's memory from this Prometheus (with --base-url: a remote server) over the
-    /// run's measured window, requests mapped by their completion times.
+    /// run's measured window, requests mapped by their completion times. Without --query or
+    /// --preset: `process_resident_memory_bytes{instance="HOST:PORT"}` of the --base-url.
     #[arg(long, value_name = "URL")]
     prometheus: Option<String>,
     #[command(flatten)]
@@ -267,7 +268,12 @@ async fn after_run_inner(m: &MonitorPrometheus, url: &str, run: &Report) -> anyh
     };
     let mut queries = m.queries.clone();
     if queries.preset.is_none() && queries.queries.is_empty() && queries.gpu_queries.is_empty() {
+        // The server's own /metrics, as Prometheus labels it: `instance="HOST:PORT"`.
         queries.preset = Some(PresetArg::Process);
+        if queries.selector.is_empty() {
+            let instance = run.target.base_url.split("://").last().unwrap_or_default();
+            queries.selector = format!("instance=\"{}\"", instance.trim_end_matches('/'));
+        }
     }
     // A scrape or two of margin on each side: the first and last requests' readings.
     let margin = 2.0 * queries.step.as_secs_f64();
