@@ -563,17 +563,35 @@ fn run_paths(n: usize) -> Vec<String> {
     let mut rows = Vec::new();
     for (name, path) in end_paths() {
         let (mut orphans, mut segments, mut worst) = (0, 0, Duration::ZERO);
-        let mut kept = BTreeSet::new();
+        // What was kept, with the request counts folded into a range per wording.
+        let mut kept: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
         for i in 0..n {
             let ended = path(i).unwrap_or_else(|e| panic!("{name} #{i}: {e}"));
             orphans += ended.orphans;
             segments += ended.segments;
             worst = worst.max(ended.cleanup);
-            kept.insert(ended.kept.split(',').next().unwrap_or_default().to_owned());
+            let first = ended.kept.split(',').next().unwrap_or_default();
+            let n: Option<u64> = first.split_whitespace().find_map(|w| w.parse().ok());
+            let wording = first
+                .split_whitespace()
+                .map(|w| if w.parse::<u64>().is_ok() { "{n}" } else { w })
+                .collect::<Vec<_>>()
+                .join(" ");
+            let range = kept.entry(wording).or_insert((u64::MAX, 0));
+            if let Some(n) = n {
+                *range = (range.0.min(n), range.1.max(n));
+            }
         }
         let row = format!(
             "| {name} | {n} | {orphans} | {segments} | {} | {:.1} s |",
-            kept.into_iter().collect::<Vec<_>>().join("; "),
+            kept.into_iter()
+                .map(|(wording, (lo, hi))| match (lo, hi) {
+                    (u64::MAX, _) => wording,
+                    (lo, hi) if lo == hi => wording.replacen("{n}", &lo.to_string(), 1),
+                    (lo, hi) => wording.replacen("{n}", &format!("{lo}–{hi}"), 1),
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
             worst.as_secs_f64()
         );
         println!("{row}");
