@@ -125,26 +125,73 @@ pub struct KindTotal {
     pub mappings: u64,
 }
 
+/// One mapping (the kernel's area): where, its kind, its resident bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Area {
+    /// First address.
+    pub start: u64,
+    /// One past the last address.
+    pub end: u64,
+    /// Its kind.
+    pub kind: MappingKind,
+    /// `Rss + Swap`.
+    pub bytes: u64,
+}
+
 /// One process's mappings, summed by kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProcessMaps {
     /// By kind.
     pub kinds: BTreeMap<MappingKind, KindTotal>,
+    /// Every area, by start address.
+    pub areas: Vec<Area>,
 }
 
 impl ProcessMaps {
     /// Sums parsed smaps entries by kind.
     pub fn of(maps: &MemoryMaps) -> Self {
         let mut kinds = BTreeMap::<MappingKind, KindTotal>::new();
+        let mut areas = Vec::with_capacity(maps.0.len());
         for m in &maps.0 {
             let size = m.address.1.saturating_sub(m.address.0);
             let kind = MappingKind::of(&m.pathname, size);
             let get = |k: &str| m.extension.map.get(k).copied().unwrap_or(0);
+            let bytes = get("Rss") + get("Swap");
             let t = kinds.entry(kind).or_default();
-            t.bytes += get("Rss") + get("Swap");
+            t.bytes += bytes;
+            t.mappings += 1;
+            areas.push(Area {
+                start: m.address.0,
+                end: m.address.1,
+                kind,
+                bytes,
+            });
+        }
+        areas.sort_by_key(|a| a.start);
+        Self { kinds, areas }
+    }
+
+    /// The kind of the area holding `addr`.
+    fn kind_at(&self, addr: u64) -> Option<MappingKind> {
+        let i = self.areas.partition_point(|a| a.start <= addr);
+        let a = self.areas.get(i.checked_sub(1)?)?;
+        (addr < a.end).then_some(a.kind)
+    }
+
+    /// These totals with every area counted under the kind of the area of `later` that now
+    /// holds its start: an anonymous area that grew (the kernel merges adjacent anonymous
+    /// mappings) moves up a size class, and its earlier bytes must move with it, or the diff
+    /// shows a drop in one class and a jump in the next.
+    fn as_classified_by(&self, later: &ProcessMaps) -> BTreeMap<MappingKind, KindTotal> {
+        let mut kinds = BTreeMap::<MappingKind, KindTotal>::new();
+        for a in &self.areas {
+            let t = kinds
+                .entry(later.kind_at(a.start).unwrap_or(a.kind))
+                .or_default();
+            t.bytes += a.bytes;
             t.mappings += 1;
         }
-        Self { kinds }
+        kinds
     }
 
     /// Reads and sums `/proc/PID/smaps`.
@@ -217,14 +264,18 @@ pub fn diff(
     requests: u64,
 ) -> ProcessGrowth {
     let per = |g: i64| (requests > 0).then(|| g as f64 / requests as f64);
-    let mut kinds: Vec<KindGrowth> = before
-        .kinds
+    let before_kinds = if before.areas.is_empty() {
+        before.kinds.clone()
+    } else {
+        before.as_classified_by(after)
+    };
+    let mut kinds: Vec<KindGrowth> = before_kinds
         .keys()
         .chain(after.kinds.keys())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .map(|k| {
-            let b = before.kinds.get(k).copied().unwrap_or_default();
+            let b = before_kinds.get(k).copied().unwrap_or_default();
             let a = after.kinds.get(k).copied().unwrap_or_default();
             let growth = a.bytes as i64 - b.bytes as i64;
             KindGrowth {
@@ -326,6 +377,32 @@ Rss:                  40 kB
         assert_eq!(d.kinds.len(), 7, "every kind is listed");
         assert_eq!(d.kinds[2].growth, 0);
         assert_eq!(d.growth, 101 * MIB as i64);
+    }
+
+    #[test]
+    fn an_area_that_grew_into_a_larger_class_takes_its_earlier_bytes_along() {
+        let area = |end_mib: u64, bytes_mib: u64| Area {
+            start: 0x7f00_0000_0000,
+            end: 0x7f00_0000_0000 + end_mib * MIB,
+            kind: MappingKind::of(&MMapPath::Anonymous, end_mib * MIB),
+            bytes: bytes_mib * MIB,
+        };
+        let one = |a: Area| ProcessMaps {
+            kinds: BTreeMap::from([(
+                a.kind,
+                KindTotal {
+                    bytes: a.bytes,
+                    mappings: 1,
+                },
+            )]),
+            areas: vec![a],
+        };
+        let (before, after) = (one(area(40, 40)), one(area(100, 100)));
+        let d = diff(1, "x".into(), &before, &after, 60);
+        assert_eq!(d.kinds.len(), 1, "{d:?}");
+        assert_eq!(d.kinds[0].kind, "anon >64 MiB");
+        assert_eq!(d.kinds[0].growth, 60 * MIB as i64);
+        assert_eq!(d.kinds[0].per_request, Some(MIB as f64));
     }
 
     #[test]

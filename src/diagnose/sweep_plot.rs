@@ -84,7 +84,7 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, s: &Sweep) -> Result<(
             ))
             .map_err(err)?
             .label(format!(
-                "fit: {} per {} + {} (R² {:.3})",
+                "fit: {} per {}, {} at zero (R² {:.3})",
                 crate::util::signed_bytes(f.per_unit),
                 s.unit,
                 crate::util::signed_bytes(f.intercept),

@@ -12,7 +12,12 @@ pub(crate) fn console(report: &Report) -> String {
     let Some(d) = &report.diagnosis else {
         return out;
     };
-    if let Some(m) = &d.mappings {
+    // A pass needs no "where": the HTML page and the JSON still hold the table.
+    let judged_growth = matches!(
+        report.outcome,
+        super::RunOutcome::Leak | super::RunOutcome::Inconclusive
+    );
+    if let Some(m) = d.mappings.as_ref().filter(|_| judged_growth) {
         for h in d.headlines() {
             let _ = writeln!(out, "  where: {h}");
         }
