@@ -2,7 +2,7 @@
 //! fitted against it. A leak proportional to pixels is a different bug from one per request:
 //! the fit says which (bytes per unit of the knob, bytes per request at zero, R²).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -213,9 +213,20 @@ pub fn slope_of(report: &Report, metric: &str) -> Option<Estimate> {
         .and_then(|m| m.slope)
 }
 
-/// Runs `base` once per value of `knob` (each run named `<name>-<knob>-<i>`), fits the growth
-/// per request of `metric` against the knob, and writes `sweep_<knob>.json` (and, with
-/// `plots`, `.png`/`.svg`) into `out_dir`. `each` sees every report as it comes; a cancelled
+/// What a sweep varies and what it fits.
+#[derive(Debug, Clone, Copy)]
+pub struct SweepPlan<'a> {
+    /// The knob's name (`image_size`).
+    pub knob: &'a str,
+    /// Its values, at least two.
+    pub values: &'a [String],
+    /// The metric whose growth per request is fitted (`host.rss@tree`).
+    pub metric: &'a str,
+}
+
+/// Runs `base` once per value of the plan's knob (each run named `sweep_<knob>_<i>`), fits the
+/// growth per request of its metric against the knob, and writes `sweep_<knob>.json` (and,
+/// unless plots are off, `.png`/`.svg`) into the scenario's output folder. `each` sees every report as it comes; a cancelled
 /// `cancel` stops the sweep after the run in progress.
 ///
 /// # Errors
@@ -223,14 +234,15 @@ pub fn slope_of(report: &Report, metric: &str) -> Option<Estimate> {
 /// invalid (every value is checked before the first run).
 pub async fn run(
     base: &ScenarioConfig,
-    knob: &str,
-    values: &[String],
-    metric: &str,
-    out_dir: &Path,
-    plots: bool,
+    plan: &SweepPlan<'_>,
     cancel: &crate::CancellationToken,
     mut each: impl FnMut(&Report),
 ) -> Result<Sweep, String> {
+    let SweepPlan {
+        knob,
+        values,
+        metric,
+    } = *plan;
     if values.len() < 2 {
         return Err(
             "a sweep needs at least two values (e.g. --values 224x224,448x448,896x896)".into(),
@@ -253,6 +265,11 @@ pub async fn run(
             .map_err(|e| format!("{knob}={v}: {e}"))?;
         built.push((v.clone(), x, scenario));
     }
+    let (out_dir, plots) = match built.first() {
+        Some((_, _, s)) => (s.out_dir().to_owned(), s.plots()),
+        None => return Err("a sweep needs at least two values".into()),
+    };
+    let out_dir = out_dir.as_path();
     let mut points = Vec::new();
     for (value, x, scenario) in built {
         if cancel.is_cancelled() {

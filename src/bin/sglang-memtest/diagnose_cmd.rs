@@ -73,26 +73,20 @@ pub(crate) struct SweepArgs {
 pub(crate) async fn sweep(args: &SweepArgs) -> anyhow::Result<u8> {
     let knob = args.knob.replace('-', "_");
     let base = configure(args.monitor.test_type.into(), &args.monitor.scenario, false)?;
-    let probe = base.clone().build()?;
-    let out_dir = probe.out_dir().to_owned();
-    let plots = probe.plots();
+    let out_dir = base.clone().build()?.out_dir().to_owned();
+    let plan = sglang_memtest::diagnose::sweep::SweepPlan {
+        knob: &knob,
+        values: &args.values,
+        metric: &args.metric,
+    };
     let mut worst = crate::EXIT_PASS;
-    let sweep = sglang_memtest::diagnose::sweep::run(
-        &base,
-        &knob,
-        &args.values,
-        &args.metric,
-        &out_dir,
-        plots,
-        interrupt(),
-        |r| {
-            let _ = print_report(r, false);
-            let code = crate::exit_code(r);
-            if crate::severity(code) > crate::severity(worst) {
-                worst = code;
-            }
-        },
-    )
+    let sweep = sglang_memtest::diagnose::sweep::run(&base, &plan, interrupt(), |r| {
+        let _ = print_report(r, false);
+        let code = crate::exit_code(r);
+        if crate::severity(code) > crate::severity(worst) {
+            worst = code;
+        }
+    })
     .await
     .map_err(anyhow::Error::msg)?;
     println!("\n{}", sglang_memtest::diagnose::sweep::table(&sweep));
