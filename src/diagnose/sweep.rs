@@ -260,6 +260,8 @@ pub async fn run(
         let scenario = base
             .clone()
             .named(name)
+            // A sweep measures dose, not causes: no stack snapshots of every leaking run.
+            .set("py_spy", "off")
             .set(knob, v)
             .build()
             .map_err(|e| format!("{knob}={v}: {e}"))?;
