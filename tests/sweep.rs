@@ -84,3 +84,41 @@ fn a_sweep_of_a_knob_it_cannot_vary_says_which_it_can() {
         "{err}"
     );
 }
+
+#[test]
+fn a_leak_per_request_swept_over_image_size_is_called_constant() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sweep/per_request");
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = Command::new(env!("CARGO_BIN_EXE_sglang-memtest"))
+        .args([
+            "sweep",
+            "--knob",
+            "image-size",
+            "--values",
+            "64x64,256x256",
+            "--test-type",
+            "vlm-image",
+            "--reference",
+            "--reference-arg=--leak-bytes-per-request=262144",
+            "--num-requests",
+            "40",
+            "--request-interval",
+            "0.01",
+            "--sample-interval",
+            "0.05",
+            "--gpu",
+            "off",
+            "--no-plot",
+            "--out-dir",
+        ])
+        .arg(&dir)
+        .output()
+        .expect("the CLI runs");
+    let json = std::fs::read_to_string(dir.join("sweep_image_size.json")).unwrap_or_else(|e| {
+        panic!("{e}: {}", String::from_utf8_lossy(&o.stderr));
+    });
+    let s: Sweep = serde_json::from_str(&json).expect("it parses");
+    assert_eq!(s.dependence, Dependence::Constant, "{}", s.finding);
+    assert!(s.finding.contains("a leak per request"), "{}", s.finding);
+    assert!(s.plots.is_empty(), "--no-plot");
+}
