@@ -210,6 +210,9 @@ impl ReferenceArgs {
                 max: MAX_CHILDREN,
             });
         }
+        if self.python_children.is_some() && self.children == 0 {
+            return Err(ReferenceError::PythonChildrenWithoutChildren);
+        }
         if self.python_children.is_some() && self.wants_gpu() {
             return Err(ReferenceError::PythonChildGpu);
         }
@@ -337,6 +340,24 @@ mod tests {
         assert!(matches!(
             lonely.validate(),
             Err(ReferenceError::LeakInChildWithoutChildren)
+        ));
+        let python_alone = ReferenceArgs {
+            python_children: Some("python3".into()),
+            ..base.clone()
+        };
+        assert!(matches!(
+            python_alone.validate(),
+            Err(ReferenceError::PythonChildrenWithoutChildren)
+        ));
+        let python_gpu = ReferenceArgs {
+            python_children: Some("python3".into()),
+            children: 1,
+            gpu_leak_bytes_per_request: 1,
+            ..base.clone()
+        };
+        assert!(matches!(
+            python_gpu.validate(),
+            Err(ReferenceError::PythonChildGpu)
         ));
         let far = ReferenceArgs {
             leak_in_child: Some(2),

@@ -67,6 +67,9 @@ pub enum ReferenceError {
     /// `--leak-in-child` with no children.
     #[error("--leak-in-child needs child processes: add --children N (N >= 1)")]
     LeakInChildWithoutChildren,
+    /// `--python-children` with no children.
+    #[error("--python-children needs child processes: add --children N (N >= 1)")]
+    PythonChildrenWithoutChildren,
     /// `--python-children` with a GPU knob: a Python child holds host leaks only.
     #[error("--python-children hold host leaks only: drop --python-children or the GPU knobs")]
     PythonChildGpu,
