@@ -149,16 +149,16 @@ struct ScenarioArgs {
     knobs: KnobArgs,
     /// Print the JSON report to stdout instead of the summary.
     #[arg(long)]
-    pub(crate) json: bool,
+    json: bool,
 }
 
 #[derive(Args)]
 struct MonitorArgs {
     /// What to send.
     #[arg(long, value_enum, default_value_t = TestTypeArg::Text)]
-    pub(crate) test_type: TestTypeArg,
+    test_type: TestTypeArg,
     #[command(flatten)]
-    pub(crate) scenario: ScenarioArgs,
+    scenario: ScenarioArgs,
 }
 
 #[derive(Args)]
