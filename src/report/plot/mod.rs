@@ -15,6 +15,7 @@
 
 mod axis;
 mod draw;
+pub(crate) use draw::{encode_png, register_font};
 mod figure;
 
 use std::path::{Path, PathBuf};
