@@ -18,6 +18,8 @@
 //!   `/dev/shm`, the server's own metrics) into a [`Timeline`].
 //! - [`load`] drives requests at the server and marks each one on the timeline.
 //! - [`analysis`] turns request-indexed series into a [`Verdict`]: pure functions, seeded.
+//! - [`diagnose`] says where the memory grew (smaps by mapping kind), dumps the guilty
+//!   process's stacks on a leak, and fits growth against a knob (`sweep`).
 //! - [`report`] writes the versioned JSON report, plots and the console summary.
 //! - [`fleet`] judges servers someone else runs from the Prometheus that scrapes them.
 //! - [`scenario`] ties it together: the presets `text_model`, `vlm_no_mm_processor`, `vlm_image`.
@@ -25,6 +27,7 @@
 
 pub mod analysis;
 pub mod config;
+pub mod diagnose;
 mod error;
 pub mod fixture;
 pub mod fleet;

@@ -40,7 +40,11 @@ const TREE_KNOBS: [&str; 3] = [
 
 /// The pids of live processes carrying the tag of one of `harness`'s fixtures.
 fn tagged(harness: u32) -> Vec<u32> {
-    let want = format!("MEMTEST_FIXTURE={harness}.");
+    with_env(&format!("MEMTEST_FIXTURE={harness}."))
+}
+
+/// The pids of live processes whose environment holds `prefix` (`MEMTEST_FIXTURE=<harness>.`).
+fn with_env(prefix: &str) -> Vec<u32> {
     let Ok(rd) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -49,10 +53,15 @@ fn tagged(harness: u32) -> Vec<u32> {
         .filter(|pid| {
             std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| {
                 env.split(|&b| b == 0)
-                    .any(|kv| kv.starts_with(want.as_bytes()))
+                    .any(|kv| kv.starts_with(prefix.as_bytes()))
             })
         })
         .collect()
+}
+
+/// The live reaper of `harness` (it carries `MEMTEST_REAPER_FOR=<harness pid>:`).
+fn reapers_of(harness: u32) -> Vec<u32> {
+    with_env(&format!("MEMTEST_REAPER_FOR={harness}:"))
 }
 
 /// `/dev/shm` names of the reference servers among `pids` (their names carry the pid).
@@ -93,8 +102,6 @@ struct Ended {
     kept: String,
     /// Time from the signal (or the end) to the last server process gone.
     cleanup: Duration,
-    /// Segments left right after a SIGKILL, before the next fixture start cleaned them.
-    until_next_start: usize,
 }
 
 /// How a signalled harness ended: the end path, its exit code, the server PIDs it had.
@@ -130,9 +137,18 @@ fn signal_harness(
     kill(Pid::from_raw(i32::try_from(harness)?), signal)?;
     let status = wait_timeout(&mut child, Duration::from_secs(60))?;
     let gone = eventually(Duration::from_secs(10), || tagged(harness).is_empty());
+    // Whatever killed the harness, its reaper sweeps at once and ends: nothing waits for the
+    // next fixture start (none is started here).
+    let clean = eventually(Duration::from_secs(10), || segments_of(&pids).is_empty());
     let cleanup = t0.elapsed();
-    let orphans = if gone { 0 } else { tagged(harness).len() };
-    let segments = segments_of(&pids).len();
+    let reaper_gone = eventually(Duration::from_secs(10), || reapers_of(harness).is_empty());
+    let orphans = if gone { 0 } else { tagged(harness).len() }
+        + if reaper_gone {
+            0
+        } else {
+            reapers_of(harness).len()
+        };
+    let segments = if clean { 0 } else { segments_of(&pids).len() };
     let kept = kept(&out_dir.join(format!("{name}.json")));
     Ok((
         Ended {
@@ -140,7 +156,6 @@ fn signal_harness(
             segments,
             kept,
             cleanup,
-            until_next_start: 0,
         },
         status,
         pids,
@@ -304,7 +319,6 @@ fn path_pass(i: usize) -> Result<Ended, Box<dyn std::error::Error>> {
         segments,
         kept: format!("report {:?}", r.outcome),
         cleanup: Duration::ZERO,
-        until_next_start: 0,
     })
 }
 
@@ -331,7 +345,6 @@ fn path_assertion(i: usize) -> Result<Ended, Box<dyn std::error::Error>> {
         segments,
         kept: "log file".into(),
         cleanup: Duration::ZERO,
-        until_next_start: 0,
     })
 }
 
@@ -372,7 +385,6 @@ fn path_panic(i: usize) -> Result<Ended, Box<dyn std::error::Error>> {
         segments,
         kept: kept(&dir.join(format!("{name}.json"))),
         cleanup: Duration::ZERO,
-        until_next_start: 0,
     })
 }
 
@@ -393,7 +405,6 @@ fn path_startup_timeout(i: usize) -> Result<Ended, Box<dyn std::error::Error>> {
         segments: 0,
         kept: format!("report {:?}", r.outcome),
         cleanup: Duration::ZERO,
-        until_next_start: 0,
     })
 }
 
@@ -445,23 +456,17 @@ fn path_cancelled(i: usize) -> Result<Ended, Box<dyn std::error::Error>> {
             r.requests.map_or(0, |q| q.sent)
         ),
         cleanup: Duration::ZERO,
-        until_next_start: 0,
     })
 }
 
 fn path_cli_signal(i: usize, signal: Signal) -> Result<Ended, Box<dyn std::error::Error>> {
     let dir = scratch(&format!("cli_{signal}"), i);
     let child = cli_harness(&dir, &[])?;
-    let (mut ended, code, pids) = signal_harness(child, &dir, "text_model", signal, false)?;
+    let (ended, code, pids) = signal_harness(child, &dir, "text_model", signal, false)?;
     if signal == Signal::SIGKILL {
-        // No handler ran: the leaked segments wait for the next fixture start (or `sweep`).
-        ended.until_next_start = ended.segments;
-        let swept = sglang_memtest::fixture::sweep();
-        ended.segments = segments_of(&pids).len();
-        assert!(
-            ended.until_next_start == 0 || !swept.segments.is_empty(),
-            "{ended:?} {swept:?}"
-        );
+        // No handler ran in the harness: its reaper removed the leaked segments (checked in
+        // `signal_harness`, before any other fixture start could have).
+        assert!(!pids.is_empty(), "{ended:?}");
         assert!(ended.kept.contains("did not finish"), "{ended:?}");
     } else {
         assert_eq!(code, Some(128 + signal as i32), "{ended:?}");
@@ -474,8 +479,13 @@ fn path_test_signal(i: usize, signal: Signal) -> Result<Ended, Box<dyn std::erro
     let dir = scratch(&format!("test_{signal}"), i);
     let child = test_harness(&dir, false)?;
     let (ended, code, _) = signal_harness(child, &dir, "harness", signal, false)?;
-    assert_eq!(code, Some(128 + signal as i32), "{ended:?}");
-    assert!(ended.kept.contains("interrupted"), "{ended:?}");
+    if signal == Signal::SIGKILL {
+        assert_eq!(code, None, "{ended:?}");
+        assert!(ended.kept.contains("did not finish"), "{ended:?}");
+    } else {
+        assert_eq!(code, Some(128 + signal as i32), "{ended:?}");
+        assert!(ended.kept.contains("interrupted"), "{ended:?}");
+    }
     Ok(ended)
 }
 
@@ -537,6 +547,9 @@ fn end_paths() -> Vec<(&'static str, EndPath)> {
         ("SIGTERM to cargo test (watchdog)", |i| {
             path_test_signal(i, Signal::SIGTERM)
         }),
+        ("SIGKILL to cargo test", |i| {
+            path_test_signal(i, Signal::SIGKILL)
+        }),
         ("Ctrl-C during start-up (CLI)", path_cli_startup_interrupt),
         (
             "Ctrl-C during start-up (cargo test)",
@@ -549,24 +562,36 @@ fn end_paths() -> Vec<(&'static str, EndPath)> {
 fn run_paths(n: usize) -> Vec<String> {
     let mut rows = Vec::new();
     for (name, path) in end_paths() {
-        let (mut orphans, mut segments, mut worst, mut later) = (0, 0, Duration::ZERO, 0);
-        let mut kept = BTreeSet::new();
+        let (mut orphans, mut segments, mut worst) = (0, 0, Duration::ZERO);
+        // What was kept, with the request counts folded into a range per wording.
+        let mut kept: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
         for i in 0..n {
             let ended = path(i).unwrap_or_else(|e| panic!("{name} #{i}: {e}"));
             orphans += ended.orphans;
             segments += ended.segments;
             worst = worst.max(ended.cleanup);
-            later += ended.until_next_start;
-            kept.insert(ended.kept.split(',').next().unwrap_or_default().to_owned());
+            let first = ended.kept.split(',').next().unwrap_or_default();
+            let n: Option<u64> = first.split_whitespace().find_map(|w| w.parse().ok());
+            let wording = first
+                .split_whitespace()
+                .map(|w| if w.parse::<u64>().is_ok() { "{n}" } else { w })
+                .collect::<Vec<_>>()
+                .join(" ");
+            let range = kept.entry(wording).or_insert((u64::MAX, 0));
+            if let Some(n) = n {
+                *range = (range.0.min(n), range.1.max(n));
+            }
         }
         let row = format!(
-            "| {name} | {n} | {orphans} | {segments}{} | {} | {:.1} s |",
-            if later > 0 {
-                format!(" ({later} until the next start)")
-            } else {
-                String::new()
-            },
-            kept.into_iter().collect::<Vec<_>>().join("; "),
+            "| {name} | {n} | {orphans} | {segments} | {} | {:.1} s |",
+            kept.into_iter()
+                .map(|(wording, (lo, hi))| match (lo, hi) {
+                    (u64::MAX, _) => wording,
+                    (lo, hi) if lo == hi => wording.replacen("{n}", &lo.to_string(), 1),
+                    (lo, hi) => wording.replacen("{n}", &format!("{lo}–{hi}"), 1),
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
             worst.as_secs_f64()
         );
         println!("{row}");

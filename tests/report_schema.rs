@@ -77,3 +77,37 @@ fn report_schema_v2_engine_findings() {
     out.dedup();
     insta::assert_snapshot!(out.join("\n"));
 }
+
+/// The diagnosis of a leak: the guilty process, its stack snapshot (a stand-in py-spy, so the
+/// fields do not depend on what the machine has installed) and the mappings that grew.
+#[test]
+fn report_schema_v2_diagnosis() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fake = dir.path().join("py-spy");
+    std::fs::write(&fake, "#!/bin/sh\necho 'Thread 1 (idle): \"MainThread\"'\n").expect("write");
+    std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let r = run(&quick(
+        "schema_diagnosis",
+        &[
+            "--children=1",
+            "--leak-in-child",
+            "--leak-bytes-per-request=1048576",
+        ],
+        Workload::Text,
+    )
+    .set("py_spy", fake.display().to_string())
+    .requests(20));
+    assert_eq!(
+        r.outcome,
+        sglang_memtest::report::RunOutcome::Leak,
+        "{}",
+        r.summary()
+    );
+    let json: Value = serde_json::to_value(&r).expect("serializable");
+    let mut out = Vec::new();
+    paths(&json["diagnosis"], ".diagnosis", &mut out);
+    out.sort();
+    out.dedup();
+    insta::assert_snapshot!(out.join("\n"));
+}

@@ -327,6 +327,7 @@ impl ScenarioConfig {
             caches,
             plots: self.plots,
             seed_names: self.seed_names,
+            py_spy: self.py_spy,
             port: self.port,
             progress: self.progress,
         })

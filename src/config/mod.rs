@@ -147,6 +147,8 @@ pub struct ScenarioConfig {
     pub(crate) plots: bool,
     /// Copies of the report and plot under the seed tool's names.
     pub(crate) seed_names: bool,
+    /// The py-spy that dumps a leaking process's stacks.
+    pub(crate) py_spy: crate::diagnose::PySpy,
     /// The port to launch the server on (`None`: a free one).
     pub(crate) port: Option<u16>,
     /// How `port` was set, to name it when it cannot be used (an attached server).
@@ -221,6 +223,7 @@ impl ScenarioConfig {
             out_dir: PathBuf::from("target/memtest"),
             plots: true,
             seed_names: false,
+            py_spy: crate::diagnose::PySpy::Auto,
             port: None,
             port_setting: None,
             progress: None,

@@ -141,19 +141,11 @@ pub fn write(
         report,
     )
     .map_err(draw_err(&png_path))?;
-    let mut png_bytes = Vec::new();
-    {
-        let mut enc = png::Encoder::new(&mut png_bytes, SIZE.0, SIZE.1);
-        enc.set_color(png::ColorType::Rgb);
-        enc.set_depth(png::BitDepth::Eight);
-        let encoded = enc
-            .write_header()
-            .and_then(|mut w| w.write_image_data(&rgb).and_then(|()| w.finish()));
-        encoded.map_err(|source| PlotError::Encode {
+    let png_bytes =
+        crate::report::plot::encode_png(&rgb, SIZE).map_err(|source| PlotError::Encode {
             path: png_path.clone(),
             source,
         })?;
-    }
     let mut svg = String::new();
     draw(
         &SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(),

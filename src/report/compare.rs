@@ -358,6 +358,7 @@ mod tests {
             files: ReportFiles::default(),
             notes: Vec::new(),
             likely_causes: Vec::new(),
+            diagnosis: None,
         }
     }
 

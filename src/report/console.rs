@@ -293,6 +293,7 @@ pub(crate) fn summary(report: &Report) -> String {
             );
         }
     }
+    out.push_str(&super::diagnosis::console(report));
     for c in &report.caches {
         let _ = writeln!(out, "  cache: {} {}", c.name, c.state);
     }

@@ -249,6 +249,7 @@ pub fn render(report: &Report, suite: &[SuiteLink]) -> String {
 
     metrics_table(&mut b, report, &keys);
     processes_table(&mut b, report, &keys);
+    super::diagnosis::html(&mut b, report);
     requests_section(&mut b, report);
     engine_section(&mut b, report);
     caches_and_settings(&mut b, report);

@@ -7,6 +7,7 @@
 mod cause;
 pub mod compare;
 mod console;
+mod diagnosis;
 pub mod html;
 pub mod plot;
 pub mod roles;
@@ -321,6 +322,11 @@ pub struct Report {
     /// ([`likely_causes`]); empty when none is.
     #[serde(default)]
     pub likely_causes: Vec<LikelyCause>,
+    /// Where the memory grew, by mapping kind and process (`/proc/PID/smaps` after the warm-up
+    /// and after the last measured request), and on a leak the guilty process's stacks.
+    /// Absent when nothing was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diagnosis: Option<crate::diagnose::Diagnosis>,
 }
 
 impl Report {

@@ -143,6 +143,8 @@ pub struct Scenario {
     pub(crate) plots: bool,
     /// Copies of the report and plot under the seed tool's names.
     pub(crate) seed_names: bool,
+    /// The py-spy that dumps a leaking process's stacks (`diagnose`).
+    pub(crate) py_spy: crate::diagnose::PySpy,
     /// The port to launch the server on (`None`: a free one).
     pub(crate) port: Option<u16>,
     pub(crate) progress: Option<Duration>,
@@ -187,5 +189,10 @@ impl Scenario {
     /// Where the report, plots and logs go.
     pub fn out_dir(&self) -> &std::path::Path {
         &self.out_dir
+    }
+
+    /// Whether PNG/SVG plots are written.
+    pub fn plots(&self) -> bool {
+        self.plots
     }
 }

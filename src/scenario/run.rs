@@ -127,6 +127,7 @@ impl Scenario {
             files: ReportFiles::default(),
             notes: Vec::new(),
             likely_causes: Vec::new(),
+            diagnosis: None,
         }
     }
 
@@ -256,6 +257,12 @@ impl Scenario {
             }
             _ => fixture.tree(),
         };
+        let capture = crate::diagnose::Capture::new(
+            tree.clone(),
+            self.py_spy.clone(),
+            self.out_dir.clone(),
+            self.name.clone(),
+        );
         // NVML's first call loads a library and may take a while: not on an async thread.
         let started = {
             let (url, config) = (fixture.base_url().to_owned(), self.tracker.clone());
@@ -279,7 +286,7 @@ impl Scenario {
         self.write_provisional(report).await;
         // Everything from here stops at once when the user cancels or the server dies.
         let stop = cancel.child_token();
-        let measuring = self.measure(&fixture, &tracker, images.as_ref(), report, &stop);
+        let measuring = self.measure(&fixture, &tracker, images.as_ref(), report, &stop, &capture);
         let death = async {
             let _ = fixture.exited().await;
             stop.cancel();
@@ -300,6 +307,10 @@ impl Scenario {
             ));
         }
         report.server_log_tail = fixture.log_tail(50);
+        if outcome.is_ok() && fixture.exit_info().is_none() && !cancel.is_cancelled() {
+            // The server still runs: on a leak, the guilty process's stacks.
+            self.diagnose_leak(&capture, report).await;
+        }
         let exit = fixture.exit_info();
         let tree_pids = fixture.seen_pids();
         let log_watch = fixture.log_watch();
@@ -309,6 +320,7 @@ impl Scenario {
                 .notes
                 .push(format!("stopping the server: {}", chain(&e))),
         }
+        report.diagnosis = capture.finish(&report.timeline);
         // Read after the stop: the server's last words (a traceback) are in by then.
         report.log_watch = Some(log_watch.map_or_else(
             || {
@@ -397,6 +409,7 @@ impl Scenario {
         images: Option<&ImageSet>,
         report: &mut Report,
         stop: &CancellationToken,
+        capture: &crate::diagnose::Capture,
     ) -> Result<crate::load::KindSequence, Error> {
         tracker.mark(0, Phase::Baseline);
         if !sleep_unless(self.baseline, stop).await {
@@ -413,9 +426,16 @@ impl Scenario {
         let printer = self
             .progress
             .map(|every| self.spawn_progress(tracker, every));
-        let driven = self.drive(fixture, tracker, images, &mut log, stop).await;
+        let driven = self
+            .drive(fixture, tracker, images, &mut log, stop, capture)
+            .await;
         if let Some(p) = printer {
             p.stop();
+        }
+        if driven.is_ok() && !stop.is_cancelled() {
+            // Before the cooldown's flush, as the memory was after the last measured request.
+            let measured = tracker.snapshot().requests_in(Phase::Measure);
+            capture.end(measured).await;
         }
         report.requests = Some(log.summary());
         report.notes.extend(unreached_paths(&log.summary()));
@@ -460,6 +480,7 @@ impl Scenario {
         images: Option<&ImageSet>,
         log: &mut RequestLog,
         stop: &CancellationToken,
+        capture: &crate::diagnose::Capture,
     ) -> Result<Option<Adaptive>, Error> {
         let d = &self.driver;
         let mut driver = Driver::connect(fixture.base_url(), &self.workload, d, images)
@@ -470,6 +491,7 @@ impl Scenario {
                 .run(Phase::Warmup, Plan::Count(d.warmup_requests), tracker, log)
                 .await?;
         }
+        capture.begin().await;
         let adaptive = match d.duration {
             Some(t) => {
                 driver

@@ -26,6 +26,28 @@ impl Scenario {
         super::progress::spawn(plan, tracker.marker(), every)
     }
 
+    /// While the server still runs: judge what was measured, and on a leak let `capture` name
+    /// the guilty processes and dump their stacks.
+    pub(super) async fn diagnose_leak(&self, capture: &crate::diagnose::Capture, report: &Report) {
+        let thresholds = self.thresholds.clone();
+        let alpha = report
+            .adaptive
+            .as_ref()
+            .and_then(crate::analysis::adaptive::Adaptive::final_alpha)
+            .unwrap_or(1.0 - thresholds.confidence);
+        let series = super::series::request_series(&report.timeline);
+        if series.is_empty() {
+            return;
+        }
+        let judged = tokio::task::spawn_blocking(move || {
+            crate::analysis::analyze_at(&series, &thresholds, alpha)
+        })
+        .await;
+        if let Ok(verdict) = judged {
+            capture.on_verdict(&verdict, &report.timeline).await;
+        }
+    }
+
     /// The report as it stands, marked unfinished, with the raw files named: replaced at the end.
     pub(super) async fn write_provisional(&self, report: &Report) {
         let mut provisional = report.clone();

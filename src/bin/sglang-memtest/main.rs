@@ -3,6 +3,7 @@
 //! subcommand builds a `ScenarioConfig` or reads reports, and errors become sentences here.
 
 mod commands;
+mod diagnose_cmd;
 mod judge;
 mod knob_args;
 mod reference;
@@ -51,6 +52,13 @@ struct Cli {
 enum Cmd {
     /// Run one scenario against a server and judge its memory growth.
     Monitor(MonitorArgs),
+    /// `git bisect run` predicate: one scenario as `monitor`; exit 0 pass (good), 1 leak (bad),
+    /// 125 cannot judge this commit (inconclusive, setup error, the server died: skip), 128 bad
+    /// flags (the bisection stops).
+    BisectRun(MonitorArgs),
+    /// Dose–response: one scenario at several values of one knob, growth per request fitted
+    /// against it (a table, a plot, `sweep_<knob>.json`).
+    Sweep(diagnose_cmd::SweepArgs),
     /// Run the three scenarios (text, vlm-text, vlm-image) one after the other.
     Suite(ScenarioArgs),
     /// The seed tool's runner: `run --test text-model|vlm-no-mm-processor|vlm-with-images|all`.
@@ -168,7 +176,16 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A bad flag to bisect-run is bad at every commit: stop `git bisect run` (exit 128)
+        // rather than let clap's 2 mark this commit bad.
+        Err(e) if e.use_stderr() && std::env::args().nth(1).as_deref() == Some("bisect-run") => {
+            let _ = e.print();
+            return ExitCode::from(diagnose_cmd::BISECT_ABORT);
+        }
+        Err(e) => e.exit(),
+    };
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log).unwrap_or_else(|_| "warn".into());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -209,6 +226,8 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
         }
         Cmd::Monitor(args) => scenarios(&[args.test_type.into()], &args.scenario, false).await,
         Cmd::Judge(args) => judge::judge(args).await,
+        Cmd::BisectRun(args) => Ok(diagnose_cmd::bisect_run(&args).await),
+        Cmd::Sweep(args) => diagnose_cmd::sweep(&args).await,
         Cmd::Suite(args) => {
             scenarios(
                 &[TestType::Text, TestType::VlmText, TestType::VlmImage],

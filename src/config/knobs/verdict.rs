@@ -150,6 +150,20 @@ pub(super) static VERDICT: &[Knob] = &[
         },
     },
     Knob {
+        name: "py_spy",
+        env: "MEMTEST_PY_SPY",
+        flag: Some("py-spy"),
+        value_name: "auto|off|PATH",
+        default: "auto: py-spy on PATH, else ~/.cache/sglang-memtest/tools/bin/py-spy",
+        help: "On a leak, `py-spy dump` of the guilty process (its Python stacks) into the run folder; off: none.",
+        kind: KnobKind::Value,
+        group: Group::Verdict,
+        apply: |c, v| {
+            c.py_spy = v.parse()?;
+            Ok(())
+        },
+    },
+    Knob {
         name: "cuda_visible_devices",
         env: "CUDA_VISIBLE_DEVICES",
         flag: None,

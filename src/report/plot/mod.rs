@@ -15,6 +15,7 @@
 
 mod axis;
 mod draw;
+pub(crate) use draw::{encode_png, register_font};
 mod figure;
 
 use std::path::{Path, PathBuf};
@@ -22,7 +23,6 @@ use std::path::{Path, PathBuf};
 use crate::analysis::Verdict;
 use crate::report::Report;
 use crate::tracker::Timeline;
-pub(crate) use draw::register_font;
 use figure::Figure;
 
 /// What a plot is made of.

@@ -60,6 +60,14 @@ pub struct ReferenceArgs {
     /// Bytes leaked for every image that is processed (decoded); cache hits leak nothing.
     #[arg(long, default_value_t = 0)]
     pub leak_bytes_per_image: u64,
+    /// Bytes leaked per decoded pixel (width × height) of every processed image: a leak that
+    /// grows with image size (`sweep --knob image_size` fits it); cache hits leak nothing.
+    #[arg(long, default_value_t = 0)]
+    pub leak_bytes_per_pixel: u64,
+    /// Run the children as Python processes of this interpreter (default python3) speaking the
+    /// same protocol, so a stack tool (py-spy) can read them; they hold host leaks only.
+    #[arg(long, value_name = "PYTHON", num_args = 0..=1, default_missing_value = "python3")]
+    pub python_children: Option<String>,
     /// Capacity of the decoded-image cache (LRU, keyed by the encoded bytes); 0 = no cache.
     #[arg(long, default_value_t = 0)]
     pub mm_cache_cap_bytes: u64,
@@ -153,6 +161,8 @@ impl Default for ReferenceArgs {
             error_rate: 0.0,
             enable_metrics: false,
             leak_bytes_per_image: 0,
+            leak_bytes_per_pixel: 0,
+            python_children: None,
             mm_cache_cap_bytes: 0,
             shm_leak_bytes_per_request: 0,
             shm_segment_bytes: 0,
@@ -199,6 +209,12 @@ impl ReferenceArgs {
                 children: self.children,
                 max: MAX_CHILDREN,
             });
+        }
+        if self.python_children.is_some() && self.children == 0 {
+            return Err(ReferenceError::PythonChildrenWithoutChildren);
+        }
+        if self.python_children.is_some() && self.wants_gpu() {
+            return Err(ReferenceError::PythonChildGpu);
         }
         if let Some(index) = self.leak_in_child {
             if self.children == 0 {
@@ -324,6 +340,24 @@ mod tests {
         assert!(matches!(
             lonely.validate(),
             Err(ReferenceError::LeakInChildWithoutChildren)
+        ));
+        let python_alone = ReferenceArgs {
+            python_children: Some("python3".into()),
+            ..base.clone()
+        };
+        assert!(matches!(
+            python_alone.validate(),
+            Err(ReferenceError::PythonChildrenWithoutChildren)
+        ));
+        let python_gpu = ReferenceArgs {
+            python_children: Some("python3".into()),
+            children: 1,
+            gpu_leak_bytes_per_request: 1,
+            ..base.clone()
+        };
+        assert!(matches!(
+            python_gpu.validate(),
+            Err(ReferenceError::PythonChildGpu)
         ));
         let far = ReferenceArgs {
             leak_in_child: Some(2),

@@ -17,6 +17,33 @@ use tokio::sync::Mutex;
 
 use super::ReferenceError;
 
+/// The Python child (`--python-children`): argv is `[title, parent pid]`.
+const PYTHON_CHILD: &str = include_str!("python_child.py");
+
+/// The real interpreter behind `python` (a pyenv shim or a venv link resolved by asking it), so
+/// the child's argv[0] can be its title and py-spy finds Python in the process itself.
+pub(crate) async fn resolve_python(python: &str) -> Result<std::path::PathBuf, ReferenceError> {
+    let err = |detail: String| ReferenceError::PythonChild {
+        python: python.to_owned(),
+        detail,
+    };
+    let out = Command::new(python)
+        .args(["-c", "import sys; print(sys.executable)"])
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| err(format!("cannot run it ({e})")))?;
+    let exe = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || exe.is_empty() {
+        return Err(err(format!(
+            "it did not say where it lives ({})",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    // A venv's python is a link to the base interpreter: the child needs only the stdlib.
+    Ok(std::fs::canonicalize(&exe).unwrap_or_else(|_| exe.into()))
+}
+
 /// How long a child gets to exit after its stdin closes before it is killed.
 const CHILD_GRACE: Duration = Duration::from_secs(2);
 
@@ -117,6 +144,7 @@ impl ChildLink {
         index: usize,
         count: usize,
         init_gpu: bool,
+        python: Option<&std::path::Path>,
     ) -> Result<Self, ReferenceError> {
         let title = child_title(index, count);
         let spawn_err = |source| ReferenceError::SpawnChild {
@@ -124,18 +152,33 @@ impl ChildLink {
             title: child_title(index, count),
             source,
         };
-        let exe = std::env::current_exe().map_err(spawn_err)?;
-        let mut cmd = Command::new(exe);
-        // argv[0] is the title so that /proc/PID/cmdline starts with it, as SGLang's does.
-        cmd.arg0(&title)
-            .arg("reference-child")
-            .arg("--index")
-            .arg(index.to_string())
-            .arg("--title")
-            .arg(&title)
-            .arg("--parent-pid")
-            .arg(std::process::id().to_string())
-            .stdin(Stdio::piped())
+        let mut cmd = match python {
+            // The same protocol in Python: a process py-spy can read.
+            Some(python) => {
+                let mut cmd = Command::new(python);
+                cmd.arg0(&title)
+                    .arg("-c")
+                    .arg(PYTHON_CHILD)
+                    .arg(&title)
+                    .arg(std::process::id().to_string());
+                cmd
+            }
+            None => {
+                let exe = std::env::current_exe().map_err(spawn_err)?;
+                let mut cmd = Command::new(exe);
+                // argv[0] is the title so that /proc/PID/cmdline starts with it, as SGLang's does.
+                cmd.arg0(&title)
+                    .arg("reference-child")
+                    .arg("--index")
+                    .arg(index.to_string())
+                    .arg("--title")
+                    .arg(&title)
+                    .arg("--parent-pid")
+                    .arg(std::process::id().to_string());
+                cmd
+            }
+        };
+        cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             // Safety net only: shutdown() closes stdin and waits first.

@@ -67,6 +67,20 @@ pub enum ReferenceError {
     /// `--leak-in-child` with no children.
     #[error("--leak-in-child needs child processes: add --children N (N >= 1)")]
     LeakInChildWithoutChildren,
+    /// `--python-children` with no children.
+    #[error("--python-children needs child processes: add --children N (N >= 1)")]
+    PythonChildrenWithoutChildren,
+    /// `--python-children` with a GPU knob: a Python child holds host leaks only.
+    #[error("--python-children hold host leaks only: drop --python-children or the GPU knobs")]
+    PythonChildGpu,
+    /// The interpreter of `--python-children` does not run.
+    #[error("--python-children {python}: {detail}; point it at a working Python 3 interpreter")]
+    PythonChild {
+        /// The interpreter given.
+        python: String,
+        /// What went wrong.
+        detail: String,
+    },
     /// `--leak-in-child INDEX` names a child that does not exist.
     #[error(
         "--leak-in-child {index} names no child: --children {children} makes children 0..{children}"
@@ -328,9 +342,13 @@ async fn spawn_children(
     args: &ReferenceArgs,
     children: &mut Vec<ChildLink>,
 ) -> Result<(), ReferenceError> {
+    let python = match &args.python_children {
+        Some(p) => Some(children::resolve_python(p).await?),
+        None => None,
+    };
     for index in 0..args.children {
         let init_gpu = args.wants_gpu() && args.leak_in_child == Some(index);
-        let child = ChildLink::spawn(index, args.children, init_gpu).await?;
+        let child = ChildLink::spawn(index, args.children, init_gpu, python.as_deref()).await?;
         tracing::info!(
             index,
             pid = child.pid(),

@@ -148,8 +148,8 @@ impl State {
     /// Plants this request's memory: decodes its images (leaking per processed image), the
     /// warm-up step, the per-request leak, the bounded cache, `/dev/shm` and the GPU.
     pub(crate) async fn plant(self: &Arc<Self>, images: Vec<String>) -> Result<(), PlantError> {
-        let processed = if images.is_empty() {
-            0
+        let (processed, pixels) = if images.is_empty() {
+            (0, 0)
         } else {
             // Decoding is CPU work: keep it off the async workers.
             let state = Arc::clone(self);
@@ -162,8 +162,9 @@ impl State {
         if self.args.warmup_step_bytes > 0 && !self.warmed.swap(true, Ordering::SeqCst) {
             lock(&self.leaks).leak(self.args.warmup_step_bytes)?;
         }
-        let host_leak =
-            self.args.leak_bytes_per_request + processed * self.args.leak_bytes_per_image;
+        let host_leak = self.args.leak_bytes_per_request
+            + processed * self.args.leak_bytes_per_image
+            + pixels * self.args.leak_bytes_per_pixel;
         if host_leak > 0 {
             match self.leak_child() {
                 Some(child) => {
@@ -199,8 +200,9 @@ impl State {
         Ok(())
     }
 
-    fn process_images(&self, images: &[String]) -> Result<u64, ImageError> {
-        let mut processed = 0;
+    /// Decodes the images that miss the cache: how many were processed, and their pixels.
+    fn process_images(&self, images: &[String]) -> Result<(u64, u64), ImageError> {
+        let (mut processed, mut pixels) = (0, 0);
         for (index, source) in images.iter().enumerate() {
             let encoded = images::read_source(index, source)?;
             let key = images::key(&encoded);
@@ -208,15 +210,16 @@ impl State {
                 // A hit skips processing: no per-image leak, as in real engines.
                 continue;
             }
-            let pixels = images::decode(index, &encoded)?;
+            let rgb = images::decode(index, &encoded)?;
             processed += 1;
-            if self.args.mm_cache_cap_bytes > 0 && lock(&self.mm_cache).insert(key, pixels) > 0 {
+            pixels += rgb.len() as u64 / 3;
+            if self.args.mm_cache_cap_bytes > 0 && lock(&self.mm_cache).insert(key, rgb) > 0 {
                 trim();
             }
         }
         self.images_processed
             .fetch_add(processed, Ordering::Relaxed);
-        Ok(processed)
+        Ok((processed, pixels))
     }
 
     async fn plant_gpu(&self) -> Result<(), ReferenceError> {
