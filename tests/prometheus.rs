@@ -262,6 +262,10 @@ async fn a_real_prometheus_catches_the_planted_leak_and_passes_the_clean_server(
     };
     assert_eq!(leak_run.status.code(), Some(3), "{}", show(&leak_run));
     assert_eq!(clean_run.status.code(), Some(0), "{}", show(&clean_run));
+    // Nothing of the remote server is visible here: said once, not as an error.
+    let out = show(&leak_run);
+    assert!(out.contains("judged from Prometheus"), "{out}");
+    assert!(!out.contains("nothing could be judged"), "{out}");
 
     prom.stop().await?;
     leak.stop().await?;

@@ -221,7 +221,33 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
         Cmd::Monitor(args) if args.prometheus.wanted() => {
             let config = configure(args.test_type.into(), &args.scenario, false)?;
             let report = run_interruptible(&config.build()?).await;
-            print_report(&report, args.scenario.json)?;
+            // Attached by URL to a server this machine cannot see: nothing was measured here,
+            // which is expected; the memory comes from Prometheus below.
+            let remote = report
+                .error
+                .as_ref()
+                .and_then(|e| e.cause())
+                .is_some_and(|e| {
+                    matches!(
+                        e,
+                        sglang_memtest::Error::Scenario(
+                            sglang_memtest::scenario::ScenarioError::NothingJudged
+                        )
+                    )
+                });
+            if remote && !args.scenario.json {
+                let q = report.requests.as_ref();
+                println!(
+                    "{} · {} requests sent to {} ({} ok, {} failed); none of its processes is visible here, so its memory is judged from Prometheus",
+                    report.scenario,
+                    q.map_or(0, |q| q.sent),
+                    report.target.base_url,
+                    q.map_or(0, |q| q.ok),
+                    q.map_or(0, |q| q.failed),
+                );
+            } else {
+                print_report(&report, args.scenario.json)?;
+            }
             judge::after_run(&args.prometheus, &report).await
         }
         Cmd::Monitor(args) => scenarios(&[args.test_type.into()], &args.scenario, false).await,
