@@ -313,6 +313,28 @@ fn a_gpu_leak_in_a_child_is_caught_and_attributed() {
         "{parent_gpu} flagged\n{}",
         r.summary()
     );
+    // The diagnosis cannot place device memory in host mappings, and says so rather than
+    // blaming the host heap's small moves.
+    assert!(
+        r.summary().contains("where: in GPU memory"),
+        "{}",
+        r.summary()
+    );
+    if let Some(m) = r.diagnosis.as_ref().and_then(|d| d.mappings.as_ref()) {
+        for p in &m.processes {
+            for k in p.kinds.iter().filter(|k| k.kind == "gpu driver") {
+                eprintln!(
+                    "[a] {} (pid {}): gpu driver mappings resident {} -> {} ({} -> {} mappings)",
+                    p.label,
+                    p.pid,
+                    mib(k.before as f64),
+                    mib(k.after as f64),
+                    k.mappings[0],
+                    k.mappings[1]
+                );
+            }
+        }
+    }
     eprintln!(
         "[a] parent (pid {root}) host.rss: {:?}, growth {}; parent on the GPU: {}",
         parent_rss.outcome,

@@ -17,8 +17,28 @@ pub(crate) fn console(report: &Report) -> String {
         report.outcome,
         super::RunOutcome::Leak | super::RunOutcome::Inconclusive
     );
+    // Device memory is not a host mapping: smaps cannot place a GPU-only leak.
+    let leaking = |prefix: &str| {
+        report.verdict.as_ref().is_some_and(|v| {
+            v.metrics.iter().any(|m| {
+                m.judged && m.outcome == crate::Outcome::Leak && m.metric.starts_with(prefix)
+            })
+        })
+    };
+    let gpu_only = leaking("gpu.") && !leaking("host.") && !leaking("shm.");
     if let Some(m) = d.mappings.as_ref().filter(|_| judged_growth) {
+        if gpu_only {
+            let _ = writeln!(
+                out,
+                "  where: in GPU memory: device allocations are not host mappings, so /proc/PID/smaps cannot place them (a CUDA allocator snapshot can: docs/diagnosis.md)"
+            );
+        }
         for h in d.headlines() {
+            let h = if gpu_only {
+                format!("host side only, within its limits: {h}")
+            } else {
+                h
+            };
             let _ = writeln!(out, "  where: {h}");
         }
         if d.headlines().is_empty() && !m.processes.is_empty() {
