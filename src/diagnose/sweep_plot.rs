@@ -7,7 +7,6 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::sweep::Sweep;
-use crate::util::human_bytes;
 
 const SIZE: (u32, u32) = (1200, 700);
 const BLUE: RGBColor = RGBColor(31, 119, 180);
@@ -47,7 +46,14 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, s: &Sweep) -> Result<(
     let x_max = pts.iter().map(|p| p.0).fold(0.0_f64, f64::max) * 1.08;
     let y_hi = pts.iter().map(|p| p.3.max(p.1)).fold(0.0_f64, f64::max);
     let y_lo = pts.iter().map(|p| p.2.min(p.1)).fold(0.0_f64, f64::min);
-    let pad = (y_hi - y_lo).max(1.0) * 0.08;
+    // Ticks on round numbers of one binary unit (not 195.3 KiB, 390.6 KiB, …).
+    let scale = crate::report::plot::Scale::for_bytes(y_hi.abs().max(y_lo.abs()));
+    let pts: Vec<(f64, f64, f64, f64)> = pts
+        .into_iter()
+        .map(|(x, y, lo, hi)| (x, y / scale.div, lo / scale.div, hi / scale.div))
+        .collect();
+    let (y_lo, y_hi) = (y_lo / scale.div, y_hi / scale.div);
+    let pad = (y_hi - y_lo).max(1.0 / scale.div) * 0.08;
     let (root, footer) = root.split_vertically(SIZE.1 - 60);
     footer
         .draw(&Text::new(
@@ -69,8 +75,8 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, s: &Sweep) -> Result<(
     chart
         .configure_mesh()
         .x_desc(format!("{} ({}s)", s.knob, s.unit))
-        .y_desc("growth per request")
-        .y_label_formatter(&|v| human_bytes(*v))
+        .y_desc(format!("growth per request, {}", scale.name))
+        .y_label_formatter(&|v| format!("{v}"))
         .x_label_formatter(&|v| format!("{v:.0}"))
         .label_style(("sans-serif", 16))
         .axis_desc_style(("sans-serif", 18))
@@ -79,7 +85,7 @@ fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, s: &Sweep) -> Result<(
     if let Some(f) = s.fit {
         chart
             .draw_series(LineSeries::new(
-                [0.0, x_max].map(|x| (x, f.intercept + f.per_unit * x)),
+                [0.0, x_max].map(|x| (x, (f.intercept + f.per_unit * x) / scale.div)),
                 RED.stroke_width(2),
             ))
             .map_err(err)?

@@ -93,14 +93,14 @@ pub(super) enum ShadeKind {
 
 /// Divisor and name of the unit a panel's axis shows.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(super) struct Scale {
-    pub(super) div: f64,
-    pub(super) name: &'static str,
+pub(crate) struct Scale {
+    pub(crate) div: f64,
+    pub(crate) name: &'static str,
 }
 
 impl Scale {
     /// The unit in which `max_abs` bytes read as a number of at least about 2.
-    pub(super) fn for_bytes(max_abs: f64) -> Self {
+    pub(crate) fn for_bytes(max_abs: f64) -> Self {
         let (div, name) = if max_abs >= 2.0 * GIB {
             (GIB, "GiB")
         } else if max_abs >= 2.0 * MIB {

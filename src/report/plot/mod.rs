@@ -16,6 +16,7 @@
 mod axis;
 mod draw;
 pub(crate) use draw::{encode_png, register_font};
+pub(crate) use figure::Scale;
 mod figure;
 
 use std::path::{Path, PathBuf};
