@@ -25,7 +25,7 @@ const PALETTE: [RGBColor; 8] = [
     RGBColor(23, 190, 207),
 ];
 
-/// `(minutes since the window's start, MiB grown since the row's first reading)` per row.
+/// `(seconds since the window's start, MiB grown since the row's first reading)` per row.
 fn lines(report: &FleetReport) -> Vec<(&FleetRow, Vec<(f64, f64)>)> {
     let start = humantime::parse_rfc3339_weak(&report.window.from)
         .ok()
@@ -47,7 +47,7 @@ fn lines(report: &FleetReport) -> Vec<(&FleetRow, Vec<(f64, f64)>)> {
                 b.x.iter()
                     .zip(&b.y)
                     .filter(|(_, y)| y.is_finite())
-                    .map(|(x, y)| ((from - start) / 60.0 + x * 60.0, (y - y0) / MIB))
+                    .map(|(x, y)| (from - start + x * 3600.0, (y - y0) / MIB))
                     .collect();
             Some((r, pts))
         })
@@ -59,7 +59,24 @@ fn draw<DB: DrawingBackend>(
     report: &FleetReport,
 ) -> Result<(), String> {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let data = lines(report);
+    let mut data = lines(report);
+    // Seconds, minutes or hours, whichever reads as numbers of a few units to a few hundred.
+    let seconds = data
+        .iter()
+        .flat_map(|(_, pts)| pts.iter().map(|p| p.0))
+        .fold(0.0_f64, f64::max);
+    let (div, unit) = if seconds < 120.0 {
+        (1.0, "seconds")
+    } else if seconds < 2.0 * 3600.0 {
+        (60.0, "minutes")
+    } else {
+        (3600.0, "hours")
+    };
+    for (_, pts) in &mut data {
+        for p in pts.iter_mut() {
+            p.0 /= div;
+        }
+    }
     let (mut x1, mut y0, mut y1) = (1e-9_f64, 0.0_f64, 1e-9_f64);
     for (_, pts) in &data {
         for &(x, y) in pts {
@@ -88,7 +105,7 @@ fn draw<DB: DrawingBackend>(
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
-        .x_desc("minutes since the window's start")
+        .x_desc(format!("{unit} since the window's start"))
         .y_desc("growth since first reading (MiB)")
         .label_style(("sans-serif", 14))
         .axis_desc_style(("sans-serif", 15))
