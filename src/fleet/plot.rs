@@ -14,11 +14,18 @@ pub const MAX_LINES: usize = 8;
 const SIZE: (u32, u32) = (1200, 620);
 const MIB: f64 = 1024.0 * 1024.0;
 
-const PALETTE: [RGBColor; 8] = [
+/// Leaking rows: shades of red, as leaks are everywhere else in the reports.
+const LEAK_REDS: [RGBColor; 4] = [
     RGBColor(214, 39, 40),
+    RGBColor(150, 20, 20),
+    RGBColor(240, 100, 100),
+    RGBColor(100, 0, 0),
+];
+/// Undecided rows: orange; passing rows: the rest of Tableau 10 (no red, no orange).
+const UNDECIDED: RGBColor = RGBColor(255, 127, 14);
+const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(44, 160, 44),
-    RGBColor(255, 127, 14),
     RGBColor(148, 103, 189),
     RGBColor(140, 86, 75),
     RGBColor(227, 119, 194),
@@ -111,8 +118,19 @@ fn draw<DB: DrawingBackend>(
         .axis_desc_style(("sans-serif", 15))
         .draw()
         .map_err(|e| e.to_string())?;
-    for (i, (row, pts)) in data.into_iter().enumerate() {
-        let color = PALETTE[i % PALETTE.len()];
+    let (mut leaks, mut others) = (0, 0);
+    for (row, pts) in data {
+        let color = match row.outcome {
+            Outcome::Leak => {
+                leaks += 1;
+                LEAK_REDS[(leaks - 1) % LEAK_REDS.len()]
+            }
+            Outcome::Inconclusive => UNDECIDED,
+            Outcome::Pass => {
+                others += 1;
+                PALETTE[(others - 1) % PALETTE.len()]
+            }
+        };
         let mark = match row.outcome {
             Outcome::Leak => "LEAK",
             Outcome::Inconclusive => "undecided",
