@@ -8,9 +8,16 @@ use sglang_memtest::diagnose::sweep::{Dependence, Sweep};
 
 const PER_PIXEL: f64 = 16.0;
 
-#[test]
-fn a_sweep_over_image_size_finds_a_leak_proportional_to_pixels() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sweep/per_pixel");
+/// `sweep --knob image-size` of the reference server (vlm-image, 40 requests per value) with one
+/// planted leak and `extra` flags, into a fresh folder: the CLI's output (stdout and stderr) and
+/// the sweep file read back.
+fn sweep_image_size(
+    name: &str,
+    values: &str,
+    leak: &str,
+    extra: &[&str],
+) -> (std::process::Output, String, Option<Sweep>) {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("sweep/{name}"));
     let _ = std::fs::remove_dir_all(&dir);
     let o = Command::new(env!("CARGO_BIN_EXE_sglang-memtest"))
         .args([
@@ -18,11 +25,11 @@ fn a_sweep_over_image_size_finds_a_leak_proportional_to_pixels() {
             "--knob",
             "image-size",
             "--values",
-            "64x64,128x128,256x256",
+            values,
             "--test-type",
             "vlm-image",
             "--reference",
-            &format!("--reference-arg=--leak-bytes-per-pixel={PER_PIXEL}"),
+            leak,
             "--num-requests",
             "40",
             "--request-interval",
@@ -31,8 +38,9 @@ fn a_sweep_over_image_size_finds_a_leak_proportional_to_pixels() {
             "0.05",
             "--gpu",
             "off",
-            "--out-dir",
         ])
+        .args(extra)
+        .arg("--out-dir")
         .arg(&dir)
         .env("MEMTEST_LOG", "warn")
         .output()
@@ -42,9 +50,22 @@ fn a_sweep_over_image_size_finds_a_leak_proportional_to_pixels() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
+    let sweep = std::fs::read_to_string(dir.join("sweep_image_size.json"))
+        .ok()
+        .map(|json| serde_json::from_str(&json).expect("the sweep file parses"));
+    (o, text, sweep)
+}
+
+#[test]
+fn a_sweep_over_image_size_finds_a_leak_proportional_to_pixels() {
+    let (o, text, s) = sweep_image_size(
+        "per_pixel",
+        "64x64,128x128,256x256",
+        &format!("--reference-arg=--leak-bytes-per-pixel={PER_PIXEL}"),
+        &[],
+    );
     assert_eq!(o.status.code(), Some(3), "every run leaks: {text}");
-    let json = std::fs::read_to_string(dir.join("sweep_image_size.json")).expect("the sweep file");
-    let s: Sweep = serde_json::from_str(&json).expect("it parses");
+    let s = s.expect("the sweep file");
     assert_eq!(s.points.len(), 3);
     assert_eq!(s.points[0].x, 64.0 * 64.0);
     assert!(s.points.iter().all(|p| p.slope.is_some()), "{s:?}");
@@ -87,37 +108,13 @@ fn a_sweep_of_a_knob_it_cannot_vary_says_which_it_can() {
 
 #[test]
 fn a_leak_per_request_swept_over_image_size_is_called_constant() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sweep/per_request");
-    let _ = std::fs::remove_dir_all(&dir);
-    let o = Command::new(env!("CARGO_BIN_EXE_sglang-memtest"))
-        .args([
-            "sweep",
-            "--knob",
-            "image-size",
-            "--values",
-            "64x64,256x256",
-            "--test-type",
-            "vlm-image",
-            "--reference",
-            "--reference-arg=--leak-bytes-per-request=262144",
-            "--num-requests",
-            "40",
-            "--request-interval",
-            "0.01",
-            "--sample-interval",
-            "0.05",
-            "--gpu",
-            "off",
-            "--no-plot",
-            "--out-dir",
-        ])
-        .arg(&dir)
-        .output()
-        .expect("the CLI runs");
-    let json = std::fs::read_to_string(dir.join("sweep_image_size.json")).unwrap_or_else(|e| {
-        panic!("{e}: {}", String::from_utf8_lossy(&o.stderr));
-    });
-    let s: Sweep = serde_json::from_str(&json).expect("it parses");
+    let (_, text, s) = sweep_image_size(
+        "per_request",
+        "64x64,256x256",
+        "--reference-arg=--leak-bytes-per-request=262144",
+        &["--no-plot"],
+    );
+    let s = s.unwrap_or_else(|| panic!("no sweep file: {text}"));
     assert_eq!(s.dependence, Dependence::Constant, "{}", s.finding);
     assert!(s.finding.contains("a leak per request"), "{}", s.finding);
     assert!(s.plots.is_empty(), "--no-plot");
