@@ -7,31 +7,21 @@ use plotters::prelude::*;
 
 use super::report::{FleetReport, FleetRow};
 use crate::analysis::Outcome;
-use crate::report::plot::PlotError;
+use crate::report::plot::{LEAK_RED, PALETTE, PlotError, UNSURE_ORANGE};
 
 /// Rows drawn at most (the worst first): more lines are unreadable.
 pub const MAX_LINES: usize = 8;
 const SIZE: (u32, u32) = (1200, 620);
 const MIB: f64 = 1024.0 * 1024.0;
 
-/// Leaking rows: shades of red, as leaks are everywhere else in the reports.
+/// Leaking rows: shades of red, as leaks are everywhere else in the reports (undecided rows are
+/// the reports' orange, passing rows take the per-process palette, which has neither).
 const LEAK_REDS: [RGBColor; 4] = [
-    RGBColor(214, 39, 40),
+    LEAK_RED,
     RGBColor(150, 20, 20),
     RGBColor(240, 100, 100),
     RGBColor(100, 0, 0),
 ];
-/// Undecided rows: orange; passing rows: the rest of Tableau 10 (no red, no orange).
-const UNDECIDED: RGBColor = RGBColor(255, 127, 14);
-const PALETTE: [RGBColor; 6] = [
-    RGBColor(31, 119, 180),
-    RGBColor(44, 160, 44),
-    RGBColor(148, 103, 189),
-    RGBColor(140, 86, 75),
-    RGBColor(227, 119, 194),
-    RGBColor(23, 190, 207),
-];
-
 /// `(seconds since the window's start, MiB grown since the row's first reading)` per row.
 fn lines(report: &FleetReport) -> Vec<(&FleetRow, Vec<(f64, f64)>)> {
     let start = humantime::parse_rfc3339_weak(&report.window.from)
@@ -125,7 +115,7 @@ fn draw<DB: DrawingBackend>(
                 leaks += 1;
                 LEAK_REDS[(leaks - 1) % LEAK_REDS.len()]
             }
-            Outcome::Inconclusive => UNDECIDED,
+            Outcome::Inconclusive => UNSURE_ORANGE,
             Outcome::Pass => {
                 others += 1;
                 PALETTE[(others - 1) % PALETTE.len()]

@@ -37,7 +37,7 @@ pub(super) const GIB: f64 = 1024.0 * MIB;
 
 /// Colours of the per-process lines (Tableau 10, minus the reds and oranges kept for leaks and
 /// undecided metrics, and the grey).
-const PALETTE: [RGBColor; 6] = [
+pub(crate) const PALETTE: [RGBColor; 6] = [
     RGBColor(31, 119, 180),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
@@ -45,9 +45,9 @@ const PALETTE: [RGBColor; 6] = [
     RGBColor(227, 119, 194),
     RGBColor(23, 190, 207),
 ];
-pub(super) const LEAK_RED: RGBColor = RGBColor(200, 30, 30);
+pub(crate) const LEAK_RED: RGBColor = RGBColor(200, 30, 30);
 pub(super) const PASS_GREEN: RGBColor = RGBColor(30, 130, 50);
-pub(super) const UNSURE_ORANGE: RGBColor = RGBColor(215, 110, 0);
+pub(crate) const UNSURE_ORANGE: RGBColor = RGBColor(215, 110, 0);
 /// The seed tool's colours: current memory in blue, the peak dashed in orange.
 pub(super) const CURRENT_BLUE: RGBColor = RGBColor(31, 119, 180);
 pub(super) const PEAK_ORANGE: RGBColor = RGBColor(255, 127, 14);

@@ -16,7 +16,7 @@
 mod axis;
 mod draw;
 pub(crate) use draw::{encode_png, register_font};
-pub(crate) use figure::Scale;
+pub(crate) use figure::{LEAK_RED, PALETTE, Scale, UNSURE_ORANGE};
 mod figure;
 
 use std::path::{Path, PathBuf};
