@@ -16,6 +16,7 @@ mod build;
 mod builder;
 mod error;
 mod knobs;
+pub(crate) use knobs::switch;
 mod vllm;
 
 use std::path::PathBuf;

@@ -12,6 +12,7 @@ mod verdict;
 mod vllm;
 
 pub use parse::parse_bytes;
+pub(crate) use parse::switch;
 
 use super::{ScenarioConfig, TargetKind};
 use crate::load::{ImageFormat, ImageSource};

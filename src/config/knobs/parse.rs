@@ -45,7 +45,7 @@ pub(super) fn fraction(v: &str, min: f64, max: f64) -> Result<f64, String> {
 }
 
 /// `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off` (empty: on, as a bare switch).
-pub(super) fn switch(v: &str) -> Result<bool, String> {
+pub(crate) fn switch(v: &str) -> Result<bool, String> {
     match v.trim().to_ascii_lowercase().as_str() {
         "" | "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" => Ok(false),
