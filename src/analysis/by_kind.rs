@@ -16,11 +16,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::trend::normal_quantile;
-use super::{ConfidenceInterval, Estimate, RequestSeries};
+use super::trend::{normal_quantile, normal_sf};
+use super::{ConfidenceInterval, Estimate, Outcome, RequestSeries};
 use crate::load::KindSequence;
 
-/// The growth per request of one kind.
+/// The growth per request of one kind, judged against the metric's limit on its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KindSlope {
     /// The kind (`plain`, `abort`, …).
@@ -29,6 +29,22 @@ pub struct KindSlope {
     pub requests: u64,
     /// Growth per request of this kind, with its interval.
     pub slope: Estimate,
+    /// One-sided p-value of "this kind's growth per request <= the limit" (normal, with the
+    /// Newey–West standard error), before the correction across every test of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// After the Holm correction across every judged test of the run (metrics, hours, kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value_adjusted: Option<f64>,
+    /// Leak when this kind alone is confidently above the limit and its requests grew the
+    /// metric by at least the rule's floor; pass otherwise (a kind never makes a run
+    /// inconclusive: a rare kind's interval may stay wide).
+    #[serde(default = "pass")]
+    pub outcome: Outcome,
+}
+
+fn pass() -> Outcome {
+    Outcome::Pass
 }
 
 /// The per-kind split of one metric's growth.
@@ -120,6 +136,9 @@ pub fn attribute(
             KindSlope {
                 kind: kinds.names[j].clone(),
                 requests: counts[j],
+                p_value: (se > 0.0).then(|| normal_sf((point - limit) / se)),
+                p_value_adjusted: None,
+                outcome: Outcome::Pass,
                 slope: Estimate {
                     point,
                     std_err: se,
@@ -181,6 +200,38 @@ pub fn attribute(
         follows,
         finding,
     })
+}
+
+/// Judges each kind of `a` once the p-values are corrected: a kind leaks when its adjusted
+/// p-value is at most `alpha` and its own requests grew the metric by at least `floor`. Returns
+/// a sentence per leaking kind.
+pub(crate) fn judge(
+    a: &mut KindAttribution,
+    alpha: f64,
+    floor: f64,
+    fmt: impl Fn(f64) -> String,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for k in &mut a.kinds {
+        let grew = k.slope.point * k.requests as f64;
+        let significant = k.p_value_adjusted.is_some_and(|p| p <= alpha);
+        k.outcome = if significant && grew >= floor {
+            found.push(format!(
+                "{} requests leak: {}/request of that kind [{} .. {}] over {} of them ({} in all; p = {:.2e} after the correction across metrics and kinds)",
+                k.kind,
+                fmt(k.slope.point),
+                fmt(k.slope.ci.lo),
+                fmt(k.slope.ci.hi),
+                k.requests,
+                fmt(grew),
+                k.p_value_adjusted.unwrap_or(1.0)
+            ));
+            Outcome::Leak
+        } else {
+            Outcome::Pass
+        };
+    }
+    found
 }
 
 struct Fit {
