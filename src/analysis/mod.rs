@@ -366,6 +366,10 @@ pub struct MetricAnalysis {
     /// (`slope` is then the second half's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deceleration: Option<Deceleration>,
+    /// Whether the judged window grew like a straight line: confidently in both its halves and
+    /// no longer slowing down. A leak needs it.
+    #[serde(default)]
+    pub steady: bool,
     /// Growth the cooldown (after the engine's cache flush) gave back: what stayed is within
     /// the limit per measured request, so the memory was held, not lost (a flushable cache, a
     /// collector's sawtooth). The outcome is then a pass, with this named.
@@ -514,6 +518,20 @@ pub fn analyze_with(
         .iter()
         .map(|s| verdict::measure(s, thresholds).0)
         .collect();
+    // A process seen for a small part of the run (a compiler child such as Triton's `ptxas`, a
+    // helper that exits) cannot show a per-request trend; its memory counts in the tree.
+    let longest = series.iter().map(|s| s.values.readings).max().unwrap_or(0);
+    for (m, s) in metrics.iter_mut().zip(series) {
+        let per_process = crate::tracker::metric::pid_of(&s.metric).is_some();
+        if m.judged && per_process && (s.values.readings as f64) < TRANSIENT_SHARE * longest as f64 {
+            m.judged = false;
+            m.p_value = None;
+            m.reasons.push(format!(
+                "a transient process, seen after {} of {longest} measured requests: not judged on its own (its memory counts in the tree)",
+                s.values.readings
+            ));
+        }
+    }
     for (m, s) in metrics.iter_mut().zip(series) {
         if !m.judged {
             continue;
@@ -545,7 +563,7 @@ pub fn analyze_with(
     }
     holm(&mut metrics);
     for (m, s) in metrics.iter_mut().zip(series) {
-        let rule = thresholds.rule_for(&s.metric);
+        let rule = thresholds.rule_for(&s.metric).filter(|_| m.judged);
         verdict::judge(m, rule, alpha, s.values.readings, thresholds.traffic_per_day);
         if let (Some(rule), Some(mut a)) = (rule, m.by_kind.take()) {
             judge_kinds(m, &mut a, rule, alpha);
@@ -613,9 +631,11 @@ fn split_by_kind(
         .take_while(|x| **x < first + m.warmup_cut as f64)
         .count();
     let unit = m.unit;
-    by_kind::attribute(s, from, kinds, rule.max_slope_per_request, level, move |v| {
+    let mut a = by_kind::attribute(s, from, kinds, rule.max_slope_per_request, level, move |v| {
         units::fmt_value(unit, v)
-    })
+    })?;
+    by_kind::test_blocks(&mut a, s, from, kinds, rule.max_slope_per_request, level);
+    Some(a)
 }
 
 /// Judges each kind of `a` (its p-values corrected): a kind that leaks makes the metric leak,
@@ -636,6 +656,10 @@ fn judge_kinds(m: &mut MetricAnalysis, a: &mut by_kind::KindAttribution, rule: &
         m.reasons.push(a.finding.clone());
     }
 }
+
+/// A per-process metric with readings after fewer than this share of the run's measured requests
+/// belongs to a transient process and is reported, not judged.
+const TRANSIENT_SHARE: f64 = 0.5;
 
 /// Holm–Bonferroni step-down adjustment of every judged test's p-value (per request, and per
 /// hour under traffic and idle), so that watching twenty metrics does not multiply the false

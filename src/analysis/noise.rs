@@ -65,7 +65,7 @@ pub enum Shape {
         segment: f64,
     },
     /// Host: growth that slows down as a server warms up — 1–6 MiB in all, approached as
-    /// 1 − e^(−i/τ) with τ 15–100 requests (buffers sized on use, lazily built tables).
+    /// 1 − e^(−i/τ) with τ 10–60 requests (buffers sized on use, lazily built tables).
     HostDecelerating,
     /// Host: a collector's sawtooth on a busy machine: 1–8 MiB high, a period of 8–40 requests
     /// that varies ±50 % from cycle to cycle, each trough up to 1 MiB off (allocator jitter);
@@ -301,7 +301,7 @@ impl Shape {
             }
             Shape::HostDecelerating => {
                 let total = uniform(rng, MIB, 6.0 * MIB);
-                let tau = uniform(rng, 15.0, 100.0);
+                let tau = uniform(rng, 10.0, 60.0);
                 host(len, rng, 2.0, move |i, _| total * (1.0 - (-(i as f64) / tau).exp()))
             }
             Shape::HostSawtoothBusy => {

@@ -8,6 +8,9 @@ use super::warmup;
 use super::{MetricAnalysis, Outcome, Plateau, RequestSeries, Rule, SeedBand, Thresholds};
 use crate::tracker::metric::Unit;
 
+/// How the reason of a transient process's metric starts (see `analyze_with`).
+pub(crate) const TRANSIENT: &str = "a transient process";
+
 /// Fewest readings left after the warm-up cut for a judgement.
 pub const MIN_JUDGED: usize = 10;
 /// Missing readings above this share of the series are named in the reasons.
@@ -60,6 +63,7 @@ pub(crate) fn measure(
         hourly: Vec::new(),
         plateau: None,
         deceleration: None,
+        steady: false,
         given_back: None,
         per_day: None,
         by_kind: None,
@@ -90,19 +94,28 @@ pub(crate) fn measure(
     // Growth that slowed down (a server warming up) is judged on its second half: what goes on
     // growing at the end is what a long run sees.
     let whole = window.clone();
-    let (window, deceleration) = match decelerating(&window, t.confidence) {
-        Some((late, early, late_fit)) => {
-            let from = (late.x()[0] - (batch - 1) as f64 / 2.0 - first).max(0.0);
-            let d = super::Deceleration {
-                early,
-                late: late_fit,
-                from_request: from.round() as u64,
-            };
-            (late, Some(d))
+    let mut window = window;
+    let mut still_slowing = false;
+    for cut in 0..=MAX_DECEL_CUTS {
+        let Some((late, early, late_fit)) = decelerating(&window, t.confidence) else {
+            break;
+        };
+        if cut == MAX_DECEL_CUTS {
+            still_slowing = true;
+            break;
         }
-        None => (window, None),
-    };
-    m.deceleration = deceleration;
+        let from = (late.x()[0] - (batch - 1) as f64 / 2.0 - first).max(0.0);
+        m.deceleration = Some(super::Deceleration {
+            early: m.deceleration.map_or(early, |d| d.early),
+            late: late_fit,
+            from_request: from.round() as u64,
+        });
+        window = late;
+    }
+    // Growth that slowed down until too little was left to test is still warming up.
+    if m.deceleration.is_some() && window.len() < 2 * DECEL_MIN_POINTS {
+        still_slowing = true;
+    }
     let n = window.len();
     let k = (n / 10).max(3);
     let window_first = (window.x()[0] - (batch - 1) as f64 / 2.0).round().max(0.0);
@@ -123,6 +136,16 @@ pub(crate) fn measure(
         .tail(n / 2)
         .and_then(|w| trend::theil_sen(&w, t.confidence))
         .map(|f| f.estimate);
+    // A straight line grows in both halves: growth confined to one (a step, a warm-up, a late
+    // burst) is not a leak yet, whatever the slope over the whole window says.
+    let early_slope = window
+        .head(n / 2)
+        .filter(|w| w.len() >= trend::MIN_POINTS)
+        .and_then(|w| trend::theil_sen(&w, t.confidence))
+        .map(|f| f.estimate);
+    m.steady = !still_slowing
+        && early_slope.is_some_and(|e| e.ci.lo > 0.0)
+        && m.late_slope.is_some_and(|l| l.ci.lo > 0.0);
     if let (Some(r), Some(f)) = (rule, fit) {
         m.p_value = Some(trend::p_above(
             &window,
@@ -179,7 +202,10 @@ const DECEL_MIN_POINTS: usize = 20;
 /// with this confidence…
 const DECEL_LEVEL: f64 = 0.95;
 /// …and at least this many times as fast (a leak whose rate wobbles is not "slowing down").
-const DECEL_RATIO: f64 = 2.0;
+const DECEL_RATIO: f64 = 1.5;
+/// Halvings of the window for growth that keeps slowing down; if the last quarter still slows
+/// down, the growth is still warming up and cannot be called a leak.
+const MAX_DECEL_CUTS: usize = 2;
 
 /// The second half of `w` when the first half grew confidently faster (by [`DECEL_LEVEL`]) and
 /// at least [`DECEL_RATIO`] times as fast as the second: growth that slows down is a server
@@ -207,7 +233,8 @@ fn decelerating(w: &Sample, level: f64) -> Option<(Sample, super::Estimate, supe
 /// rarely hand freed memory back, so a leak never passes this way; a cache the flush empties
 /// and a collector's sawtooth do.
 fn given_back(grew: f64, kept: f64, requests: f64, rule: &Rule) -> Option<super::GivenBack> {
-    (grew >= rule.min_growth && requests > 0.0 && kept <= rule.max_slope_per_request * requests)
+    let allowed = rule.min_growth.max(rule.max_slope_per_request * requests);
+    (grew >= rule.min_growth && requests > 0.0 && kept <= allowed && kept <= grew / 2.0)
         .then_some(super::GivenBack {
             grew,
             kept,
@@ -329,8 +356,11 @@ pub(crate) fn judge(
 ) {
     let Some(rule) = rule else {
         m.outcome = Outcome::Pass;
-        m.reasons
-            .push("not judged: no threshold rule matches this metric".into());
+        if !m.reasons.iter().any(|r| r.starts_with(TRANSIENT)) {
+            m.reasons
+                .push("not judged: no threshold rule matches this metric".into());
+        }
+        m.judged = false;
         return;
     };
     let unit = m.unit;
@@ -425,13 +455,25 @@ pub(crate) fn judge(
         m.requests_to_decide =
             requests_to_decide(s.point, s.ci.lo, s.ci.hi, theta, m.requests, m.warmup_cut);
         Outcome::Inconclusive
-    } else if p_adj <= alpha && !late_levelled {
+    } else if p_adj <= alpha && !late_levelled && m.steady {
         let late = m.late_slope.map_or("n/a".into(), |l| per(l.point));
         m.reasons.push(format!(
             "grows {} ({level}% CI {ci}), above the {limit} (p = {p_adj:.2e} after the correction across metrics), and still {late} over the last half",
             per(s.point),
         ));
         Outcome::Leak
+    } else if p_adj <= alpha && !late_levelled {
+        m.reasons.push(format!(
+            "grows {} ({level}% CI {ci}), above the {limit}, but not like a straight line: {}; a longer run would tell",
+            per(s.point),
+            if m.deceleration.is_some() {
+                "the growth is still slowing down (a warm-up)"
+            } else {
+                "one half of the window grew and the other did not (a step, a burst, a late warm-up)"
+            }
+        ));
+        m.requests_to_decide = Some(2 * total_requests);
+        Outcome::Inconclusive
     } else if p_adj <= alpha {
         m.reasons.push(format!(
             "grew {} ({level}% CI {ci}) but levelled off over the last half ({}): a bounded cache or a late warm-up; a longer run would tell",
