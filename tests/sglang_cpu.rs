@@ -525,13 +525,35 @@ fn tensor_leak_lands_in(preset: ScenarioConfig, leak: &str, role: &str) {
     let r = run(c);
     eprintln!("{}", r.summary());
     assert_eq!(r.outcome, RunOutcome::Leak, "{}", r.summary());
-    assert_eq!(leaking_roles(&r), [role], "{}", r.summary());
+    assert!(
+        leaking_roles(&r).contains(&role.to_owned()),
+        "{}",
+        r.summary()
+    );
     let slope = rss_of(&r, role).slope.expect("a slope").point;
     assert!(
         (0.8 * TENSOR_PLANTED as f64..1.3 * TENSOR_PLANTED as f64).contains(&slope),
         "{role} grew {slope} B/request, planted {TENSOR_PLANTED}\n{}",
         r.summary()
     );
+    // Every other process grows far less: the planted bytes are in `role`. (At 40 requests a VLM
+    // scheduler on the CPU may still take its early allocator steps, ~100 KiB/request: a leak
+    // verdict of its own that the clean 300-request runs do not show.)
+    for p in r.timeline.processes.values().filter(|p| p.label() != role) {
+        let name = metric::host_pid("rss", p.pid);
+        let other = r
+            .verdict
+            .as_ref()
+            .and_then(|v| v.metric(&name))
+            .and_then(|m| m.slope)
+            .map_or(0.0, |s| s.point);
+        assert!(
+            other < TENSOR_PLANTED as f64 / 4.0,
+            "{} grew {other} B/request beside the {leak} leak in {role}\n{}",
+            p.label(),
+            r.summary()
+        );
+    }
     let shutdown = r.shutdown.as_ref().expect("a shutdown record");
     let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
     assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());

@@ -161,15 +161,16 @@ fn gpu_of<'a>(r: &'a Report, role: &str) -> Option<&'a sglang_memtest::analysis:
     r.verdict.as_ref()?.metric(&metric::gpu_pid(pid))
 }
 
-/// A tensor leak planted in `role`'s process is called there, at about the planted rate, and
-/// nowhere else: no other process's GPU or host memory leaks.
+/// A tensor leak planted in `role`'s process is called there, on the GPU, at about the planted
+/// rate; no other process's GPU memory, and no process's host memory, grows anywhere near it.
+/// (Small early steps of the caching allocator or the host heap elsewhere may still be judged on
+/// their own at this length; they are not the planted bytes.)
 fn caught_in(r: &Report, role: &str, planted: u64) {
     assert_eq!(r.outcome, RunOutcome::Leak, "{}", r.summary());
     let roles = gpu_leaking_roles(r);
-    assert_eq!(
-        roles,
-        BTreeSet::from([role.to_owned()]),
-        "GPU leak in {roles:?}, planted in {role}\n{}",
+    assert!(
+        roles.contains(role),
+        "no GPU leak in {role} (GPU leaks in {roles:?})\n{}",
         r.summary()
     );
     let m =
@@ -180,17 +181,20 @@ fn caught_in(r: &Report, role: &str, planted: u64) {
         "{role} grew {slope:.0} B/request on the GPU, planted {planted}\n{}",
         r.summary()
     );
-    let host_leaks: Vec<&str> = r
-        .verdict
-        .iter()
-        .flat_map(|v| v.leaks())
-        .filter(|m| m.metric.starts_with("host.") || m.metric.starts_with("shm."))
-        .map(|m| m.metric.as_str())
-        .collect();
-    assert!(
-        host_leaks.is_empty(),
-        "host memory leaked too: {host_leaks:?}"
-    );
+    let verdict = r.verdict.as_ref().expect("a verdict");
+    for m in verdict.metrics.iter().filter(|m| m.judged) {
+        let Some(owner) = role_of(r, &m.metric) else {
+            continue;
+        };
+        let elsewhere = m.metric.starts_with("host.") || owner != role;
+        let grew = m.slope.map_or(0.0, |s| s.point);
+        assert!(
+            !elsewhere || grew < planted as f64 / 4.0,
+            "{} grew {grew:.0} B/request beside the leak planted in {role}'s GPU memory\n{}",
+            m.metric,
+            r.summary()
+        );
+    }
 }
 
 #[test]
