@@ -18,6 +18,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use serial_test::serial;
 use sglang_memtest::analysis::Outcome;
 use sglang_memtest::report::{Report, RunOutcome};
 use sglang_memtest::tracker::idle::{KV_TOKENS, RUNNING_REQS};
@@ -199,6 +200,7 @@ fn caught_in(r: &Report, role: &str, planted: u64) {
 
 #[test]
 #[ignore = "needs SGLang on an NVIDIA GPU: scripts/sglang-gpu/run-bundle.sh or a GPU runner"]
+#[serial(sglang)]
 fn a_gpu_tensor_kept_per_request_in_the_scheduler_is_caught_there() {
     let c = planted(
         ScenarioConfig::text_model(),
@@ -213,6 +215,7 @@ fn a_gpu_tensor_kept_per_request_in_the_scheduler_is_caught_there() {
 
 #[test]
 #[ignore = "needs SGLang on an NVIDIA GPU: scripts/sglang-gpu/run-bundle.sh or a GPU runner"]
+#[serial(sglang)]
 fn a_gpu_tensor_kept_per_image_in_the_tokenizer_manager_is_caught_there() {
     let c = planted(
         ScenarioConfig::vlm_image(),
@@ -228,6 +231,7 @@ fn a_gpu_tensor_kept_per_image_in_the_tokenizer_manager_is_caught_there() {
 
 #[test]
 #[ignore = "needs SGLang on an NVIDIA GPU: scripts/sglang-gpu/run-bundle.sh or a GPU runner"]
+#[serial(sglang)]
 fn a_kv_slot_leak_is_caught_by_the_idle_accounting_with_gpu_memory_flat() {
     // SGLang's idle check only warns with strict mode off: the server lives to the end.
     let c = planted(

@@ -3,9 +3,9 @@
 //! carried wheels pinned as the CPU tier's lock pins them, and the bad inputs of the bundle
 //! scripts and of the planted GPU leaks, each refused with a sentence.
 //!
-//! The stand-in's check needs a Python with torch: `MEMTEST_TORCH_PYTHON`, else the SGLang CPU
-//! install's (`scripts/setup-sglang-cpu.sh`, `MEMTEST_SGLANG_CPU_DIR`), else `python3` if it has
-//! torch. Without one it says why and does not run — except under CI (`CI=true`), where it fails:
+//! The stand-in's check needs a Python with torch: `MEMTEST_TORCH_PYTHON` (which must have it),
+//! else the SGLang CPU install's (`scripts/setup-sglang-cpu.sh`, `MEMTEST_SGLANG_CPU_DIR`), else
+//! `python3` if it has torch. Without one it says why and does not run — except under CI (`CI=true`), where it fails:
 //! `.ci/run` sets up the CPU install first. On the GPU machine the same file runs on CUDA
 //! (`run-bundle.sh preflight`).
 
@@ -46,14 +46,13 @@ fn cpu_install_python() -> Option<PathBuf> {
 fn torch_python() -> Result<PathBuf, String> {
     if let Some(p) = std::env::var_os("MEMTEST_TORCH_PYTHON").filter(|v| !v.is_empty()) {
         let p = PathBuf::from(p);
-        return if has_torch(&p) {
-            Ok(p)
-        } else {
-            Err(format!(
-                "MEMTEST_TORCH_PYTHON={} cannot import torch",
-                p.display()
-            ))
-        };
+        // Asked for by name: a Python that cannot serve is a bad setting, never a skip.
+        assert!(
+            has_torch(&p),
+            "MEMTEST_TORCH_PYTHON={} cannot import torch: point it at a Python that has torch",
+            p.display()
+        );
+        return Ok(p);
     }
     let candidates = cpu_install_python()
         .into_iter()
@@ -220,6 +219,14 @@ fn the_bundle_scripts_refuse_bad_input_with_a_sentence() {
             &[("MEMTEST_SGLANG_GPU_BUDGET", "10m")],
         ),
         "MEMTEST_SGLANG_GPU_BUDGET=10m is not a whole number of seconds",
+    );
+    refused(
+        &script(
+            "run-bundle.sh",
+            &[],
+            &[("MEMTEST_SGLANG_GPU_MAX_FACTOR", "0")],
+        ),
+        "MEMTEST_SGLANG_GPU_MAX_FACTOR=0 is not a whole number from 1 to 9",
     );
     let empty = tempfile::tempdir().expect("a temp dir");
     let dir = empty.path().to_str().expect("a UTF-8 path");

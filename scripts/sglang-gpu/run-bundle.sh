@@ -30,8 +30,9 @@
 # phase, phases.tsv, nvidia-smi.csv / nvidia-smi-apps.csv (whole-GPU and per-process readings each
 # second), summary.txt. MEMTEST_SGLANG_GPU_BUDGET=S skips phases whose estimate no longer fits in S
 # seconds from the start (0: no budget); MEMTEST_SGLANG_GPU_MAX_FACTOR=F caps a scenario test's
-# adaptive extension at F times its planned requests (the preset's 4 unless set). MEMTEST_* knobs
-# set by the caller win over the tier's.
+# adaptive extension at F times its planned requests (the preset's 4 unless set). A failed
+# preflight stops the run (MEMTEST_SGLANG_GPU_KEEP_GOING=1 goes on). MEMTEST_* knobs set by the
+# caller win over the tier's.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
