@@ -405,8 +405,16 @@ fn a_2_kib_leak_in_the_detokenizer_is_caught_there_and_compare_fails_it() {
     ));
     eprintln!("{}", leaking.summary());
     assert_eq!(leaking.outcome, RunOutcome::Leak, "{}", leaking.summary());
-    assert_eq!(leaking_roles(&leaking), ["detokenizer"], "{}", leaking.summary());
-    let slope = rss_of(&leaking, "detokenizer").slope.expect("a slope").point;
+    assert_eq!(
+        leaking_roles(&leaking),
+        ["detokenizer"],
+        "{}",
+        leaking.summary()
+    );
+    let slope = rss_of(&leaking, "detokenizer")
+        .slope
+        .expect("a slope")
+        .point;
     assert!(
         (0.6 * SMALL_LEAK as f64..1.6 * SMALL_LEAK as f64).contains(&slope),
         "the detokenizer grew {slope} B/request, planted {SMALL_LEAK}\n{}",
@@ -464,7 +472,9 @@ fn a_leak_on_rejected_requests_is_called_on_those_kinds() {
         r.summary()
     );
     assert!(
-        m.reasons.iter().any(|x| x.contains("reject-") && x.contains("requests leak")),
+        m.reasons
+            .iter()
+            .any(|x| x.contains("reject-") && x.contains("requests leak")),
         "{:?}",
         m.reasons
     );

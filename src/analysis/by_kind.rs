@@ -16,8 +16,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::trend::{normal_quantile, normal_sf};
 use super::sample::median_in_place;
+use super::trend::{normal_quantile, normal_sf};
 use super::{ConfidenceInterval, Estimate, Outcome, RequestSeries};
 use crate::load::KindSequence;
 
@@ -376,12 +376,17 @@ fn u_distribution(m: usize, n: usize) -> Vec<f64> {
 /// Hodges–Lehmann shift of `a` over `b` (the median of their pairwise differences) plus `limit`
 /// (added back: `a` had it subtracted), with the interval from the Mann–Whitney inversion.
 fn hodges_lehmann(a: &[f64], b: &[f64], level: f64, limit: f64) -> Estimate {
-    let mut d: Vec<f64> = a.iter().flat_map(|x| b.iter().map(move |y| x - y)).collect();
+    let mut d: Vec<f64> = a
+        .iter()
+        .flat_map(|x| b.iter().map(move |y| x - y))
+        .collect();
     let point = median_in_place(&mut d) + limit;
     d.sort_unstable_by(f64::total_cmp);
     let (m, n) = (a.len() as f64, b.len() as f64);
     let z = normal_quantile(0.5 + level / 2.0);
-    let k = (m * n / 2.0 - z * (m * n * (m + n + 1.0) / 12.0).sqrt()).floor().max(0.0) as usize;
+    let k = (m * n / 2.0 - z * (m * n * (m + n + 1.0) / 12.0).sqrt())
+        .floor()
+        .max(0.0) as usize;
     let lo = d[k.min(d.len() - 1)] + limit;
     let hi = d[(d.len() - 1).saturating_sub(k)] + limit;
     Estimate {

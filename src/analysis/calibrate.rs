@@ -134,7 +134,7 @@ pub fn run(config: &CalibrationConfig) -> CalibrationTable {
     // Appended, not inserted: every earlier shape keeps its random stream (and its numbers).
     shapes.extend([0.3, 0.5, 0.7].map(|at| Shape::HostPlateau { at }));
     for noise in RecordedNoise::ALL {
-        for per_request in [0.0, 32.0 * KIB, 64.0 * KIB] {
+        for per_request in [0.0, 2.0 * KIB, 4.0 * KIB] {
             shapes.push(Shape::Recorded { noise, per_request });
         }
     }
@@ -159,9 +159,9 @@ fn row(config: &CalibrationConfig, stream: u64, shape: &Shape) -> CalibrationRow
     let (mut used, mut early, mut extended) = (0u64, 0usize, 0usize);
     let n = config.requests;
     for _ in 0..config.runs {
-        let kinds = shape.mix().map(|mix| {
-            KindSequence::from_mix(&mix, config.budget.unwrap_or(n).max(n) as u64)
-        });
+        let kinds = shape
+            .mix()
+            .map(|mix| KindSequence::from_mix(&mix, config.budget.unwrap_or(n).max(n) as u64));
         let (verdict, level, requests) = match config.budget {
             None => {
                 let (values, cooldown) = shape.generate_run(n, n, &mut rng);

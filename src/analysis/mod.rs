@@ -523,7 +523,8 @@ pub fn analyze_with(
     let longest = series.iter().map(|s| s.values.readings).max().unwrap_or(0);
     for (m, s) in metrics.iter_mut().zip(series) {
         let per_process = crate::tracker::metric::pid_of(&s.metric).is_some();
-        if m.judged && per_process && (s.values.readings as f64) < TRANSIENT_SHARE * longest as f64 {
+        if m.judged && per_process && (s.values.readings as f64) < TRANSIENT_SHARE * longest as f64
+        {
             m.judged = false;
             m.p_value = None;
             m.reasons.push(format!(
@@ -564,7 +565,13 @@ pub fn analyze_with(
     holm(&mut metrics);
     for (m, s) in metrics.iter_mut().zip(series) {
         let rule = thresholds.rule_for(&s.metric).filter(|_| m.judged);
-        verdict::judge(m, rule, alpha, s.values.readings, thresholds.traffic_per_day);
+        verdict::judge(
+            m,
+            rule,
+            alpha,
+            s.values.readings,
+            thresholds.traffic_per_day,
+        );
         if let (Some(rule), Some(mut a)) = (rule, m.by_kind.take()) {
             judge_kinds(m, &mut a, rule, alpha);
             m.by_kind = Some(a);
@@ -631,9 +638,14 @@ fn split_by_kind(
         .take_while(|x| **x < first + m.warmup_cut as f64)
         .count();
     let unit = m.unit;
-    let mut a = by_kind::attribute(s, from, kinds, rule.max_slope_per_request, level, move |v| {
-        units::fmt_value(unit, v)
-    })?;
+    let mut a = by_kind::attribute(
+        s,
+        from,
+        kinds,
+        rule.max_slope_per_request,
+        level,
+        move |v| units::fmt_value(unit, v),
+    )?;
     by_kind::test_blocks(&mut a, s, from, kinds, rule.max_slope_per_request, level);
     Some(a)
 }

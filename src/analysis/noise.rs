@@ -107,18 +107,40 @@ pub enum RecordedNoise {
     VllmCpuVlmImageTree,
     /// The same run's EngineCore process.
     VllmCpuVlmImageEngineCore,
+    /// SGLang 0.5.23 on CPU, tiny-llama, text, 1200 requests (2026-12-07, a busy machine): the
+    /// tree after its warm-up (the second half of the run).
+    SglangCpuText1200Tree,
+    /// The same run's scheduler (judged from request 600: its growth slowed down).
+    SglangCpuText1200Scheduler,
+    /// The same run's tokenizer manager (a steady creep of ~0.5 KiB/request).
+    SglangCpuText1200TokenizerManager,
 }
 
 impl RecordedNoise {
     /// Every recording, in table order.
-    pub const ALL: [RecordedNoise; 6] = [
+    pub const ALL: [RecordedNoise; 9] = [
         RecordedNoise::SglangCpuTextTree,
         RecordedNoise::SglangCpuTextScheduler,
         RecordedNoise::SglangCpuVlmImageTree,
         RecordedNoise::VllmCpuTextTree,
         RecordedNoise::VllmCpuVlmImageTree,
         RecordedNoise::VllmCpuVlmImageEngineCore,
+        RecordedNoise::SglangCpuText1200Tree,
+        RecordedNoise::SglangCpuText1200Scheduler,
+        RecordedNoise::SglangCpuText1200TokenizerManager,
     ];
+
+    /// Whether the recording's slope is a steady state (a long run judged after its warm-up),
+    /// so the clean row grows at it; the 300-request recordings' slopes still hold part of the
+    /// warm-up (their growth slowed down later), so their clean rows are the residuals alone.
+    fn steady(self) -> bool {
+        matches!(
+            self,
+            RecordedNoise::SglangCpuText1200Tree
+                | RecordedNoise::SglangCpuText1200Scheduler
+                | RecordedNoise::SglangCpuText1200TokenizerManager
+        )
+    }
 
     /// Short name for the table.
     pub fn name(self) -> &'static str {
@@ -129,6 +151,11 @@ impl RecordedNoise {
             RecordedNoise::VllmCpuTextTree => "vLLM CPU text, tree",
             RecordedNoise::VllmCpuVlmImageTree => "vLLM CPU unique images, tree",
             RecordedNoise::VllmCpuVlmImageEngineCore => "vLLM CPU unique images, EngineCore",
+            RecordedNoise::SglangCpuText1200Tree => "SGLang CPU text 1200, tree",
+            RecordedNoise::SglangCpuText1200Scheduler => "SGLang CPU text 1200, scheduler",
+            RecordedNoise::SglangCpuText1200TokenizerManager => {
+                "SGLang CPU text 1200, tokenizer manager"
+            }
         }
     }
 
@@ -152,7 +179,22 @@ impl RecordedNoise {
             RecordedNoise::VllmCpuVlmImageEngineCore => {
                 include_str!("../../fixtures/noise/vllm-cpu-vlm-image-enginecore.csv")
             }
+            RecordedNoise::SglangCpuText1200Tree => {
+                include_str!("../../fixtures/noise/sglang-cpu-text-1200-tree.csv")
+            }
+            RecordedNoise::SglangCpuText1200Scheduler => {
+                include_str!("../../fixtures/noise/sglang-cpu-text-1200-scheduler.csv")
+            }
+            RecordedNoise::SglangCpuText1200TokenizerManager => {
+                include_str!("../../fixtures/noise/sglang-cpu-text-1200-tokenizer-manager.csv")
+            }
         }
+    }
+
+    /// The slope a clean row grows at (the recorded steady slope, or 0) and the residuals.
+    pub fn clean(self) -> (f64, Vec<f64>) {
+        let (slope, residuals) = self.data();
+        (if self.steady() { slope } else { 0.0 }, residuals)
     }
 
     /// The run's slope (bytes per request) and its residuals.
@@ -198,6 +240,11 @@ impl Shape {
             Shape::Recorded { noise, per_request } if *per_request > 0.0 => {
                 format!("{} + leak {:.0} KiB/req", noise.name(), *per_request / KIB)
             }
+            Shape::Recorded { noise, .. } if noise.steady() => format!(
+                "{} (recorded residuals + its steady {:.0} B/req)",
+                noise.name(),
+                noise.data().0
+            ),
             Shape::Recorded { noise, .. } => format!("{} (recorded residuals)", noise.name()),
             Shape::HostSawtoothGc => "host: GC sawtooth".into(),
             Shape::HostDecelerating => "host: warm-up that slows down (1–6 MiB)".into(),
@@ -250,7 +297,12 @@ impl Shape {
 
     /// A whole run of the shape: `len` readings of the shape planned for `n` (see
     /// [`generate_long`](Self::generate_long)) and the cooldown readings after them.
-    pub fn generate_run(&self, n: usize, len: usize, rng: &mut impl RngCore) -> (Vec<f64>, Vec<f64>) {
+    pub fn generate_run(
+        &self,
+        n: usize,
+        len: usize,
+        rng: &mut impl RngCore,
+    ) -> (Vec<f64>, Vec<f64>) {
         let values = self.generate_long(n, len, rng);
         let given_back = match self {
             Shape::HostSawtoothBusy | Shape::HostFlushableCache => {
@@ -302,7 +354,9 @@ impl Shape {
             Shape::HostDecelerating => {
                 let total = uniform(rng, MIB, 6.0 * MIB);
                 let tau = uniform(rng, 10.0, 60.0);
-                host(len, rng, 2.0, move |i, _| total * (1.0 - (-(i as f64) / tau).exp()))
+                host(len, rng, 2.0, move |i, _| {
+                    total * (1.0 - (-(i as f64) / tau).exp())
+                })
             }
             Shape::HostSawtoothBusy => {
                 let amp = uniform(rng, MIB, 8.0 * MIB);
@@ -363,7 +417,7 @@ impl Shape {
                 gpu(len, rng, move |i, _| if i >= at { 20.0 * MIB } else { 0.0 })
             }
             Shape::Recorded { noise, per_request } => {
-                let (slope, residuals) = noise.data();
+                let (slope, residuals) = noise.clean();
                 recorded(len, rng, slope + per_request, &residuals)
             }
             Shape::GpuLeak {

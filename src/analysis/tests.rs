@@ -226,9 +226,14 @@ fn cooldown_never_makes_a_leak_alone_and_clears_only_growth_it_gave_back() {
     let m = one(flushed);
     assert_eq!(m.outcome, Outcome::Pass, "{:?}", m.reasons);
     let g = m.given_back.expect("given back");
-    assert!(!g.capped && g.grew > 90.0 * MIB && g.kept.abs() < MIB, "{g:?}");
     assert!(
-        m.reasons.iter().any(|r| r.contains("gave it back") && r.contains("no cap")),
+        !g.capped && g.grew > 90.0 * MIB && g.kept.abs() < MIB,
+        "{g:?}"
+    );
+    assert!(
+        m.reasons
+            .iter()
+            .any(|r| r.contains("gave it back") && r.contains("no cap")),
         "{:?}",
         m.reasons
     );

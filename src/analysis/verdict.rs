@@ -234,12 +234,13 @@ fn decelerating(w: &Sample, level: f64) -> Option<(Sample, super::Estimate, supe
 /// and a collector's sawtooth do.
 fn given_back(grew: f64, kept: f64, requests: f64, rule: &Rule) -> Option<super::GivenBack> {
     let allowed = rule.min_growth.max(rule.max_slope_per_request * requests);
-    (grew >= rule.min_growth && requests > 0.0 && kept <= allowed && kept <= grew / 2.0)
-        .then_some(super::GivenBack {
+    (grew >= rule.min_growth && requests > 0.0 && kept <= allowed && kept <= grew / 2.0).then_some(
+        super::GivenBack {
             grew,
             kept,
             capped: false,
-        })
+        },
+    )
 }
 
 /// Plateaus the analysis looks for: the flat stretch is at least this share of the window…
@@ -491,7 +492,10 @@ pub(crate) fn judge(
             requests_to_decide(s.point, s.ci.lo, s.ci.hi, theta, m.requests, m.warmup_cut);
         Outcome::Inconclusive
     };
-    if let (Some(day), true) = (m.per_day, m.outcome != Outcome::Pass && unit == super::Unit::Bytes) {
+    if let (Some(day), true) = (
+        m.per_day,
+        m.outcome != Outcome::Pass && unit == super::Unit::Bytes,
+    ) {
         m.reasons.push(format!(
             "at {} requests/day that is {}/day",
             crate::util::human_count(traffic),

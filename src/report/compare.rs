@@ -513,7 +513,11 @@ mod tests {
         assert!(c.regressed(), "{}", c.to_table());
         let m = delta(&c, "host.rss@scheduler");
         assert_eq!(m.change, Change::Regressed);
-        assert!(m.reason.contains("more than the +1.0 KiB/request"), "{}", m.reason);
+        assert!(
+            m.reason.contains("more than the +1.0 KiB/request"),
+            "{}",
+            m.reason
+        );
         // A shift below the threshold is not one; nor is 2 KiB against a 4 KiB threshold, or
         // against a 300 % rise required on top.
         let shifted = report(&[(2, "scheduler", 256.0)]);

@@ -81,10 +81,7 @@ pub(crate) fn limits_line(t: &crate::analysis::Thresholds) -> String {
     let mut budgets: Vec<String> = Vec::new();
     for r in &t.rules {
         let text = crate::analysis::budget(Unit::Bytes, r.max_slope_per_request);
-        let entry = format!(
-            "{text} ({}/request)",
-            human_bytes(r.max_slope_per_request)
-        );
+        let entry = format!("{text} ({}/request)", human_bytes(r.max_slope_per_request));
         if !budgets.iter().any(|b| b.starts_with(&entry)) {
             budgets.push(entry);
         }

@@ -346,7 +346,7 @@ fn metrics_table(b: &mut String, report: &Report, keys: &std::collections::BTree
         let per_day = m
             .per_day
             .filter(|_| m.unit == Unit::Bytes)
-            .map_or(String::new(), |d| signed_bytes(d));
+            .map_or(String::new(), signed_bytes);
         let note = match (&m.plateau, &m.given_back, m.requests_to_decide) {
             (Some(p), _, _) => format!("plateau since request {}", p.since_request),
             (None, Some(g), _) => format!(

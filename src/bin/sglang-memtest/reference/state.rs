@@ -413,7 +413,12 @@ impl Default for Sawtooth {
 
 impl Sawtooth {
     /// Adds one request's garbage; collects when the period is over. Whether it collected.
-    fn add(&mut self, block: Box<[u8]>, per_request: u64, period: u64) -> Result<bool, ReferenceError> {
+    fn add(
+        &mut self,
+        block: Box<[u8]>,
+        per_request: u64,
+        period: u64,
+    ) -> Result<bool, ReferenceError> {
         self.garbage.push(block);
         if self.left == 0 {
             self.left = self.next_period(period);
