@@ -292,12 +292,7 @@ impl Capture {
         let mappings = self.mappings(timeline);
         let mut d = std::mem::take(&mut self.state().diagnosis);
         if let Some(h) = &self.py_heap {
-            let grew_most = mappings
-                .as_ref()
-                .and_then(|m| m.processes.first())
-                .filter(|p| p.growth > 0)
-                .map(|p| p.pid);
-            d.py_heap = Some(h.finish(timeline, &d.guilty, grew_most));
+            d.py_heap = Some(h.finish(timeline, &d.guilty, mappings.as_ref()));
         }
         if mappings.is_none() && d.stacks.is_empty() && d.notes.is_empty() && d.py_heap.is_none() {
             return None;

@@ -36,8 +36,12 @@ fn short_frame(frame: &str) -> String {
 
 fn headline(p: &PyHeapProcess, requests: u64, reason: Option<&str>) -> String {
     let why = reason.map(|r| format!(", {r}")).unwrap_or_default();
+    let resident = p
+        .resident_growth
+        .map(|r| format!(" (resident {})", signed_bytes(r as f64)))
+        .unwrap_or_default();
     format!(
-        "{} (pid {}){why}: Python heap {} over {requests} measured requests{}, {} sites grew; tracemalloc itself holds {}",
+        "{} (pid {}){why}: Python heap {}{resident} over {requests} measured requests{}, {} sites grew; tracemalloc itself holds {}",
         p.label,
         p.pid,
         signed_bytes(p.growth as f64),

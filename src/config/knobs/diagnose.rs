@@ -11,7 +11,7 @@ pub(super) static DIAGNOSE: &[Knob] = &[
         flag: Some("py-heap"),
         value_name: "",
         default: "off",
-        help: "Python heap attribution: tracemalloc in every Python process of the server (a sitecustomize first on its PYTHONPATH, chained to any other), snapshots after the warm-up and after the last measured request; the report lists the top allocation sites (file:line, bytes, blocks) of the growth of the guilty process, else of the one that grew most. Slows the server's Python down (docs/diagnosis.md).",
+        help: "Python heap attribution: tracemalloc in every Python process of the server (a sitecustomize first on its PYTHONPATH, chained to any other) from the end of the warm-up to the last measured request; the report lists the top allocation sites (file:line, bytes, blocks) of what was allocated and kept, the guilty process first, else the one that grew most. Slows the server's Python down while it traces (docs/diagnosis.md).",
         kind: KnobKind::Switch,
         group: Group::Verdict,
         apply: |c, v| {

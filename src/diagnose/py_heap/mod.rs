@@ -104,6 +104,10 @@ pub struct PyHeapProcess {
     pub growth: i64,
     /// `growth` per measured request.
     pub per_request: Option<f64>,
+    /// The process's resident memory growth over the same window (`/proc/PID/smaps`, the
+    /// mappings' reading), for scale: what the tracer sees is only what Python's allocators
+    /// hand out (not torch's tensors, native libraries, fragmentation).
+    pub resident_growth: Option<i64>,
     /// Traced bytes at the first snapshot.
     pub traced_before: u64,
     /// Traced bytes at the second.
@@ -267,8 +271,23 @@ impl PyHeapRun {
     }
 
     /// The report's section: labelled from the timeline, the focus chosen from `guilty` (the
-    /// PIDs a leak verdict blames), else `grew_most` (the process whose memory grew most).
-    pub fn finish(&self, timeline: &Timeline, guilty: &[u32], grew_most: Option<u32>) -> PyHeap {
+    /// PIDs a leak verdict blames), else the process whose resident memory grew most in
+    /// `mappings`, whose growth is also set beside each process's Python heap growth.
+    pub fn finish(
+        &self,
+        timeline: &Timeline,
+        guilty: &[u32],
+        mappings: Option<&super::Mappings>,
+    ) -> PyHeap {
+        let grew_most = mappings
+            .and_then(|m| m.processes.first())
+            .filter(|p| p.growth > 0)
+            .map(|p| p.pid);
+        let resident = |pid: u32| {
+            mappings
+                .and_then(|m| m.processes.iter().find(|p| p.pid == pid))
+                .map(|p| p.growth)
+        };
         let label = |pid: u32| {
             timeline
                 .processes
@@ -324,7 +343,9 @@ impl PyHeapRun {
                 )),
                 Some(Err(e)) => notes.push(format!("{what}: {e}: no Python heap growth for it")),
                 Some(Ok(s)) if s.state == "ended" => {
-                    out.processes.push(process(*pid, label(*pid), s, &per));
+                    let mut p = process(*pid, label(*pid), s, &per);
+                    p.resident_growth = resident(*pid);
+                    out.processes.push(p);
                 }
                 Some(Ok(s)) if s.state == "error" => notes.push(format!(
                     "{what}: the Python heap tracer failed at the second snapshot: {}",
@@ -403,6 +424,7 @@ fn process(
         label,
         growth: s.growth,
         per_request: per(s.growth),
+        resident_growth: None,
         traced_before: s.traced_before,
         traced_after: s.traced_after,
         tracemalloc_memory: s.tracemalloc_memory,
