@@ -15,16 +15,24 @@ fn per_request(v: Option<f64>) -> String {
         .unwrap_or_default()
 }
 
-/// `sglang/x.py:12 ← sglang/y.py:40`: the first caller outside the site's own file, when the
-/// stack has one (a helper of the standard library is named with the SGLang line that called it).
+/// The first caller outside the site's own file (and outside `<frozen …>`, `<string>`), when
+/// the stack has one: a helper of the standard library is named with the line that called it.
 fn caller(site: &PySite) -> Option<String> {
     let frames = &site.stacks.first()?.frames;
     let own = format!("{}:", site.file);
     frames
         .iter()
         .skip(1)
-        .find(|f| !f.starts_with(&own))
+        .find(|f| !f.starts_with(&own) && !f.starts_with('<'))
         .map(|f| short_frame(f))
+}
+
+fn blocks(n: i64) -> String {
+    if n.abs() == 1 {
+        format!("{n} block")
+    } else {
+        format!("{n} blocks")
+    }
 }
 
 fn short_frame(frame: &str) -> String {
@@ -67,9 +75,9 @@ pub(crate) fn console(out: &mut String, h: &PyHeap) {
             let via = caller(s).map(|c| format!("  ← {c}")).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "    {:>11} {:>7} blocks  {}  {}{via}",
+                "    {:>11} {:>14}  {}  {}{via}",
                 signed_bytes(s.growth as f64),
-                s.count,
+                blocks(s.count),
                 s.place(),
                 s.code
             );
@@ -130,9 +138,9 @@ pub(crate) fn html(b: &mut String, h: &PyHeap) {
                     let frames: Vec<String> =
                         st.frames.iter().map(|f| esc(&short_frame(f))).collect();
                     format!(
-                        "{} in {} blocks: {}",
+                        "{} in {}: {}",
                         signed_bytes(st.growth as f64),
-                        st.count,
+                        blocks(st.count),
                         frames.join(" ← ")
                     )
                 })
