@@ -24,8 +24,8 @@ pub(super) static DIAGNOSE: &[Knob] = &[
         env: "MEMTEST_PY_HEAP_FRAMES",
         flag: Some("py-heap-frames"),
         value_name: "N",
-        default: "8",
-        help: "With --py-heap: frames of the call stack kept per allocation (1: the allocating line only, cheapest; more show which caller grew).",
+        default: "1",
+        help: "With --py-heap: frames of the call stack kept per allocation: 1, the allocating line only, is cheapest; more show which caller grew, at a cost (SGLang's CPU engine served 0.74× the requests per second of an untraced server with 1 frame, 0.21× with 8).",
         kind: KnobKind::Value,
         group: Group::Verdict,
         apply: |c, v| {

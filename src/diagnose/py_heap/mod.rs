@@ -22,9 +22,10 @@ use serde::{Deserialize, Serialize};
 use crate::tracker::Timeline;
 use exchange::{ANSWER_TIMEOUT, Exchange, StateFile, States, alive};
 
-/// Frames kept per allocation unless set (`--py-heap-frames`): enough to see which SGLang
-/// function called a helper of the standard library, few enough to cost little.
-pub const DEFAULT_FRAMES: u16 = 8;
+/// Frames kept per allocation unless set (`--py-heap-frames`): the allocating line only. Each
+/// frame costs: on real SGLang (CPU tier) 1 frame served 0.74× the requests per second of an
+/// untraced server beside it, 8 frames 0.21× (docs/diagnosis.md).
+pub const DEFAULT_FRAMES: u16 = 1;
 /// The most frames per allocation (`tracemalloc` slows down with every frame).
 pub const MAX_FRAMES: u16 = 64;
 

@@ -267,7 +267,7 @@ def _install():
     if not folder:
         return
     try:
-        frames = int(os.environ.get("MEMTEST_PY_HEAP_FRAMES", "8"))
+        frames = int(os.environ.get("MEMTEST_PY_HEAP_FRAMES", "1"))
         start = os.environ.get("MEMTEST_PY_HEAP_START", "begin")
         _heap = _Heap(folder, max(1, frames), start)
         os.register_at_fork(after_in_child=_after_fork)
