@@ -10,7 +10,8 @@ and inherit PYTHONPATH; forked children carry it over), and each:
    `<seq> begin` there after the warm-up and `<seq> end` after the last measured request.
    At `begin` the thread starts tracemalloc (MEMTEST_PY_HEAP_FRAMES frames per allocation);
    at `end` it takes a snapshot and writes the top allocation sites of what was allocated
-   since `begin` and is still alive into `<pid>.json`.
+   since `begin` and is still alive into `<pid>.json` (again at every later `end`: each is
+   diffed against `begin`).
 
 Tracing from `begin`, not from interpreter start: SGLang imports torch and its own modules in
 every process, and traced from the start the launcher alone took over 5 minutes of CPU before
@@ -243,10 +244,6 @@ class _Heap:
             sites_grown=sum(1 for s in sites.values() if s[0] > 0),
             top=top,
         )
-        try:
-            os.remove(self.path("begin.pickle"))
-        except OSError:
-            pass
 
 
 _heap = None
