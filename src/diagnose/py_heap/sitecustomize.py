@@ -9,9 +9,10 @@ and inherit PYTHONPATH; forked children carry it over), and each:
 2. runs a daemon thread that reads the folder's `control` file every 0.2 s. The harness writes
    `<seq> begin` there after the warm-up and `<seq> end` after the last measured request.
    At `begin` the thread starts tracemalloc (MEMTEST_PY_HEAP_FRAMES frames per allocation);
-   at `end` it takes a snapshot and writes the top allocation sites of what was allocated
-   since `begin` and is still alive into `<pid>.json` (again at every later `end`: each is
-   diffed against `begin`).
+   at `end` it runs a full garbage collection (which also empties CPython's free lists),
+   takes a snapshot and writes the top allocation sites of what was allocated since `begin`
+   and is still alive into `<pid>.json` (again at every later `end`: each is diffed against
+   `begin`).
 
 Tracing from `begin`, not from interpreter start: SGLang imports torch and its own modules in
 every process, and traced from the start the launcher alone took over 5 minutes of CPU before
@@ -150,7 +151,21 @@ class _Heap:
             self.write()
 
     def stats(self):
-        """Size and count per traceback (frames newest first) of what is traced now."""
+        """Size and count per traceback (frames newest first) of what is traced now.
+
+        A full collection first: garbage in reference cycles is not kept memory, and only the
+        oldest generation's collection empties CPython's free lists. Without it, tuples, lists,
+        dicts and floats that were freed but parked on a free list (up to 2000 per tuple length
+        in 3.11) still count at the line that first allocated them; measured on SGLang's CPU
+        engine: ~2300 `tuple(sorted(labels.items()))` of prometheus_client's /metrics parsing
+        and ~3000 of its `labels()` calls, +0.4 MiB that no object held.
+        """
+        import gc
+        import time
+
+        t0 = time.monotonic()
+        self.state["gc_collected"] = self.state.get("gc_collected", 0) + gc.collect()
+        self.state["gc_ms"] = self.state.get("gc_ms", 0) + int((time.monotonic() - t0) * 1000)
         snap = self.tm.take_snapshot().filter_traces(self.excluded)
         out = [
             (tuple((f.filename, f.lineno) for f in reversed(s.traceback)), s.size, s.count)
