@@ -9,6 +9,8 @@ use common::{quick, run};
 use sglang_memtest::diagnose::PySpy;
 use sglang_memtest::load::Workload;
 use sglang_memtest::report::RunOutcome;
+use sglang_memtest::{ScenarioConfig, TestType};
+use std::time::Duration;
 
 const LEAK: u64 = 1024 * 1024;
 
@@ -200,4 +202,181 @@ fn without_py_spy_the_report_says_what_to_install_and_a_clean_run_blames_nobody(
         "{d:?}"
     );
     assert!(d.mappings.as_ref().is_some_and(|m| !m.processes.is_empty()));
+}
+
+/// The line of the reference server's Python child that keeps each planted leak.
+fn planted_line() -> u32 {
+    let src = include_str!("../src/bin/sglang-memtest/reference/python_child.py");
+    let at = src
+        .lines()
+        .position(|l| l.trim() == "block = bytearray(n)")
+        .expect("python_child.py allocates the planted block");
+    at as u32 + 1
+}
+
+/// `--py-heap` on the reference server's Python children, launched as a command so that a
+/// user's own `sitecustomize` is on the server's PYTHONPATH too: the leaking line of the child
+/// is named first, in the child, with the planted bytes; the user's `sitecustomize` still ran in
+/// every Python process (the tracer chains to it).
+#[test]
+fn py_heap_names_the_leaking_line_in_the_leaking_python_child_and_chains_to_a_users_sitecustomize()
+{
+    let Some(py) = python() else {
+        assert!(!ci(), "CI=true but python3 is missing");
+        eprintln!("skipped: no python3 on PATH (the Python children need it)");
+        return;
+    };
+    const REQUESTS: u64 = 30;
+    const BYTES: u64 = 256 * 1024;
+    let users = tempfile::tempdir().expect("tempdir");
+    let marks = users.path().join("marks");
+    std::fs::create_dir(&marks).expect("mkdir");
+    std::fs::write(
+        users.path().join("sitecustomize.py"),
+        "import os\nopen(os.path.join(os.environ['USER_MARKS'], str(os.getpid())), 'w').close()\n",
+    )
+    .expect("write the user's sitecustomize");
+    let exe = common::exe().display().to_string();
+    let r = run(&ScenarioConfig::new("py_heap_python_child", TestType::Text)
+        .quick()
+        .warmup_requests(5)
+        .out_dir(common::out_dir("py_heap_python_child"))
+        .plots(false)
+        .startup_timeout(Duration::from_secs(30))
+        .set(
+            "server_cmd",
+            format!(
+                "{exe} serve-reference --port {{port}} --children=2 --leak-in-child=0 --python-children={py} --leak-bytes-per-request={BYTES}"
+            ),
+        )
+        .server_env("PYTHONPATH", users.path().display().to_string())
+        .server_env("USER_MARKS", marks.display().to_string())
+        .set("py_heap", "1")
+        .set("py_heap_frames", "4")
+        .set("py_spy", "off")
+        .requests(REQUESTS)
+        .max_requests(REQUESTS));
+    eprintln!("{}", r.summary());
+    assert_eq!(r.outcome, RunOutcome::Leak, "{}", r.summary());
+    let scheduler = r
+        .timeline
+        .processes
+        .values()
+        .find(|p| p.role.as_deref() == Some("scheduler"))
+        .expect("the Python child is seen as the scheduler")
+        .pid;
+    let h = r
+        .diagnosis
+        .as_ref()
+        .and_then(|d| d.py_heap.as_ref())
+        .unwrap_or_else(|| panic!("a Python heap section\n{}", r.summary()));
+    assert_eq!(h.focus, Some(scheduler), "{}", r.summary());
+    assert_eq!(h.focus_reason.as_deref(), Some("its memory leaked"));
+    assert_eq!(h.frames, 4);
+    let p = &h.processes[0];
+    assert_eq!(p.pid, scheduler);
+    let top = p.sites.first().expect("a site grew");
+    assert_eq!(
+        (top.file.as_str(), top.line),
+        ("python_child.py", planted_line()),
+        "{}",
+        r.summary()
+    );
+    let planted = (BYTES * h.requests) as f64;
+    assert!(
+        (0.9 * planted..1.1 * planted).contains(&(top.growth as f64)),
+        "{} grew {} B over {} requests, planted {planted}",
+        top.place(),
+        top.growth,
+        h.requests
+    );
+    assert_eq!(
+        top.count as u64,
+        2 * h.requests,
+        "two blocks per request: the bytearray and its buffer"
+    );
+    assert!(
+        top.stacks[0].frames[1].starts_with("python_child.py:"),
+        "the caller is in the stack: {:?}",
+        top.stacks
+    );
+    // The detokenizer child is Python too, and did not grow like that.
+    let detok = h
+        .processes
+        .iter()
+        .find(|p| p.label == "detokenizer")
+        .unwrap_or_else(|| panic!("the detokenizer was traced: {h:?}"));
+    assert!((detok.growth as f64) < 0.01 * planted, "{detok:?}");
+    // The reference server itself is native: said, not silently missing.
+    assert!(
+        h.notes.iter().any(|n| n.starts_with("not traced: ")),
+        "{:?}",
+        h.notes
+    );
+    let summary = r.summary();
+    assert!(
+        summary.contains(&format!(
+            "py-heap: scheduler (pid {scheduler}), its memory leaked"
+        )) && summary.contains(&format!("python_child.py:{}", planted_line())),
+        "{summary}"
+    );
+    // The user's sitecustomize ran in both Python children, beside the tracer.
+    for p in &h.processes {
+        assert!(
+            marks.join(p.pid.to_string()).exists(),
+            "the user's sitecustomize did not run in {} (pid {})",
+            p.label,
+            p.pid
+        );
+    }
+    let html = std::fs::read_to_string(r.files.html.as_ref().expect("a page")).expect("html");
+    assert!(
+        html.contains("Where, in Python terms")
+            && html.contains(&format!("python_child.py:{}", planted_line())),
+        "the page has the section"
+    );
+}
+
+/// `--py-heap` against a server with no Python in it says so in the section, and a run without
+/// `--py-heap` leaves no trace of it: no section, no folder.
+#[test]
+fn py_heap_without_python_says_so_and_without_the_switch_nothing_is_added() {
+    let r = run(&quick(
+        "py_heap_native",
+        &[
+            "--children=1",
+            "--leak-in-child",
+            &format!("--leak-bytes-per-request={LEAK}"),
+        ],
+        Workload::Text,
+    )
+    .set("py_heap", "1")
+    .set("py_spy", "off")
+    .requests(20));
+    assert_eq!(r.outcome, RunOutcome::Leak, "{}", r.summary());
+    let h = r
+        .diagnosis
+        .as_ref()
+        .and_then(|d| d.py_heap.as_ref())
+        .expect("a Python heap section, even empty");
+    assert!(h.processes.is_empty() && h.focus.is_none(), "{h:?}");
+    assert!(
+        h.notes[0]
+            .contains("no process of the server started the tracer — the server is not Python"),
+        "{:?}",
+        h.notes
+    );
+    assert!(
+        r.summary()
+            .contains("py-heap: no Python heap attribution: "),
+        "{}",
+        r.summary()
+    );
+
+    let dir = common::out_dir("py_heap_off");
+    let r = run(&quick("py_heap_off", &["--children=1"], Workload::Text).requests(20));
+    r.assert_pass();
+    assert!(r.diagnosis.as_ref().is_some_and(|d| d.py_heap.is_none()));
+    assert!(!dir.join("py_heap_off.py-heap").exists());
+    assert!(!r.summary().contains("py-heap:"), "{}", r.summary());
 }

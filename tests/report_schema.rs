@@ -111,3 +111,50 @@ fn report_schema_v2_diagnosis() {
     out.dedup();
     insta::assert_snapshot!(out.join("\n"));
 }
+
+/// The Python heap section (`--py-heap`) of a run whose Python child leaks: every field of a
+/// traced process, its sites and their stacks.
+#[test]
+fn report_schema_v2_py_heap() {
+    let python = std::process::Command::new("python3")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !python {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+            "CI=true but python3 is missing"
+        );
+        eprintln!("skipped: no python3 on PATH (the Python children need it)");
+        return;
+    }
+    let r = run(&quick(
+        "schema_py_heap",
+        &[
+            "--children=1",
+            "--leak-in-child",
+            "--python-children=python3",
+            "--leak-bytes-per-request=1048576",
+        ],
+        Workload::Text,
+    )
+    .set("py_heap", "1")
+    .set("py_spy", "off")
+    .requests(20));
+    assert_eq!(
+        r.outcome,
+        sglang_memtest::report::RunOutcome::Leak,
+        "{}",
+        r.summary()
+    );
+    let json: Value = serde_json::to_value(&r).expect("serializable");
+    let mut out = Vec::new();
+    paths(
+        &json["diagnosis"]["py_heap"],
+        ".diagnosis.py_heap",
+        &mut out,
+    );
+    out.sort();
+    out.dedup();
+    insta::assert_snapshot!(out.join("\n"));
+}

@@ -390,6 +390,86 @@ fn leak_planted_in_the_scheduler_is_caught_there() {
     planted_leak_is_caught("scheduler");
 }
 
+/// The line of the planted-leak fixture that keeps the bytes.
+fn planted_line() -> u32 {
+    let src = std::fs::read_to_string(planted_leaks_dir().join("sitecustomize.py"))
+        .expect("the planted-leak fixture");
+    let at = src
+        .lines()
+        .position(|l| l.trim() == "_KEPT.append(os.urandom(nbytes))")
+        .expect("the fixture keeps its bytes in _keep");
+    at as u32 + 1
+}
+
+/// `--py-heap` inside real SGLang: the tracer reaches the scheduler (a spawned child), chains
+/// to the planted-leak fixture's `sitecustomize` (both run), and names the planted line first
+/// in the scheduler, with about the planted bytes — and not in the tokenizer manager.
+#[test]
+#[ignore = "needs the SGLang CPU install: scripts/setup-sglang-cpu.sh"]
+#[serial(sglang)]
+fn py_heap_names_the_planted_line_in_the_scheduler() {
+    let before = shm_names();
+    let c = on_cpu(
+        ScenarioConfig::text_model(),
+        "planted_py_heap",
+        PLANTED_REQUESTS,
+    )
+    .server_env("PYTHONPATH", planted_leaks_dir().display().to_string())
+    .server_env("MEMTEST_SGLANG_LEAK", "scheduler")
+    .server_env("MEMTEST_SGLANG_LEAK_BYTES", PLANTED.to_string())
+    .set("py_heap", "1");
+    let r = run(c);
+    eprintln!("{}", r.summary());
+    assert_eq!(r.outcome, RunOutcome::Leak, "{}", r.summary());
+    assert_eq!(leaking_roles(&r), ["scheduler"], "{}", r.summary());
+    let pid_of = |role: &str| {
+        r.timeline
+            .processes
+            .values()
+            .find(|p| p.label() == role)
+            .unwrap_or_else(|| panic!("no {role} among {:?}", roles(&r)))
+            .pid
+    };
+    let h = r
+        .diagnosis
+        .as_ref()
+        .and_then(|d| d.py_heap.as_ref())
+        .unwrap_or_else(|| panic!("no Python heap section\n{}", r.summary()));
+    assert_eq!(h.focus, Some(pid_of("scheduler")), "{}", r.summary());
+    let scheduler = &h.processes[0];
+    let top = scheduler
+        .sites
+        .first()
+        .expect("a site grew in the scheduler");
+    assert!(
+        top.file.ends_with("planted_leaks/sitecustomize.py") && top.line == planted_line(),
+        "the scheduler's top site is {}, not the planted line {}\n{}",
+        top.place(),
+        planted_line(),
+        r.summary()
+    );
+    let per = top.per_request.expect("per request");
+    assert!(
+        (0.9 * PLANTED as f64..1.1 * PLANTED as f64).contains(&per),
+        "{} B/request at the planted line, planted {PLANTED}",
+        per
+    );
+    let tm = h
+        .processes
+        .iter()
+        .find(|p| p.pid == pid_of("tokenizer_manager"))
+        .unwrap_or_else(|| panic!("the tokenizer manager was traced too: {:?}", h.notes));
+    assert!(
+        tm.sites
+            .iter()
+            .all(|s| s.line != planted_line() || !s.file.contains("planted_leaks")),
+        "the planted line is named in the tokenizer manager: {tm:?}"
+    );
+    let shutdown = r.shutdown.as_ref().expect("a shutdown record");
+    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
+    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
+}
+
 /// KV tokens the planted `kv_tokens` leak keeps per request (SGLang's page size is 1 on the CPU).
 const PLANTED_TOKENS: u64 = 16;
 /// Measured requests with the planted KV leak: the accounting is exact, a few requests decide.

@@ -328,6 +328,9 @@ impl ScenarioConfig {
             plots: self.plots,
             seed_names: self.seed_names,
             py_spy: self.py_spy,
+            py_heap: self.py_heap.then_some(crate::diagnose::PyHeapConfig {
+                frames: self.py_heap_frames,
+            }),
             port: self.port,
             progress: self.progress,
         })

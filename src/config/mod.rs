@@ -150,6 +150,9 @@ pub struct ScenarioConfig {
     pub(crate) seed_names: bool,
     /// The py-spy that dumps a leaking process's stacks.
     pub(crate) py_spy: crate::diagnose::PySpy,
+    /// Python heap attribution (`--py-heap`), and its frames per allocation.
+    pub(crate) py_heap: bool,
+    pub(crate) py_heap_frames: u16,
     /// The port to launch the server on (`None`: a free one).
     pub(crate) port: Option<u16>,
     /// How `port` was set, to name it when it cannot be used (an attached server).
@@ -225,6 +228,8 @@ impl ScenarioConfig {
             plots: true,
             seed_names: false,
             py_spy: crate::diagnose::PySpy::Auto,
+            py_heap: false,
+            py_heap_frames: crate::diagnose::py_heap::DEFAULT_FRAMES,
             port: None,
             port_setting: None,
             progress: None,

@@ -4,10 +4,13 @@
 //!   the last measured request, before the cooldown's flush) and the growth is split by mapping
 //!   kind — `[heap]`, anonymous memory by size class, file-backed, `/dev/shm`, GPU driver.
 //! - [`snapshot`]: on a leak verdict, `py-spy dump` of the guilty process while it still runs.
+//! - [`py_heap`] (`--py-heap`): the Python allocation sites of the growth, by `tracemalloc`
+//!   inside every Python process of the server, snapshots at the same two moments.
 //! - [`sweep`]: dose–response, growth per request fitted against a knob.
 //!
 //! [`Capture`] is what a scenario run holds; [`Diagnosis`] is what lands in the report.
 
+pub mod py_heap;
 pub mod smaps;
 pub mod snapshot;
 pub mod sweep;
@@ -19,6 +22,7 @@ use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
+pub use py_heap::{PyHeap, PyHeapConfig, PyHeapProcess, PyHeapRun, PySite, PyStack};
 pub use smaps::{KindGrowth, MappingKind, ProcessGrowth, ProcessMaps};
 pub use snapshot::{PySpy, StackSnapshot};
 
@@ -57,6 +61,9 @@ pub struct Diagnosis {
     /// What could not be done, and what to install or change.
     #[serde(default)]
     pub notes: Vec<String>,
+    /// The Python allocation sites of the growth (`--py-heap`; `null` without it).
+    #[serde(default)]
+    pub py_heap: Option<PyHeap>,
 }
 
 impl Diagnosis {
@@ -156,6 +163,7 @@ fn read_tree(tree: &ProcessTree) -> Reading {
 pub struct Capture {
     tree: Option<ProcessTree>,
     py_spy: PySpy,
+    py_heap: Option<PyHeapRun>,
     dir: PathBuf,
     stem: String,
     state: Mutex<State>,
@@ -174,10 +182,17 @@ impl Capture {
         Self {
             tree,
             py_spy,
+            py_heap: None,
             dir,
             stem,
             state: Mutex::default(),
         }
+    }
+
+    /// Also the Python heap's snapshots (`--py-heap`), through the tracer `run` prepared.
+    pub fn with_py_heap(mut self, run: Option<PyHeapRun>) -> Self {
+        self.py_heap = run;
+        self
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -191,19 +206,26 @@ impl Capture {
             .ok()
     }
 
-    /// The first reading (after the warm-up).
+    /// The first reading (after the warm-up). The Python heap's snapshot goes first: what it
+    /// allocates for a moment is then in both mapping readings, not in their difference.
     pub async fn begin(&self) {
+        if let Some(h) = &self.py_heap {
+            h.begin().await;
+        }
         let r = self.read().await;
         self.state().before = r;
     }
 
-    /// The second reading (after the last measured request), `requests` after the first.
+    /// The second reading (after the last measured request), `requests` after the first; the
+    /// Python heap's snapshot after the mappings, for the same reason.
     pub async fn end(&self, requests: u64) {
-        if self.state().before.is_none() {
-            return;
-        }
-        if let Some(r) = self.read().await {
+        if self.state().before.is_some()
+            && let Some(r) = self.read().await
+        {
             self.state().after = Some((r, requests));
+        }
+        if let Some(h) = &self.py_heap {
+            h.end(requests).await;
         }
     }
 
@@ -265,11 +287,14 @@ impl Capture {
         }
     }
 
-    /// What lands in the report (`None`: nothing was read).
+    /// What lands in the report (`None`: nothing was read and `--py-heap` is off).
     pub fn finish(&self, timeline: &Timeline) -> Option<Diagnosis> {
         let mappings = self.mappings(timeline);
         let mut d = std::mem::take(&mut self.state().diagnosis);
-        if mappings.is_none() && d.stacks.is_empty() && d.notes.is_empty() {
+        if let Some(h) = &self.py_heap {
+            d.py_heap = Some(h.finish(timeline, &d.guilty, mappings.as_ref()));
+        }
+        if mappings.is_none() && d.stacks.is_empty() && d.notes.is_empty() && d.py_heap.is_none() {
             return None;
         }
         d.mappings = mappings;

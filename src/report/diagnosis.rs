@@ -1,5 +1,6 @@
 //! The diagnosis in the console summary and the HTML page: where the memory grew (by mapping
-//! kind), the stack snapshots and what could not be taken.
+//! kind), the stack snapshots and what could not be taken; the Python heap's sites in
+//! [`py_heap`](super::py_heap).
 
 use std::fmt::Write;
 
@@ -73,6 +74,10 @@ pub(crate) fn console(report: &Report) -> String {
     }
     for n in &d.notes {
         let _ = writeln!(out, "  diagnosis: {n}");
+    }
+    // Asked for (--py-heap): shown whatever the outcome.
+    if let Some(h) = &d.py_heap {
+        super::py_heap::console(&mut out, h);
     }
     out
 }
@@ -149,5 +154,8 @@ pub(crate) fn html(b: &mut String, report: &Report) {
     }
     for n in &d.notes {
         let _ = write!(b, "<p>{}</p>", esc(n));
+    }
+    if let Some(h) = &d.py_heap {
+        super::py_heap::html(b, h);
     }
 }

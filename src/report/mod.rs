@@ -10,6 +10,7 @@ mod console;
 mod diagnosis;
 pub mod html;
 pub mod plot;
+mod py_heap;
 pub mod roles;
 
 use std::path::{Path, PathBuf};

@@ -145,6 +145,8 @@ pub struct Scenario {
     pub(crate) seed_names: bool,
     /// The py-spy that dumps a leaking process's stacks (`diagnose`).
     pub(crate) py_spy: crate::diagnose::PySpy,
+    /// Python heap attribution (`--py-heap`; `None`: off).
+    pub(crate) py_heap: Option<crate::diagnose::PyHeapConfig>,
     /// The port to launch the server on (`None`: a free one).
     pub(crate) port: Option<u16>,
     pub(crate) progress: Option<Duration>,

@@ -174,6 +174,23 @@ impl Scenario {
         )
     }
 
+    /// With `--py-heap`: the tracer written into the run folder, for a server the harness
+    /// launches (an attached one cannot be given it: the report says so).
+    fn prepare_py_heap(&self, report: &mut Report) -> Option<crate::diagnose::PyHeapRun> {
+        let config = self.py_heap?;
+        if let Target::Attach { .. } = self.target {
+            report.notes.push(
+                "--py-heap does nothing for an attached server: the harness cannot put its tracer on a running server's PYTHONPATH; let the harness launch the server (--model, --vllm-model, --server-cmd)".into(),
+            );
+            return None;
+        }
+        Some(crate::diagnose::PyHeapRun::prepare(
+            &self.out_dir,
+            &self.name,
+            config,
+        ))
+    }
+
     async fn preflight(&self) -> Result<(), Error> {
         // Find out now, not after a 10-minute SGLang start, that the report cannot be written.
         let dir = self.out_dir.clone();
@@ -236,7 +253,17 @@ impl Scenario {
                 "{engine} runs on the CPU (device cpu): host memory is judged"
             ));
         }
-        let fixture = match (&self.target, self.spec()) {
+        let py_heap = self.prepare_py_heap(report);
+        let spec = self
+            .spec()
+            .map(|spec| match py_heap.as_ref().and_then(|h| h.server_env()) {
+                Some((site, vars)) => vars
+                    .into_iter()
+                    .fold(spec, |spec, (k, v)| spec.with_env(k, v))
+                    .with_path_prepended("PYTHONPATH", site),
+                None => spec,
+            });
+        let fixture = match (&self.target, spec) {
             (Target::Attach { base_url, .. }, _) => ServerFixture::attach(base_url.clone()),
             (_, Some(spec)) => {
                 report.target.argv = crate::fixture::redact(&spec.argv());
@@ -262,7 +289,8 @@ impl Scenario {
             self.py_spy.clone(),
             self.out_dir.clone(),
             self.name.clone(),
-        );
+        )
+        .with_py_heap(py_heap);
         // NVML's first call loads a library and may take a while: not on an async thread.
         let started = {
             let (url, config) = (fixture.base_url().to_owned(), self.tracker.clone());

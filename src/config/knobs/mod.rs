@@ -5,6 +5,7 @@
 //!
 //! [`ScenarioConfig::env_overrides`]: super::ScenarioConfig::env_overrides
 
+mod diagnose;
 mod parse;
 mod requests;
 mod server;
@@ -109,19 +110,23 @@ fn set_generated(c: &mut ScenarioConfig, f: impl FnOnce(&mut u32, &mut u32, &mut
 
 /// Every knob, in the order they are applied and shown: the server's (`server.rs`, then vLLM's
 /// in `vllm.rs`), what is sent (`requests.rs`, the images last), then measurement and outputs
-/// (`verdict.rs`).
+/// (`verdict.rs`), then the diagnosis that changes how the server runs (`diagnose.rs`).
 pub static KNOBS: &[Knob] = &concat::<ALL>([
     server::SERVER,
     vllm::VLLM,
     requests::REQUESTS,
     verdict::VERDICT,
+    diagnose::DIAGNOSE,
 ]);
 
-const ALL: usize =
-    server::SERVER.len() + vllm::VLLM.len() + requests::REQUESTS.len() + verdict::VERDICT.len();
+const ALL: usize = server::SERVER.len()
+    + vllm::VLLM.len()
+    + requests::REQUESTS.len()
+    + verdict::VERDICT.len()
+    + diagnose::DIAGNOSE.len();
 
 /// The groups' tables one after the other, at compile time (`N`: their total length).
-const fn concat<const N: usize>(groups: [&[Knob]; 4]) -> [Knob; N] {
+const fn concat<const N: usize>(groups: [&[Knob]; 5]) -> [Knob; N] {
     let mut out = [groups[0][0]; N];
     let (mut g, mut at) = (0, 0);
     while g < groups.len() {

@@ -20,6 +20,12 @@ use super::ReferenceError;
 /// The Python child (`--python-children`): argv is `[title, parent pid]`.
 const PYTHON_CHILD: &str = include_str!("python_child.py");
 
+/// `python -c` runs this, with the child's source as its first argument: compiled under its
+/// file's name, so stacks and allocation sites (`--py-heap`) say `python_child.py:22`, not
+/// `<string>:22`.
+const PYTHON_CHILD_RUNNER: &str =
+    "import sys; exec(compile(sys.argv.pop(1), 'python_child.py', 'exec'))";
+
 /// The real interpreter behind `python` (a pyenv shim or a venv link resolved by asking it), so
 /// the child's argv[0] can be its title and py-spy finds Python in the process itself.
 pub(crate) async fn resolve_python(python: &str) -> Result<std::path::PathBuf, ReferenceError> {
@@ -158,6 +164,7 @@ impl ChildLink {
                 let mut cmd = Command::new(python);
                 cmd.arg0(&title)
                     .arg("-c")
+                    .arg(PYTHON_CHILD_RUNNER)
                     .arg(PYTHON_CHILD)
                     .arg(&title)
                     .arg(std::process::id().to_string());
