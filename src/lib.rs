@@ -18,14 +18,17 @@
 //!   `/dev/shm`, the server's own metrics) into a [`Timeline`].
 //! - [`load`] drives requests at the server and marks each one on the timeline.
 //! - [`analysis`] turns request-indexed series into a [`Verdict`]: pure functions, seeded.
-//! - [`diagnose`] says where the memory grew (smaps by mapping kind), dumps the guilty
-//!   process's stacks on a leak, and fits growth against a knob (`sweep`).
+//! - [`diagnose`] says where the memory grew (smaps by mapping kind) and dumps the guilty
+//!   process's stacks on a leak.
 //! - [`report`] writes the versioned JSON report, plots and the console summary.
 //! - [`fleet`] judges servers someone else runs from the Prometheus that scrapes them.
 //! - [`scenario`] ties it together: the presets `text_model`, `vlm_no_mm_processor`, `vlm_image`.
+//! - [`config`] is the one way to configure a scenario (knobs, the environment layered once).
+//! - [`campaign`] runs many scenarios from one plan: dose–response sweeps, calibration.
 #![warn(missing_docs)]
 
 pub mod analysis;
+pub mod campaign;
 pub mod config;
 pub mod diagnose;
 mod error;

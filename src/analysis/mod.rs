@@ -17,7 +17,6 @@ use serde::{Deserialize, Serialize};
 use crate::tracker::metric::{Metric, MetricPattern, Source, Unit};
 
 pub mod adaptive;
-mod batch;
 pub mod by_kind;
 pub mod calibrate;
 mod hourly;
@@ -53,7 +52,8 @@ pub struct ConfidenceInterval {
     pub hi: f64,
 }
 
-pub use batch::{BatchMeans, Batched, MAX_POINTS};
+/// The reducer lives with the tracker's store that fills it; the statistics read it.
+pub use crate::tracker::{BatchMeans, Batched, MAX_POINTS};
 pub(crate) use hourly::human_hours;
 pub use hourly::{HourlyAnalysis, Stretch};
 pub use logical::{IdleAccounting, IdleCheck};

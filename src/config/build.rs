@@ -1,7 +1,7 @@
 //! From a configuration to a [`Scenario`]: which server, SGLang's launch (vLLM's is in
 //! `vllm.rs`), the caches named in the report, and the checks of [`build`](ScenarioConfig::build).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{
     Choice, ConfigError, DEFAULT_TEXT_MODEL, DEFAULT_VLM_MODEL, Origin, ScenarioConfig, Setting,
@@ -212,7 +212,7 @@ impl ScenarioConfig {
             TargetKind::Reference => Target::Reference {
                 exe: match &self.reference_bin {
                     Some(p) => p.clone(),
-                    None => crate::scenario::reference_exe()?,
+                    None => reference_exe()?,
                 },
                 args: self.reference_args.clone(),
             },
@@ -324,6 +324,8 @@ impl ScenarioConfig {
             out_dir: self.out_dir,
             startup_timeout: self.startup_timeout,
             keep_server: self.keep_server,
+            reaper: self.reaper,
+            watchdog: self.watchdog,
             caches,
             plots: self.plots,
             seed_names: self.seed_names,
@@ -466,4 +468,40 @@ pub fn sglang_caches(vlm: bool, device: Device) -> Vec<CacheInfo> {
         });
     }
     caches
+}
+
+/// The `sglang-memtest` executable that serves the reference server: the running executable
+/// when it is `sglang-memtest`, else `sglang-memtest` next to the running executable or one
+/// folder up (where cargo puts it for tests). `MEMTEST_REFERENCE_BIN` / `--reference-bin`
+/// choose another.
+///
+/// # Errors
+/// [`ConfigError::ReferenceBinary`] naming the places searched.
+pub fn reference_exe() -> Result<PathBuf, ConfigError> {
+    let me = std::env::current_exe().map_err(|e| ConfigError::ReferenceBinary {
+        searched: format!("the running executable is unknown: {e}"),
+    })?;
+    if me.file_stem().is_some_and(|s| s == "sglang-memtest") {
+        return Ok(me);
+    }
+    let candidates: Vec<PathBuf> = me
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("sglang-memtest"))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| ConfigError::ReferenceBinary {
+            searched: format!(
+                "looked in {}",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
 }

@@ -14,16 +14,14 @@
 
 mod build;
 mod builder;
-mod error;
 mod knobs;
-pub(crate) use knobs::switch;
 mod vllm;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use build::{default_gpu_mode, sglang_caches};
-pub use error::{ConfigError, Origin, Setting};
+pub use crate::error::{ConfigError, Origin, Setting};
+pub use build::{default_gpu_mode, reference_exe, sglang_caches};
 pub use knobs::{Group, KNOBS, Knob, KnobKind, knob, markdown_table, parse_bytes};
 pub use vllm::vllm_caches;
 
@@ -138,6 +136,8 @@ pub struct ScenarioConfig {
     pub(crate) attach_pid: Option<u32>,
     pub(crate) startup_timeout: Duration,
     pub(crate) keep_server: bool,
+    pub(crate) reaper: bool,
+    pub(crate) watchdog: bool,
     pub(crate) driver: DriverConfig,
     pub(crate) tracker: TrackerConfig,
     pub(crate) gpu: Option<GpuMode>,
@@ -215,6 +215,8 @@ impl ScenarioConfig {
             attach_pid: None,
             startup_timeout: Duration::from_secs(600),
             keep_server: false,
+            reaper: true,
+            watchdog: false,
             driver: DriverConfig::default(),
             tracker: TrackerConfig::default(),
             gpu: None,
@@ -359,7 +361,7 @@ impl ScenarioConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the first variable that cannot be used.
     pub fn env_overrides(self) -> Result<Self, ConfigError> {
-        self.env_overrides_from(|var| std::env::var(var).ok())
+        self.env_overrides_from(crate::util::env::get)
     }
 
     /// [`env_overrides`](Self::env_overrides) from another source of variables: a map, or the

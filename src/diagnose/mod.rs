@@ -4,14 +4,11 @@
 //!   the last measured request, before the cooldown's flush) and the growth is split by mapping
 //!   kind — `[heap]`, anonymous memory by size class, file-backed, `/dev/shm`, GPU driver.
 //! - [`snapshot`]: on a leak verdict, `py-spy dump` of the guilty process while it still runs.
-//! - [`sweep`]: dose–response, growth per request fitted against a knob.
 //!
 //! [`Capture`] is what a scenario run holds; [`Diagnosis`] is what lands in the report.
 
 pub mod smaps;
 pub mod snapshot;
-pub mod sweep;
-mod sweep_plot;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

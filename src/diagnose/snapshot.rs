@@ -51,10 +51,9 @@ impl PySpy {
                 "no stack snapshot: py-spy {} does not exist (--py-spy / MEMTEST_PY_SPY)",
                 p.display()
             )),
-            PySpy::Auto => on_path("py-spy")
+            PySpy::Auto => crate::util::env::on_path("py-spy")
                 .or_else(|| {
-                    let home = std::env::var_os("HOME")?;
-                    let p = Path::new(&home).join(TOOLS_DIR).join("bin/py-spy");
+                    let p = crate::util::env::home()?.join(TOOLS_DIR).join("bin/py-spy");
                     p.is_file().then_some(p)
                 })
                 .map(Some)
@@ -63,13 +62,6 @@ impl PySpy {
                 }),
         }
     }
-}
-
-/// `name` in a folder of `PATH`.
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }
 
 /// One stack snapshot of one process.

@@ -284,7 +284,7 @@ mod tests {
                 cap_gib.to_string(),
                 "--no-enable-prefix-caching".to_owned(),
             ],
-            crate::TestType::VlmImage,
+            crate::config::TestType::VlmImage,
             crate::fixture::Device::Cpu,
         )
         .into_iter()

@@ -107,8 +107,17 @@ pub enum ErrorKind {
     Run,
 }
 
+/// What the report needs of the error that ended a run: its [`ErrorKind`]; the sentence and its
+/// causes come from [`std::error::Error`]. The report owns this trait so that it need not know
+/// the crate's error type, which sits above it (the crate's `Error` implements it).
+pub trait RunCause: std::error::Error + Send + Sync + std::any::Any {
+    /// Setup or run.
+    fn kind(&self) -> ErrorKind;
+}
+
 /// Why a run ended in [`RunOutcome::Error`]: the kind and the sentence in the JSON, the typed
-/// error in memory (match on it in tests: `report.error.and_then(|e| e.cause())`).
+/// error in memory (match on it in tests:
+/// `report.error.as_ref().and_then(|e| e.cause::<sglang_memtest::Error>())`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunError {
     /// Setup or run.
@@ -117,12 +126,12 @@ pub struct RunError {
     pub message: String,
     /// The typed error (not serialized; `None` in a report read back from JSON).
     #[serde(skip)]
-    cause: Option<std::sync::Arc<crate::Error>>,
+    cause: Option<std::sync::Arc<dyn RunCause>>,
 }
 
 impl RunError {
     /// The record of `error`: its kind, its message with causes, and the error itself.
-    pub fn new(error: crate::Error) -> Self {
+    pub fn new(error: impl RunCause) -> Self {
         Self {
             kind: error.kind(),
             message: crate::util::error_chain(&error),
@@ -130,9 +139,11 @@ impl RunError {
         }
     }
 
-    /// The typed error, when this report was made by this process.
-    pub fn cause(&self) -> Option<&crate::Error> {
-        self.cause.as_deref()
+    /// The typed error, when this report was made by this process and the error is an `E`
+    /// (the crate's runs end with `sglang_memtest::Error`).
+    pub fn cause<E: RunCause>(&self) -> Option<&E> {
+        let any: &dyn std::any::Any = self.cause.as_deref()?;
+        any.downcast_ref()
     }
 }
 
@@ -156,8 +167,9 @@ impl RunFailure {
         self.report.outcome
     }
 
-    /// The typed error of a run that ended in [`RunOutcome::Error`].
-    pub fn error(&self) -> Option<&crate::Error> {
+    /// The typed error of a run that ended in [`RunOutcome::Error`], when it is an `E` (the
+    /// crate's runs end with `sglang_memtest::Error`).
+    pub fn error<E: RunCause>(&self) -> Option<&E> {
         self.report.error.as_ref()?.cause()
     }
 
@@ -189,8 +201,8 @@ impl std::fmt::Debug for RunFailure {
 
 impl std::error::Error for RunFailure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.error()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        let cause: &dyn RunCause = self.report.error.as_ref()?.cause.as_deref()?;
+        Some(cause)
     }
 }
 

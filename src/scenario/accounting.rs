@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use super::ScenarioError;
-use crate::Error;
 use crate::analysis::logical::{self, IdleAccounting};
+use crate::error::Error;
 use crate::fixture::ExitInfo;
 use crate::report::{Report, RunOutcome};
 use crate::tracker::idle::{self, IdleReading};

@@ -1,11 +1,9 @@
 //! Scenarios: a server to launch ([`Target`]), a [`Workload`], pacing and [`Thresholds`],
-//! built by [`ScenarioConfig`](crate::ScenarioConfig). [`Scenario::run`] goes through the whole
-//! pipeline and always returns (and writes) a [`Report`](crate::Report), whatever happened;
+//! built by [`ScenarioConfig`](crate::config::ScenarioConfig). [`Scenario::run`] goes through the whole
+//! pipeline and always returns (and writes) a [`Report`](crate::report::Report), whatever happened;
 //! [`Scenario::run_blocking`] does the same for a plain `#[test]`.
 
 mod accounting;
-pub mod calibrate;
-mod error;
 mod progress;
 mod rebuild;
 mod run;
@@ -17,11 +15,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use error::ScenarioError;
+pub use crate::error::ScenarioError;
 pub use rebuild::reanalyze;
 
 use crate::analysis::Thresholds;
-use crate::config::ConfigError;
 use crate::fixture::{ServerSpec, SglangServer, VllmServer};
 use crate::load::{DriverConfig, Workload};
 use crate::report::CacheInfo;
@@ -65,42 +62,6 @@ impl Target {
     }
 }
 
-/// The `sglang-memtest` executable that serves the reference server: the running executable
-/// when it is `sglang-memtest`, else `sglang-memtest` next to the running executable or one
-/// folder up (where cargo puts it for tests). `MEMTEST_REFERENCE_BIN` / `--reference-bin`
-/// choose another.
-///
-/// # Errors
-/// [`ConfigError::ReferenceBinary`] naming the places searched.
-pub fn reference_exe() -> Result<PathBuf, ConfigError> {
-    let me = std::env::current_exe().map_err(|e| ConfigError::ReferenceBinary {
-        searched: format!("the running executable is unknown: {e}"),
-    })?;
-    if me.file_stem().is_some_and(|s| s == "sglang-memtest") {
-        return Ok(me);
-    }
-    let candidates: Vec<PathBuf> = me
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join("sglang-memtest"))
-        .collect();
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or_else(|| ConfigError::ReferenceBinary {
-            searched: format!(
-                "looked in {}",
-                candidates
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        })
-}
-
 /// What happens after the last request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CooldownConfig {
@@ -139,6 +100,10 @@ pub struct Scenario {
     pub(crate) out_dir: PathBuf,
     pub(crate) startup_timeout: Duration,
     pub(crate) keep_server: bool,
+    /// Start this process's reaper at the first fixture start (`MEMTEST_REAPER`).
+    pub(crate) reaper: bool,
+    /// Install the watchdog (`MEMTEST_WATCHDOG`).
+    pub(crate) watchdog: bool,
     pub(crate) caches: Vec<CacheInfo>,
     pub(crate) plots: bool,
     /// Copies of the report and plot under the seed tool's names.

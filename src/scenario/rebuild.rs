@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use super::ScenarioError;
-use crate::Error;
 use crate::analysis;
+use crate::error::Error;
 use crate::load::RequestLog;
 use crate::report::{Report, RunOutcome};
 

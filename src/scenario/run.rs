@@ -9,8 +9,8 @@ use super::accounting;
 use super::series::request_series;
 use super::stages::{check_sglang, check_vllm, flush};
 use super::{Scenario, ScenarioError, Target};
-use crate::Error;
 use crate::analysis::{self, adaptive, adaptive::Adaptive};
+use crate::error::Error;
 use crate::fixture::watchdog;
 use crate::fixture::{LogWatchReport, ServerFixture, ServerSpec};
 use crate::load::{self, images::ImageSet};
@@ -41,9 +41,12 @@ impl Scenario {
     /// holds everything collected until then, the typed error included
     /// ([`RunError::cause`]). Use [`Report::into_result`] in tests.
     ///
-    /// With the [`watchdog`] installed, a signal to the process ends the run early as
-    /// [`run_until`](Self::run_until) does.
+    /// With the [`watchdog`] installed (`MEMTEST_WATCHDOG=1` installs it here), a signal to the
+    /// process ends the run early as [`run_until`](Self::run_until) does.
     pub async fn run(&self) -> Report {
+        if self.watchdog {
+            watchdog::install_or_warn();
+        }
         self.run_until(&watchdog::token()).await
     }
 
@@ -85,13 +88,10 @@ impl Scenario {
             Ok(rt) => rt.block_on(self.run()),
             Err(e) => {
                 let mut report = self.empty_report();
-                report.error = Some(RunError::new(
-                    ScenarioError::Harness {
-                        what: "start the async runtime",
-                        source: e,
-                    }
-                    .into(),
-                ));
+                report.error = Some(RunError::new(Error::from(ScenarioError::Harness {
+                    what: "start the async runtime",
+                    source: e,
+                })));
                 report
             }
         }
@@ -170,7 +170,9 @@ impl Scenario {
         Some(
             spec.with_log_dir(self.out_dir.join("logs"))
                 .with_startup_timeout(self.startup_timeout)
-                .with_keep(self.keep_server),
+                .with_keep(self.keep_server)
+                .with_reaper(self.reaper)
+                .with_watchdog(self.watchdog),
         )
     }
 

@@ -51,12 +51,11 @@ impl Scenario {
     /// The report as it stands, marked unfinished, with the raw files named: replaced at the end.
     pub(super) async fn write_provisional(&self, report: &Report) {
         let mut provisional = report.clone();
-        provisional.error = Some(crate::report::RunError::new(
+        provisional.error = Some(crate::report::RunError::new(crate::error::Error::from(
             super::ScenarioError::Unfinished {
                 dir: self.out_dir.clone(),
-            }
-            .into(),
-        ));
+            },
+        )));
         let (dir, name) = (self.out_dir.clone(), self.name.clone());
         provisional.timeline.raw = Some(crate::tracker::RawFiles {
             samples: format!("{name}.samples.csv"),

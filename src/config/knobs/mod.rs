@@ -12,7 +12,6 @@ mod verdict;
 mod vllm;
 
 pub use parse::parse_bytes;
-pub(crate) use parse::switch;
 
 use super::{ScenarioConfig, TargetKind};
 use crate::load::{ImageFormat, ImageSource};

@@ -44,14 +44,7 @@ pub(super) fn fraction(v: &str, min: f64, max: f64) -> Result<f64, String> {
     }
 }
 
-/// `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off` (empty: on, as a bare switch).
-pub(crate) fn switch(v: &str) -> Result<bool, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "" | "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err("1 or 0".into()),
-    }
-}
+pub(crate) use crate::util::switch;
 
 pub(super) fn nonempty(v: &str, what: &str) -> Result<String, String> {
     let t = v.trim();

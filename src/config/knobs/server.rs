@@ -361,4 +361,32 @@ pub(super) static SERVER: &[Knob] = &[
             Ok(())
         },
     },
+    Knob {
+        name: "reaper",
+        env: "MEMTEST_REAPER",
+        flag: None,
+        value_name: "",
+        default: "on",
+        help: "A reaper process that cleans up the moment the harness dies, SIGKILL included; 0: the next fixture start cleans up instead.",
+        kind: KnobKind::Switch,
+        group: Group::Server,
+        apply: |c, v| {
+            c.reaper = switch(v)?;
+            Ok(())
+        },
+    },
+    Knob {
+        name: "watchdog",
+        env: "MEMTEST_WATCHDOG",
+        flag: None,
+        value_name: "",
+        default: "off",
+        help: "In a test process: Ctrl-C or SIGTERM stops every server and writes the reports before the process exits (the CLI has its own handler).",
+        kind: KnobKind::Switch,
+        group: Group::Server,
+        apply: |c, v| {
+            c.watchdog = switch(v)?;
+            Ok(())
+        },
+    },
 ];

@@ -1,5 +1,7 @@
 //! Small helpers shared by several modules.
 
+pub(crate) mod env;
+
 /// Serialize a `Duration` as integer milliseconds.
 pub(crate) mod serde_ms {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -113,6 +115,15 @@ pub(crate) mod nan_null_vec {
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
         Vec::<Option<f64>>::deserialize(d)
             .map(|v| v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect())
+    }
+}
+
+/// `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off` (empty: on, as a bare switch).
+pub(crate) fn switch(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "" | "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("1 or 0".into()),
     }
 }
 

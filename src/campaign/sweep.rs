@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ScenarioConfig;
 use crate::analysis::Estimate;
+use crate::config::ScenarioConfig;
 use crate::report::{Report, RunOutcome};
 use crate::util::signed_bytes;
 
@@ -235,7 +235,7 @@ pub struct SweepPlan<'a> {
 pub async fn run(
     base: &ScenarioConfig,
     plan: &SweepPlan<'_>,
-    cancel: &crate::CancellationToken,
+    cancel: &tokio_util::sync::CancellationToken,
     mut each: impl FnMut(&Report),
 ) -> Result<Sweep, String> {
     let SweepPlan {

@@ -69,7 +69,7 @@ pub enum ScenarioError {
         oom: Option<String>,
         /// What the run was doing when it noticed (a failed request, usually).
         #[source]
-        during: Option<Box<crate::Error>>,
+        during: Option<Box<super::Error>>,
     },
     /// The engine's own memory check fired in its log and the server then died (SGLang raises
     /// its idle leak check by default, which kills the scheduler).
@@ -81,7 +81,7 @@ pub enum ScenarioError {
         status: ExitInfo,
         /// What the run was doing when it noticed (a failed request, usually).
         #[source]
-        during: Option<Box<crate::Error>>,
+        during: Option<Box<super::Error>>,
     },
     /// The run was cancelled (Ctrl-C, SIGTERM, the watchdog) outside the requests themselves.
     #[error(

@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::Target;
 use crate::config::{ScenarioConfig, TestType};
 use crate::report::RunOutcome;
+use crate::scenario::Target;
 use crate::tracker::metric;
 
 /// One server configuration and whether it leaks.
