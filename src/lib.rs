@@ -12,8 +12,10 @@
 //!  Scenario = ServerSpec + Workload + Thresholds ;  Scenario::run() -> Report
 //! ```
 //!
-//! - [`fixture`] launches a server (SGLang, vLLM, the embedded reference server, or any command),
+//! - [`fixture`] launches a server (an engine's, the embedded reference server, or any command),
 //!   waits until it is ready and tears its whole process tree down whatever happens.
+//! - [`engine`] knows each inference engine, one file per engine (SGLang, vLLM): its launch,
+//!   preflight, routes, metric names, process roles, log patterns and caches, behind one trait.
 //! - [`tracker`] samples the memory of that tree (host RSS/PSS/USS, GPU through NVML,
 //!   `/dev/shm`, the server's own metrics) into a [`Timeline`].
 //! - [`load`] drives requests at the server and marks each one on the timeline.
@@ -31,6 +33,7 @@ pub mod analysis;
 pub mod campaign;
 pub mod config;
 pub mod diagnose;
+pub mod engine;
 mod error;
 pub mod fixture;
 pub mod fleet;
@@ -43,9 +46,7 @@ pub mod util;
 pub use analysis::{Outcome, Thresholds, Verdict};
 pub use config::{ConfigError, ScenarioConfig, TestType};
 pub use error::{Error, Result};
-pub use fixture::{
-    ServerFixture, ServerSpec, SglangServer, ShutdownReport, VllmServer, kill_all_registered,
-};
+pub use fixture::{ServerFixture, ServerSpec, ShutdownReport, kill_all_registered};
 pub use load::{Api, DriverConfig, Workload};
 pub use report::{Report, RunFailure};
 pub use scenario::{Scenario, Target};

@@ -7,9 +7,10 @@ use super::{
     Choice, ConfigError, DEFAULT_TEXT_MODEL, DEFAULT_VLM_MODEL, Origin, ScenarioConfig, Setting,
     TargetKind, TestType, knob,
 };
-use crate::fixture::{Device, ServerSpec, SglangServer, WaitFor};
+use crate::engine::CacheInfo;
+use crate::engine::{Device, Server};
+use crate::fixture::{ServerSpec, WaitFor};
 use crate::load::{ImageSource, Workload};
-use crate::report::{CacheGrowth, CacheInfo};
 use crate::scenario::{Scenario, Target};
 use crate::tracker::GpuMode;
 
@@ -81,9 +82,13 @@ impl ScenarioConfig {
                     "kinds this scenario can send: {kind} needs a VLM (vlm-text or vlm-image), this is a text scenario"
                 )));
             }
-            if kind.is_abort() && matches!(target, Target::Vllm(_)) {
+            if kind.is_abort()
+                && let Some(engine) = target.engine().map(Server::engine)
+                && let Err(why) = engine.abort()
+            {
+                let name = engine.display_name();
                 return Err(invalid(format!(
-                    "kinds vLLM serves: {kind} uses SGLang's /abort_request, which vLLM does not have (vLLM aborts a request when its client goes away: use disconnect)"
+                    "kinds {name} serves: {kind} uses SGLang's /abort_request, which {name} does not have ({why})"
                 )));
             }
         }
@@ -127,7 +132,7 @@ impl ScenarioConfig {
     }
 
     /// SGLang as the presets launch it: the caches that grow with unique input off, metrics on.
-    fn sglang_server(&self) -> SglangServer {
+    fn sglang_server(&self) -> Server {
         let vlm = !self.workload.is_text();
         let mut args: Vec<String> = vec!["--disable-radix-cache".into(), "--enable-metrics".into()];
         if self.workload == TestType::VlmText && self.sglang.language_model_only {
@@ -140,9 +145,9 @@ impl ScenarioConfig {
             args.extend(["--log-level".to_owned(), level.clone()]);
         }
         args.extend(self.sglang.args.iter().cloned());
-        let mut server = SglangServer::new(self.model())
+        let mut server = Server::sglang(self.model())
             .with_python(&self.sglang.python)
-            .with_mem_fraction_static(self.sglang.mem_fraction)
+            .with_mem_fraction(self.sglang.mem_fraction)
             .with_device(self.sglang.device)
             .with_args(args);
         if let Some(t) = self.sglang.max_total_tokens {
@@ -161,35 +166,12 @@ impl ScenarioConfig {
 
     fn caches(&self, target: &Target) -> Vec<CacheInfo> {
         let vlm = !self.workload.is_text();
+        let images = self.workload == TestType::VlmImage;
         match target {
-            Target::Sglang(server) => {
-                let mut caches = sglang_caches(vlm, server.device());
-                let overridden = self
-                    .server_env
-                    .iter()
-                    .rfind(|(k, _)| k == "SGLANG_VLM_CACHE_SIZE_MB");
-                if let (Some((_, mb)), Some(c)) = (
-                    overridden,
-                    caches.iter_mut().find(|c| c.name.starts_with("multimodal")),
-                ) && mb != "0"
-                {
-                    c.state = format!("on, {mb} MB");
-                    c.flag = Some(format!("SGLANG_VLM_CACHE_SIZE_MB={mb}"));
-                    c.growth = (self.workload == TestType::VlmImage).then(|| CacheGrowth {
-                        grows_with: "every unique image".into(),
-                        cap_bytes: mb.trim().parse::<f64>().ok().map(|m| (m * 1048576.0) as u64),
-                        held_by: vec!["scheduler".into()],
-                        off: "SGLANG_VLM_CACHE_SIZE_MB=0 (the preset's; drop the --server-env that set it)"
-                            .into(),
-                    });
-                }
-                caches
-            }
-            Target::Vllm(server) => {
-                super::vllm_caches(server.args(), self.workload, server.device())
-            }
+            Target::Engine(server) => server.engine().caches(server, vlm, images),
             Target::Attach { .. } => {
-                let mut caches = sglang_caches(vlm, Device::Gpu);
+                // Attached: SGLang's, as the default engine's (the model knob names it).
+                let mut caches = crate::engine::sglang::sglang_caches(vlm, Device::Gpu);
                 for c in &mut caches {
                     c.state = "as the attached server was started".into();
                 }
@@ -216,8 +198,8 @@ impl ScenarioConfig {
                 },
                 args: self.reference_args.clone(),
             },
-            TargetKind::Sglang => Target::Sglang(self.sglang_server()),
-            TargetKind::Vllm => Target::Vllm(self.vllm_server()),
+            TargetKind::Sglang => Target::Engine(self.sglang_server()),
+            TargetKind::Vllm => Target::Engine(self.vllm_server()),
             TargetKind::Command => {
                 let argv = self.command.clone().unwrap_or_default();
                 let (program, args) = argv
@@ -340,7 +322,9 @@ impl ScenarioConfig {
     /// One engine's extra arguments given to the other, or SGLang's native API with vLLM, are an
     /// error, not silently dropped.
     fn check_engine_args(&self, target: &Target) -> Result<(), ConfigError> {
-        if matches!(target, Target::Vllm(_)) && self.driver.api == crate::load::Api::Native {
+        if self.driver.api == crate::load::Api::Native
+            && let Some(Err(needs)) = target.engine().map(|s| s.engine().native_api())
+        {
             let k = knob("api").ok_or_else(|| ConfigError::UnknownKnob("api".into()))?;
             return Err(ConfigError::Requires {
                 setting: self.api_setting.clone().unwrap_or(Setting {
@@ -350,7 +334,7 @@ impl ScenarioConfig {
                     origin: Origin::Code,
                     value: "native".into(),
                 }),
-                needs: "an SGLang server (SGLang's /generate): vLLM is driven through /v1/chat/completions, --api openai",
+                needs,
             });
         }
         if let (Target::Attach { .. }, Some(_)) = (target, self.port) {
@@ -366,8 +350,7 @@ impl ScenarioConfig {
                 needs: "a server this run launches: an attached server's port is the one in --base-url",
             });
         }
-        if let (Target::Vllm(_), Some((value, setting))) =
-            (target, &self.sglang.mm_attention_backend)
+        if let ("vllm", Some((value, setting))) = (target.kind(), &self.sglang.mm_attention_backend)
         {
             let k = knob("mm_attention_backend")
                 .ok_or_else(|| ConfigError::UnknownKnob("mm_attention_backend".into()))?;
@@ -382,13 +365,13 @@ impl ScenarioConfig {
                 needs: "an SGLang server: vLLM's own flags go in --vllm-arg / MEMTEST_VLLM_ARGS",
             });
         }
-        let (name, given, needs) = match target {
-            Target::Vllm(_) if !self.sglang.args.is_empty() => (
+        let (name, given, needs) = match target.kind() {
+            "vllm" if !self.sglang.args.is_empty() => (
                 "server_arg",
                 (&self.sglang.args, &self.sglang.args_setting),
                 "an SGLang server: vLLM's arguments go in --vllm-arg / MEMTEST_VLLM_ARGS",
             ),
-            Target::Sglang(_) if !self.vllm.args.is_empty() => (
+            "sglang" if !self.vllm.args.is_empty() => (
                 "vllm_arg",
                 (&self.vllm.args, &self.vllm.args_setting),
                 "a vLLM server (--vllm-model / MEMTEST_VLLM_MODEL); SGLang's arguments go in --server-arg / MEMTEST_SERVER_ARGS",
@@ -433,41 +416,11 @@ fn check_image_dir(path: &Path) -> Result<(), ConfigError> {
 /// GPU metrics unless told otherwise: required for SGLang or vLLM on a GPU, off for either on
 /// the CPU (the report says why), used when present for everything else.
 pub fn default_gpu_mode(target: &Target) -> GpuMode {
-    match target {
-        Target::Sglang(server) if server.device() == Device::Cpu => GpuMode::Off,
-        Target::Sglang(_) => GpuMode::Required,
-        Target::Vllm(server) if server.device() == Device::Cpu => GpuMode::Off,
-        Target::Vllm(_) => GpuMode::Required,
-        _ => GpuMode::Auto,
+    match target.engine() {
+        Some(server) if server.device() == Device::Cpu => GpuMode::Off,
+        Some(_) => GpuMode::Required,
+        None => GpuMode::Auto,
     }
-}
-
-/// The engine caches the presets switch off for SGLang (named in the report), and on the CPU
-/// the allocator setting of [`CPU_MALLOC_ENV`](crate::fixture::CPU_MALLOC_ENV).
-pub fn sglang_caches(vlm: bool, device: Device) -> Vec<CacheInfo> {
-    let mut caches = vec![CacheInfo {
-        name: "radix (prefix) cache".into(),
-        state: "off".into(),
-        flag: Some("--disable-radix-cache".into()),
-        growth: None,
-    }];
-    if vlm {
-        caches.push(CacheInfo {
-            name: "multimodal embedding cache".into(),
-            state: "off".into(),
-            flag: Some("SGLANG_VLM_CACHE_SIZE_MB=0".into()),
-            growth: None,
-        });
-    }
-    if device == Device::Cpu {
-        caches.push(CacheInfo {
-            name: "glibc heap (freed memory malloc keeps)".into(),
-            state: "mmap threshold fixed at 128 KiB: freed tensors go back to the OS".into(),
-            flag: Some("MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072".into()),
-            growth: None,
-        });
-    }
-    caches
 }
 
 /// The `sglang-memtest` executable that serves the reference server: the running executable

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{ScenarioConfig, TargetKind};
 use crate::analysis::Thresholds;
-use crate::fixture::Device;
+use crate::engine::Device;
 use crate::load::{Api, ImageConfig};
 use crate::scenario::{CooldownConfig, Target};
 use crate::tracker::metric::MetricPattern;

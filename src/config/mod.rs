@@ -20,13 +20,14 @@ mod vllm;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::engine::sglang::sglang_caches;
+pub use crate::engine::vllm::vllm_caches;
 pub use crate::error::{ConfigError, Origin, Setting};
-pub use build::{default_gpu_mode, reference_exe, sglang_caches};
+pub use build::{default_gpu_mode, reference_exe};
 pub use knobs::{Group, KNOBS, Knob, KnobKind, knob, markdown_table, parse_bytes};
-pub use vllm::vllm_caches;
 
 use crate::analysis::Thresholds;
-use crate::fixture::Device;
+use crate::engine::Device;
 use crate::load::{DriverConfig, ImageConfig};
 use crate::scenario::{CooldownConfig, Target};
 use crate::tracker::{GpuMode, TrackerConfig};

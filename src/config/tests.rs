@@ -28,11 +28,15 @@ fn presets_have_the_seed_tool_defaults() {
     let s = ScenarioConfig::vlm_image().build().expect("builds");
     assert_eq!(s.driver.num_requests, 50);
     assert_eq!(s.driver.interval, Duration::from_millis(200));
-    assert!(matches!(s.target, Target::Sglang(_)));
+    assert!(
+        s.target
+            .engine()
+            .is_some_and(|e| e.engine().name() == "sglang")
+    );
     assert_eq!(s.tracker.gpu, GpuMode::Required);
     let t = ScenarioConfig::text_model().build().expect("builds");
     assert_eq!(t.driver.num_requests, 100);
-    let Target::Sglang(server) = &t.target else {
+    let Some(server) = t.target.engine().filter(|e| e.engine().name() == "sglang") else {
         panic!("not SGLang")
     };
     assert_eq!(server.model_path, DEFAULT_TEXT_MODEL);
@@ -145,7 +149,7 @@ fn lists_split_like_a_shell_in_the_environment() {
         .expect("valid")
         .build()
         .expect("builds");
-    let Target::Sglang(server) = &s.target else {
+    let Some(server) = s.target.engine().filter(|e| e.engine().name() == "sglang") else {
         panic!("not SGLang")
     };
     let argv = server.clone().into_spec().argv().join(" ");
@@ -294,7 +298,9 @@ fn the_error_paths_preset_sends_every_error_path() {
 #[test]
 fn the_seed_tools_flags_reach_sglangs_command_line() {
     let argv = |c: ScenarioConfig| match c.build().expect("builds").target() {
-        Target::Sglang(s) => s.clone().into_spec().argv().join(" "),
+        Target::Engine(s) if s.engine().name() == "sglang" => {
+            s.clone().into_spec().argv().join(" ")
+        }
         other => panic!("not SGLang: {other:?}"),
     };
     let vlm = ScenarioConfig::vlm_image()

@@ -68,8 +68,7 @@ impl Error {
             Error::Scenario(
                 S::OutDirNotWritable { .. }
                 | S::GpuRequired(_)
-                | S::SglangMissing { .. }
-                | S::VllmMissing { .. }
+                | S::EngineMissing { .. }
                 | S::AttachUnreachable { .. }
                 | S::NothingJudged,
             ) => ErrorKind::Setup,

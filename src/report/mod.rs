@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use cause::{LikelyCause, likely_causes};
 
 use crate::analysis::{IdleAccounting, Outcome, Verdict};
+pub use crate::engine::{CacheGrowth, CacheInfo};
 use crate::fixture::{LogWatchReport, ShutdownReport};
 use crate::load::{DriverConfig, RequestRecord, RequestSummary, Workload};
 use crate::tracker::{Timeline, TrackerConfig};
@@ -217,35 +218,6 @@ pub struct TargetInfo {
     pub base_url: String,
     /// Model path, when known.
     pub model: Option<String>,
-}
-
-/// An engine cache that grows with unique inputs, and how the scenario set it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CacheInfo {
-    /// The cache (e.g. `radix cache`).
-    pub name: String,
-    /// `off`, `capped at …` or `on (default)`.
-    pub state: String,
-    /// The flag that set it, if any.
-    pub flag: Option<String>,
-    /// How it grows, when it is on and this run's requests fill it (`null` otherwise): what
-    /// [`likely_causes`] names when memory grows.
-    #[serde(default)]
-    pub growth: Option<CacheGrowth>,
-}
-
-/// How a cache that is on grows during a run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CacheGrowth {
-    /// What fills it (`every unique image`).
-    pub grows_with: String,
-    /// Its capacity per copy, in bytes; `None`: bounded by something else or not known.
-    pub cap_bytes: Option<u64>,
-    /// The roles of the processes that hold a copy (`EngineCore`, `api_server`, `scheduler`), or
-    /// `/dev/shm` for a shared-memory cache.
-    pub held_by: Vec<String>,
-    /// The setting that switches it off, as a user would write it.
-    pub off: String,
 }
 
 /// Files written for a run.

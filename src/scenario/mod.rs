@@ -19,9 +19,10 @@ pub use crate::error::ScenarioError;
 pub use rebuild::reanalyze;
 
 use crate::analysis::Thresholds;
-use crate::fixture::{ServerSpec, SglangServer, VllmServer};
+use crate::engine::CacheInfo;
+use crate::engine::Server;
+use crate::fixture::ServerSpec;
 use crate::load::{DriverConfig, Workload};
-use crate::report::CacheInfo;
 use crate::tracker::TrackerConfig;
 
 /// The server a scenario runs against.
@@ -34,10 +35,8 @@ pub enum Target {
         /// Knobs, e.g. `--leak-bytes-per-request=1048576`.
         args: Vec<String>,
     },
-    /// SGLang, launched by the fixture.
-    Sglang(SglangServer),
-    /// vLLM, launched by the fixture.
-    Vllm(VllmServer),
+    /// An engine of [`ENGINES`](crate::engine::ENGINES) (SGLang, vLLM), launched by the fixture.
+    Engine(Server),
     /// Any command (`{port}` in its args is replaced by the port).
     Command(ServerSpec),
     /// A server someone else runs. With `pid`, its process tree is tracked too.
@@ -50,12 +49,19 @@ pub enum Target {
 }
 
 impl Target {
-    /// `reference`, `sglang`, `vllm`, `command` or `attach`.
+    /// The engine's server, when the target is an engine.
+    pub fn engine(&self) -> Option<&Server> {
+        match self {
+            Target::Engine(server) => Some(server),
+            _ => None,
+        }
+    }
+
+    /// `reference`, the engine's name (`sglang`, `vllm`), `command` or `attach`.
     pub fn kind(&self) -> &'static str {
         match self {
             Target::Reference { .. } => "reference",
-            Target::Sglang(_) => "sglang",
-            Target::Vllm(_) => "vllm",
+            Target::Engine(server) => server.engine().name(),
             Target::Command(_) => "command",
             Target::Attach { .. } => "attach",
         }

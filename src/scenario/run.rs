@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::accounting;
 use super::series::request_series;
-use super::stages::{check_sglang, check_vllm, flush};
+use super::stages::{check_engine, flush};
 use super::{Scenario, ScenarioError, Target};
 use crate::analysis::{self, adaptive, adaptive::Adaptive};
 use crate::error::Error;
@@ -133,12 +133,8 @@ impl Scenario {
 
     /// The engine's name when it runs on the CPU (SGLang's CPU engine, vLLM's CPU build).
     fn cpu_engine(&self) -> Option<&'static str> {
-        use crate::fixture::Device;
-        match &self.target {
-            Target::Sglang(s) if s.device() == Device::Cpu => Some("SGLang"),
-            Target::Vllm(s) if s.device() == Device::Cpu => Some("vLLM"),
-            _ => None,
-        }
+        let server = self.target.engine()?;
+        (server.device() == crate::engine::Device::Cpu).then(|| server.engine().display_name())
     }
 
     fn spec(&self) -> Option<ServerSpec> {
@@ -152,14 +148,11 @@ impl Scenario {
                 argv.extend(args.iter().cloned());
                 ServerSpec::command(exe, argv).with_name(format!("{}-reference", self.name))
             }
-            Target::Sglang(server) => server
-                .clone()
-                .into_spec()
-                .with_name(format!("{}-sglang", self.name)),
-            Target::Vllm(server) => server
-                .clone()
-                .into_spec()
-                .with_name(format!("{}-vllm", self.name)),
+            Target::Engine(server) => server.clone().into_spec().with_name(format!(
+                "{}-{}",
+                self.name,
+                server.engine().name()
+            )),
             Target::Command(spec) => spec.clone(),
             Target::Attach { .. } => return None,
         };
@@ -168,7 +161,10 @@ impl Scenario {
             None => spec,
         };
         Some(
-            spec.with_log_dir(self.out_dir.join("logs"))
+            // Every engine's memory checks, whatever was launched: an engine behind a command
+            // prints the same lines.
+            spec.with_log_patterns(crate::engine::log_patterns())
+                .with_log_dir(self.out_dir.join("logs"))
                 .with_startup_timeout(self.startup_timeout)
                 .with_keep(self.keep_server)
                 .with_reaper(self.reaper)
@@ -204,8 +200,7 @@ impl Scenario {
                 .map_err(ScenarioError::GpuRequired)?;
         }
         match &self.target {
-            Target::Sglang(server) => check_sglang(server.python()).await?,
-            Target::Vllm(server) => check_vllm(server.python()).await?,
+            Target::Engine(server) => check_engine(server).await?,
             Target::Attach { base_url, .. } => check_reachable(base_url).await?,
             _ => {}
         }
@@ -248,10 +243,8 @@ impl Scenario {
         };
         report.target.base_url = fixture.base_url().to_owned();
         report.files.server_log = fixture.log_path().map(Path::to_path_buf);
-        match &self.target {
-            Target::Sglang(server) => report.target.model = Some(server.model_path.clone()),
-            Target::Vllm(server) => report.target.model = Some(server.model_path.clone()),
-            _ => {}
+        if let Some(server) = self.target.engine() {
+            report.target.model = Some(server.model_path.clone());
         }
         let tree = match &self.target {
             Target::Attach { pid: Some(pid), .. } => {
@@ -455,13 +448,15 @@ impl Scenario {
         report.idle_accounting =
             Some(accounting::after(fixture.base_url(), &idle_before, sent).await);
         tracker.mark(0, Phase::Cooldown);
-        if self.cooldown.flush && matches!(self.target, Target::Vllm(_)) {
-            report.notes.push(
-                "vLLM has no /flush_cache (its cache resets are served only with VLLM_SERVER_DEV_MODE=1): the cooldown residual is read without a flush".into(),
-            );
-        } else if self.cooldown.flush {
+        let route = match self.target.engine() {
+            Some(server) => server.engine().flush(),
+            None => Ok("/flush_cache"),
+        };
+        if let (true, Err(none)) = (self.cooldown.flush, route) {
+            report.notes.push(none.into());
+        } else if let (true, Ok(route)) = (self.cooldown.flush, route) {
             tokio::select! {
-                r = flush(fixture.base_url(), self.cooldown.flush_timeout) => {
+                r = flush(fixture.base_url(), route, self.cooldown.flush_timeout) => {
                     if let Err(note) = r {
                         report.notes.push(note);
                     }

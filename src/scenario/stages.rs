@@ -190,8 +190,9 @@ pub(super) fn seed_stem(report: &Report) -> String {
     format!("{}_{model}_{unix}", report.test_type)
 }
 
-/// `/flush_cache`, retried while the server answers 400 (requests still running).
-pub(super) async fn flush(base_url: &str, timeout: Duration) -> Result<(), String> {
+/// The engine's flush route (`/flush_cache`), retried while the server answers 400 (requests
+/// still running).
+pub(super) async fn flush(base_url: &str, route: &str, timeout: Duration) -> Result<(), String> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -199,7 +200,7 @@ pub(super) async fn flush(base_url: &str, timeout: Duration) -> Result<(), Strin
     let deadline = Instant::now() + timeout;
     loop {
         let status = client
-            .post(format!("{base_url}/flush_cache"))
+            .post(format!("{base_url}{route}"))
             .send()
             .await
             .map(|r| r.status().as_u16());
@@ -209,37 +210,36 @@ pub(super) async fn flush(base_url: &str, timeout: Duration) -> Result<(), Strin
                 tokio::time::sleep(Duration::from_millis(200)).await
             }
             Ok(404) => {
-                return Err(
-                    "the server has no /flush_cache: cooldown without a cache flush".into(),
-                );
+                return Err(format!(
+                    "the server has no {route}: cooldown without a cache flush"
+                ));
             }
             Ok(s) => {
                 return Err(format!(
-                    "/flush_cache answered HTTP {s}: cooldown without a cache flush"
+                    "{route} answered HTTP {s}: cooldown without a cache flush"
                 ));
             }
             Err(e) => {
                 return Err(format!(
-                    "/flush_cache failed ({e}): cooldown without a cache flush"
+                    "{route} failed ({e}): cooldown without a cache flush"
                 ));
             }
         }
     }
 }
 
-pub(super) async fn check_sglang(python: &Path) -> Result<(), ScenarioError> {
-    import_error(python, "sglang")
+/// The engine's preflight: its Python module imports in the server's interpreter.
+pub(super) async fn check_engine(server: &crate::engine::Server) -> Result<(), ScenarioError> {
+    let engine = server.engine();
+    import_error(server.python(), engine.module())
         .await
         .map_or(Ok(()), |(python, detail)| {
-            Err(ScenarioError::SglangMissing { python, detail })
-        })
-}
-
-pub(super) async fn check_vllm(python: &Path) -> Result<(), ScenarioError> {
-    import_error(python, "vllm")
-        .await
-        .map_or(Ok(()), |(python, detail)| {
-            Err(ScenarioError::VllmMissing { python, detail })
+            Err(ScenarioError::EngineMissing {
+                engine: engine.display_name(),
+                fix: engine.install_hint(&python),
+                python,
+                detail,
+            })
         })
 }
 

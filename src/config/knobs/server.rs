@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::parse::{SECS_DAY, fraction, nonempty, seconds, switch, whole};
 use super::{Group, Knob, KnobKind, choose_target};
 use crate::config::TargetKind;
-use crate::fixture::Device;
+use crate::engine::Device;
 
 pub(super) static SERVER: &[Knob] = &[
     Knob {
