@@ -1,14 +1,11 @@
-//! From a configuration to a [`Scenario`]: which server, SGLang's launch (vLLM's is in
-//! `vllm.rs`), the caches named in the report, and the checks of [`build`](ScenarioConfig::build).
+//! From a configuration to a [`Scenario`]: which server (an engine's as its preset launches it:
+//! `engine/`), the caches named in the report, and the checks of [`build`](ScenarioConfig::build).
 
 use std::path::{Path, PathBuf};
 
-use super::{
-    Choice, ConfigError, DEFAULT_TEXT_MODEL, DEFAULT_VLM_MODEL, Origin, ScenarioConfig, Setting,
-    TargetKind, TestType, knob,
-};
+use super::{Choice, ConfigError, Origin, ScenarioConfig, Setting, TargetKind, TestType, knob};
 use crate::engine::CacheInfo;
-use crate::engine::{Device, Server};
+use crate::engine::{Device, Preset, Server};
 use crate::fixture::{ServerSpec, WaitFor};
 use crate::load::{ImageSource, Workload};
 use crate::scenario::{Scenario, Target};
@@ -31,7 +28,8 @@ impl ScenarioConfig {
         let attach = layer.iter().any(|c| c.kind == TargetKind::Attach);
         let mut distinct: Vec<&Choice> = Vec::new();
         for c in layer {
-            let agrees_with_attach = attach && c.kind == TargetKind::Sglang;
+            let agrees_with_attach =
+                attach && c.kind == TargetKind::Engine(crate::engine::ENGINES[0].name());
             if !agrees_with_attach && !distinct.iter().any(|d| d.kind == c.kind) {
                 distinct.push(c);
             }
@@ -103,65 +101,16 @@ impl ScenarioConfig {
         Ok(())
     }
 
-    fn model(&self) -> String {
-        self.pick_model(
-            &self.sglang.text_model,
-            &self.sglang.vlm_model,
-            &self.sglang.model,
-        )
-    }
-
-    /// The model for this workload: the workload's own setting, else the shared one, else the
-    /// default text or VLM model (SGLang's and vLLM's knobs alike).
-    pub(super) fn pick_model(
-        &self,
-        text: &Option<String>,
-        vlm: &Option<String>,
-        any: &Option<String>,
-    ) -> String {
-        let text_workload = self.workload.is_text();
-        let own = if text_workload { text } else { vlm };
-        own.clone().or_else(|| any.clone()).unwrap_or_else(|| {
-            if text_workload {
-                DEFAULT_TEXT_MODEL
-            } else {
-                DEFAULT_VLM_MODEL
-            }
-            .to_owned()
-        })
-    }
-
-    /// SGLang as the presets launch it: the caches that grow with unique input off, metrics on.
-    fn sglang_server(&self) -> Server {
-        let vlm = !self.workload.is_text();
-        let mut args: Vec<String> = vec!["--disable-radix-cache".into(), "--enable-metrics".into()];
-        if self.workload == TestType::VlmText && self.sglang.language_model_only {
-            args.push("--language-model-only".into());
+    /// What the scenario tells an engine's preset.
+    fn engine_preset(&self) -> Preset<'_> {
+        Preset {
+            vlm: !self.workload.is_text(),
+            images: self.workload == TestType::VlmImage,
+            language_model_only: self.language_model_only,
+            device: self.device,
+            mem_fraction: self.mem_fraction,
+            server_env: &self.server_env,
         }
-        if let (true, Some((b, _))) = (vlm, &self.sglang.mm_attention_backend) {
-            args.extend(["--mm-attention-backend".to_owned(), b.clone()]);
-        }
-        if let Some(level) = &self.sglang.log_level {
-            args.extend(["--log-level".to_owned(), level.clone()]);
-        }
-        args.extend(self.sglang.args.iter().cloned());
-        let mut server = Server::sglang(self.model())
-            .with_python(&self.sglang.python)
-            .with_mem_fraction(self.sglang.mem_fraction)
-            .with_device(self.sglang.device)
-            .with_args(args);
-        if let Some(t) = self.sglang.max_total_tokens {
-            server = server.with_max_total_tokens(t);
-        }
-        if vlm {
-            // SGLang's multimodal embedding cache (100 MB by default) fills with every unique
-            // image and would read as growth: off, and named in the report.
-            server = server.with_env("SGLANG_VLM_CACHE_SIZE_MB", "0");
-        }
-        for (k, v) in &self.server_env {
-            server = server.with_env(k, v);
-        }
-        server
     }
 
     fn caches(&self, target: &Target) -> Vec<CacheInfo> {
@@ -198,8 +147,12 @@ impl ScenarioConfig {
                 },
                 args: self.reference_args.clone(),
             },
-            TargetKind::Sglang => Target::Engine(self.sglang_server()),
-            TargetKind::Vllm => Target::Engine(self.vllm_server()),
+            TargetKind::Engine(name) => {
+                let engine = crate::engine::engine(name)
+                    .ok_or_else(|| ConfigError::UnknownKnob(format!("engine {name}")))?;
+                let settings = self.engines.get(name).cloned().unwrap_or_default();
+                Target::Engine(engine.preset(&settings, &self.engine_preset()))
+            }
             TargetKind::Command => {
                 let argv = self.command.clone().unwrap_or_default();
                 let (program, args) = argv
@@ -350,43 +303,33 @@ impl ScenarioConfig {
                 needs: "a server this run launches: an attached server's port is the one in --base-url",
             });
         }
-        if let ("vllm", Some((value, setting))) = (target.kind(), &self.sglang.mm_attention_backend)
+        // An engine's knob given while another engine runs: an error when the knob says so
+        // (its arguments, say), rather than silently dropped.
+        let Some(running) = target.engine().map(|s| s.engine().name()) else {
+            return Ok(());
+        };
+        for engine in crate::engine::ENGINES
+            .iter()
+            .filter(|e| e.name() != running)
         {
-            let k = knob("mm_attention_backend")
-                .ok_or_else(|| ConfigError::UnknownKnob("mm_attention_backend".into()))?;
-            return Err(ConfigError::Requires {
-                setting: setting.clone().unwrap_or(Setting {
+            let Some(settings) = self.engines.get(engine.name()) else {
+                continue;
+            };
+            for k in engine.knobs() {
+                let Some(needs) = k.elsewhere.filter(|_| settings.has(k)) else {
+                    continue;
+                };
+                let setting = self.engine_set.get(k.name).cloned().unwrap_or(Setting {
                     knob: k.name,
                     env: k.env,
                     flag: k.flag,
                     origin: Origin::Code,
-                    value: value.clone(),
-                }),
-                needs: "an SGLang server: vLLM's own flags go in --vllm-arg / MEMTEST_VLLM_ARGS",
-            });
+                    value: settings.shown(k).unwrap_or_default(),
+                });
+                return Err(ConfigError::Requires { setting, needs });
+            }
         }
-        let (name, given, needs) = match target.kind() {
-            "vllm" if !self.sglang.args.is_empty() => (
-                "server_arg",
-                (&self.sglang.args, &self.sglang.args_setting),
-                "an SGLang server: vLLM's arguments go in --vllm-arg / MEMTEST_VLLM_ARGS",
-            ),
-            "sglang" if !self.vllm.args.is_empty() => (
-                "vllm_arg",
-                (&self.vllm.args, &self.vllm.args_setting),
-                "a vLLM server (--vllm-model / MEMTEST_VLLM_MODEL); SGLang's arguments go in --server-arg / MEMTEST_SERVER_ARGS",
-            ),
-            _ => return Ok(()),
-        };
-        let k = knob(name).ok_or_else(|| ConfigError::UnknownKnob(name.into()))?;
-        let setting = given.1.clone().unwrap_or_else(|| Setting {
-            knob: k.name,
-            env: k.env,
-            flag: k.flag,
-            origin: Origin::Code,
-            value: given.0.join(" "),
-        });
-        Err(ConfigError::Requires { setting, needs })
+        Ok(())
     }
 }
 

@@ -82,7 +82,7 @@ impl ScenarioConfig {
 
     /// An extra SGLang argument.
     pub fn server_arg(mut self, arg: impl Into<String>) -> Self {
-        self.sglang.args.push(arg.into());
+        self.engine_settings("sglang").args.push(arg.into());
         self
     }
 

@@ -15,6 +15,7 @@
 //! | process roles (`scheduler`, `EngineCore`, …) | [`Engine::role`] | `tracker`'s process table |
 //! | the log lines of its own memory checks | [`Engine::log_patterns`] | the fixture's log watch |
 //! | the caches that grow with unique input, and the words for them | [`Engine::caches`] | the report, its likely causes |
+//! | its knobs, and its server as the presets launch it | [`Engine::knobs`], [`Engine::preset`] | the configuration |
 //!
 //! A new engine is one file here implementing [`Engine`] plus one line in [`ENGINES`] (the
 //! README's contributor section has the recipe). The reference server and "any command" are not
@@ -26,6 +27,7 @@
 //! [`ENGINES`]. The fixture, below, gets what it needs as values (the log patterns in the spec).
 
 mod cache;
+pub mod knob;
 mod server;
 pub mod sglang;
 pub mod vllm;
@@ -33,6 +35,9 @@ pub mod vllm;
 use std::fmt;
 
 pub use cache::{CacheGrowth, CacheInfo, cpu_malloc_cache};
+pub use knob::{
+    DEFAULT_TEXT_MODEL, DEFAULT_VLM_MODEL, EngineKnob, EngineSettings, KnobKind, Preset, Role,
+};
 pub use server::Server;
 pub use sglang::Sglang;
 pub use vllm::Vllm;
@@ -41,7 +46,8 @@ use crate::fixture::ServerSpec;
 use crate::fixture::logwatch::{LogPattern, PYTHON_PATTERNS};
 
 /// Every engine the harness knows, in the order their knowledge is consulted (metric names,
-/// roles, log patterns). **Adding an engine: one line here.**
+/// roles, log patterns, knobs); the first is the default engine of the presets. **Adding an
+/// engine: one line here.**
 pub static ENGINES: &[&dyn Engine] = &[&Sglang, &Vllm];
 
 /// The engine named `name` (`sglang`, `vllm`).
@@ -108,6 +114,17 @@ pub trait Engine: fmt::Debug + Send + Sync + 'static {
     fn log_patterns(&self) -> &'static [LogPattern] {
         &[]
     }
+
+    /// Its knobs (model, interpreter, arguments, its own values), listed by the configuration
+    /// among every other knob.
+    fn knobs(&self) -> &'static [EngineKnob] {
+        &[]
+    }
+
+    /// Its server as the presets launch it, from its knobs' values and what the scenario says
+    /// (the caches that would read as growth switched off, the user's arguments last);
+    /// [`Preset::finish`] adds what every engine's preset ends with.
+    fn preset(&self, settings: &EngineSettings, preset: &Preset<'_>) -> Server;
 
     /// The caches of `server` that grow with unique input, as its arguments and environment set
     /// them, for a run whose requests are text (`vlm`: to a VLM; `images`: with images). A

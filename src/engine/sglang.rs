@@ -4,7 +4,10 @@
 //! its gauges, its processes' titles, the log lines of its own memory checks, and the caches the
 //! presets switch off.
 
-use super::{Cmdline, Device, Engine, Fold, Gauge, Server, cpu_malloc_cache};
+use super::{
+    Cmdline, Device, Engine, EngineKnob, EngineSettings, Fold, Gauge, KnobKind, Preset, Role,
+    Server, cpu_malloc_cache,
+};
 use crate::engine::{CacheGrowth, CacheInfo};
 use crate::fixture::ServerSpec;
 use crate::fixture::logwatch::{LogFinding::*, LogPattern, Needle::*, row};
@@ -37,6 +40,40 @@ impl Engine for Sglang {
 
     fn display_name(&self) -> &'static str {
         "SGLang"
+    }
+
+    fn knobs(&self) -> &'static [EngineKnob] {
+        KNOBS
+    }
+
+    /// As the presets launch it: the caches that grow with unique input off (the radix cache;
+    /// for VLMs the multimodal embedding cache, `SGLANG_VLM_CACHE_SIZE_MB=0`), metrics on, then
+    /// the user's arguments.
+    fn preset(&self, settings: &EngineSettings, preset: &Preset<'_>) -> Server {
+        let mut args: Vec<String> = vec!["--disable-radix-cache".into(), "--enable-metrics".into()];
+        if preset.language_model_only() {
+            args.push("--language-model-only".into());
+        }
+        if let (true, Some(b)) = (preset.vlm, settings.value("mm_attention_backend")) {
+            args.extend(["--mm-attention-backend".to_owned(), b.to_owned()]);
+        }
+        if let Some(level) = settings.value("sglang_log_level") {
+            args.extend(["--log-level".to_owned(), level.to_owned()]);
+        }
+        args.extend(settings.args.iter().cloned());
+        let mut server = Server::sglang(settings.model(preset.vlm)).with_args(args);
+        if let Some(t) = settings
+            .value("max_total_tokens")
+            .and_then(|t| t.parse().ok())
+        {
+            server = server.with_max_total_tokens(t);
+        }
+        if preset.vlm {
+            // SGLang's multimodal embedding cache (100 MB by default) fills with every unique
+            // image and would read as growth: off, and named in the report.
+            server = server.with_env("SGLANG_VLM_CACHE_SIZE_MB", "0");
+        }
+        preset.finish(server, settings)
     }
 
     fn argv(&self, server: &Server) -> Vec<String> {
@@ -277,6 +314,112 @@ const PATTERNS: &[LogPattern] = &[
         Some("scheduler"),
         "the KV pool does not fit at startup",
     ),
+];
+
+/// SGLang's knobs: the unprefixed names, SGLang being the default engine.
+const KNOBS: &[EngineKnob] = &[
+    EngineKnob {
+        name: "model",
+        env: "MEMTEST_MODEL",
+        flag: Some("model"),
+        value_name: "MODEL",
+        default: "the scenario's own (text_model / vlm_model)",
+        help: "Launch SGLang with this model path or Hugging Face id, for every scenario (text_model and vlm_model win for theirs).",
+        kind: KnobKind::Value,
+        role: Role::Model,
+        elsewhere: None,
+    },
+    EngineKnob {
+        name: "text_model",
+        env: "MEMTEST_TEXT_MODEL",
+        flag: Some("text-model"),
+        value_name: "MODEL",
+        default: "meta-llama/Llama-3.2-1B-Instruct",
+        help: "The model of text scenarios (text_model).",
+        kind: KnobKind::Value,
+        role: Role::TextModel,
+        elsewhere: None,
+    },
+    EngineKnob {
+        name: "vlm_model",
+        env: "MEMTEST_VLM_MODEL",
+        flag: Some("vlm-model"),
+        value_name: "MODEL",
+        default: "Qwen/Qwen2.5-VL-3B-Instruct",
+        help: "The model of VLM scenarios (vlm_no_mm_processor, vlm_image).",
+        kind: KnobKind::Value,
+        role: Role::VlmModel,
+        elsewhere: None,
+    },
+    EngineKnob {
+        name: "python",
+        env: "MEMTEST_PYTHON",
+        flag: Some("python"),
+        value_name: "PATH",
+        default: "python3",
+        help: "The Python interpreter that has SGLang.",
+        kind: KnobKind::Value,
+        role: Role::Python,
+        elsewhere: None,
+    },
+    EngineKnob {
+        name: "max_total_tokens",
+        env: "MEMTEST_MAX_TOTAL_TOKENS",
+        flag: Some("max-total-tokens"),
+        value_name: "N",
+        default: "65536 on CPU, SGLang's choice on GPU",
+        help: "SGLang's --max-total-tokens: the KV pool's size in tokens.",
+        kind: KnobKind::Value,
+        role: Role::Value(|v| {
+            crate::util::whole(v, 1, 1 << 40, "a KV pool size in tokens").map(|n| n.to_string())
+        }),
+        elsewhere: None,
+    },
+    EngineKnob {
+        name: "mm_attention_backend",
+        env: "MEMTEST_MM_ATTENTION_BACKEND",
+        flag: Some("mm-attention-backend"),
+        value_name: "BACKEND",
+        default: "SGLang's choice",
+        help: "SGLang's --mm-attention-backend for VLM scenarios (the vision tower's attention: sdpa, fa3, triton_attn, …), as the seed tool's flag.",
+        kind: KnobKind::Value,
+        role: Role::Value(|v| {
+            let v = v.trim();
+            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err("a backend name such as sdpa, fa3 or triton_attn".into());
+            }
+            Ok(v.to_owned())
+        }),
+        elsewhere: Some("an SGLang server: vLLM's own flags go in --vllm-arg / MEMTEST_VLLM_ARGS"),
+    },
+    EngineKnob {
+        name: "sglang_log_level",
+        env: "SGLANG_LOG_LEVEL",
+        flag: Some("sglang-log-level"),
+        value_name: "LEVEL",
+        default: "SGLang's (info)",
+        help: "SGLang's --log-level (debug, info, warning, error, critical); the seed tool's variable, read from the environment as it was.",
+        kind: KnobKind::Value,
+        role: Role::Value(|v| {
+            let level = v.trim().to_ascii_lowercase();
+            if !["debug", "info", "warning", "error", "critical"].contains(&level.as_str()) {
+                return Err("debug, info, warning, error or critical".into());
+            }
+            Ok(level)
+        }),
+        elsewhere: None,
+    },
+    EngineKnob {
+        name: "server_arg",
+        env: "MEMTEST_SERVER_ARGS",
+        flag: Some("server-arg"),
+        value_name: "ARG",
+        default: "none",
+        help: "An extra SGLang argument, e.g. --server-arg=--tp-size=2 (repeatable; in the environment quotes group words, nothing is run through a shell).",
+        kind: KnobKind::ShellList,
+        role: Role::Arg,
+        elsewhere: Some("an SGLang server: vLLM's arguments go in --vllm-arg / MEMTEST_VLLM_ARGS"),
+    },
 ];
 
 #[cfg(test)]

@@ -12,7 +12,8 @@
 //! who turns one back on gets it named as the likely cause when memory grows.
 
 use super::{
-    Cmdline, Device, Engine, Fold, Gauge, Server, cpu_malloc_cache, last_switch, last_value,
+    Cmdline, Device, Engine, EngineKnob, EngineSettings, Fold, Gauge, KnobKind, Preset, Role,
+    Server, cpu_malloc_cache, last_switch, last_value,
 };
 use crate::engine::{CacheGrowth, CacheInfo};
 use crate::fixture::logwatch::{LogFinding::*, LogPattern, Needle::*, row};
@@ -57,6 +58,31 @@ impl Engine for Vllm {
 
     fn display_name(&self) -> &'static str {
         "vLLM"
+    }
+
+    fn knobs(&self) -> &'static [EngineKnob] {
+        KNOBS
+    }
+
+    /// As the presets launch it: the prefix cache off, for VLMs the multimodal processor cache
+    /// off (or the size asked for), then the user's arguments (the last of a flag wins).
+    fn preset(&self, settings: &EngineSettings, preset: &Preset<'_>) -> Server {
+        let mut args: Vec<String> = Vec::new();
+        if settings.value("vllm_prefix_caching") != Some("true") {
+            args.push(PREFIX_OFF.into());
+        }
+        if preset.vlm {
+            let gb = settings.value("vllm_mm_processor_cache_gb").unwrap_or("0");
+            args.extend([MM_CACHE_FLAG.to_owned(), gb.to_owned()]);
+        }
+        if preset.language_model_only() {
+            args.push("--language-model-only".into());
+        }
+        args.extend(settings.args.iter().cloned());
+        preset.finish(
+            Server::vllm(settings.model(preset.vlm)).with_args(args),
+            settings,
+        )
     }
 
     fn argv(&self, server: &Server) -> Vec<String> {
@@ -277,6 +303,98 @@ const PATTERNS: &[LogPattern] = &[
         Some("EngineCore"),
         "preemption for lack of KV cache blocks (V0 scheduler)",
     ),
+];
+
+/// The largest multimodal processor cache the knob takes, GiB.
+const MAX_MM_CACHE_GIB: f64 = 1024.0;
+
+/// vLLM's knobs: its model, interpreter and arguments, and the two caches that grow with unique
+/// input (the presets switch both off).
+const KNOBS: &[EngineKnob] = &[
+    EngineKnob {
+        name: "vllm_model",
+        env: "MEMTEST_VLLM_MODEL",
+        flag: Some("vllm-model"),
+        value_name: "MODEL",
+        default: "none",
+        help: "Launch vLLM (`vllm serve`) with this model path or Hugging Face id, for every scenario (vllm_text_model and vllm_vlm_model win for theirs).",
+        kind: KnobKind::Value,
+        role: Role::Model,
+        elsewhere: None,
+    },
+    EngineKnob {
+        name: "vllm_text_model",
+        env: "MEMTEST_VLLM_TEXT_MODEL",
+        flag: Some("vllm-text-model"),
+        value_name: "MODEL",
+        default: "none",
+        help: "Launch vLLM with this model for text scenarios (text_model).",
+        kind: KnobKind::Value,
+        role: Role::TextModel,
+        elsewhere: None,
+    },
+    EngineKnob {
+        name: "vllm_vlm_model",
+        env: "MEMTEST_VLLM_VLM_MODEL",
+        flag: Some("vllm-vlm-model"),
+        value_name: "MODEL",
+        default: "none",
+        help: "Launch vLLM with this model for VLM scenarios (vlm_no_mm_processor, vlm_image).",
+        kind: KnobKind::Value,
+        role: Role::VlmModel,
+        elsewhere: None,
+    },
+    EngineKnob {
+        name: "vllm_python",
+        env: "MEMTEST_VLLM_PYTHON",
+        flag: Some("vllm-python"),
+        value_name: "PATH",
+        default: "python3",
+        help: "The Python interpreter that has vLLM (it runs `-m vllm.entrypoints.cli.main serve`).",
+        kind: KnobKind::Value,
+        role: Role::Python,
+        elsewhere: None,
+    },
+    EngineKnob {
+        name: "vllm_arg",
+        env: "MEMTEST_VLLM_ARGS",
+        flag: Some("vllm-arg"),
+        value_name: "ARG",
+        default: "none",
+        help: "An extra vLLM argument, e.g. --vllm-arg=--max-model-len=2048 (repeatable; after the preset's, so the last of a flag wins; in the environment quotes group words).",
+        kind: KnobKind::ShellList,
+        role: Role::Arg,
+        elsewhere: Some(
+            "a vLLM server (--vllm-model / MEMTEST_VLLM_MODEL); SGLang's arguments go in --server-arg / MEMTEST_SERVER_ARGS",
+        ),
+    },
+    EngineKnob {
+        name: "vllm_mm_processor_cache_gb",
+        env: "MEMTEST_VLLM_MM_PROCESSOR_CACHE_GB",
+        flag: Some("vllm-mm-processor-cache-gb"),
+        value_name: "GIB",
+        default: "0 (off): it grows with every unique image",
+        help: "vLLM's --mm-processor-cache-gb for VLM scenarios: its multimodal processor cache in GiB (vLLM's own default is 4); named in the report.",
+        kind: KnobKind::Value,
+        role: Role::Value(|v| match v.trim().parse::<f64>() {
+            Ok(g) if (0.0..=MAX_MM_CACHE_GIB).contains(&g) => Ok(g.to_string()),
+            _ => Err(format!(
+                "a cache size in GiB from 0 (off) to {MAX_MM_CACHE_GIB}, e.g. 0.05 for 50 MB"
+            )),
+        }),
+        elsewhere: None,
+    },
+    EngineKnob {
+        name: "vllm_prefix_caching",
+        env: "MEMTEST_VLLM_PREFIX_CACHING",
+        flag: Some("vllm-prefix-caching"),
+        value_name: "",
+        default: "off (--no-enable-prefix-caching)",
+        help: "Leave vLLM's prefix cache on (it keeps the KV blocks of every unique prompt until the pool is full); named in the report.",
+        kind: KnobKind::Switch,
+        role: Role::Value(|v| crate::util::switch(v).map(|on| on.to_string())),
+        elsewhere: None,
+    },
 ];
 
 #[cfg(test)]

@@ -127,6 +127,27 @@ pub(crate) fn switch(v: &str) -> Result<bool, String> {
     }
 }
 
+/// A whole number from `min` to `max` (`_` allowed between digits); `Err` names `what`.
+pub(crate) fn whole(v: &str, min: u64, max: u64, what: &str) -> Result<u64, String> {
+    let expected = || format!("{what}, a whole number from {min} to {max}");
+    let n: u64 = v.trim().replace('_', "").parse().map_err(|_| expected())?;
+    if (min..=max).contains(&n) {
+        Ok(n)
+    } else {
+        Err(expected())
+    }
+}
+
+/// `v` trimmed, when not empty; `Err` names `what`.
+pub(crate) fn nonempty(v: &str, what: &str) -> Result<String, String> {
+    let t = v.trim();
+    if t.is_empty() {
+        Err(format!("{what}, not empty"))
+    } else {
+        Ok(t.to_owned())
+    }
+}
+
 /// `1.5 MiB`, `12.0 KiB`, `3 B`: bytes for a person (signed).
 pub fn human_bytes(bytes: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -7,16 +7,6 @@ use crate::load::images;
 /// A day in seconds, the longest timeout a knob takes.
 pub(super) const SECS_DAY: f64 = 86_400.0;
 
-pub(super) fn whole(v: &str, min: u64, max: u64, what: &str) -> Result<u64, String> {
-    let expected = || format!("{what}, a whole number from {min} to {max}");
-    let n: u64 = v.trim().replace('_', "").parse().map_err(|_| expected())?;
-    if (min..=max).contains(&n) {
-        Ok(n)
-    } else {
-        Err(expected())
-    }
-}
-
 pub(super) fn seconds(v: &str, min: f64, max: f64) -> Result<Duration, String> {
     let expected = || {
         format!(
@@ -44,16 +34,7 @@ pub(super) fn fraction(v: &str, min: f64, max: f64) -> Result<f64, String> {
     }
 }
 
-pub(crate) use crate::util::switch;
-
-pub(super) fn nonempty(v: &str, what: &str) -> Result<String, String> {
-    let t = v.trim();
-    if t.is_empty() {
-        Err(format!("{what}, not empty"))
-    } else {
-        Ok(t.to_owned())
-    }
-}
+pub(crate) use crate::util::{nonempty, switch, whole};
 
 /// A byte size: `65536`, `64KiB`, `64K`, `1.5MiB`, `2GB` (K/M/G are binary, as in the report).
 pub fn parse_bytes(text: &str) -> Option<f64> {
