@@ -208,7 +208,7 @@ mod registry {
                 e.name()
             );
         }
-        assert!(engine("tgi").is_none());
+        assert!(engine("no-such-engine").is_none());
     }
 
     #[test]
