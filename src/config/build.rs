@@ -272,6 +272,35 @@ impl ScenarioConfig {
 }
 
 impl ScenarioConfig {
+    /// The one-call finish of a test: exactly
+    /// `self.env_overrides()?.build()?.run_blocking().into_result()`, every error as the crate's
+    /// [`Error`](crate::error::Error). The environment is layered here, over everything set
+    /// before: call [`env_overrides`](Self::env_overrides) yourself where it should sit instead.
+    ///
+    /// ```no_run
+    /// use sglang_memtest::{ScenarioConfig, tracker::metric};
+    ///
+    /// # fn main() -> sglang_memtest::Result<()> {
+    /// let report = ScenarioConfig::text_model().max_new_tokens(64).check()?;
+    /// assert!(report.metric(metric::HOST_RSS_TREE).is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::error::Error::Config) for a setting that cannot be used, and
+    /// [`Error::Run`](crate::error::Error::Run) with the whole report for a leak, an
+    /// inconclusive verdict or a run that failed.
+    pub fn check(self) -> crate::error::Result<crate::report::Report> {
+        Ok(self
+            .env_overrides()?
+            .build()?
+            .run_blocking()
+            .into_result()?)
+    }
+}
+
+impl ScenarioConfig {
     /// One engine's extra arguments given to the other, or SGLang's native API with vLLM, are an
     /// error, not silently dropped.
     fn check_engine_args(&self, target: &Target) -> Result<(), ConfigError> {

@@ -248,7 +248,7 @@ impl Capture {
             Ok(Some(p)) => p,
             Ok(None) => return,
             Err(line) => {
-                self.state().diagnosis.notes.push(line);
+                self.state().diagnosis.notes.push(line.0);
                 return;
             }
         };

@@ -43,14 +43,14 @@ impl PySpy {
     ///
     /// # Errors
     /// The sentence for the report when no py-spy is found.
-    pub fn locate(&self) -> Result<Option<PathBuf>, String> {
+    pub fn locate(&self) -> Result<Option<PathBuf>, crate::util::Invalid> {
         match self {
             PySpy::Off => Ok(None),
             PySpy::Path(p) if p.is_file() => Ok(Some(p.clone())),
-            PySpy::Path(p) => Err(format!(
+            PySpy::Path(p) => Err(crate::util::Invalid(format!(
                 "no stack snapshot: py-spy {} does not exist (--py-spy / MEMTEST_PY_SPY)",
                 p.display()
-            )),
+            ))),
             PySpy::Auto => crate::util::env::on_path("py-spy")
                 .or_else(|| {
                     let p = crate::util::env::home()?.join(TOOLS_DIR).join("bin/py-spy");
@@ -58,7 +58,7 @@ impl PySpy {
                 })
                 .map(Some)
                 .ok_or_else(|| {
-                    "no stack snapshot: py-spy is not installed — `pip install py-spy` (or `python3 -m venv ~/.cache/sglang-memtest/tools && ~/.cache/sglang-memtest/tools/bin/pip install py-spy`), or point --py-spy at it".to_owned()
+                    crate::util::Invalid::from("no stack snapshot: py-spy is not installed — `pip install py-spy` (or `python3 -m venv ~/.cache/sglang-memtest/tools && ~/.cache/sglang-memtest/tools/bin/pip install py-spy`), or point --py-spy at it")
                 }),
         }
     }
@@ -188,7 +188,7 @@ mod tests {
         let e = PySpy::Path("/nonexistent/py-spy".into())
             .locate()
             .unwrap_err();
-        assert!(e.contains("/nonexistent/py-spy does not exist"), "{e}");
+        assert!(e.0.contains("/nonexistent/py-spy does not exist"), "{e}");
         assert_eq!(PySpy::Off.locate(), Ok(None));
     }
 

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use super::{Device, Server};
+use crate::util::Invalid;
 
 /// Default text model (the seed tool's).
 pub const DEFAULT_TEXT_MODEL: &str = "meta-llama/Llama-3.2-1B-Instruct";
@@ -45,7 +46,7 @@ pub enum Role {
     Arg,
     /// A value of the engine's own, checked (and written in a normal form) by the function:
     /// `Err` says what would be accepted.
-    Value(fn(&str) -> Result<String, String>),
+    Value(fn(&str) -> Result<String, Invalid>),
 }
 
 /// One setting of an engine, declared in the engine's file.
@@ -127,7 +128,7 @@ impl EngineSettings {
     }
 
     /// Sets `knob` from `value` (one item of a list); `Err` says what would be accepted.
-    pub fn apply(&mut self, knob: &'static EngineKnob, value: &str) -> Result<(), String> {
+    pub(crate) fn apply(&mut self, knob: &'static EngineKnob, value: &str) -> Result<(), String> {
         let nonempty = |what: &str| {
             let t = value.trim();
             if t.is_empty() {
@@ -145,7 +146,8 @@ impl EngineSettings {
             }
             Role::Arg => self.args.push(value.to_owned()),
             Role::Value(check) => {
-                self.values.insert(knob.name, check(value)?);
+                self.values
+                    .insert(knob.name, check(value).map_err(|e| e.0)?);
             }
         }
         Ok(())

@@ -11,6 +11,7 @@ use super::{
 use crate::engine::{CacheGrowth, CacheInfo};
 use crate::fixture::ServerSpec;
 use crate::fixture::logwatch::{LogFinding::*, LogPattern, Needle::*, row};
+use crate::util::Invalid;
 
 /// KV pool size (tokens) on CPU unless set: SGLang's default sizes the CPU pool from host RAM
 /// (14.4 GB on a 24 GiB machine; the scheduler then holds 17.5 GiB and starts slowly).
@@ -371,7 +372,9 @@ const KNOBS: &[EngineKnob] = &[
         help: "SGLang's --max-total-tokens: the KV pool's size in tokens.",
         kind: KnobKind::Value,
         role: Role::Value(|v| {
-            crate::util::whole(v, 1, 1 << 40, "a KV pool size in tokens").map(|n| n.to_string())
+            crate::util::whole(v, 1, 1 << 40, "a KV pool size in tokens")
+                .map(|n| n.to_string())
+                .map_err(Invalid)
         }),
         elsewhere: None,
     },
@@ -386,7 +389,9 @@ const KNOBS: &[EngineKnob] = &[
         role: Role::Value(|v| {
             let v = v.trim();
             if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err("a backend name such as sdpa, fa3 or triton_attn".into());
+                return Err(Invalid::from(
+                    "a backend name such as sdpa, fa3 or triton_attn",
+                ));
             }
             Ok(v.to_owned())
         }),
@@ -403,7 +408,7 @@ const KNOBS: &[EngineKnob] = &[
         role: Role::Value(|v| {
             let level = v.trim().to_ascii_lowercase();
             if !["debug", "info", "warning", "error", "critical"].contains(&level.as_str()) {
-                return Err("debug, info, warning, error or critical".into());
+                return Err(Invalid::from("debug, info, warning, error or critical"));
             }
             Ok(level)
         }),

@@ -18,6 +18,7 @@ use super::{
 use crate::engine::{CacheGrowth, CacheInfo};
 use crate::fixture::logwatch::{LogFinding::*, LogPattern, Needle::*, row};
 use crate::fixture::{ServerSpec, WaitFor};
+use crate::util::Invalid;
 
 /// vLLM's KV cache on the CPU, GiB (`VLLM_CPU_KVCACHE_SPACE`) unless the server's environment
 /// says otherwise: the CPU build preallocates it in the Worker, so a small pool keeps the tree
@@ -378,9 +379,9 @@ const KNOBS: &[EngineKnob] = &[
         kind: KnobKind::Value,
         role: Role::Value(|v| match v.trim().parse::<f64>() {
             Ok(g) if (0.0..=MAX_MM_CACHE_GIB).contains(&g) => Ok(g.to_string()),
-            _ => Err(format!(
+            _ => Err(Invalid(format!(
                 "a cache size in GiB from 0 (off) to {MAX_MM_CACHE_GIB}, e.g. 0.05 for 50 MB"
-            )),
+            ))),
         }),
         elsewhere: None,
     },
@@ -392,7 +393,11 @@ const KNOBS: &[EngineKnob] = &[
         default: "off (--no-enable-prefix-caching)",
         help: "Leave vLLM's prefix cache on (it keeps the KV blocks of every unique prompt until the pool is full); named in the report.",
         kind: KnobKind::Switch,
-        role: Role::Value(|v| crate::util::switch(v).map(|on| on.to_string())),
+        role: Role::Value(|v| {
+            crate::util::switch(v)
+                .map(|on| on.to_string())
+                .map_err(Invalid)
+        }),
         elsewhere: None,
     },
 ];

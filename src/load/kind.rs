@@ -248,26 +248,28 @@ impl Mix {
     ///
     /// # Errors
     /// A weight outside (0, 1], below a hundredth, a kind given twice, or weights summing past 1.
-    pub fn new(mut weights: Vec<(RequestKind, f64)>) -> Result<Self, String> {
+    pub fn new(mut weights: Vec<(RequestKind, f64)>) -> Result<Self, crate::util::Invalid> {
         let mut seen = std::collections::BTreeSet::new();
         for &(kind, w) in &weights {
             if !seen.insert(kind) {
-                return Err(format!("{kind} is given twice"));
+                return Err(crate::util::Invalid(format!("{kind} is given twice")));
             }
             if !(w.is_finite() && w > 0.0 && w <= 1.0) {
-                return Err(format!("the weight of {kind} must be in (0, 1], got {w}"));
+                return Err(crate::util::Invalid(format!(
+                    "the weight of {kind} must be in (0, 1], got {w}"
+                )));
             }
             if w < 0.01 - 1e-9 {
-                return Err(format!(
+                return Err(crate::util::Invalid(format!(
                     "the weight of {kind} is {w}: weights are kept to a hundredth, use 0.01 at least"
-                ));
+                )));
             }
         }
         let sum: f64 = weights.iter().map(|(_, w)| w).sum();
         if sum > 1.0 + 1e-6 {
-            return Err(format!(
+            return Err(crate::util::Invalid(format!(
                 "the weights sum to {sum:.3}, past 1 (plain takes what the others leave)"
-            ));
+            )));
         }
         let rest = 1.0 - sum;
         if rest > 0.005 && !seen.contains(&RequestKind::Plain) {
@@ -348,7 +350,7 @@ impl FromStr for Mix {
             };
             weights.push((kind, w));
         }
-        Self::new(weights)
+        Self::new(weights).map_err(|e| e.0)
     }
 }
 

@@ -11,12 +11,14 @@ mod diagnosis;
 pub mod html;
 pub mod plot;
 pub mod roles;
+mod writers;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use cause::{LikelyCause, likely_causes};
+pub use writers::{Outputs, ReportWriter, WRITERS, WriteError, write_outputs};
 
 use crate::analysis::{IdleAccounting, Outcome, Verdict};
 pub use crate::engine::{CacheGrowth, CacheInfo};
@@ -241,6 +243,14 @@ pub struct ReportFiles {
     /// `{test}_{model}_{unix}_memory_data.json` (this report) and `…_memory_plot.png`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seed: Vec<PathBuf>,
+    /// The files of other writers ([`WRITERS`]), by the writer's name: a new format needs no
+    /// field here (in the JSON they sit beside the others: `"files": {"junit": "…"}`).
+    #[serde(
+        flatten,
+        default,
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub other: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// Everything about one run: configuration, raw samples, requests, verdict.
@@ -402,6 +412,12 @@ impl Report {
                 report: Box::new(self),
             })
         }
+    }
+
+    /// The verdict on one metric (`host.rss@tree`, `server.kv_tokens@idle`, …), for assertions:
+    /// `None` when the run has no verdict or did not measure it.
+    pub fn metric(&self, name: &str) -> Option<&crate::analysis::MetricAnalysis> {
+        self.verdict.as_ref()?.metric(name)
     }
 
     /// Panic with the console summary unless the run passed.

@@ -78,6 +78,12 @@ pub fn reanalyze(json: &Path, plots: bool) -> Result<Report, Error> {
             report.timeline.requests_in(crate::tracker::Phase::Measure)
         ));
     }
-    super::stages::write_files(&mut report, plots, false, dir, &stem, json);
+    let outputs = crate::report::Outputs {
+        dir,
+        stem: &stem,
+        plots,
+        seed_names: false,
+    };
+    crate::report::write_outputs(&mut report, &outputs, json);
     Ok(report)
 }

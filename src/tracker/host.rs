@@ -139,14 +139,12 @@ fn describe(pid: u32, t_ms: u64) -> Option<ProcessInfo> {
 /// The host source: per-process RSS every tick (PSS/USS: [`sample_rollups`]).
 #[derive(Debug)]
 pub(crate) struct HostSource {
-    page_size: u64,
     known: HashMap<u32, ProcessInfo>,
 }
 
 impl HostSource {
     pub(crate) fn new() -> Self {
         Self {
-            page_size: procfs::page_size(),
             known: HashMap::new(),
         }
     }
@@ -164,8 +162,22 @@ impl HostSource {
         }
         new
     }
+}
 
-    /// Read the tree. `full` also reads PSS/USS when it is their turn.
+/// RSS of every process of the tree (`/proc/PID/statm`), every tick: the fast host source.
+#[derive(Debug)]
+pub(crate) struct HostRss {
+    page_size: u64,
+}
+
+impl HostRss {
+    pub(crate) fn new() -> Self {
+        Self {
+            page_size: procfs::page_size(),
+        }
+    }
+
+    /// Read the tree's RSS.
     pub(crate) fn sample_rss(&mut self, pids: &[u32], out: &mut Vec<Reading>) {
         let mut total = 0u64;
         let mut alive = 0u64;
@@ -305,7 +317,7 @@ mod tests {
     #[test]
     fn samples_this_process() {
         let me = std::process::id();
-        let mut host = HostSource::new();
+        let mut host = HostRss::new();
         let mut out = Vec::new();
         host.sample_rss(&[me], &mut out);
         sample_rollups(&[me], &mut out);
@@ -316,8 +328,9 @@ mod tests {
             .v;
         assert!(rss > 1024.0 * 1024.0, "rss {rss}");
         assert!(out.iter().any(|r| r.metric == HOST_PSS_TREE));
-        let new = host.describe_new(&[me], 0);
+        let mut names = HostSource::new();
+        let new = names.describe_new(&[me], 0);
         assert_eq!(new.len(), 1);
-        assert!(host.describe_new(&[me], 1).is_empty());
+        assert!(names.describe_new(&[me], 1).is_empty());
     }
 }

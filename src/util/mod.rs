@@ -127,6 +127,25 @@ pub(crate) fn switch(v: &str) -> Result<bool, String> {
     }
 }
 
+/// A value that cannot be used: one sentence saying what would be accepted (`a whole number
+/// from 1 to 8`, `the weights sum to 1.2, past 1`). The error of the public functions that check
+/// a value a person wrote.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
 /// A whole number from `min` to `max` (`_` allowed between digits); `Err` names `what`.
 pub(crate) fn whole(v: &str, min: u64, max: u64, what: &str) -> Result<u64, String> {
     let expected = || format!("{what}, a whole number from {min} to {max}");

@@ -299,6 +299,11 @@ fn snippet(text: &str) -> String {
     }
 }
 
+/// Why the server's accounting could not be read: what each endpoint answered, in one sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotAvailable(pub String);
+
 /// Reads the server's accounting: `/v1/loads`, else `/metrics`. With the reading comes, when it
 /// is not from `/v1/loads`, what `/v1/loads` answered.
 ///
@@ -307,7 +312,7 @@ fn snippet(text: &str) -> String {
 pub async fn probe(
     client: &reqwest::Client,
     base_url: &str,
-) -> Result<(IdleReading, Option<String>), String> {
+) -> Result<(IdleReading, Option<String>), NotAvailable> {
     let base = base_url.trim_end_matches('/');
     let loads = match read_loads(client, base, LOADS_TRIES).await {
         Ok(r) => return Ok((r, None)),
@@ -315,7 +320,7 @@ pub async fn probe(
     };
     match read_metrics(client, base).await {
         Ok(r) => Ok((r, Some(loads))),
-        Err(metrics) => Err(format!("{loads}; {metrics}")),
+        Err(metrics) => Err(NotAvailable(format!("{loads}; {metrics}"))),
     }
 }
 
@@ -328,20 +333,21 @@ pub async fn probe_again(
     client: &reqwest::Client,
     base_url: &str,
     source: &str,
-) -> Result<IdleReading, String> {
+) -> Result<IdleReading, NotAvailable> {
     let base = base_url.trim_end_matches('/');
     let r = if source == LOADS {
-        read_loads(client, base, 1).await?
+        read_loads(client, base, 1).await
     } else {
-        read_metrics(client, base).await?
-    };
+        read_metrics(client, base).await
+    }
+    .map_err(NotAvailable)?;
     if r.source == source {
         Ok(r)
     } else {
-        Err(format!(
+        Err(NotAvailable(format!(
             "the accounting now comes from {}, not {source}",
             r.source
-        ))
+        )))
     }
 }
 
