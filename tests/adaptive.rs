@@ -50,9 +50,9 @@ fn a_certain_leak_stops_the_run_before_the_planned_count() {
     );
 }
 
-/// Memory that creeps 24 KiB/request (below the 32 KiB limit) under 0–24 MiB of per-request
-/// scratch memory: at 100 requests the slope's interval straddles the limit; more requests
-/// narrow it until it lies below.
+/// Memory that creeps 24 KiB/request under 0–24 MiB of per-request scratch memory, judged
+/// against a 32 KiB/request limit (a budget of 31.25 GiB per million requests): at 100 requests
+/// the slope's interval straddles the limit; more requests narrow it until it lies below.
 #[test]
 fn a_clean_run_undecided_at_the_planned_count_decides_itself_within_the_budget() {
     let r = run(&quick(
@@ -60,6 +60,7 @@ fn a_clean_run_undecided_at_the_planned_count_decides_itself_within_the_budget()
         &["--leak-bytes-per-request=24576", "--jitter-bytes=25165824"],
         Workload::Text,
     )
+    .set("budget", "31.25GiB")
     .requests(100));
     let a = adaptive(&r);
     let planned = a

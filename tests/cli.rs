@@ -449,14 +449,14 @@ fn suite_runs_the_three_scenarios_into_one_folder() {
 
 #[test]
 fn a_run_too_short_to_call_is_inconclusive_and_says_how_long_to_run() {
-    // 64 KiB/request is a leak, but 20 requests grow only ~1.2 MiB: below the floor that can
-    // count as one. With no budget to run longer (--max-requests 20) the honest answer is "run
-    // longer", with exit status 4, never a pass.
+    // 32 KiB/request is a leak, but 20 requests grow only ~640 KiB: below the 1 MiB floor that
+    // can count as one. With no budget to run longer (--max-requests 20) the honest answer is
+    // "run longer", with exit status 4, never a pass.
     let dir = out_dir("inconclusive");
     let o = memtest(&[
         "monitor",
         "--reference",
-        "--reference-arg=--leak-bytes-per-request=65536",
+        "--reference-arg=--leak-bytes-per-request=32768",
         "--num-requests",
         "20",
         "--max-requests",
@@ -484,7 +484,7 @@ fn the_same_short_run_decides_itself_when_it_may_run_longer() {
     let o = memtest(&[
         "monitor",
         "--reference",
-        "--reference-arg=--leak-bytes-per-request=65536",
+        "--reference-arg=--leak-bytes-per-request=32768",
         "--num-requests",
         "20",
         "--request-interval",

@@ -13,10 +13,11 @@ use sglang_memtest::tracker::{Phase, metric};
 
 #[test]
 fn a_small_per_request_leak_passes_the_request_limit_and_fails_the_hourly_one() {
-    // 4 KiB/request is under the 32 KiB/request limit, but at this rate it is gigabytes an hour.
+    // 960 B/request is under the per-request budget (1 GiB per million requests: 1.05 KiB), but
+    // at this rate it is gigabytes an hour.
     let r = run(&quick(
-        "soak_4k",
-        &["--leak-bytes-per-request=4096"],
+        "soak_960",
+        &["--leak-bytes-per-request=960"],
         Workload::Text,
     )
     .set("duration", "6s")
@@ -31,7 +32,7 @@ fn a_small_per_request_leak_passes_the_request_limit_and_fails_the_hourly_one() 
         .expect("tree verdict");
     let per_request = tree.slope.expect("a slope").point;
     assert!(
-        per_request < 32.0 * 1024.0,
+        per_request < 1024.0,
         "per request {per_request} B: the hourly limit must be what catches it"
     );
     let hourly = tree

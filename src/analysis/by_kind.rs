@@ -16,11 +16,12 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::trend::normal_quantile;
-use super::{ConfidenceInterval, Estimate, RequestSeries};
+use super::sample::median_in_place;
+use super::trend::{normal_quantile, normal_sf};
+use super::{ConfidenceInterval, Estimate, Outcome, RequestSeries};
 use crate::load::KindSequence;
 
-/// The growth per request of one kind.
+/// The growth per request of one kind, judged against the metric's limit on its own.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KindSlope {
     /// The kind (`plain`, `abort`, …).
@@ -29,6 +30,31 @@ pub struct KindSlope {
     pub requests: u64,
     /// Growth per request of this kind, with its interval.
     pub slope: Estimate,
+    /// How much more each request of this kind grew the metric than a request of the other
+    /// kinds: the Hodges–Lehmann shift between the per-request growth of this kind's blocks and
+    /// the other kinds' blocks, with its interval (what the judgement tests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excess: Option<Estimate>,
+    /// Blocks of this kind in the judged window (runs of consecutive requests of the kind).
+    #[serde(default)]
+    pub blocks: u32,
+    /// One-sided p-value of "this kind's blocks grow at most the limit per request more than
+    /// the other kinds' blocks" (Mann–Whitney, exact for few blocks), before the correction
+    /// across every test of the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// After the Holm correction across every judged test of the run (metrics, hours, kinds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value_adjusted: Option<f64>,
+    /// Leak when this kind alone is confidently above the limit and its requests grew the
+    /// metric by at least the rule's floor; pass otherwise (a kind never makes a run
+    /// inconclusive: a rare kind's interval may stay wide).
+    #[serde(default = "pass")]
+    pub outcome: Outcome,
+}
+
+fn pass() -> Outcome {
+    Outcome::Pass
 }
 
 /// The per-kind split of one metric's growth.
@@ -120,6 +146,11 @@ pub fn attribute(
             KindSlope {
                 kind: kinds.names[j].clone(),
                 requests: counts[j],
+                excess: None,
+                blocks: 0,
+                p_value: None,
+                p_value_adjusted: None,
+                outcome: Outcome::Pass,
                 slope: Estimate {
                     point,
                     std_err: se,
@@ -181,6 +212,188 @@ pub fn attribute(
         follows,
         finding,
     })
+}
+
+/// Judges each kind of `a` once the p-values are corrected: a kind leaks when its adjusted
+/// p-value is at most `alpha` and its own requests grew the metric by at least `floor`. Returns
+/// a sentence per leaking kind.
+pub(crate) fn judge(
+    a: &mut KindAttribution,
+    alpha: f64,
+    floor: f64,
+    fmt: impl Fn(f64) -> String,
+) -> Vec<String> {
+    let mut found = Vec::new();
+    for k in &mut a.kinds {
+        let Some(excess) = k.excess else {
+            k.outcome = Outcome::Pass;
+            continue;
+        };
+        let grew = excess.point * k.requests as f64;
+        let significant = k.p_value_adjusted.is_some_and(|p| p <= alpha);
+        k.outcome = if significant && grew >= floor {
+            found.push(format!(
+                "{} requests leak: each keeps {} more than a request of the other kinds [{} .. {}], over {} of them in {} blocks ({} in all; p = {:.2e} after the correction across metrics and kinds)",
+                k.kind,
+                fmt(excess.point),
+                fmt(excess.ci.lo),
+                fmt(excess.ci.hi),
+                k.requests,
+                k.blocks,
+                fmt(grew),
+                k.p_value_adjusted.unwrap_or(1.0)
+            ));
+            Outcome::Leak
+        } else {
+            Outcome::Pass
+        };
+    }
+    found
+}
+
+/// Fewest blocks of a kind (and of the other kinds) for its judgement.
+const MIN_BLOCKS: usize = 3;
+
+/// Tests each kind of `a` on the run's blocks: the kind sequence falls into blocks (runs of
+/// consecutive requests of one kind); a block's growth per request is the reading after its last
+/// request minus the reading before its first, over its length. A kind leaks when its blocks
+/// grow more per request than the other kinds' blocks by more than `limit` (Mann–Whitney on the
+/// blocks' growth less the limit; the shift estimated Hodges–Lehmann). Rank-based on blocks, so
+/// an allocator step lands in one block and moves one rank, and a collector's sawtooth spreads
+/// over every kind alike. Needs one reading per request (batch 1).
+pub(crate) fn test_blocks(
+    a: &mut KindAttribution,
+    series: &RequestSeries,
+    from_point: usize,
+    kinds: &KindSequence,
+    limit: f64,
+    level: f64,
+) {
+    let values = &series.values;
+    if values.batch > 1 {
+        return;
+    }
+    let reading: std::collections::HashMap<i64, f64> = values
+        .x
+        .iter()
+        .zip(&values.y)
+        .skip(from_point)
+        .filter(|(_, y)| y.is_finite())
+        .map(|(x, y)| (x.round() as i64, *y))
+        .collect();
+    // (kind id, per-request growth) of every block whose ends were read.
+    let mut blocks: Vec<(u8, f64, u64)> = Vec::new();
+    let mut i = 0;
+    while i < kinds.ids.len() {
+        let id = kinds.ids[i];
+        let mut j = i;
+        while j + 1 < kinds.ids.len() && kinds.ids[j + 1] == id {
+            j += 1;
+        }
+        let before = reading.get(&(i as i64 - 1));
+        let after = reading.get(&(j as i64));
+        if let (Some(b), Some(e), true) = (before, after, id != u8::MAX) {
+            let len = (j - i + 1) as u64;
+            blocks.push((id, (e - b) / len as f64, len));
+        }
+        i = j + 1;
+    }
+    for k in &mut a.kinds {
+        let Some(id) = kinds.names.iter().position(|n| *n == k.kind) else {
+            continue;
+        };
+        let id = id as u8;
+        let mut own: Vec<f64> = Vec::new();
+        let mut requests = 0;
+        let mut rest: Vec<f64> = Vec::new();
+        for &(b, g, len) in &blocks {
+            if b == id {
+                own.push(g - limit);
+                requests += len;
+            } else {
+                rest.push(g);
+            }
+        }
+        k.blocks = own.len() as u32;
+        if own.len() < MIN_BLOCKS || rest.len() < MIN_BLOCKS {
+            continue;
+        }
+        k.p_value = Some(mann_whitney_greater(&own, &rest));
+        k.excess = Some(hodges_lehmann(&own, &rest, level, limit));
+        k.requests = requests;
+    }
+}
+
+/// One-sided p-value of "`a` is stochastically greater than `b`" (Mann–Whitney U): exact for
+/// up to [`EXACT_MAX`] values in `a`, normal otherwise. Ties count half.
+fn mann_whitney_greater(a: &[f64], b: &[f64]) -> f64 {
+    let mut u2 = 0u64; // 2U, so a tie adds 1
+    for x in a {
+        for y in b {
+            u2 += match x.total_cmp(y) {
+                std::cmp::Ordering::Greater => 2,
+                std::cmp::Ordering::Equal => 1,
+                std::cmp::Ordering::Less => 0,
+            };
+        }
+    }
+    let (m, n) = (a.len(), b.len());
+    if m <= EXACT_MAX {
+        // P(U >= floor(U_obs)): conservative with ties.
+        let counts = u_distribution(m, n);
+        let total: f64 = counts.iter().sum();
+        let from = (u2 / 2) as usize;
+        return counts.iter().skip(from).sum::<f64>() / total;
+    }
+    let (mf, nf) = (m as f64, n as f64);
+    let mean = mf * nf / 2.0;
+    let sd = (mf * nf * (mf + nf + 1.0) / 12.0).sqrt();
+    normal_sf((u2 as f64 / 2.0 - mean - 0.5) / sd)
+}
+
+/// Samples up to this size in the first group get the exact U distribution.
+const EXACT_MAX: usize = 12;
+
+/// The number of arrangements giving each U = 0..=m·n for samples of `m` and `n` (the
+/// coefficients of the Gaussian binomial [m+n choose m]).
+fn u_distribution(m: usize, n: usize) -> Vec<f64> {
+    let mut c = vec![0.0; m * n + 1];
+    c[0] = 1.0;
+    for i in 1..=m {
+        // × (1 − q^(n+i))
+        let shift = n + i;
+        for j in (shift..c.len()).rev() {
+            c[j] -= c[j - shift];
+        }
+        // ÷ (1 − q^i)
+        for j in i..c.len() {
+            c[j] += c[j - i];
+        }
+    }
+    c
+}
+
+/// Hodges–Lehmann shift of `a` over `b` (the median of their pairwise differences) plus `limit`
+/// (added back: `a` had it subtracted), with the interval from the Mann–Whitney inversion.
+fn hodges_lehmann(a: &[f64], b: &[f64], level: f64, limit: f64) -> Estimate {
+    let mut d: Vec<f64> = a
+        .iter()
+        .flat_map(|x| b.iter().map(move |y| x - y))
+        .collect();
+    let point = median_in_place(&mut d) + limit;
+    d.sort_unstable_by(f64::total_cmp);
+    let (m, n) = (a.len() as f64, b.len() as f64);
+    let z = normal_quantile(0.5 + level / 2.0);
+    let k = (m * n / 2.0 - z * (m * n * (m + n + 1.0) / 12.0).sqrt())
+        .floor()
+        .max(0.0) as usize;
+    let lo = d[k.min(d.len() - 1)] + limit;
+    let hi = d[(d.len() - 1).saturating_sub(k)] + limit;
+    Estimate {
+        point,
+        std_err: if z > 0.0 { (hi - lo) / (2.0 * z) } else { 0.0 },
+        ci: ConfidenceInterval { level, lo, hi },
+    }
 }
 
 struct Fit {

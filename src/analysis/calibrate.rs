@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 
 use super::adaptive::{self, StopReason};
 use super::noise::{RecordedNoise, Shape};
-use super::{MIN_JUDGED, Outcome, RequestSeries, Thresholds, Verdict, analyze, analyze_at};
+use super::{MIN_JUDGED, Outcome, RequestSeries, Thresholds, Verdict, analyze_with};
+use crate::load::KindSequence;
 
 const KIB: f64 = 1024.0;
 const MIB: f64 = 1024.0 * KIB;
@@ -46,7 +47,7 @@ impl Default for CalibrationConfig {
             requests: 100,
             seed: 20_261_127,
             thresholds: Thresholds::default(),
-            host_leaks: [16.0, 32.0, 48.0, 64.0, 96.0, 128.0, 256.0]
+            host_leaks: [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]
                 .iter()
                 .map(|k| k * KIB)
                 .collect(),
@@ -108,6 +109,10 @@ fn negatives() -> Vec<Shape> {
         Shape::GpuWarmupStep,
         Shape::GpuMidRunSegment,
         Shape::HostLateCache,
+        Shape::HostDecelerating,
+        Shape::HostSawtoothBusy,
+        Shape::HostFlushableCache,
+        Shape::HostMixClean,
     ]
 }
 
@@ -129,11 +134,12 @@ pub fn run(config: &CalibrationConfig) -> CalibrationTable {
     // Appended, not inserted: every earlier shape keeps its random stream (and its numbers).
     shapes.extend([0.3, 0.5, 0.7].map(|at| Shape::HostPlateau { at }));
     for noise in RecordedNoise::ALL {
-        for per_request in [0.0, 32.0 * KIB, 64.0 * KIB] {
+        for per_request in [0.0, 2.0 * KIB, 4.0 * KIB] {
             shapes.push(Shape::Recorded { noise, per_request });
         }
     }
     shapes.extend([MIB, 8.0 * MIB].map(|per_request| Shape::HostLeak { per_request }));
+    shapes.extend([16.0 * KIB, 64.0 * KIB].map(|per_request| Shape::HostKindLeak { per_request }));
     let rows = shapes
         .iter()
         .enumerate()
@@ -153,21 +159,32 @@ fn row(config: &CalibrationConfig, stream: u64, shape: &Shape) -> CalibrationRow
     let (mut used, mut early, mut extended) = (0u64, 0usize, 0usize);
     let n = config.requests;
     for _ in 0..config.runs {
+        let kinds = shape
+            .mix()
+            .map(|mix| KindSequence::from_mix(&mix, config.budget.unwrap_or(n).max(n) as u64));
         let (verdict, level, requests) = match config.budget {
             None => {
-                let values = shape.generate(n, &mut rng);
+                let (values, cooldown) = shape.generate_run(n, n, &mut rng);
                 seed_fail += usize::from(seed_rule_fails(&values));
+                let mut s = series(shape, &values);
+                s.cooldown = cooldown;
                 (
-                    analyze(&[series(shape, &values)], &config.thresholds),
+                    analyze_with(&[s], &config.thresholds, alpha, kinds.as_ref()),
                     alpha,
                     n,
                 )
             }
             Some(budget) => {
-                let values = shape.generate_long(n, budget.max(n), &mut rng);
+                let (values, cooldown) = shape.generate_run(n, budget.max(n), &mut rng);
                 seed_fail += usize::from(seed_rule_fails(&values[..n]));
-                let (verdict, level, requests, stopped) =
-                    judge_adaptively(shape.metric(), &values, n, &config.thresholds);
+                let (verdict, level, requests, stopped) = judge_adaptively(
+                    shape.metric(),
+                    &values,
+                    &cooldown,
+                    kinds.as_ref(),
+                    n,
+                    &config.thresholds,
+                );
                 early += usize::from(stopped == StopReason::LeakCertain);
                 extended += usize::from(requests > n);
                 (verdict, level, requests)
@@ -206,9 +223,14 @@ fn series(shape: &Shape, values: &[f64]) -> RequestSeries {
 
 /// The adaptive rule of a run of `metric`, on a series long enough for its budget: the verdict where it
 /// stopped, that look's level, the requests it took, and why it stopped.
+///
+/// `cooldown` joins the verdict at the look that stops the run (the cooldown comes after the last
+/// request); `kinds`, when the run mixed kinds, which kind each request was.
 pub fn judge_adaptively(
     metric: &str,
     values: &[f64],
+    cooldown: &[f64],
+    kinds: Option<&KindSequence>,
     planned: usize,
     thresholds: &Thresholds,
 ) -> (Verdict, f64, usize, StopReason) {
@@ -221,9 +243,13 @@ pub fn judge_adaptively(
     );
     for (i, look) in looks.iter().enumerate() {
         let k = (look.requests as usize).min(values.len());
-        let s = RequestSeries::raw(metric, crate::tracker::metric::Unit::Bytes, &values[..k]);
-        let verdict = analyze_at(std::slice::from_ref(&s), thresholds, look.alpha);
+        let mut s = RequestSeries::raw(metric, crate::tracker::metric::Unit::Bytes, &values[..k]);
+        let verdict = analyze_with(std::slice::from_ref(&s), thresholds, look.alpha, kinds);
         if let Some(stopped) = adaptive::decide(look, &verdict, i + 1 == looks.len()) {
+            // The run ends here: its cooldown follows the last request, and the final verdict
+            // sees it (as a real run's does).
+            s.cooldown = cooldown.to_vec();
+            let verdict = analyze_with(std::slice::from_ref(&s), thresholds, look.alpha, kinds);
             return (verdict, look.alpha, k, stopped);
         }
     }
@@ -324,7 +350,7 @@ mod tests {
         let big = a
             .rows
             .iter()
-            .find(|r| r.shape.starts_with("host leak 256"))
+            .find(|r| r.shape.starts_with("host leak 64"))
             .unwrap();
         assert!(big.leak > 0.9, "{big:?}");
         assert!(a.to_markdown().contains("| host: white jitter | 0.0 %"));

@@ -14,6 +14,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::load::KindSequence;
 use crate::tracker::metric::{Metric, MetricPattern, Source, Unit};
 
 pub mod adaptive;
@@ -159,6 +160,10 @@ pub struct Thresholds {
     /// extrapolated to an hour says little.
     #[serde(default = "default_soak_min_hours")]
     pub soak_min_hours: f64,
+    /// The traffic growth is projected at, in requests per day ("at 1M requests/day this
+    /// process grows X GiB/day"): shown beside each slope, never judged.
+    #[serde(default = "default_traffic")]
+    pub traffic_per_day: f64,
 }
 
 /// Default soak limit: 256 MiB per hour (6 GiB a day).
@@ -173,6 +178,13 @@ fn default_per_hour() -> f64 {
 fn default_soak_min_hours() -> f64 {
     DEFAULT_SOAK_MIN_HOURS
 }
+
+fn default_traffic() -> f64 {
+    DEFAULT_TRAFFIC_PER_DAY
+}
+
+/// Default traffic of the projections: one million requests a day (a busy SGLang replica).
+pub const DEFAULT_TRAFFIC_PER_DAY: f64 = 1e6;
 
 impl Thresholds {
     /// Set the leak limit of the rule for `pattern`. A pattern no rule has yet gets a new rule,
@@ -193,6 +205,14 @@ impl Thresholds {
                     custom: true,
                 },
             ),
+        }
+    }
+
+    /// Set every rule the user did not set with [`set_max_slope`](Self::set_max_slope) to a
+    /// budget of `per_million` bytes per million requests.
+    pub fn set_budget(&mut self, per_million: f64) {
+        for r in self.rules.iter_mut().filter(|r| !r.custom) {
+            r.max_slope_per_request = per_million / 1e6;
         }
     }
 
@@ -241,19 +261,26 @@ impl Default for Thresholds {
             seed: 0x5EED_CAFE,
             max_growth_per_hour: DEFAULT_MAX_GROWTH_PER_HOUR,
             soak_min_hours: DEFAULT_SOAK_MIN_HOURS,
+            traffic_per_day: DEFAULT_TRAFFIC_PER_DAY,
         }
     }
 }
 
-const KIB: f64 = 1024.0;
 const MIB: f64 = 1024.0 * 1024.0;
+const GIB: f64 = 1024.0 * MIB;
+/// The default budget of every memory metric: 1 GiB per million requests (1.05 KiB/request).
+/// At a million requests a day a process within it grows at most 1 GiB a day; SGLang's own
+/// clean processes stay far below it once warm (docs/calibration.md).
+pub const DEFAULT_BUDGET_PER_MILLION: f64 = GIB;
 /// Default leak limit of host and shm metrics, bytes per request.
-const HOST_SLOPE: f64 = 32.0 * KIB;
-/// Default growth floor of host and shm metrics, bytes.
-const HOST_FLOOR: f64 = 2.0 * MIB;
+const HOST_SLOPE: f64 = DEFAULT_BUDGET_PER_MILLION / 1e6;
+/// Default growth floor of host and shm metrics, bytes: growth below it is within what
+/// allocator steps and jitter do on their own, and never counts as a leak.
+const HOST_FLOOR: f64 = MIB;
 /// Default leak limit of GPU metrics, bytes per request.
-const GPU_SLOPE: f64 = 128.0 * KIB;
-/// Default growth floor of GPU metrics, bytes.
+const GPU_SLOPE: f64 = DEFAULT_BUDGET_PER_MILLION / 1e6;
+/// Default growth floor of GPU metrics, bytes: the caching allocator reserves in segments of
+/// 2 and 20 MiB, so less than this is one or two segments.
 const GPU_FLOOR: f64 = 16.0 * MIB;
 
 fn nan() -> f64 {
@@ -334,6 +361,23 @@ pub struct MetricAnalysis {
     /// then a pass, with this named).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plateau: Option<Plateau>,
+    /// Growth that slowed down: the first half of the window grew confidently faster than the
+    /// second, so the first half was judged as warm-up and only the second half was judged
+    /// (`slope` is then the second half's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deceleration: Option<Deceleration>,
+    /// Whether the judged window grew like a straight line: confidently in both its halves and
+    /// no longer slowing down. A leak needs it.
+    #[serde(default)]
+    pub steady: bool,
+    /// Growth the cooldown (after the engine's cache flush) gave back: what stayed is within
+    /// the limit per measured request, so the memory was held, not lost (a flushable cache, a
+    /// collector's sawtooth). The outcome is then a pass, with this named.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_back: Option<GivenBack>,
+    /// The slope projected at `thresholds.traffic_per_day`: growth per day at that traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_day: Option<f64>,
     /// Growth per hour under traffic and while idle (soaks: stretches of at least
     /// `thresholds.soak_min_hours`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -363,6 +407,44 @@ pub struct Plateau {
     /// Upper bound of the plateau's slope (per request), confidently below the limit.
     #[serde(with = "crate::util::nan_null")]
     pub slope_hi: f64,
+}
+
+/// Growth that slowed down over the window: judged on its second half only.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Deceleration {
+    /// Slope over the first half of the window (before the cut).
+    pub early: Estimate,
+    /// Slope over the second half (what is judged).
+    pub late: Estimate,
+    /// The measured request the judged half starts at.
+    pub from_request: u64,
+}
+
+/// Growth the cooldown gave back.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct GivenBack {
+    /// Growth from the first measured request to the end of the window.
+    #[serde(with = "crate::util::nan_null")]
+    pub grew: f64,
+    /// What was still held after the cooldown, against the first measured request (may be
+    /// negative: below where it started).
+    #[serde(with = "crate::util::nan_null")]
+    pub kept: f64,
+    /// Whether the growth reached a cap before the end (a plateau): `false` means it grew
+    /// until the flush, with no cap seen.
+    pub capped: bool,
+}
+
+/// A per-request limit as a budget a person can reason about: `1 KiB/request` is "1 GiB per
+/// million requests".
+pub fn budget(unit: Unit, per_request: f64) -> String {
+    match unit {
+        Unit::Bytes => format!(
+            "{} per million requests",
+            crate::util::human_bytes(per_request * 1e6)
+        ),
+        _ => format!("{:.3} per million requests", per_request * 1e6),
+    }
 }
 
 /// The verdict of a run: the worst judged metric decides.
@@ -419,10 +501,38 @@ pub fn analyze(series: &[RequestSeries], thresholds: &Thresholds) -> Verdict {
 /// [adaptive](adaptive) run) instead of `1 - confidence`; the intervals keep the configured
 /// confidence.
 pub fn analyze_at(series: &[RequestSeries], thresholds: &Thresholds, alpha: f64) -> Verdict {
+    analyze_with(series, thresholds, alpha, None)
+}
+
+/// [`analyze_at`] for a run that mixed request kinds: each judged metric's growth is also split
+/// by kind ([`by_kind`]) and each kind's growth per request of that kind is judged against the
+/// metric's limit, corrected together with every other test of the run, so a leak confined to
+/// one kind (rejections, aborts) is not diluted by the others.
+pub fn analyze_with(
+    series: &[RequestSeries],
+    thresholds: &Thresholds,
+    alpha: f64,
+    kinds: Option<&KindSequence>,
+) -> Verdict {
     let mut metrics: Vec<MetricAnalysis> = series
         .iter()
         .map(|s| verdict::measure(s, thresholds).0)
         .collect();
+    // A process seen for a small part of the run (a compiler child such as Triton's `ptxas`, a
+    // helper that exits) cannot show a per-request trend; its memory counts in the tree.
+    let longest = series.iter().map(|s| s.values.readings).max().unwrap_or(0);
+    for (m, s) in metrics.iter_mut().zip(series) {
+        let per_process = crate::tracker::metric::pid_of(&s.metric).is_some();
+        if m.judged && per_process && (s.values.readings as f64) < TRANSIENT_SHARE * longest as f64
+        {
+            m.judged = false;
+            m.p_value = None;
+            m.reasons.push(format!(
+                "a transient process, seen after {} of {longest} measured requests: not judged on its own (its memory counts in the tree)",
+                s.values.readings
+            ));
+        }
+    }
     for (m, s) in metrics.iter_mut().zip(series) {
         if !m.judged {
             continue;
@@ -445,10 +555,27 @@ pub fn analyze_at(series: &[RequestSeries], thresholds: &Thresholds, alpha: f64)
             }
         }
     }
+    if let Some(kinds) = kinds.filter(|k| k.names.len() >= 2) {
+        for (m, s) in metrics.iter_mut().zip(series) {
+            if let (true, Some(rule)) = (m.judged, thresholds.rule_for(&s.metric)) {
+                m.by_kind = split_by_kind(m, s, kinds, rule, thresholds.confidence);
+            }
+        }
+    }
     holm(&mut metrics);
     for (m, s) in metrics.iter_mut().zip(series) {
-        let rule = thresholds.rule_for(&s.metric);
-        verdict::judge(m, rule, alpha, s.values.readings);
+        let rule = thresholds.rule_for(&s.metric).filter(|_| m.judged);
+        verdict::judge(
+            m,
+            rule,
+            alpha,
+            s.values.readings,
+            thresholds.traffic_per_day,
+        );
+        if let (Some(rule), Some(mut a)) = (rule, m.by_kind.take()) {
+            judge_kinds(m, &mut a, rule, alpha);
+            m.by_kind = Some(a);
+        }
         if let Some(rule) = rule {
             // A series with no request index at all (fleet telemetry judged without a request
             // counter) is judged against time alone: its hourly judgement decides.
@@ -495,30 +622,96 @@ pub fn analyze_at(series: &[RequestSeries], thresholds: &Thresholds, alpha: f64)
     }
 }
 
+/// The growth of `m` (measured from `s`) split by request kind over its judged window.
+fn split_by_kind(
+    m: &MetricAnalysis,
+    s: &RequestSeries,
+    kinds: &KindSequence,
+    rule: &Rule,
+    level: f64,
+) -> Option<by_kind::KindAttribution> {
+    let first = s.values.x.first().copied().unwrap_or(0.0);
+    let from = s
+        .values
+        .x
+        .iter()
+        .take_while(|x| **x < first + m.warmup_cut as f64)
+        .count();
+    let unit = m.unit;
+    let mut a = by_kind::attribute(
+        s,
+        from,
+        kinds,
+        rule.max_slope_per_request,
+        level,
+        move |v| units::fmt_value(unit, v),
+    )?;
+    by_kind::test_blocks(&mut a, s, from, kinds, rule.max_slope_per_request, level);
+    Some(a)
+}
+
+/// Judges each kind of `a` (its p-values corrected): a kind that leaks makes the metric leak,
+/// unless the metric's growth was bounded or given back. The split's finding joins the
+/// reasons of a metric that did not pass.
+fn judge_kinds(m: &mut MetricAnalysis, a: &mut by_kind::KindAttribution, rule: &Rule, alpha: f64) {
+    let unit = m.unit;
+    let bounded = m.plateau.is_some() || m.given_back.is_some();
+    let found = if bounded {
+        Vec::new()
+    } else {
+        by_kind::judge(a, alpha, rule.min_growth, |v| units::fmt_value(unit, v))
+    };
+    if !found.is_empty() {
+        m.outcome = Outcome::Leak;
+        m.reasons.extend(found);
+    } else if m.outcome != Outcome::Pass {
+        m.reasons.push(a.finding.clone());
+    }
+}
+
+/// A per-process metric with readings after fewer than this share of the run's measured requests
+/// belongs to a transient process and is reported, not judged.
+const TRANSIENT_SHARE: f64 = 0.5;
+
 /// Holm–Bonferroni step-down adjustment of every judged test's p-value (per request, and per
 /// hour under traffic and idle), so that watching twenty metrics does not multiply the false
 /// alarms by twenty.
 fn holm(metrics: &mut [MetricAnalysis]) {
-    // (metric, hourly index or None for the per-request test, p)
-    let mut order: Vec<(usize, Option<usize>, f64)> = Vec::new();
+    enum Test {
+        PerRequest,
+        Hourly(usize),
+        Kind(usize),
+    }
+    let mut order: Vec<(usize, Test, f64)> = Vec::new();
     for (i, m) in metrics.iter().enumerate().filter(|(_, m)| m.judged) {
         if let Some(p) = m.p_value {
-            order.push((i, None, p));
+            order.push((i, Test::PerRequest, p));
         }
         for (k, h) in m.hourly.iter().enumerate() {
             if let Some(p) = h.p_value {
-                order.push((i, Some(k), p));
+                order.push((i, Test::Hourly(k), p));
+            }
+        }
+        for (k, s) in m.by_kind.iter().flat_map(|a| a.kinds.iter().enumerate()) {
+            if let Some(p) = s.p_value {
+                order.push((i, Test::Kind(k), p));
             }
         }
     }
     order.sort_by(|a, b| a.2.total_cmp(&b.2));
     let m = order.len();
     let mut running: f64 = 0.0;
-    for (rank, (i, k, p)) in order.into_iter().enumerate() {
+    for (rank, (i, test, p)) in order.into_iter().enumerate() {
         running = running.max(((m - rank) as f64 * p).min(1.0));
-        match k {
-            None => metrics[i].p_value_adjusted = Some(running),
-            Some(k) => metrics[i].hourly[k].p_value_adjusted = Some(running),
+        let adjusted = Some(running);
+        match test {
+            Test::PerRequest => metrics[i].p_value_adjusted = adjusted,
+            Test::Hourly(k) => metrics[i].hourly[k].p_value_adjusted = adjusted,
+            Test::Kind(k) => {
+                if let Some(a) = &mut metrics[i].by_kind {
+                    a.kinds[k].p_value_adjusted = adjusted;
+                }
+            }
         }
     }
 }

@@ -4,8 +4,13 @@
 //! table can be regenerated bit for bit. Values are bytes after each measured request.
 //!
 //! Host RSS (`host.rss@*`): a base of 1.5–2.5 GiB, white Gaussian jitter with σ drawn from
-//! 2–12 KiB per run, and allocator steps of 0.3–0.6 MiB arriving at 2 per 100 requests on
-//! average (three in four up, one in four down, as arenas grow and are trimmed).
+//! 2–12 KiB per run, and allocator steps arriving at 2 per 100 requests on average, each moving
+//! the heap to one of four levels 0.3–0.6 MiB apart (arenas grow and are trimmed: the heap
+//! wanders within a bound, it does not drift — drift that never stops is what a leak is).
+//!
+//! Every run also has a cooldown (five readings after the load and the engine's cache flush):
+//! where the process stands then. Python servers rarely hand memory back, so for most shapes
+//! the cooldown is the last level; a collector's sawtooth and a flushable cache give theirs back.
 //! GPU (`gpu.proc@*`): readings are exact (NVML reports what the caching allocator reserved),
 //! a base of 18–22 GiB, and transients: with probability 5% per request an extra 20–500 MiB
 //! held for 1–3 readings (a large batch allocated and freed with `empty_cache`).
@@ -59,6 +64,23 @@ pub enum Shape {
         /// Allocator segment size in bytes.
         segment: f64,
     },
+    /// Host: growth that slows down as a server warms up — 1–6 MiB in all, approached as
+    /// 1 − e^(−i/τ) with τ 10–60 requests (buffers sized on use, lazily built tables).
+    HostDecelerating,
+    /// Host: a collector's sawtooth on a busy machine: 1–8 MiB high, a period of 8–40 requests
+    /// that varies ±50 % from cycle to cycle, each trough up to 1 MiB off (allocator jitter);
+    /// the cooldown's flush collects it.
+    HostSawtoothBusy,
+    /// Host: a cache with no cap, 64 KiB–1 MiB per request, that the cooldown's flush empties.
+    HostFlushableCache,
+    /// Host: the `error_paths` request mix (seven kinds beside plain), clean.
+    HostMixClean,
+    /// Host: the `error_paths` mix where only `reject-long-prompt` requests (one in ten) keep
+    /// `per_request` bytes each.
+    HostKindLeak {
+        /// Bytes kept per rejected request.
+        per_request: f64,
+    },
     /// Host: a real engine's noise — the residuals of a clean run, resampled in blocks of 10
     /// on top of that run's own slope — plus `per_request` planted bytes (0: clean).
     Recorded {
@@ -85,18 +107,40 @@ pub enum RecordedNoise {
     VllmCpuVlmImageTree,
     /// The same run's EngineCore process.
     VllmCpuVlmImageEngineCore,
+    /// SGLang 0.5.23 on CPU, tiny-llama, text, 1200 requests (2026-12-07, a busy machine): the
+    /// tree after its warm-up (the second half of the run).
+    SglangCpuText1200Tree,
+    /// The same run's scheduler (judged from request 600: its growth slowed down).
+    SglangCpuText1200Scheduler,
+    /// The same run's tokenizer manager (a steady creep of ~0.5 KiB/request).
+    SglangCpuText1200TokenizerManager,
 }
 
 impl RecordedNoise {
     /// Every recording, in table order.
-    pub const ALL: [RecordedNoise; 6] = [
+    pub const ALL: [RecordedNoise; 9] = [
         RecordedNoise::SglangCpuTextTree,
         RecordedNoise::SglangCpuTextScheduler,
         RecordedNoise::SglangCpuVlmImageTree,
         RecordedNoise::VllmCpuTextTree,
         RecordedNoise::VllmCpuVlmImageTree,
         RecordedNoise::VllmCpuVlmImageEngineCore,
+        RecordedNoise::SglangCpuText1200Tree,
+        RecordedNoise::SglangCpuText1200Scheduler,
+        RecordedNoise::SglangCpuText1200TokenizerManager,
     ];
+
+    /// Whether the recording's slope is a steady state (a long run judged after its warm-up),
+    /// so the clean row grows at it; the 300-request recordings' slopes still hold part of the
+    /// warm-up (their growth slowed down later), so their clean rows are the residuals alone.
+    fn steady(self) -> bool {
+        matches!(
+            self,
+            RecordedNoise::SglangCpuText1200Tree
+                | RecordedNoise::SglangCpuText1200Scheduler
+                | RecordedNoise::SglangCpuText1200TokenizerManager
+        )
+    }
 
     /// Short name for the table.
     pub fn name(self) -> &'static str {
@@ -107,6 +151,11 @@ impl RecordedNoise {
             RecordedNoise::VllmCpuTextTree => "vLLM CPU text, tree",
             RecordedNoise::VllmCpuVlmImageTree => "vLLM CPU unique images, tree",
             RecordedNoise::VllmCpuVlmImageEngineCore => "vLLM CPU unique images, EngineCore",
+            RecordedNoise::SglangCpuText1200Tree => "SGLang CPU text 1200, tree",
+            RecordedNoise::SglangCpuText1200Scheduler => "SGLang CPU text 1200, scheduler",
+            RecordedNoise::SglangCpuText1200TokenizerManager => {
+                "SGLang CPU text 1200, tokenizer manager"
+            }
         }
     }
 
@@ -130,7 +179,22 @@ impl RecordedNoise {
             RecordedNoise::VllmCpuVlmImageEngineCore => {
                 include_str!("../../fixtures/noise/vllm-cpu-vlm-image-enginecore.csv")
             }
+            RecordedNoise::SglangCpuText1200Tree => {
+                include_str!("../../fixtures/noise/sglang-cpu-text-1200-tree.csv")
+            }
+            RecordedNoise::SglangCpuText1200Scheduler => {
+                include_str!("../../fixtures/noise/sglang-cpu-text-1200-scheduler.csv")
+            }
+            RecordedNoise::SglangCpuText1200TokenizerManager => {
+                include_str!("../../fixtures/noise/sglang-cpu-text-1200-tokenizer-manager.csv")
+            }
         }
+    }
+
+    /// The slope a clean row grows at (the recorded steady slope, or 0) and the residuals.
+    pub fn clean(self) -> (f64, Vec<f64>) {
+        let (slope, residuals) = self.data();
+        (if self.steady() { slope } else { 0.0 }, residuals)
     }
 
     /// The run's slope (bytes per request) and its residuals.
@@ -176,8 +240,21 @@ impl Shape {
             Shape::Recorded { noise, per_request } if *per_request > 0.0 => {
                 format!("{} + leak {:.0} KiB/req", noise.name(), *per_request / KIB)
             }
+            Shape::Recorded { noise, .. } if noise.steady() => format!(
+                "{} (recorded residuals + its steady {:.0} B/req)",
+                noise.name(),
+                noise.data().0
+            ),
             Shape::Recorded { noise, .. } => format!("{} (recorded residuals)", noise.name()),
             Shape::HostSawtoothGc => "host: GC sawtooth".into(),
+            Shape::HostDecelerating => "host: warm-up that slows down (1–6 MiB)".into(),
+            Shape::HostSawtoothBusy => "host: GC sawtooth on a busy machine".into(),
+            Shape::HostFlushableCache => "host: uncapped cache the flush empties".into(),
+            Shape::HostMixClean => "host: error-paths mix, clean".into(),
+            Shape::HostKindLeak { per_request } => format!(
+                "host: error-paths mix, reject-long-prompt keeps {:.0} KiB each",
+                per_request / KIB
+            ),
             Shape::HostWarmupStep => "host: warm-up step".into(),
             Shape::HostLeak { per_request } => {
                 format!("host leak {:.0} KiB/req", per_request / KIB)
@@ -201,7 +278,7 @@ impl Shape {
     /// Whether the shape plants a leak.
     pub fn is_leak(&self) -> bool {
         match self {
-            Shape::HostLeak { .. } | Shape::GpuLeak { .. } => true,
+            Shape::HostLeak { .. } | Shape::GpuLeak { .. } | Shape::HostKindLeak { .. } => true,
             Shape::Recorded { per_request, .. } => *per_request > 0.0,
             _ => false,
         }
@@ -210,6 +287,38 @@ impl Shape {
     /// `n` readings of this shape drawn with `rng`.
     pub fn generate(&self, n: usize, rng: &mut impl RngCore) -> Vec<f64> {
         self.generate_long(n, n, rng)
+    }
+
+    /// The request mix the shape is sent with (`None`: plain requests only).
+    pub fn mix(&self) -> Option<crate::load::Mix> {
+        matches!(self, Shape::HostMixClean | Shape::HostKindLeak { .. })
+            .then(crate::load::Mix::error_paths)
+    }
+
+    /// A whole run of the shape: `len` readings of the shape planned for `n` (see
+    /// [`generate_long`](Self::generate_long)) and the cooldown readings after them.
+    pub fn generate_run(
+        &self,
+        n: usize,
+        len: usize,
+        rng: &mut impl RngCore,
+    ) -> (Vec<f64>, Vec<f64>) {
+        let values = self.generate_long(n, len, rng);
+        let given_back = match self {
+            Shape::HostSawtoothBusy | Shape::HostFlushableCache => {
+                // What the shape added is gone; the heap keeps its own level (the first reading's
+                // neighbourhood) and up to a trough's jitter.
+                let start = values.iter().take(5).copied().fold(f64::INFINITY, f64::min);
+                Some(start + uniform(rng, 0.0, MIB))
+            }
+            _ => None,
+        };
+        let tail = &values[values.len().saturating_sub(5)..];
+        let mut last: Vec<f64> = tail.to_vec();
+        last.sort_unstable_by(f64::total_cmp);
+        let level = given_back.unwrap_or_else(|| last.get(last.len() / 2).copied().unwrap_or(0.0));
+        let cooldown = (0..5).map(|_| level + 4.0 * KIB * gaussian(rng)).collect();
+        (values, cooldown)
     }
 
     /// `len` readings of the shape planned for `n` (positions such as "a plateau at 30 %" are
@@ -242,6 +351,42 @@ impl Shape {
                     amp * ((i as f64 + phase) % period) / period
                 })
             }
+            Shape::HostDecelerating => {
+                let total = uniform(rng, MIB, 6.0 * MIB);
+                let tau = uniform(rng, 10.0, 60.0);
+                host(len, rng, 2.0, move |i, _| {
+                    total * (1.0 - (-(i as f64) / tau).exp())
+                })
+            }
+            Shape::HostSawtoothBusy => {
+                let amp = uniform(rng, MIB, 8.0 * MIB);
+                let period = uniform(rng, 8.0, 40.0);
+                let (mut left, mut length, mut trough) = (0.0f64, 1.0f64, 0.0);
+                host(len, rng, 2.0, move |_, rng| {
+                    if left <= 0.0 {
+                        length = (period * uniform(rng, 0.5, 1.5)).max(2.0);
+                        left = length;
+                        trough = uniform(rng, 0.0, MIB);
+                    }
+                    left -= 1.0;
+                    trough + amp * (1.0 - left / length)
+                })
+            }
+            Shape::HostFlushableCache => {
+                let rate = uniform(rng, 64.0 * KIB, MIB);
+                host(len, rng, 2.0, move |i, _| rate * i as f64)
+            }
+            Shape::HostMixClean => host(len, rng, 2.0, |_, _| 0.0),
+            Shape::HostKindLeak { per_request } => {
+                let mix = crate::load::Mix::error_paths();
+                let mut kept = 0.0;
+                host(len, rng, 2.0, move |i, _| {
+                    if mix.kind_of(i as u64) == crate::load::RequestKind::RejectLongPrompt {
+                        kept += per_request;
+                    }
+                    kept
+                })
+            }
             Shape::HostWarmupStep => {
                 let size = uniform(rng, 8.0 * MIB, 64.0 * MIB);
                 let at = rng.random_range(1..=8);
@@ -272,7 +417,7 @@ impl Shape {
                 gpu(len, rng, move |i, _| if i >= at { 20.0 * MIB } else { 0.0 })
             }
             Shape::Recorded { noise, per_request } => {
-                let (slope, residuals) = noise.data();
+                let (slope, residuals) = noise.clean();
                 recorded(len, rng, slope + per_request, &residuals)
             }
             Shape::GpuLeak {
@@ -319,18 +464,17 @@ fn host<R: RngCore>(
 ) -> Vec<f64> {
     let base = uniform(rng, 1.5 * GIB, 2.5 * GIB);
     let sigma = uniform(rng, 2.0 * KIB, 12.0 * KIB);
-    let mut steps = 0.0;
+    let spacing = uniform(rng, 0.3 * MIB, 0.6 * MIB);
+    let mut level = 0.0;
     (0..n)
         .map(|i| {
             if rng.random::<f64>() < steps_per_100 / 100.0 {
-                let size = uniform(rng, 0.3 * MIB, 0.6 * MIB);
-                steps += if rng.random::<f64>() < 0.75 {
-                    size
-                } else {
-                    -size
-                };
+                // To another of four levels: the heap grows and is trimmed within a bound.
+                let to = rng.random_range(0..3u32);
+                let current = (level / spacing).round() as u32;
+                level = spacing * f64::from(if to >= current { to + 1 } else { to });
             }
-            base + steps + shape(i, rng) + sigma * gaussian(rng)
+            base + level + shape(i, rng) + sigma * gaussian(rng)
         })
         .collect()
 }

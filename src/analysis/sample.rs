@@ -65,6 +65,15 @@ impl Sample {
         })
     }
 
+    /// The first `len` readings (None when `len` is 0; all of them when it is longer).
+    pub(crate) fn head(&self, len: usize) -> Option<Self> {
+        let len = len.min(self.len());
+        (len > 0).then(|| Self {
+            x: self.x[..len].to_vec(),
+            y: self.y[..len].to_vec(),
+        })
+    }
+
     /// Median of the first `k` readings (k clamped to 1..=len).
     pub(crate) fn head_level(&self, k: usize) -> f64 {
         median(&self.y[..k.clamp(1, self.len())])

@@ -135,7 +135,7 @@ fn borderline_growth_is_inconclusive_with_a_run_length() {
 
 #[test]
 fn clear_growth_below_the_floor_is_inconclusive_until_it_reaches_it() {
-    let m = one(host(|i| i as f64 * 60.0 * KIB, 20, 10));
+    let m = one(host(|i| i as f64 * 40.0 * KIB, 20, 10));
     assert_eq!(m.outcome, Outcome::Inconclusive, "{:?}", m.reasons);
     let r = m.requests_to_decide.unwrap();
     assert!((25..=45).contains(&r), "{r}");
@@ -216,13 +216,33 @@ fn unjudged_metrics_are_reported_not_judged() {
 }
 
 #[test]
-fn cooldown_never_makes_a_leak_alone_nor_clears_one() {
+fn cooldown_never_makes_a_leak_alone_and_clears_only_growth_it_gave_back() {
     let mut flat = host(|_| 0.0, 100, 7);
     flat.cooldown = vec![BASE + 500.0 * MIB; 5];
     assert_eq!(one(flat).outcome, Outcome::Pass);
-    let mut leak = host(|i| i as f64 * MIB, 100, 8);
-    leak.cooldown = vec![BASE; 5];
-    assert_eq!(one(leak).outcome, Outcome::Leak);
+    // All of it given back by the flush: a cache or a collector, named, not a leak.
+    let mut flushed = host(|i| i as f64 * MIB, 100, 8);
+    flushed.cooldown = vec![BASE; 5];
+    let m = one(flushed);
+    assert_eq!(m.outcome, Outcome::Pass, "{:?}", m.reasons);
+    let g = m.given_back.expect("given back");
+    assert!(
+        !g.capped && g.grew > 90.0 * MIB && g.kept.abs() < MIB,
+        "{g:?}"
+    );
+    assert!(
+        m.reasons
+            .iter()
+            .any(|r| r.contains("gave it back") && r.contains("no cap")),
+        "{:?}",
+        m.reasons
+    );
+    // Half of it kept: 50 MiB over 100 requests is far past the limit, so still a leak.
+    let mut half = host(|i| i as f64 * MIB, 100, 8);
+    half.cooldown = vec![BASE + 50.0 * MIB; 5];
+    let m = one(half);
+    assert_eq!(m.outcome, Outcome::Leak, "{:?}", m.reasons);
+    assert!(m.given_back.is_none());
 }
 
 #[test]

@@ -8,6 +8,9 @@ use super::warmup;
 use super::{MetricAnalysis, Outcome, Plateau, RequestSeries, Rule, SeedBand, Thresholds};
 use crate::tracker::metric::Unit;
 
+/// How the reason of a transient process's metric starts (see `analyze_with`).
+pub(crate) const TRANSIENT: &str = "a transient process";
+
 /// Fewest readings left after the warm-up cut for a judgement.
 pub const MIN_JUDGED: usize = 10;
 /// Missing readings above this share of the series are named in the reasons.
@@ -59,6 +62,10 @@ pub(crate) fn measure(
         autocorrelation_inflation: None,
         hourly: Vec::new(),
         plateau: None,
+        deceleration: None,
+        steady: false,
+        given_back: None,
+        per_day: None,
         by_kind: None,
         outcome: Outcome::Inconclusive,
         reasons: Vec::new(),
@@ -84,6 +91,31 @@ pub(crate) fn measure(
     // taken most of a cache's filling).
     let measured_start = sample.head_level((sample.len() / 10).max(3));
     let window = sample.tail(cut).unwrap_or(sample);
+    // Growth that slowed down (a server warming up) is judged on its second half: what goes on
+    // growing at the end is what a long run sees.
+    let whole = window.clone();
+    let mut window = window;
+    let mut still_slowing = false;
+    for cut in 0..=MAX_DECEL_CUTS {
+        let Some((late, early, late_fit)) = decelerating(&window, t.confidence) else {
+            break;
+        };
+        if cut == MAX_DECEL_CUTS {
+            still_slowing = true;
+            break;
+        }
+        let from = (late.x()[0] - (batch - 1) as f64 / 2.0 - first).max(0.0);
+        m.deceleration = Some(super::Deceleration {
+            early: m.deceleration.map_or(early, |d| d.early),
+            late: late_fit,
+            from_request: from.round() as u64,
+        });
+        window = late;
+    }
+    // Growth that slowed down until too little was left to test is still warming up.
+    if m.deceleration.is_some() && window.len() < 2 * DECEL_MIN_POINTS {
+        still_slowing = true;
+    }
     let n = window.len();
     let k = (n / 10).max(3);
     let window_first = (window.x()[0] - (batch - 1) as f64 / 2.0).round().max(0.0);
@@ -104,6 +136,16 @@ pub(crate) fn measure(
         .tail(n / 2)
         .and_then(|w| trend::theil_sen(&w, t.confidence))
         .map(|f| f.estimate);
+    // A straight line grows in both halves: growth confined to one (a step, a warm-up, a late
+    // burst) is not a leak yet, whatever the slope over the whole window says.
+    let early_slope = window
+        .head(n / 2)
+        .filter(|w| w.len() >= trend::MIN_POINTS)
+        .and_then(|w| trend::theil_sen(&w, t.confidence))
+        .map(|f| f.estimate);
+    m.steady = !still_slowing
+        && early_slope.is_some_and(|e| e.ci.lo > 0.0)
+        && m.late_slope.is_some_and(|l| l.ci.lo > 0.0);
     if let (Some(r), Some(f)) = (rule, fit) {
         m.p_value = Some(trend::p_above(
             &window,
@@ -118,8 +160,18 @@ pub(crate) fn measure(
         .filter(|v| v.is_finite())
         .collect();
     if !cool.is_empty() {
-        m.residual = Some(median(&cool) - m.baseline);
+        let cooled = median(&cool);
+        m.residual = Some(cooled - m.baseline);
+        if let Some(r) = rule {
+            m.given_back = given_back(
+                window.tail_level(k) - measured_start,
+                cooled - measured_start,
+                total as f64,
+                r,
+            );
+        }
     }
+    m.per_day = m.slope.map(|e| e.point * t.traffic_per_day);
     m.requests_to_oom = match (s.headroom, m.slope) {
         (Some(h), Some(e)) if h.is_finite() && h >= 0.0 && e.point > 0.0 => Some(h / e.point),
         _ => None,
@@ -132,13 +184,63 @@ pub(crate) fn measure(
         .parse::<crate::tracker::metric::Metric>()
         .is_ok_and(|m| m.source == crate::tracker::metric::Source::Gpu);
     if let (Some(r), false) = (rule, stepwise) {
-        m.plateau = find_plateau(&window, r, t.confidence, batch, first).map(|mut p| {
+        m.plateau = find_plateau(&whole, r, t.confidence, batch, first).map(|mut p| {
             // Report the growth from the first measured request, not from the cut.
             p.growth = p.growth.max(p.level - measured_start);
             p
         });
     }
+    if let Some(g) = &mut m.given_back {
+        g.capped = m.plateau.is_some();
+    }
     (m, Some(window), fit)
+}
+
+/// Fewest points in each half of a window for the deceleration test.
+const DECEL_MIN_POINTS: usize = 20;
+/// One-sided level of the deceleration test: the first half must grow faster than the second
+/// with this confidence…
+const DECEL_LEVEL: f64 = 0.95;
+/// …and at least this many times as fast (a leak whose rate wobbles is not "slowing down").
+const DECEL_RATIO: f64 = 1.5;
+/// Halvings of the window for growth that keeps slowing down; if the last quarter still slows
+/// down, the growth is still warming up and cannot be called a leak.
+const MAX_DECEL_CUTS: usize = 2;
+
+/// The second half of `w` when the first half grew confidently faster (by [`DECEL_LEVEL`]) and
+/// at least [`DECEL_RATIO`] times as fast as the second: growth that slows down is a server
+/// warming up (buffers sized on use, caches filling, lazily built tables), and what goes on
+/// growing once it has is what a long run sees. Returns the second half, the first half's slope
+/// and the second half's fit. A straight line (a leak) has halves that agree and is judged whole.
+fn decelerating(w: &Sample, level: f64) -> Option<(Sample, super::Estimate, super::Estimate)> {
+    let n = w.len();
+    if n < 2 * DECEL_MIN_POINTS {
+        return None;
+    }
+    let early = trend::theil_sen(&w.head(n / 2)?, level)?.estimate;
+    let late_sample = w.tail(n / 2)?;
+    let late = trend::theil_sen(&late_sample, level)?.estimate;
+    let z = trend::normal_quantile(DECEL_LEVEL);
+    let gap = early.point - late.point;
+    let slower = early.point > 0.0
+        && gap > z * early.std_err.hypot(late.std_err)
+        && early.point > DECEL_RATIO * late.point.max(0.0);
+    slower.then_some((late_sample, early, late))
+}
+
+/// Whether the cooldown gave the growth back: the window grew at least the floor, and what was
+/// still held after the cooldown, per measured request, is within the limit. Python servers
+/// rarely hand freed memory back, so a leak never passes this way; a cache the flush empties
+/// and a collector's sawtooth do.
+fn given_back(grew: f64, kept: f64, requests: f64, rule: &Rule) -> Option<super::GivenBack> {
+    let allowed = rule.min_growth.max(rule.max_slope_per_request * requests);
+    (grew >= rule.min_growth && requests > 0.0 && kept <= allowed && kept <= grew / 2.0).then_some(
+        super::GivenBack {
+            grew,
+            kept,
+            capped: false,
+        },
+    )
 }
 
 /// Plateaus the analysis looks for: the flat stretch is at least this share of the window…
@@ -246,11 +348,20 @@ fn seed_band(s: &RequestSeries) -> Option<SeedBand> {
 }
 
 /// Judge a measured metric, given its p-value after the correction across metrics.
-pub(crate) fn judge(m: &mut MetricAnalysis, rule: Option<&Rule>, alpha: f64, total_requests: u64) {
+pub(crate) fn judge(
+    m: &mut MetricAnalysis,
+    rule: Option<&Rule>,
+    alpha: f64,
+    total_requests: u64,
+    traffic: f64,
+) {
     let Some(rule) = rule else {
         m.outcome = Outcome::Pass;
-        m.reasons
-            .push("not judged: no threshold rule matches this metric".into());
+        if !m.reasons.iter().any(|r| r.starts_with(TRANSIENT)) {
+            m.reasons
+                .push("not judged: no threshold rule matches this metric".into());
+        }
+        m.judged = false;
         return;
     };
     let unit = m.unit;
@@ -280,19 +391,16 @@ pub(crate) fn judge(m: &mut MetricAnalysis, rule: Option<&Rule>, alpha: f64, tot
     // flat run after a 20 MiB allocator segment) from passing for a plateau.
     let late_levelled =
         m.late_slope.is_some_and(|l| l.ci.hi < theta) && m.late_growth < rule.min_growth;
-    m.outcome = if m.growth < rule.min_growth && p_adj <= alpha {
-        // Confidently above the limit, but too little growth so far to count: a short run.
+    if let Some(d) = m.deceleration {
         m.reasons.push(format!(
-            "grows {} ({level}% CI {ci}), above the {} limit, but grew only {} so far, below the {} floor",
-            per(s.point),
-            per(theta),
-            val(m.growth),
-            val(rule.min_growth)
+            "growth slowed from {} to {} (first and second half of the window): judged from request {} on, the first half as warm-up",
+            per(d.early.point),
+            per(d.late.point),
+            d.from_request
         ));
-        let more = ((rule.min_growth - m.growth.max(0.0)) / s.point.max(f64::MIN_POSITIVE)).ceil();
-        m.requests_to_decide = (more < 1e9).then(|| m.warmup_cut as u64 + m.requests + more as u64);
-        Outcome::Inconclusive
-    } else if let Some(p) = m.plateau.filter(|_| m.growth >= rule.min_growth) {
+    }
+    let limit = format!("{} limit ({})", per(theta), super::budget(unit, theta));
+    m.outcome = if let Some(p) = m.plateau {
         m.reasons.push(format!(
             "bounded growth: {}, flat since request {} ({} requests on the plateau, slope at most {}): a cache that filled, not a leak",
             val(p.growth),
@@ -301,29 +409,72 @@ pub(crate) fn judge(m: &mut MetricAnalysis, rule: Option<&Rule>, alpha: f64, tot
             per(p.slope_hi.max(0.0))
         ));
         Outcome::Pass
-    } else if m.growth < rule.min_growth {
+    } else if let Some(g) = m.given_back {
         m.reasons.push(format!(
-            "grew {} over {} requests, below the {} floor that can count as a leak",
+            "grew {} during the run and the cooldown gave it back ({} still held, within the limit): memory that is freed — a flushable cache or a collector's sawtooth — not a leak{}",
+            val(g.grew),
+            val(g.kept),
+            if s.ci.lo > theta {
+                "; no cap was seen: it grows until something flushes it"
+            } else {
+                ""
+            }
+        ));
+        Outcome::Pass
+    } else if m.growth < rule.min_growth && p_adj <= alpha {
+        // Confidently above the limit, but too little growth so far to count: a short run.
+        m.reasons.push(format!(
+            "grows {} ({level}% CI {ci}), above the {limit}, but grew only {} so far, below the {} floor",
+            per(s.point),
+            val(m.growth),
+            val(rule.min_growth)
+        ));
+        let more = ((rule.min_growth - m.growth.max(0.0)) / s.point.max(f64::MIN_POSITIVE)).ceil();
+        m.requests_to_decide = (more < 1e9).then(|| m.warmup_cut as u64 + m.requests + more as u64);
+        Outcome::Inconclusive
+    } else if s.ci.hi < theta {
+        m.reasons.push(format!(
+            "grows {} ({level}% CI {ci}), confidently below the {limit}",
+            per(s.point),
+        ));
+        Outcome::Pass
+    } else if m.growth < rule.min_growth && s.ci.lo <= 0.0 {
+        m.reasons.push(format!(
+            "grew {} over {} requests, below the {} floor, and not confidently at all ({level}% CI {ci})",
             val(m.growth),
             m.requests,
             val(rule.min_growth)
         ));
         Outcome::Pass
-    } else if s.ci.hi < theta {
+    } else if m.growth < rule.min_growth {
+        // Small, but confidently growing: not a pass until the interval clears the limit.
         m.reasons.push(format!(
-            "grows {} ({level}% CI {ci}), confidently below the {} limit",
+            "grows {} ({level}% CI {ci}): confidently growing, not yet clearly above or below the {limit}; grew {} so far",
             per(s.point),
-            per(theta)
+            val(m.growth),
         ));
-        Outcome::Pass
-    } else if p_adj <= alpha && !late_levelled {
+        m.requests_to_decide =
+            requests_to_decide(s.point, s.ci.lo, s.ci.hi, theta, m.requests, m.warmup_cut);
+        Outcome::Inconclusive
+    } else if p_adj <= alpha && !late_levelled && m.steady {
         let late = m.late_slope.map_or("n/a".into(), |l| per(l.point));
         m.reasons.push(format!(
-            "grows {} ({level}% CI {ci}), above the {} limit (p = {p_adj:.2e} after the correction across metrics), and still {late} over the last half",
+            "grows {} ({level}% CI {ci}), above the {limit} (p = {p_adj:.2e} after the correction across metrics), and still {late} over the last half",
             per(s.point),
-            per(theta)
         ));
         Outcome::Leak
+    } else if p_adj <= alpha && !late_levelled {
+        m.reasons.push(format!(
+            "grows {} ({level}% CI {ci}), above the {limit}, but not like a straight line: {}; a longer run would tell",
+            per(s.point),
+            if m.deceleration.is_some() {
+                "the growth is still slowing down (a warm-up)"
+            } else {
+                "one half of the window grew and the other did not (a step, a burst, a late warm-up)"
+            }
+        ));
+        m.requests_to_decide = Some(2 * total_requests);
+        Outcome::Inconclusive
     } else if p_adj <= alpha {
         m.reasons.push(format!(
             "grew {} ({level}% CI {ci}) but levelled off over the last half ({}): a bounded cache or a late warm-up; a longer run would tell",
@@ -334,14 +485,23 @@ pub(crate) fn judge(m: &mut MetricAnalysis, rule: Option<&Rule>, alpha: f64, tot
         Outcome::Inconclusive
     } else {
         m.reasons.push(format!(
-            "grows {} ({level}% CI {ci}): not clearly above or below the {} limit (p = {p_adj:.2} after the correction across metrics)",
+            "grows {} ({level}% CI {ci}): not clearly above or below the {limit} (p = {p_adj:.2} after the correction across metrics)",
             per(s.point),
-            per(theta)
         ));
         m.requests_to_decide =
             requests_to_decide(s.point, s.ci.lo, s.ci.hi, theta, m.requests, m.warmup_cut);
         Outcome::Inconclusive
     };
+    if let (Some(day), true) = (
+        m.per_day,
+        m.outcome != Outcome::Pass && unit == super::Unit::Bytes,
+    ) {
+        m.reasons.push(format!(
+            "at {} requests/day that is {}/day",
+            crate::util::human_count(traffic),
+            crate::util::signed_bytes(day)
+        ));
+    }
     if let Some(r) = m.requests_to_decide {
         m.reasons
             .push(format!("about {r} measured requests would decide it"));

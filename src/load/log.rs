@@ -92,6 +92,15 @@ pub struct KindSequence {
 }
 
 impl KindSequence {
+    /// The kinds `mix` gives the first `n` measured requests (what a run of that mix sends).
+    pub fn from_mix(mix: &super::Mix, n: u64) -> Self {
+        let mut s = Self::default();
+        for i in 0..n {
+            s.set(i, mix.kind_of(i).as_str());
+        }
+        s
+    }
+
     fn set(&mut self, index: u64, kind: &str) {
         let id = match self.names.iter().position(|n| n == kind) {
             Some(i) => i,

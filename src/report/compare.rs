@@ -1,19 +1,20 @@
-//! Compare two reports metric by metric: did a change (a PR, a new SGLang build) add a leak?
+//! Compare two reports metric by metric: did a change (a PR, a new SGLang build) add a leak or
+//! make one worse?
 //!
 //! Metrics are matched by **process role**, never by PID — two runs never share PIDs:
 //! `host.rss@pid:944` in the baseline and `host.rss@pid:1203` in the new run are both
-//! `host.rss@scheduler`. Per metric the new slope minus the baseline's is given with an interval
-//! combined from both runs' intervals, and classified:
+//! `host.rss@scheduler` — and, when a run mixed request kinds, by kind too
+//! (`host.rss@tokenizer_manager [reject-long-prompt]`). Per metric the new slope minus the
+//! baseline's is given with an interval combined from both runs' intervals, and classified:
 //!
-//! - **regressed**: the metric leaks now and did not before, or its slope rose by more than the
-//!   metric's leak limit with confidence (the difference's interval lies wholly above the limit);
-//! - **improved**: it leaked before and passes now, or its slope fell by more than the limit with
-//!   confidence;
+//! - **regressed**: the metric leaks now and did not before, or its slope rose with confidence
+//!   by more than the [`RegressionRule`] allows (by default: the difference's interval lies wholly
+//!   above +1 GiB per million requests, 1.0 KiB/request) — a PR that takes a process from 0.6 to
+//!   21 KiB/request regresses even when neither run crossed the leak limit;
+//! - **improved**: it leaked before and passes now, or its slope fell by more than the rule's
+//!   increase with confidence;
 //! - **same** otherwise; **added** / **removed** for a metric only one run has (a new process
 //!   role that leaks counts as regressed).
-//!
-//! The limit as the margin keeps a tiny but significant shift (2 KiB/request, both runs
-//! passing) from failing a CI job.
 
 use std::fmt::Write;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use super::Report;
 use super::roles::{process_keys, stable_metric};
 use crate::analysis::{ConfidenceInterval, Estimate, Outcome};
+use crate::tracker::Unit;
 use crate::util::signed_bytes;
 
 /// How a metric changed.
@@ -161,23 +163,62 @@ fn difference(before: &Estimate, after: &Estimate) -> Estimate {
     }
 }
 
+/// When a slope that went up counts as a regression: the difference's interval lies wholly above
+/// `min_increase` (per request) and, when `min_ratio` is set, the new slope is at least that much
+/// above the old one (`0.5`: 50 % faster).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RegressionRule {
+    /// The smallest increase in growth per request that regresses, in the metric's unit per
+    /// request (bytes for memory). Metrics not in bytes use their own leak limit.
+    pub min_increase: f64,
+    /// The smallest relative increase that regresses (0: off).
+    pub min_ratio: f64,
+}
+
+impl Default for RegressionRule {
+    /// +1 GiB per million requests (1.0 KiB/request): the default budget of a whole metric.
+    fn default() -> Self {
+        Self {
+            min_increase: crate::analysis::DEFAULT_BUDGET_PER_MILLION / 1e6,
+            min_ratio: 0.0,
+        }
+    }
+}
+
 struct Judged {
     key: String,
+    unit: Unit,
     slope: Option<Estimate>,
     outcome: Outcome,
 }
 
+/// Every judged metric of `r`, per-process ones by role, and each request kind of a metric
+/// that was split by kind as `metric [kind]`.
 fn judged(r: &Report) -> Vec<Judged> {
     let keys = process_keys(&r.timeline);
-    r.verdict
+    let mut out = Vec::new();
+    for m in r
+        .verdict
         .iter()
         .flat_map(|v| v.metrics.iter().filter(|m| m.judged))
-        .map(|m| Judged {
-            key: stable_metric(&m.metric, &keys),
+    {
+        let key = stable_metric(&m.metric, &keys);
+        for k in m.by_kind.iter().flat_map(|a| &a.kinds) {
+            out.push(Judged {
+                key: format!("{key} [{}]", k.kind),
+                unit: m.unit,
+                slope: Some(k.slope),
+                outcome: k.outcome,
+            });
+        }
+        out.push(Judged {
+            key,
+            unit: m.unit,
             slope: m.slope,
             outcome: m.outcome,
-        })
-        .collect()
+        });
+    }
+    out
 }
 
 fn describe(r: &Report) -> String {
@@ -195,8 +236,16 @@ fn describe(r: &Report) -> String {
     )
 }
 
-/// Compare `after` (the candidate) against `before` (the baseline).
+/// Compare `after` (the candidate) against `before` (the baseline) with the default
+/// [`RegressionRule`].
 pub fn compare(before: &Report, after: &Report) -> Comparison {
+    compare_with(before, after, &RegressionRule::default())
+}
+
+/// Compare `after` (the candidate) against `before` (the baseline): a metric (or a request kind
+/// of it) regresses when it leaks now and did not before, or when its growth per request rose
+/// by more than `rule` allows with confidence.
+pub fn compare_with(before: &Report, after: &Report, rule: &RegressionRule) -> Comparison {
     let (a, b) = (judged(before), judged(after));
     let mut names: Vec<String> = a.iter().chain(&b).map(|x| x.key.clone()).collect();
     names.sort();
@@ -209,6 +258,7 @@ pub fn compare(before: &Report, after: &Report) -> Comparison {
             }
             _ => name.to_owned(),
         };
+        let probe = probe.split(" [").next().unwrap_or(&probe).to_owned();
         after
             .thresholds
             .rule_for(&probe)
@@ -225,7 +275,19 @@ pub fn compare(before: &Report, after: &Report) -> Comparison {
                 (Some(p), Some(q)) => Some(difference(&p, &q)),
                 _ => None,
             };
-            let margin = limit.unwrap_or(0.0);
+            let bytes = x.or(y).is_some_and(|m| m.unit == Unit::Bytes);
+            let margin = if bytes {
+                rule.min_increase
+            } else {
+                limit.unwrap_or(0.0)
+            };
+            let faster = |d: &Estimate| {
+                d.ci.lo > margin
+                    && (rule.min_ratio <= 0.0
+                        || x.and_then(|x| x.slope).is_none_or(|p| {
+                            d.point >= rule.min_ratio * p.point.max(0.0)
+                        }))
+            };
             let ob = x.map(|x| x.outcome);
             let oa = y.map(|y| y.outcome);
             let (change, reason) = match (ob, oa) {
@@ -239,11 +301,22 @@ pub fn compare(before: &Report, after: &Report) -> Comparison {
                     Change::Regressed,
                     format!("leaks now ({ob:?} before)").to_lowercase(),
                 ),
-                _ if diff.is_some_and(|d| d.ci.lo > margin) => (
+                _ if diff.as_ref().is_some_and(faster) => (
                     Change::Regressed,
                     format!(
-                        "grows faster by more than its limit ({}/request) with confidence",
-                        signed_bytes(margin)
+                        "grows faster by {} with confidence, more than the {}/request a change may add{}",
+                        diff.map_or_else(String::new, |d| format!(
+                            "{}/request [{} .. {}]",
+                            signed_bytes(d.point),
+                            signed_bytes(d.ci.lo),
+                            signed_bytes(d.ci.hi)
+                        )),
+                        signed_bytes(margin),
+                        if rule.min_ratio > 0.0 {
+                            format!(" and {:.0} % of the baseline's slope", rule.min_ratio * 100.0)
+                        } else {
+                            String::new()
+                        }
                     ),
                 ),
                 (Some(Outcome::Leak), Some(Outcome::Pass)) => {
@@ -252,7 +325,7 @@ pub fn compare(before: &Report, after: &Report) -> Comparison {
                 _ if diff.is_some_and(|d| d.ci.hi < -margin) => (
                     Change::Improved,
                     format!(
-                        "grows slower by more than its limit ({}/request) with confidence",
+                        "grows slower by more than {}/request with confidence",
                         signed_bytes(margin)
                     ),
                 ),
@@ -291,6 +364,7 @@ mod tests {
 
     const KIB: f64 = 1024.0;
     const MIB: f64 = 1024.0 * KIB;
+    const GIB: f64 = 1024.0 * MIB;
 
     /// A run of 200 requests: each `(pid, role, bytes per request)` grows at that rate (plus a
     /// little deterministic jitter), the tree is their sum.
@@ -395,7 +469,7 @@ mod tests {
         let d = s.difference.unwrap();
         assert!(d.ci.lo <= MIB && MIB <= d.ci.hi, "{d:?}");
         assert!((d.point - MIB).abs() < 0.02 * MIB, "{d:?}");
-        assert_eq!(s.limit, Some(32.0 * KIB));
+        assert_eq!(s.limit, Some(GIB / 1e6));
         assert_eq!(delta(&c, "host.rss@tokenizer_manager").change, Change::Same);
         assert_eq!(delta(&c, "host.rss@tree").change, Change::Regressed);
         assert_eq!(c.metrics[0].change, Change::Regressed, "regressions first");
@@ -430,17 +504,36 @@ mod tests {
         let s = compare(&small, &big);
         let m = delta(&s, "host.rss@scheduler");
         assert_eq!(m.change, Change::Regressed, "{}", s.to_table());
-        assert!(
-            m.reason.contains("faster by more than its limit"),
-            "{}",
-            m.reason
-        );
+        assert!(m.reason.contains("grows faster by"), "{}", m.reason);
 
+        // Both pass, but the slope went from 0 to 2 KiB/request: past the default +1 KiB.
         let flat = report(&[(1, "scheduler", 0.0)]);
         let creeping = report(&[(2, "scheduler", 2.0 * KIB)]);
         let c = compare(&flat, &creeping);
-        assert!(!c.regressed(), "{}", c.to_table());
-        assert_eq!(delta(&c, "host.rss@scheduler").change, Change::Same);
+        assert!(c.regressed(), "{}", c.to_table());
+        let m = delta(&c, "host.rss@scheduler");
+        assert_eq!(m.change, Change::Regressed);
+        assert!(
+            m.reason.contains("more than the +1.0 KiB/request"),
+            "{}",
+            m.reason
+        );
+        // A shift below the threshold is not one; nor is 2 KiB against a 4 KiB threshold, or
+        // against a 300 % rise required on top.
+        let shifted = report(&[(2, "scheduler", 256.0)]);
+        assert!(!compare(&flat, &shifted).regressed());
+        let lax = RegressionRule {
+            min_increase: 4.0 * KIB,
+            min_ratio: 0.0,
+        };
+        assert!(!compare_with(&flat, &creeping, &lax).regressed());
+        let slow = report(&[(3, "scheduler", KIB)]);
+        let relative = RegressionRule {
+            min_increase: 512.0,
+            min_ratio: 3.0,
+        };
+        assert!(compare_with(&flat, &creeping, &relative).regressed());
+        assert!(!compare_with(&slow, &creeping, &relative).regressed());
     }
 
     #[test]

@@ -50,6 +50,12 @@ fn metric_line(report: &Report, m: &MetricAnalysis) -> String {
         None => line.push_str(" slope n/a"),
     }
     let _ = write!(line, "  growth {}", value(report, &m.metric, m.growth));
+    if let (Some(day), Some(Unit::Bytes) | None) = (
+        m.per_day,
+        report.timeline.series.get(&m.metric).map(|s| s.unit),
+    ) {
+        let _ = write!(line, "  {}/day", crate::util::signed_bytes(day));
+    }
     for h in &m.hourly {
         if let Some(s) = h.slope {
             let what = match h.stretch {
@@ -67,6 +73,40 @@ fn metric_line(report: &Report, m: &MetricAnalysis) -> String {
         let _ = write!(line, "  OOM in ~{} requests", crate::util::human_count(r));
     }
     line
+}
+
+/// The limits in words: the budget per million requests (per request), the soak limit, and the
+/// traffic the `/day` figures are projected at.
+pub(crate) fn limits_line(t: &crate::analysis::Thresholds) -> String {
+    let mut budgets: Vec<String> = Vec::new();
+    for r in &t.rules {
+        let text = crate::analysis::budget(Unit::Bytes, r.max_slope_per_request);
+        let entry = format!("{text} ({}/request)", human_bytes(r.max_slope_per_request));
+        if !budgets.iter().any(|b| b.starts_with(&entry)) {
+            budgets.push(entry);
+        }
+    }
+    let budgets = if budgets.len() == 1 {
+        format!("{} for every memory metric", budgets[0])
+    } else {
+        let named: Vec<String> = t
+            .rules
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} {}",
+                    r.pattern,
+                    crate::analysis::budget(Unit::Bytes, r.max_slope_per_request)
+                )
+            })
+            .collect();
+        named.join(", ")
+    };
+    format!(
+        "{budgets}; {}/hour in soaks; /day at {} requests/day",
+        human_bytes(t.max_growth_per_hour),
+        crate::util::human_count(t.traffic_per_day)
+    )
 }
 
 /// The idle accounting and the log watch, a line each (and one per check / quoted line).
@@ -191,8 +231,24 @@ pub(crate) fn summary(report: &Report) -> String {
         for c in &report.likely_causes {
             let _ = writeln!(out, "  {}", c.message);
         }
+        let _ = writeln!(out, "  limits: {}", limits_line(&v.thresholds));
         for m in v.metrics.iter().filter(|m| m.judged) {
             let _ = writeln!(out, "{}", metric_line(report, m));
+            for k in m.by_kind.iter().flat_map(|a| &a.kinds) {
+                if k.outcome == Outcome::Leak {
+                    let _ = writeln!(
+                        out,
+                        "  {:<9} {:<44} {}/req of that kind [{} .. {}] over {} {} requests",
+                        label(k.outcome),
+                        format!("{} [{}]", metric_label(report, &m.metric), k.kind),
+                        value(report, &m.metric, k.slope.point),
+                        value(report, &m.metric, k.slope.ci.lo),
+                        value(report, &m.metric, k.slope.ci.hi),
+                        k.requests,
+                        k.kind
+                    );
+                }
+            }
         }
         // The per-kind split, once per distinct split (the tree and its guilty process agree).
         let mut shown: Vec<&str> = Vec::new();

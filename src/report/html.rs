@@ -280,6 +280,45 @@ pub fn render(report: &Report, suite: &[SuiteLink]) -> String {
     )
 }
 
+/// Each judged metric's growth per request of each kind, when the run mixed kinds.
+fn kinds_table(
+    b: &mut String,
+    v: &crate::analysis::Verdict,
+    keys: &std::collections::BTreeMap<u32, String>,
+) {
+    let split: Vec<&MetricAnalysis> = v
+        .metrics
+        .iter()
+        .filter(|m| m.judged && m.by_kind.is_some())
+        .collect();
+    if split.is_empty() {
+        return;
+    }
+    b.push_str(
+        "<h2>Growth by request kind</h2><table><tr><th>metric</th><th>kind</th><th>requests</th>\
+         <th>per request of the kind (interval)</th><th>p (corrected)</th><th>outcome</th></tr>",
+    );
+    for m in split {
+        for k in m.by_kind.iter().flat_map(|a| &a.kinds) {
+            let o = metric_outcome(k.outcome);
+            let _ = write!(
+                b,
+                "<tr><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}/req<br>\
+                 <span class=\"sub\">{} .. {}</span></td><td class=\"num\">{}</td><td class=\"t-{o}\">{o}</td></tr>",
+                esc(&relabel(&m.metric, keys)),
+                esc(&k.kind),
+                k.requests,
+                delta(m.unit, k.slope.point),
+                delta(m.unit, k.slope.ci.lo),
+                delta(m.unit, k.slope.ci.hi),
+                k.p_value_adjusted
+                    .map_or("n/a".to_owned(), |p| format!("{p:.2e}")),
+            );
+        }
+    }
+    b.push_str("</table>");
+}
+
 fn metrics_table(b: &mut String, report: &Report, keys: &std::collections::BTreeMap<u32, String>) {
     let Some(v) = &report.verdict else {
         return;
@@ -298,19 +337,36 @@ fn metrics_table(b: &mut String, report: &Report, keys: &std::collections::BTree
             .rule_for(&m.metric)
             .filter(|_| m.judged)
             .map_or(String::new(), |r| {
-                format!("{}/req", delta(m.unit, r.max_slope_per_request))
+                format!(
+                    "{}/req<br><span class=\"sub\">{}</span>",
+                    delta(m.unit, r.max_slope_per_request),
+                    crate::analysis::budget(m.unit, r.max_slope_per_request)
+                )
             });
-        let note = match (&m.plateau, m.requests_to_decide) {
-            (Some(p), _) => format!("plateau since request {}", p.since_request),
-            (None, Some(n)) => format!("~{n} requests would decide"),
-            _ => m.reasons.first().cloned().unwrap_or_default(),
+        let per_day = m
+            .per_day
+            .filter(|_| m.unit == Unit::Bytes)
+            .map_or(String::new(), signed_bytes);
+        let note = match (&m.plateau, &m.given_back, m.requests_to_decide) {
+            (Some(p), _, _) => format!("plateau since request {}", p.since_request),
+            (None, Some(g), _) => format!(
+                "given back by the cooldown ({} still held)",
+                signed_bytes(g.kept)
+            ),
+            (None, None, Some(n)) => format!("~{n} requests would decide"),
+            _ => m
+                .reasons
+                .iter()
+                .find(|r| !r.starts_with("growth slowed"))
+                .cloned()
+                .unwrap_or_default(),
         };
         let o = metric_outcome(m.outcome);
         let _ = write!(
             b,
             "<tr><td>{}</td><td class=\"t-{o}\">{o}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
              <td class=\"num\">{}</td><td class=\"num\">{slope}</td><td class=\"num\">{limit}</td>\
-             <td class=\"num\">{}</td><td>{}</td></tr>",
+             <td class=\"num\">{per_day}</td><td class=\"num\">{}</td><td>{}</td></tr>",
             esc(&relabel(&m.metric, keys)),
             value(m.unit, m.baseline),
             value(m.unit, m.last),
@@ -320,12 +376,17 @@ fn metrics_table(b: &mut String, report: &Report, keys: &std::collections::BTree
         );
     };
     let head = "<tr><th>metric</th><th>outcome</th><th>baseline</th><th>final</th><th>growth</th>\
-                <th>slope (interval)</th><th>limit</th><th>requests</th><th>why</th></tr>";
-    let _ = write!(b, "<h2>Judged metrics</h2><table>{head}");
+                <th>slope (interval)</th><th>limit</th><th>per day</th><th>requests</th><th>why</th></tr>";
+    let _ = write!(
+        b,
+        "<h2>Judged metrics</h2><p class=\"sub\">limits: {}</p><table>{head}",
+        esc(&super::console::limits_line(&v.thresholds))
+    );
     for m in v.metrics.iter().filter(|m| m.judged) {
         row(b, m);
     }
     b.push_str("</table>");
+    kinds_table(b, v, keys);
     let others: Vec<&MetricAnalysis> = v.metrics.iter().filter(|m| !m.judged).collect();
     if !others.is_empty() {
         let _ = write!(

@@ -361,9 +361,7 @@ impl Scenario {
             .and_then(Adaptive::final_alpha)
             .unwrap_or(1.0 - thresholds.confidence);
         let verdict = tokio::task::spawn_blocking(move || {
-            let mut v = analysis::analyze_at(&series, &thresholds, alpha);
-            attribute_by_kind(&mut v, &series, &kinds, &thresholds);
-            v
+            analysis::analyze_with(&series, &thresholds, alpha, Some(&kinds))
         })
         .await
         .map_err(|e| blocking("analyse the timeline", e))?;
@@ -538,9 +536,10 @@ impl Scenario {
             }
             let timeline = tracker.snapshot();
             let thresholds = self.thresholds.clone();
+            let kinds = log.kinds().clone();
             let a = look.alpha;
             let verdict = tokio::task::spawn_blocking(move || {
-                analysis::analyze_at(&request_series(&timeline), &thresholds, a)
+                analysis::analyze_with(&request_series(&timeline), &thresholds, a, Some(&kinds))
             })
             .await
             .map_err(|e| blocking("analyse a look", e))?;
@@ -614,56 +613,6 @@ fn unreached_paths(summary: &crate::load::RequestSummary) -> Vec<String> {
             })
         })
         .collect()
-}
-
-/// Splits the growth of every judged metric that did not pass by request kind, when the run
-/// mixed kinds; the finding joins the metric's reasons (and the verdict's, for a leak).
-fn attribute_by_kind(
-    verdict: &mut analysis::Verdict,
-    series: &[analysis::RequestSeries],
-    kinds: &crate::load::KindSequence,
-    thresholds: &analysis::Thresholds,
-) {
-    if kinds.names.len() < 2 {
-        return;
-    }
-    for m in &mut verdict.metrics {
-        if !m.judged || m.outcome == analysis::Outcome::Pass {
-            continue;
-        }
-        let (Some(s), Some(rule)) = (
-            series.iter().find(|s| s.metric == m.metric),
-            thresholds.rule_for(&m.metric),
-        ) else {
-            continue;
-        };
-        let first = s.values.x.first().copied().unwrap_or(0.0);
-        let from = s
-            .values
-            .x
-            .iter()
-            .take_while(|x| **x < first + m.warmup_cut as f64)
-            .count();
-        let unit = m.unit;
-        let show = move |v: f64| match unit {
-            crate::tracker::Unit::Bytes => crate::util::signed_bytes(v),
-            _ => format!("{v:+.3}"),
-        };
-        if let Some(a) = analysis::by_kind::attribute(
-            s,
-            from,
-            kinds,
-            rule.max_slope_per_request,
-            thresholds.confidence,
-            show,
-        ) {
-            m.reasons.push(a.finding.clone());
-            if m.outcome == analysis::Outcome::Leak {
-                verdict.reasons.push(format!("{}: {}", m.metric, a.finding));
-            }
-            m.by_kind = Some(a);
-        }
-    }
 }
 
 /// Early looks need this many measured requests (a trend needs readings after the warm-up cut).

@@ -8,7 +8,7 @@ use clap::Args;
 use sglang_memtest::analysis::calibrate::{self, CalibrationConfig};
 use sglang_memtest::config::{ScenarioConfig, TestType};
 use sglang_memtest::load::DEFAULT_BUDGET_FACTOR;
-use sglang_memtest::report::compare::compare as compare_reports;
+use sglang_memtest::report::compare::compare_with as compare_reports;
 use sglang_memtest::report::{Report, RunOutcome};
 
 use crate::{EXIT_FAILURE, EXIT_LEAK, EXIT_PASS, interrupt, run_interruptible};
@@ -41,7 +41,12 @@ pub struct CalibrateArgs {
 }
 
 /// `compare BEFORE AFTER`: exit 3 when AFTER regressed, 1 when either has no verdict.
-pub fn compare(before: &Path, after: &Path, json: bool) -> anyhow::Result<u8> {
+pub fn compare(
+    before: &Path,
+    after: &Path,
+    json: bool,
+    rule: &sglang_memtest::report::compare::RegressionRule,
+) -> anyhow::Result<u8> {
     let a = Report::read_json(before)?;
     let b = Report::read_json(after)?;
     for (which, r, path) in [("baseline", &a, before), ("new", &b, after)] {
@@ -57,7 +62,7 @@ pub fn compare(before: &Path, after: &Path, json: bool) -> anyhow::Result<u8> {
             return Ok(EXIT_FAILURE);
         }
     }
-    let cmp = compare_reports(&a, &b);
+    let cmp = compare_reports(&a, &b, rule);
     if json {
         println!("{}", serde_json::to_string_pretty(&cmp)?);
     } else {

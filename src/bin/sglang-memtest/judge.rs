@@ -108,7 +108,7 @@ pub(crate) struct MonitorPrometheus {
     queries: QueryArgs,
 }
 
-fn parse_size(text: &str) -> Result<f64, String> {
+pub(crate) fn parse_size(text: &str) -> Result<f64, String> {
     sglang_memtest::config::parse_bytes(text)
         .ok_or_else(|| format!("{text:?} is not a size: write e.g. 256MiB or 1GiB"))
 }

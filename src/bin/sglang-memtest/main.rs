@@ -84,6 +84,13 @@ enum Cmd {
         /// Print the comparison as JSON instead of the table.
         #[arg(long)]
         json: bool,
+        /// The smallest rise in growth per request that regresses, e.g. 1KiB or 512B: the
+        /// difference's interval must lie wholly above it.
+        #[arg(long, value_name = "SIZE", default_value = "1KiB", value_parser = judge::parse_size)]
+        regression_threshold: f64,
+        /// Also require the new slope to be this many percent above the baseline's, e.g. 50.
+        #[arg(long, value_name = "PERCENT", default_value_t = 0.0)]
+        regression_ratio: f64,
     },
     /// No GPU, no Python: a clean and a leaking reference server, side by side.
     Demo {
@@ -276,7 +283,17 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
             before,
             after,
             json,
-        } => commands::compare(&before, &after, json),
+            regression_threshold,
+            regression_ratio,
+        } => commands::compare(
+            &before,
+            &after,
+            json,
+            &sglang_memtest::report::compare::RegressionRule {
+                min_increase: regression_threshold,
+                min_ratio: regression_ratio / 100.0,
+            },
+        ),
         Cmd::Analyze { path, no_plot } => commands::analyze(&path, !no_plot),
         Cmd::Demo {
             out_dir,

@@ -46,7 +46,7 @@ pub(super) static VERDICT: &[Knob] = &[
         env: "MEMTEST_MAX_SLOPE",
         flag: Some("max-slope"),
         value_name: "PATTERN=SIZE",
-        default: "host and /dev/shm 32KiB, GPU 128KiB per request",
+        default: "the budget per request (1.0 KiB: 1 GiB per million requests)",
         help: "Leak limit for metrics matching a pattern, e.g. host.rss@tree=64KiB or gpu.*=1MiB (repeatable; comma-separated in the environment).",
         kind: KnobKind::CommaList,
         group: Group::Verdict,
@@ -60,6 +60,38 @@ pub(super) static VERDICT: &[Knob] = &[
             let bytes = parse_bytes(size)
                 .ok_or_else(|| format!("{}: sizes look like 64KiB or 1MiB", expected()))?;
             c.thresholds.set_max_slope(&pattern, bytes);
+            Ok(())
+        },
+    },
+    Knob {
+        name: "budget",
+        env: "MEMTEST_BUDGET",
+        flag: Some("budget"),
+        value_name: "SIZE",
+        default: "1GiB (per million requests: 1.0 KiB/request)",
+        help: "How much any judged memory metric may grow per million requests (host, GPU, /dev/shm); --max-slope overrides it for the metrics it names.",
+        kind: KnobKind::Value,
+        group: Group::Verdict,
+        apply: |c, v| {
+            let per_million = parse_bytes(v)
+                .filter(|b| *b > 0.0)
+                .ok_or_else(|| "a size per million requests such as 1GiB or 512MiB".to_owned())?;
+            c.thresholds.set_budget(per_million);
+            Ok(())
+        },
+    },
+    Knob {
+        name: "traffic",
+        env: "MEMTEST_TRAFFIC",
+        flag: Some("traffic"),
+        value_name: "REQUESTS_PER_DAY",
+        default: "1000000",
+        help: "The traffic growth is projected at in the report (\"at 1.0 M requests/day this process grows X/day\"); never judged.",
+        kind: KnobKind::Value,
+        group: Group::Verdict,
+        apply: |c, v| {
+            c.thresholds.traffic_per_day =
+                whole(v, 1, 1_000_000_000_000, "requests per day")? as f64;
             Ok(())
         },
     },

@@ -30,6 +30,15 @@ pub struct ReferenceArgs {
     /// grow, noisy enough to leave a short run undecided.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub jitter_bytes: u64,
+    /// A collector's sawtooth: every request adds N bytes of garbage that stays until the
+    /// garbage is freed all at once, every --sawtooth-period requests (±25 %, seeded); each
+    /// trough keeps a fresh block of up to N × period / 4 bytes (allocator jitter). /flush_cache
+    /// frees the garbage too (a collection at idle). Not a leak.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub sawtooth_bytes_per_request: u64,
+    /// Requests between two collections of the sawtooth's garbage (on average).
+    #[arg(long, value_name = "REQUESTS", default_value_t = 20)]
+    pub sawtooth_period: u64,
     /// Bytes allocated once, at the first request, and kept (a warm-up step, not a leak).
     #[arg(long, default_value_t = 0)]
     pub warmup_step_bytes: u64,
@@ -152,6 +161,8 @@ impl Default for ReferenceArgs {
             cache_bytes_per_request: 0,
             cache_cap_bytes: 0,
             jitter_bytes: 0,
+            sawtooth_bytes_per_request: 0,
+            sawtooth_period: 20,
             warmup_step_bytes: 0,
             children: 0,
             leak_in_child: None,
@@ -226,6 +237,11 @@ impl ReferenceArgs {
                     children: self.children,
                 });
             }
+        }
+        if self.sawtooth_bytes_per_request > 0 && self.sawtooth_period < 2 {
+            return Err(ReferenceError::SawtoothPeriodTooShort {
+                period: self.sawtooth_period,
+            });
         }
         match (self.cache_bytes_per_request, self.cache_cap_bytes) {
             (0, 0) => {}

@@ -94,6 +94,14 @@ pub enum ReferenceError {
     /// `--cache-bytes-per-request` without a cap.
     #[error("--cache-bytes-per-request needs --cache-cap-bytes (the cache's size limit)")]
     CacheBytesWithoutCap,
+    /// A sawtooth period that leaves no sawtooth.
+    #[error(
+        "--sawtooth-period {period} is too short: the garbage must pile up for at least 2 requests before it is freed"
+    )]
+    SawtoothPeriodTooShort {
+        /// The period asked for.
+        period: u64,
+    },
     /// `--cache-cap-bytes` without entries.
     #[error("--cache-cap-bytes needs --cache-bytes-per-request (what each request adds)")]
     CacheCapWithoutBytes,

@@ -44,6 +44,8 @@ pub(crate) struct State {
     gpu: Option<Arc<Mutex<GpuMemory>>>,
     shm: ShmLeaker,
     rng: Mutex<ChaCha8Rng>,
+    /// `--sawtooth-bytes-per-request`: the garbage, its trough block and the periods.
+    sawtooth: Mutex<Sawtooth>,
     /// `--jitter-bytes`: the block the last request holds, and the sizes' generator.
     jitter: Mutex<(Option<Box<[u8]>>, ChaCha8Rng)>,
     warmed: AtomicBool,
@@ -90,6 +92,7 @@ impl State {
             shm: ShmLeaker::default(),
             rng: Mutex::new(ChaCha8Rng::seed_from_u64(ERROR_RATE_SEED)),
             jitter: Mutex::new((None, ChaCha8Rng::seed_from_u64(JITTER_SEED))),
+            sawtooth: Mutex::new(Sawtooth::default()),
             warmed: AtomicBool::new(false),
             child_leaked: AtomicU64::new(0),
             child_gpu_leaked: AtomicU64::new(0),
@@ -195,6 +198,17 @@ impl State {
             drop(previous);
             trim();
         }
+        if self.args.sawtooth_bytes_per_request > 0 {
+            let block = alloc_written(self.args.sawtooth_bytes_per_request)?;
+            let collected = lock(&self.sawtooth).add(
+                block,
+                self.args.sawtooth_bytes_per_request,
+                self.args.sawtooth_period,
+            )?;
+            if collected {
+                trim();
+            }
+        }
         self.shm.leak(self.args.shm_leak_bytes_per_request)?;
         self.plant_gpu().await?;
         Ok(())
@@ -260,6 +274,7 @@ impl State {
         self.leaked_kv_tokens.store(0, Ordering::Relaxed);
         lock(&self.cache).clear();
         lock(&self.mm_cache).clear();
+        lock(&self.sawtooth).collect();
         trim();
         for child in &self.children {
             child.send(ChildCommand::Flush).await?;
@@ -369,5 +384,65 @@ impl State {
                 .filter_map(|(pid, role)| Some((pid, role, super::metrics::resident_bytes(pid)?)))
                 .collect(),
         }
+    }
+}
+
+/// Seed of the sawtooth's periods and trough blocks.
+const SAWTOOTH_SEED: u64 = 0x5A_u64;
+
+/// A collector's sawtooth (`--sawtooth-bytes-per-request`): garbage that piles up and is freed
+/// all at once, and the block a trough keeps (allocator jitter).
+struct Sawtooth {
+    garbage: Vec<Box<[u8]>>,
+    trough: Option<Box<[u8]>>,
+    /// Requests until the next collection.
+    left: u64,
+    rng: ChaCha8Rng,
+}
+
+impl Default for Sawtooth {
+    fn default() -> Self {
+        Self {
+            garbage: Vec::new(),
+            trough: None,
+            left: 0,
+            rng: ChaCha8Rng::seed_from_u64(SAWTOOTH_SEED),
+        }
+    }
+}
+
+impl Sawtooth {
+    /// Adds one request's garbage; collects when the period is over. Whether it collected.
+    fn add(
+        &mut self,
+        block: Box<[u8]>,
+        per_request: u64,
+        period: u64,
+    ) -> Result<bool, ReferenceError> {
+        self.garbage.push(block);
+        if self.left == 0 {
+            self.left = self.next_period(period);
+        }
+        self.left -= 1;
+        if self.left > 0 {
+            return Ok(false);
+        }
+        self.collect();
+        let size = self.rng.random_range(0..=per_request * period / 4);
+        self.trough = Some(alloc_written(size)?);
+        Ok(true)
+    }
+
+    /// A period of `period` ± 25 %, at least 2.
+    fn next_period(&mut self, period: u64) -> u64 {
+        let spread = period / 4;
+        self.rng
+            .random_range(period - spread..=period + spread)
+            .max(2)
+    }
+
+    /// Frees the garbage (the trough block stays: it is what the heap kept).
+    fn collect(&mut self) {
+        self.garbage = Vec::new();
     }
 }
