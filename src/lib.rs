@@ -40,6 +40,7 @@ pub mod fleet;
 pub mod load;
 pub mod report;
 pub mod scenario;
+mod stats;
 pub mod tracker;
 pub mod util;
 

@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 /// not import each other.
 const FLOORS: &[&[&str]] = &[
     &["util"],
+    &["stats"],
     &["fixture"],
     &["engine"],
     &["tracker"],

@@ -19,11 +19,11 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serial_test::serial;
+use sglang_memtest::ScenarioConfig;
 use sglang_memtest::analysis::Outcome;
 use sglang_memtest::report::{Report, RunOutcome};
 use sglang_memtest::tracker::idle::{KV_TOKENS, RUNNING_REQS};
 use sglang_memtest::tracker::{GpuProbe, metric};
-use sglang_memtest::ScenarioConfig;
 
 /// Bytes the scheduler keeps on the GPU per request: 8× the default GPU limit (128 KiB/request).
 const SCHEDULER_BYTES: u64 = 1 << 20;

@@ -87,48 +87,7 @@ pub struct SweepPoint {
     pub report: Option<PathBuf>,
 }
 
-/// Least-squares line of growth per request against x.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Fit {
-    /// Bytes per request per unit of x (per pixel, per image, …).
-    pub per_unit: f64,
-    /// Bytes per request at x = 0: growth that does not follow the knob.
-    pub intercept: f64,
-    /// Share of the variance the line explains.
-    pub r2: f64,
-}
-
-/// Ordinary least squares over `(x, y)`; `None` with fewer than two distinct x.
-pub fn fit(points: &[(f64, f64)]) -> Option<Fit> {
-    let n = points.len() as f64;
-    if points.len() < 2 {
-        return None;
-    }
-    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
-    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    if sxx <= 0.0 {
-        return None;
-    }
-    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let per_unit = sxy / sxx;
-    let intercept = my - per_unit * mx;
-    let ss_res: f64 = points
-        .iter()
-        .map(|p| (p.1 - intercept - per_unit * p.0).powi(2))
-        .sum();
-    let ss_tot: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
-    let r2 = if ss_tot > 0.0 {
-        1.0 - ss_res / ss_tot
-    } else {
-        1.0
-    };
-    Some(Fit {
-        per_unit,
-        intercept,
-        r2,
-    })
-}
+pub use crate::stats::least_squares::{Fit, fit};
 
 /// How growth depends on the knob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,6 +18,7 @@ use super::{
 use crate::engine::{CacheGrowth, CacheInfo};
 use crate::fixture::logwatch::{LogFinding::*, LogPattern, Needle::*, row};
 use crate::fixture::{ServerSpec, WaitFor};
+use crate::util::GIB;
 use crate::util::Invalid;
 
 /// vLLM's KV cache on the CPU, GiB (`VLLM_CPU_KVCACHE_SPACE`) unless the server's environment
@@ -35,7 +36,6 @@ pub(crate) const MM_CACHE_FLAG: &str = "--mm-processor-cache-gb";
 const VLLM_DEFAULT_MM_CACHE_GIB: f64 = 4.0;
 pub(crate) const PREFIX_ON: &str = "--enable-prefix-caching";
 pub(crate) const PREFIX_OFF: &str = "--no-enable-prefix-caching";
-const GIB: f64 = (1u64 << 30) as f64;
 
 /// vLLM (`vllm serve`).
 #[derive(Debug, Clone, Copy, Default)]

@@ -143,18 +143,18 @@ impl fmt::Display for RequestKind {
 }
 
 impl FromStr for RequestKind {
-    type Err = String;
+    type Err = crate::util::Invalid;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, crate::util::Invalid> {
         let s = s.trim().to_ascii_lowercase().replace('_', "-");
         RequestKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
-                format!(
+                crate::util::Invalid(format!(
                     "unknown request kind {s:?}: use one of {}",
                     RequestKind::ALL.map(RequestKind::as_str).join(", ")
-                )
+                ))
             })
     }
 }
@@ -326,23 +326,28 @@ impl Mix {
 }
 
 impl FromStr for Mix {
-    type Err = String;
+    type Err = crate::util::Invalid;
 
     /// `kind=weight,...`, a single kind (`stream`: every request), or `error-paths`.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, crate::util::Invalid> {
         let s = s.trim();
         if s.eq_ignore_ascii_case("error-paths") || s.eq_ignore_ascii_case("error_paths") {
             return Ok(Self::error_paths());
         }
         if s.is_empty() {
-            return Err("kind=weight pairs separated by commas, e.g. stream=0.3,abort=0.1".into());
+            return Err(crate::util::Invalid::from(
+                "kind=weight pairs separated by commas, e.g. stream=0.3,abort=0.1",
+            ));
         }
         let mut weights = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (kind, w) = match part.split_once('=') {
                 Some((k, w)) => {
                     let w: f64 = w.trim().parse().map_err(|_| {
-                        format!("the weight of {} must be a number, got {w:?}", k.trim())
+                        crate::util::Invalid(format!(
+                            "the weight of {} must be a number, got {w:?}",
+                            k.trim()
+                        ))
                     })?;
                     (k.parse::<RequestKind>()?, w)
                 }
@@ -350,7 +355,7 @@ impl FromStr for Mix {
             };
             weights.push((kind, w));
         }
-        Self::new(weights).map_err(|e| e.0)
+        Self::new(weights)
     }
 }
 
@@ -395,7 +400,7 @@ mod tests {
         }
         assert_eq!("abort_queued".parse(), Ok(RequestKind::AbortQueued));
         let err = "abortt".parse::<RequestKind>().unwrap_err();
-        assert!(err.contains("abort-queued"), "{err}");
+        assert!(err.0.contains("abort-queued"), "{err}");
     }
 
     #[test]
@@ -435,7 +440,7 @@ mod tests {
             ("", "kind=weight"),
         ] {
             let err = spec.parse::<Mix>().unwrap_err();
-            assert!(err.contains(want), "{spec}: {err}");
+            assert!(err.0.contains(want), "{spec}: {err}");
         }
     }
 

@@ -205,7 +205,7 @@ mod tests {
     use crate::report::{ReportFiles, RunOutcome, SCHEMA_VERSION, TargetInfo};
     use crate::tracker::{ProcessInfo, Timeline};
 
-    const KIB: f64 = 1024.0;
+    use crate::util::KIB;
 
     /// A report of a vLLM image run in which EngineCore (pid 7) grows `per_request` bytes for
     /// 300 requests while the API server (pid 5) stays flat, with `caches`.

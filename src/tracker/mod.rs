@@ -9,7 +9,6 @@
 //! nudges the sampler thread, which then takes an extra sample right away, so each request has a
 //! reading taken just after it completed, whatever the interval.
 
-mod batch;
 mod gpu;
 mod host;
 mod host_probe;
@@ -30,7 +29,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::fixture::ProcessTree;
-pub use batch::{BatchMeans, Batched, MAX_POINTS};
+pub use crate::stats::{BatchMeans, Batched, MAX_POINTS};
 pub use gpu::GpuProbe;
 pub use host_probe::HostProbe;
 pub use replay::{ReplayError, Replayed, replay};

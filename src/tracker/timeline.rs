@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::batch::Batched;
 pub use super::metric::Unit;
+use crate::stats::Batched;
 
 /// One reading of one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]

@@ -189,6 +189,13 @@ pub fn human_bytes(bytes: f64) -> String {
     }
 }
 
+/// A kibibyte, in the `f64` the statistics and the plots count bytes in.
+pub const KIB: f64 = 1024.0;
+/// A mebibyte.
+pub const MIB: f64 = 1024.0 * KIB;
+/// A gibibyte.
+pub const GIB: f64 = 1024.0 * MIB;
+
 /// `+1.5 MiB`, `-12 B`: a difference in bytes, with its sign always shown (`+0 B` for zero).
 pub fn signed_bytes(bytes: f64) -> String {
     let s = human_bytes(bytes);
@@ -202,9 +209,6 @@ pub fn byte_interval(lo: f64, hi: f64) -> String {
         return "n/a".into();
     }
     let m = lo.abs().max(hi.abs());
-    const KIB: f64 = 1024.0;
-    const MIB: f64 = 1024.0 * KIB;
-    const GIB: f64 = 1024.0 * MIB;
     let (div, name) = if m >= GIB {
         (GIB, "GiB")
     } else if m >= MIB {

@@ -44,9 +44,9 @@ pub fn parse_bytes(text: &str) -> Option<f64> {
     let n: f64 = num.trim().parse().ok()?;
     let mult = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "k" | "kb" | "kib" => crate::util::KIB,
+        "m" | "mb" | "mib" => crate::util::MIB,
+        "g" | "gb" | "gib" => crate::util::GIB,
         _ => return None,
     };
     (n.is_finite() && n >= 0.0).then_some(n * mult)

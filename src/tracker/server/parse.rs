@@ -5,10 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::engine::{ENGINES, Fold};
 use crate::tracker::Reading;
-
-/// SGLang reports these in GiB (`get_available_gpu_memory` divides by `1 << 30`, the KV pool by
-/// `1024**3`, both rounded to 2 decimals), although its log lines say "GB".
-const GIB: f64 = (1u64 << 30) as f64;
+use crate::util::GIB;
 
 /// `server.<quantity>@rank:<i>`, e.g. `server.mem.kvcache@rank:0`.
 fn server_rank(quantity: &str, rank: usize) -> String {
@@ -93,7 +90,9 @@ pub(super) fn parse_metrics(text: &str) -> Vec<Reading> {
 }
 
 /// GiB as SGLang reports them, to bytes; `None` for negative or non-numbers (the weight figure is
-/// a difference of free memory and can dip below zero when other processes free memory).
+/// a difference of free memory and can dip below zero when other processes free memory). SGLang
+/// reports these in GiB (`get_available_gpu_memory` divides by `1 << 30`, the KV pool by
+/// `1024**3`, both rounded to 2 decimals), although its log lines say "GB".
 fn gib_to_bytes(v: &serde_json::Value) -> Option<u64> {
     let g = v.as_f64()?;
     (g.is_finite() && g >= 0.0).then(|| (g * GIB).round() as u64)
