@@ -27,10 +27,12 @@ pub enum PySpy {
 }
 
 impl std::str::FromStr for PySpy {
-    type Err = String;
+    type Err = crate::util::Invalid;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {
-            "" => Err("auto, off or the path of a py-spy executable".into()),
+            "" => Err(crate::util::Invalid::from(
+                "auto, off or the path of a py-spy executable",
+            )),
             "auto" => Ok(PySpy::Auto),
             "off" => Ok(PySpy::Off),
             p => Ok(PySpy::Path(PathBuf::from(p))),

@@ -12,6 +12,7 @@
 //! | the preflight (is it installed?) | [`Engine::module`], [`Engine::install_hint`] | the scenario, before launching |
 //! | routes: `/generate`, `/abort_request`, `/flush_cache` | [`Engine::native_api`], [`Engine::abort`], [`Engine::flush`] | the configuration's checks, the cooldown |
 //! | `/metrics` gauges and their names here | [`Engine::gauges`] | `tracker::server` |
+//! | its accounting at idle (KV in use, requests running) | [`Engine::idle_route`], [`Engine::idle_from_metrics`] | `tracker::idle` |
 //! | process roles (`scheduler`, `EngineCore`, …) | [`Engine::role`] | `tracker`'s process table |
 //! | the log lines of its own memory checks | [`Engine::log_patterns`] | the fixture's log watch |
 //! | the caches that grow with unique input, and the words for them | [`Engine::caches`] | the report, its likely causes |
@@ -27,6 +28,7 @@
 //! [`ENGINES`]. The fixture, below, gets what it needs as values (the log patterns in the spec).
 
 mod cache;
+pub mod idle;
 pub mod knob;
 mod server;
 pub mod sglang;
@@ -103,6 +105,25 @@ pub trait Engine: fmt::Debug + Send + Sync + 'static {
     /// Its `/metrics` gauges recorded as `server.*` metrics.
     fn gauges(&self) -> &'static [Gauge] {
         &[]
+    }
+
+    /// A JSON route that gives its accounting at idle (KV in use, requests running), tried
+    /// before `/metrics` for every target that speaks HTTP.
+    fn idle_route(&self) -> Option<idle::IdleRoute> {
+        None
+    }
+
+    /// Its accounting at idle from a `/metrics` page; `None`: the page has not its gauges (the
+    /// next engine of [`ENGINES`] is asked).
+    fn idle_from_metrics(&self, page: &idle::MetricsPage<'_>) -> Option<idle::IdleReading> {
+        let _ = page;
+        None
+    }
+
+    /// The gauge that shows its accounting is served (`sglang:num_used_tokens`), for the
+    /// sentence that says none was.
+    fn idle_metrics_hint(&self) -> Option<&'static str> {
+        None
     }
 
     /// The role of one of its processes (`scheduler`, `EngineCore`, `api_server`), from the
@@ -214,12 +235,14 @@ impl Device {
 }
 
 impl std::str::FromStr for Device {
-    type Err = String;
+    type Err = crate::util::Invalid;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "gpu" | "cuda" => Ok(Device::Gpu),
             "cpu" => Ok(Device::Cpu),
-            _ => Err(format!("unknown device {s:?}: use gpu or cpu")),
+            _ => Err(crate::util::Invalid(format!(
+                "unknown device {s:?}: use gpu or cpu"
+            ))),
         }
     }
 }

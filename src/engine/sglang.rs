@@ -4,6 +4,7 @@
 //! its gauges, its processes' titles, the log lines of its own memory checks, and the caches the
 //! presets switch off.
 
+use super::idle::{Expect, IdleReading, IdleRoute, MetricsPage, value};
 use super::{
     Cmdline, Device, Engine, EngineKnob, EngineSettings, Fold, Gauge, KnobKind, Preset, Role,
     Server, cpu_malloc_cache,
@@ -11,7 +12,7 @@ use super::{
 use crate::engine::{CacheGrowth, CacheInfo};
 use crate::fixture::ServerSpec;
 use crate::fixture::logwatch::{LogFinding::*, LogPattern, Needle::*, row};
-use crate::util::Invalid;
+use crate::util::{Invalid, Unit};
 
 /// KV pool size (tokens) on CPU unless set: SGLang's default sizes the CPU pool from host RAM
 /// (14.4 GB on a 24 GiB machine; the scheduler then holds 17.5 GiB and starts slowly).
@@ -23,6 +24,45 @@ const DEFAULT_MEM_FRACTION: f64 = 0.7;
 /// SGLang (`python -m sglang.launch_server`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sglang;
+
+/// SGLang's KV tokens in use (`num_used_tokens`).
+pub const KV_TOKENS: &str = "server.kv_tokens@idle";
+/// SGLang's running requests (`num_running_reqs`).
+pub const RUNNING_REQS: &str = "server.running_reqs@idle";
+/// Source name of `/v1/loads` readings.
+pub const LOADS: &str = "/v1/loads";
+
+/// SGLang's `/v1/loads` body: `{"loads": [{"num_used_tokens": …, "num_running_reqs": …,
+/// "max_total_num_tokens": …}, …]}`, one entry per data-parallel rank.
+///
+/// # Errors
+/// A sentence saying what is missing.
+pub(crate) fn parse_loads(json: &serde_json::Value) -> Result<IdleReading, Invalid> {
+    let loads = json
+        .get("loads")
+        .and_then(serde_json::Value::as_array)
+        .ok_or("/v1/loads has no `loads` list")?;
+    if loads.is_empty() {
+        return Err("/v1/loads lists no scheduler".into());
+    }
+    let sum = |key: &str| -> Option<f64> {
+        loads
+            .iter()
+            .map(|l| l.get(key).and_then(serde_json::Value::as_f64))
+            .sum::<Option<f64>>()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+    };
+    let used = sum("num_used_tokens").ok_or("/v1/loads has no numeric `num_used_tokens`")?;
+    let running = sum("num_running_reqs").ok_or("/v1/loads has no numeric `num_running_reqs`")?;
+    let capacity = sum("max_total_num_tokens");
+    Ok(IdleReading {
+        source: LOADS.into(),
+        values: vec![
+            value(KV_TOKENS, Unit::Count, used, capacity, Expect::Baseline),
+            value(RUNNING_REQS, Unit::Count, running, None, Expect::Zero),
+        ],
+    })
+}
 
 impl Server {
     /// An SGLang server for `model_path`, run by `python3`, with `--mem-fraction-static 0.7`.
@@ -147,6 +187,43 @@ impl Engine for Sglang {
 
     fn gauges(&self) -> &'static [Gauge] {
         GAUGES
+    }
+
+    /// `/v1/loads`: `loads[].num_used_tokens`, `num_running_reqs`, `max_total_num_tokens` per
+    /// data-parallel rank, summed. Fresh at idle: the scheduler publishes its load snapshot
+    /// whenever it goes idle.
+    fn idle_route(&self) -> Option<IdleRoute> {
+        Some(IdleRoute {
+            path: LOADS,
+            parse: parse_loads,
+        })
+    }
+
+    /// `sglang:num_used_tokens` / `sglang:num_running_reqs` (updated when the scheduler logs or
+    /// goes idle), with `sglang:max_total_num_tokens` as the capacity.
+    fn idle_from_metrics(&self, page: &MetricsPage<'_>) -> Option<IdleReading> {
+        let get = page.gauge;
+        let (used, running) = (
+            get("server.num_used_tokens")?,
+            get("server.num_running_reqs")?,
+        );
+        Some(IdleReading {
+            source: "/metrics (sglang)".into(),
+            values: vec![
+                value(
+                    KV_TOKENS,
+                    Unit::Count,
+                    used,
+                    get("server.max_total_num_tokens"),
+                    Expect::Baseline,
+                ),
+                value(RUNNING_REQS, Unit::Count, running, None, Expect::Zero),
+            ],
+        })
+    }
+
+    fn idle_metrics_hint(&self) -> Option<&'static str> {
+        Some("sglang:num_used_tokens")
     }
 
     /// The launcher (`python -m sglang.launch_server`, or `sglang serve`) runs the HTTP server

@@ -11,6 +11,7 @@
 //! blocks of every unique prompt. The presets switch both off and name them in the report; a user
 //! who turns one back on gets it named as the likely cause when memory grows.
 
+use super::idle::{Expect, IdleReading, MetricsPage, value};
 use super::{
     Cmdline, Device, Engine, EngineKnob, EngineSettings, Fold, Gauge, KnobKind, Preset, Role,
     Server, cpu_malloc_cache, last_switch, last_value,
@@ -18,8 +19,7 @@ use super::{
 use crate::engine::{CacheGrowth, CacheInfo};
 use crate::fixture::logwatch::{LogFinding::*, LogPattern, Needle::*, row};
 use crate::fixture::{ServerSpec, WaitFor};
-use crate::util::GIB;
-use crate::util::Invalid;
+use crate::util::{GIB, Invalid, Unit};
 
 /// vLLM's KV cache on the CPU, GiB (`VLLM_CPU_KVCACHE_SPACE`) unless the server's environment
 /// says otherwise: the CPU build preallocates it in the Worker, so a small pool keeps the tree
@@ -51,6 +51,11 @@ impl Server {
         Server::new(&Vllm, model_path)
     }
 }
+
+/// vLLM's share of KV blocks in use (`vllm:kv_cache_usage_perc`, 0..1).
+pub const KV_CACHE_USAGE: &str = "server.kv_cache_usage@idle";
+/// vLLM's running requests (`vllm:num_requests_running`).
+pub const REQUESTS_RUNNING: &str = "server.requests_running@idle";
 
 impl Engine for Vllm {
     fn name(&self) -> &'static str {
@@ -157,6 +162,31 @@ impl Engine for Vllm {
         GAUGES
     }
 
+    /// `vllm:kv_cache_usage_perc` (a fraction of the KV blocks, despite its name) /
+    /// `vllm:num_requests_running`, with `vllm:cache_config_info`'s `num_gpu_blocks` label as the
+    /// capacity.
+    fn idle_from_metrics(&self, page: &MetricsPage<'_>) -> Option<IdleReading> {
+        let vllm = VllmGauges::of(page.scrape);
+        let (usage, running) = (vllm.usage?, vllm.running?);
+        Some(IdleReading {
+            source: "/metrics (vllm)".into(),
+            values: vec![
+                value(
+                    KV_CACHE_USAGE,
+                    Unit::Ratio,
+                    usage,
+                    vllm.blocks,
+                    Expect::Baseline,
+                ),
+                value(REQUESTS_RUNNING, Unit::Count, running, None, Expect::Zero),
+            ],
+        })
+    }
+
+    fn idle_metrics_hint(&self) -> Option<&'static str> {
+        Some("vllm:kv_cache_usage_perc")
+    }
+
     /// `VLLM::EngineCore`, `VLLM::Worker…`, and an untitled API server (`vllm serve`, or a
     /// module of `vllm.entrypoints`).
     fn role(&self, cmd: &Cmdline<'_>) -> Option<String> {
@@ -176,6 +206,62 @@ impl Engine for Vllm {
 
     fn caches(&self, server: &Server, vlm: bool, images: bool) -> Vec<CacheInfo> {
         vllm_caches(server.args(), vlm, images, server.device())
+    }
+}
+
+/// vLLM's gauges, one series per engine (`engine="0"`, …): usage averaged, requests summed.
+#[derive(Debug, Default)]
+struct VllmGauges {
+    usage: Option<f64>,
+    running: Option<f64>,
+    blocks: Option<f64>,
+}
+
+impl VllmGauges {
+    fn of(scrape: &prometheus_parse::Scrape) -> Self {
+        let mut usage: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+        let mut running: std::collections::BTreeMap<String, f64> =
+            std::collections::BTreeMap::new();
+        let mut blocks: std::collections::BTreeMap<String, f64> = std::collections::BTreeMap::new();
+        for s in &scrape.samples {
+            let v = match s.value {
+                prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v)
+                | prometheus_parse::Value::Counter(v) => v,
+                _ => continue,
+            };
+            let engine = s.labels.get("engine").unwrap_or("").to_owned();
+            match s.metric.as_str() {
+                // `gpu_cache_usage_perc` before vLLM 0.10.
+                "vllm_kv_cache_usage_perc" | "vllm_gpu_cache_usage_perc" if v.is_finite() => {
+                    usage.insert(engine, v);
+                }
+                "vllm_num_requests_running" if v.is_finite() => {
+                    running.insert(engine, v);
+                }
+                "vllm_cache_config_info" => {
+                    if let Some(n) = s
+                        .labels
+                        .get("num_gpu_blocks")
+                        .and_then(|b| b.parse::<f64>().ok())
+                    {
+                        blocks.insert(engine, n);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mean = |m: &std::collections::BTreeMap<String, f64>| {
+            (!m.is_empty()).then(|| m.values().sum::<f64>() / m.len() as f64)
+        };
+        let total = |m: &std::collections::BTreeMap<String, f64>| {
+            (!m.is_empty()).then(|| m.values().sum::<f64>())
+        };
+        Self {
+            usage: mean(&usage),
+            running: total(&running),
+            blocks: total(&blocks),
+        }
     }
 }
 

@@ -140,6 +140,12 @@ impl From<String> for Invalid {
     }
 }
 
+impl From<Invalid> for String {
+    fn from(e: Invalid) -> Self {
+        e.0
+    }
+}
+
 impl From<&str> for Invalid {
     fn from(s: &str) -> Self {
         Self(s.to_owned())
@@ -187,6 +193,18 @@ pub fn human_bytes(bytes: f64) -> String {
     } else {
         format!("{sign}{v:.1} {}", UNITS[unit])
     }
+}
+
+/// What a series measures; decides how it is shown and which thresholds apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Bytes (host RSS/PSS/USS, GPU memory, `/dev/shm`).
+    Bytes,
+    /// A plain count (files, requests, tokens).
+    Count,
+    /// A ratio in `[0, 1]` (token usage, cache hit rate).
+    Ratio,
 }
 
 /// A kibibyte, in the `f64` the statistics and the plots count bytes in.
