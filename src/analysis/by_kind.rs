@@ -10,9 +10,15 @@
 //! ```
 //!
 //! fitted by least squares over the judged window gives `β_k`, the growth per request **of
-//! kind k**; its interval uses Newey–West standard errors (Bartlett kernel), because memory
-//! readings are autocorrelated. A kind "carries" the growth when its interval lies wholly above
-//! the metric's per-request limit while the others' do not.
+//! kind k** (reported, with Newey–West intervals: memory readings are autocorrelated).
+//!
+//! The *judgement* does not lean on that model: consecutive requests of one kind form blocks,
+//! and each block's growth per request is a sample. A kind leaks when its blocks grow more per
+//! request than the other kinds' blocks by more than the limit — a one-sided Mann–Whitney test
+//! (exact for up to 12 blocks a side), Holm-corrected with every other test of the run — and its
+//! requests together grew the metric by at least the rule's floor (the Hodges–Lehmann shift ×
+//! its requests). Blocks compare like with like: a GC pause or an allocator step lands in some
+//! block of every kind, so only growth that follows one kind separates its blocks.
 
 use serde::{Deserialize, Serialize};
 

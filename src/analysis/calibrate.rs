@@ -37,6 +37,13 @@ pub struct CalibrationConfig {
     /// `requests`, the fixed-length rule).
     #[serde(default)]
     pub budget: Option<usize>,
+    /// Only the shapes whose name starts with one of these (empty: every shape). Each shape
+    /// keeps its own random stream, so a row's numbers do not depend on the others.
+    #[serde(default)]
+    pub only: Vec<String>,
+    /// Keep the reasons of up to this many wrong verdicts per shape (0: none).
+    #[serde(default)]
+    pub explain: usize,
 }
 
 impl Default for CalibrationConfig {
@@ -55,6 +62,8 @@ impl Default for CalibrationConfig {
                 .map(|m| m * MIB)
                 .collect(),
             budget: None,
+            only: Vec::new(),
+            explain: 0,
         }
     }
 }
@@ -85,6 +94,10 @@ pub struct CalibrationRow {
     /// Adaptive rule: share of runs that went past the planned count.
     #[serde(default)]
     pub extended: Option<f64>,
+    /// With [`CalibrationConfig::explain`]: the reasons of the first few wrong verdicts (a
+    /// clean run not passing, a planted leak not called), for whoever tunes the rule.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub wrong: Vec<String>,
 }
 
 /// The calibration table.
@@ -142,6 +155,10 @@ pub fn run(config: &CalibrationConfig) -> CalibrationTable {
     let rows = shapes
         .iter()
         .enumerate()
+        .filter(|(_, shape)| {
+            let name = shape.name();
+            config.only.is_empty() || config.only.iter().any(|p| name.starts_with(p.as_str()))
+        })
         .map(|(k, shape)| row(config, k as u64, shape))
         .collect();
     CalibrationTable {
@@ -157,7 +174,8 @@ fn row(config: &CalibrationConfig, stream: u64, shape: &Shape) -> CalibrationRow
     let (mut leak, mut leak8, mut inconclusive, mut seed_fail) = (0usize, 0usize, 0usize, 0usize);
     let (mut used, mut early, mut extended) = (0u64, 0usize, 0usize);
     let n = config.requests;
-    for _ in 0..config.runs {
+    let mut wrong = Vec::new();
+    for run in 0..config.runs {
         let kinds = shape
             .mix()
             .map(|mix| KindSequence::from_mix(&mix, config.budget.unwrap_or(n).max(n) as u64));
@@ -191,6 +209,18 @@ fn row(config: &CalibrationConfig, stream: u64, shape: &Shape) -> CalibrationRow
         };
         used += requests as u64;
         let m = &verdict.metrics[0];
+        let right = if shape.is_leak() {
+            Outcome::Leak
+        } else {
+            Outcome::Pass
+        };
+        if m.outcome != right && wrong.len() < config.explain {
+            wrong.push(format!(
+                "run {run}: {:?} after {requests} requests: {}",
+                m.outcome,
+                m.reasons.join("; ")
+            ));
+        }
         match m.outcome {
             Outcome::Leak => {
                 leak += 1;
@@ -213,6 +243,7 @@ fn row(config: &CalibrationConfig, stream: u64, shape: &Shape) -> CalibrationRow
         mean_requests: adaptive.then(|| used as f64 / config.runs.max(1) as f64),
         stopped_early: adaptive.then(|| share(early)),
         extended: adaptive.then(|| share(extended)),
+        wrong,
     }
 }
 
@@ -360,6 +391,9 @@ mod tests {
         let config = CalibrationConfig {
             runs: 20,
             budget: Some(400),
+            only: ["host leak 64", "host: white jitter", "gpu: one 20 MiB segment mid-run"]
+                .map(String::from)
+                .to_vec(),
             ..CalibrationConfig::default()
         };
         let t = run(&config);

@@ -426,16 +426,20 @@ pub fn budget(unit: Unit, per_request: f64) -> String {
 /// The verdict of a run: the worst judged metric decides.
 ///
 /// A judged metric (one that matches a [`Rule`]) is
-/// - **pass** when it grew less than the rule's `min_growth`, or its slope interval lies
-///   wholly below `max_slope_per_request`;
+/// - **pass** when it grew less than the rule's `min_growth` with a slope interval reaching
+///   zero, or its slope interval lies wholly below `max_slope_per_request` (the budget: 1 GiB
+///   per million requests by default), or the cooldown's flush gave its growth back;
 /// - **leak** when the Holm-adjusted one-sided p-value of "slope <= limit" is at most
-///   `1 - confidence`, and the slope over the last half of the window is not confidently
-///   below the limit (growth still goes on);
+///   `1 - confidence`, it grew at least the floor, and the growth is *steady*: both halves of
+///   the judged window grow confidently, and no deceleration is still going on. Growth that
+///   slowed down is judged on the part after it slowed (see `MetricAnalysis::deceleration`);
 /// - **inconclusive** otherwise, with the reason and, where a longer run would settle it,
 ///   `requests_to_decide`.
 ///
-/// The cooldown residual only adds reasons. Overall: leak if any judged metric leaks, else
-/// inconclusive if any is, else pass; with nothing judged, inconclusive.
+/// With a request mix, each kind's growth per request of that kind is tested too
+/// ([`by_kind`]), Holm-corrected with every other test of the run. Overall: leak if any judged
+/// metric (or kind) leaks, else inconclusive if any is, else pass; with nothing judged,
+/// inconclusive.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     /// Overall outcome.

@@ -38,6 +38,14 @@ pub struct CalibrateArgs {
     /// 1.5 s each; 200 for the published table, planted leaks get a quarter of that).
     #[arg(long, default_value_t = 0)]
     reference_runs: usize,
+    /// Only the shapes whose name starts with this (repeatable), e.g. `--only "host: GC"`:
+    /// a partial table, for tuning (it still rewrites the section of `--out`).
+    #[arg(long, value_name = "PREFIX")]
+    only: Vec<String>,
+    /// Print the reasons of up to N wrong verdicts per shape (a clean run not passing, a
+    /// planted leak not called) to stderr.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    explain: usize,
 }
 
 /// `compare BEFORE AFTER`: exit 3 when AFTER regressed, 1 when either has no verdict.
@@ -121,6 +129,8 @@ pub async fn calibrate(args: CalibrateArgs) -> anyhow::Result<u8> {
             usize::try_from(args.requests.saturating_mul(DEFAULT_BUDGET_FACTOR))
                 .unwrap_or(usize::MAX)
         }),
+        only: args.only.clone(),
+        explain: args.explain,
         ..CalibrationConfig::default()
     };
     let stem = if args.adaptive {
@@ -137,7 +147,20 @@ pub async fn calibrate(args: CalibrateArgs) -> anyhow::Result<u8> {
         "calibrating: {} runs per shape, {} requests each (seed {}) …",
         args.runs, config.requests, args.seed
     );
-    let text = calibrate::run(&config).to_markdown();
+    let table = calibrate::run(&config);
+    if table.rows.is_empty() {
+        anyhow::bail!(
+            "no calibration shape starts with {:?}: the shapes are the first column of docs/calibration.md's tables",
+            args.only
+        );
+    }
+    for row in table.rows.iter().filter(|r| !r.wrong.is_empty()) {
+        eprintln!("{}:", row.shape);
+        for w in &row.wrong {
+            eprintln!("  {w}");
+        }
+    }
+    let text = table.to_markdown();
     print!("{text}");
     write_calibration(&args.out, &marker, &text)?;
     if args.reference_runs > 0 {
