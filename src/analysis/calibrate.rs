@@ -391,9 +391,13 @@ mod tests {
         let config = CalibrationConfig {
             runs: 20,
             budget: Some(400),
-            only: ["host leak 64", "host: white jitter", "gpu: one 20 MiB segment mid-run"]
-                .map(String::from)
-                .to_vec(),
+            only: [
+                "host leak 64",
+                "host: white jitter",
+                "gpu: one 20 MiB segment mid-run",
+            ]
+            .map(String::from)
+            .to_vec(),
             ..CalibrationConfig::default()
         };
         let t = run(&config);

@@ -225,10 +225,7 @@ fn cooldown_never_makes_a_leak_alone_and_clears_only_growth_it_gave_back() {
     let m = one(flushed);
     assert_eq!(m.outcome, Outcome::Pass, "{:?}", m.reasons);
     let g = m.given_back.expect("given back");
-    assert!(
-        !g.capped && g.grew > 80.0 * MIB && g.kept < MIB,
-        "{g:?}"
-    );
+    assert!(!g.capped && g.grew > 80.0 * MIB && g.kept < MIB, "{g:?}");
     assert!(
         m.reasons
             .iter()
