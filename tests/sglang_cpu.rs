@@ -229,14 +229,38 @@ fn vlm_no_mm_processor_passes() {
     ));
 }
 
+/// Unique images to the VLM. A clean SGLang 0.5.23 keeps memory per unique image in its
+/// scheduler (measured 10–24 KiB/image on this CPU, above the 1 GiB-per-million budget): about
+/// 4.4 KiB/image is `RotaryPosMixin.rot_pos_ids`, an `lru_cache(maxsize=1024)` keyed on 0-d
+/// tensors that never hits, the rest native (`docs/validation-sglang-cpu.md`). So this run is
+/// not required to pass: it must run every image through the vision tower, tear everything
+/// down, and — when memory grows — name the scheduler (where the vision tower runs), never
+/// another process.
 #[test]
 #[ignore = "needs the SGLang CPU install: scripts/setup-sglang-cpu.sh"]
 #[serial(sglang)]
-fn vlm_image_passes() {
-    let r = assert_passes(on_cpu(ScenarioConfig::vlm_image(), "vlm_image", REQUESTS));
-    // Every measured request carried a unique image that reached the vision tower.
+fn vlm_image_runs_and_any_growth_is_the_schedulers() {
+    let before = shm_names();
+    let r = run(on_cpu(ScenarioConfig::vlm_image(), "vlm_image", REQUESTS));
+    eprintln!("{}", r.summary());
     let requests = r.requests.as_ref().expect("request counts");
-    assert_eq!(requests.failed, 0);
+    assert_eq!(requests.failed, 0, "{}", r.summary());
+    assert!(requests.images >= REQUESTS, "{}", r.summary());
+    assert_ne!(r.outcome, RunOutcome::Error, "{}", r.summary());
+    let seen = roles(&r);
+    for role in ["tokenizer_manager", "scheduler", "detokenizer"] {
+        assert!(seen.contains(role), "no {role} among {seen:?}");
+    }
+    let leaking = leaking_roles(&r);
+    assert!(
+        leaking.iter().all(|role| role == "scheduler"),
+        "growth named outside the scheduler: {leaking:?}\n{}",
+        r.summary()
+    );
+    let shutdown = r.shutdown.as_ref().expect("a shutdown record");
+    assert!(shutdown.is_clean(), "{shutdown:?}");
+    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
+    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
 }
 
 /// Measured requests of the `error_paths` scenario (capped: no adaptive extension past it).
@@ -443,12 +467,15 @@ fn a_2_kib_leak_in_the_detokenizer_is_caught_there_and_compare_fails_it() {
 #[serial(sglang)]
 fn a_leak_on_rejected_requests_is_called_on_those_kinds() {
     let before = shm_names();
+    // Twice the clean run's length, fixed: each rejection kind comes in blocks of a few
+    // requests, and the per-kind test needs a handful of its blocks.
     let r = run(planted(
         on_cpu(
             ScenarioConfig::error_paths(),
             "reject_leak",
-            ERROR_PATH_REQUESTS,
-        ),
+            2 * ERROR_PATH_REQUESTS,
+        )
+        .max_requests(2 * ERROR_PATH_REQUESTS),
         "reject",
         REJECT_LEAK,
     ));
@@ -499,7 +526,10 @@ fn reference_cycles_the_collector_frees_pass() {
 
 /// `text_model` with KV slots planted in SGLang's scheduler (see `fixtures/sglang/planted_leaks`).
 fn kv_leak(test: &str) -> ScenarioConfig {
+    // A fixed length: the accounting is exact per request, and memory (flat) has nothing to
+    // decide that would be worth extending the run for.
     on_cpu(ScenarioConfig::text_model(), test, KV_REQUESTS)
+        .max_requests(KV_REQUESTS)
         .server_env("PYTHONPATH", planted_leaks_dir().display().to_string())
         .server_env("MEMTEST_SGLANG_LEAK", "kv_tokens")
         .server_env("MEMTEST_SGLANG_LEAK_TOKENS", PLANTED_TOKENS.to_string())

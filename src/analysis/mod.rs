@@ -361,6 +361,11 @@ pub struct MetricAnalysis {
     /// The growth split by request kind, when the run mixed kinds and this metric did not pass.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by_kind: Option<by_kind::KindAttribution>,
+    /// Requests before the automatic warm-up cut, before any deceleration cut: where the
+    /// per-kind block test starts (every kind shares a slowing warm-up, so blocks compare like
+    /// with like from there, and twice the blocks decide a rare kind).
+    #[serde(skip)]
+    pub(crate) warmed_from: usize,
     /// Outcome for this metric: the worst of the per-request and the hourly judgements.
     pub outcome: Outcome,
     /// Why, in sentences for a person.
@@ -615,7 +620,7 @@ fn split_by_kind(
         .values
         .x
         .iter()
-        .take_while(|x| **x < first + m.warmup_cut as f64)
+        .take_while(|x| **x < first + m.warmed_from.min(m.warmup_cut) as f64)
         .count();
     let unit = m.unit;
     let mut a = by_kind::attribute(

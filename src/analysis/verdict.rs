@@ -63,6 +63,7 @@ pub(crate) fn measure(
         hourly: Vec::new(),
         plateau: None,
         deceleration: None,
+        warmed_from: explicit,
         steady: false,
         given_back: None,
         per_day: None,
@@ -94,6 +95,7 @@ pub(crate) fn measure(
     // Growth that slowed down (a server warming up) is judged on its second half: what goes on
     // growing at the end is what a long run sees.
     let whole = window.clone();
+    m.warmed_from = ((whole.x()[0] - (batch - 1) as f64 / 2.0).round() - first).max(0.0) as usize;
     let mut window = window;
     let mut still_slowing = false;
     for cut in 0..=MAX_DECEL_CUTS {
