@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use sglang_memtest::fixture::{ServerFixture, ServerSpec};
 use sglang_memtest::load::{Api, Driver, DriverConfig, Plan, RequestLog, Workload};
 use sglang_memtest::tracker::{GpuMode, HostProbe, MemoryTracker, Phase, TrackerConfig};
-use sglang_memtest::{ScenarioConfig, Target, TestType};
+use sglang_memtest::{ScenarioConfig, TestType};
 
 fn exe() -> PathBuf {
     std::env::var_os("MEMTEST_REFERENCE_BIN")
@@ -231,9 +231,10 @@ fn sglang_spec() -> Option<ServerSpec> {
         .ok()?
         .build()
         .ok()?;
-    let Target::Sglang(server) = scenario.target() else {
-        return None;
-    };
+    let server = scenario
+        .target()
+        .engine()
+        .filter(|e| e.engine().name() == "sglang")?;
     Some(
         server
             .clone()

@@ -10,7 +10,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serial_test::serial;
-use sglang_memtest::fixture::{FixtureError, ServerFixture, ServerSpec, SglangServer};
+use sglang_memtest::engine::Server;
+use sglang_memtest::fixture::{FixtureError, ServerFixture, ServerSpec};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -539,7 +540,7 @@ async fn servers_are_bound_to_loopback() -> TestResult {
             .is_some_and(|a| a.starts_with("0100007F:"))),
         "not only on 127.0.0.1: {listening:?}"
     );
-    let argv = SglangServer::new("m").into_spec().argv();
+    let argv = Server::sglang("m").into_spec().argv();
     let host = argv
         .iter()
         .position(|a| a == "--host")

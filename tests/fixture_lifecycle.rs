@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serial_test::{parallel, serial};
+use sglang_memtest::engine::Server;
 use sglang_memtest::fixture::{
-    ExitInfo, FixtureError, RootOutcome, ServerFixture, ServerSpec, SglangServer, WaitFor,
-    kill_all_registered,
+    ExitInfo, FixtureError, RootOutcome, ServerFixture, ServerSpec, WaitFor, kill_all_registered,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -272,7 +272,7 @@ async fn missing_program_is_a_spawn_error_naming_the_path() -> TestResult {
     );
     assert!(text.contains("install"), "{text}");
 
-    let spec = SglangServer::new("m")
+    let spec = Server::sglang("m")
         .with_python("/nonexistent/python")
         .into_spec();
     let spec = spec.with_log_dir(logs.path());

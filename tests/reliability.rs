@@ -258,6 +258,14 @@ fn child_harness() {
         .startup_timeout(Duration::from_secs(120))
         .out_dir(PathBuf::from(out))
         .plots(false)
+        // the watchdog's variable (set by `test_harness`), through the one place the library
+        // reads the environment
+        .env_overrides_from(|var| {
+            (var == "MEMTEST_WATCHDOG")
+                .then(|| std::env::var(var).ok())
+                .flatten()
+        })
+        .expect("MEMTEST_WATCHDOG is a switch")
         .build()
         .expect("the child scenario builds")
         .run_blocking();

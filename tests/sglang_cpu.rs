@@ -15,13 +15,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serial_test::serial;
+use sglang_memtest::ScenarioConfig;
 use sglang_memtest::analysis::Outcome;
 use sglang_memtest::fixture::ServerFixture;
 use sglang_memtest::load::{Mix, RequestKind};
 use sglang_memtest::report::{Report, RunOutcome};
 use sglang_memtest::tracker::idle::RUNNING_REQS;
 use sglang_memtest::tracker::{GpuMode, metric};
-use sglang_memtest::{ScenarioConfig, Target};
 
 /// Bytes each planted leak keeps per request.
 const PLANTED: u64 = 256 * 1024;
@@ -695,7 +695,11 @@ fn torn_down_when_the_test_fails(body: fn(ServerFixture)) {
     let scenario = on_cpu(ScenarioConfig::text_model(), "lifecycle", REQUESTS)
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let Target::Sglang(server) = scenario.target() else {
+    let Some(server) = scenario
+        .target()
+        .engine()
+        .filter(|e| e.engine().name() == "sglang")
+    else {
         panic!("the preset launches SGLang")
     };
     let spec = server

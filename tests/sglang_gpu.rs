@@ -19,11 +19,11 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serial_test::serial;
+use sglang_memtest::ScenarioConfig;
 use sglang_memtest::analysis::Outcome;
 use sglang_memtest::report::{Report, RunOutcome};
 use sglang_memtest::tracker::idle::{KV_TOKENS, RUNNING_REQS};
 use sglang_memtest::tracker::{GpuProbe, metric};
-use sglang_memtest::{ScenarioConfig, Target};
 
 /// Bytes the scheduler keeps on the GPU per request: 8× the default GPU limit (128 KiB/request).
 const SCHEDULER_BYTES: u64 = 1 << 20;
@@ -124,7 +124,9 @@ fn planted(preset: ScenarioConfig, test: &str, leak: &str, requests: u64) -> Sce
 fn run(c: ScenarioConfig) -> Report {
     let s = c.build().unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        matches!(s.target(), Target::Sglang(_)),
+        s.target()
+            .engine()
+            .is_some_and(|e| e.engine().name() == "sglang"),
         "the GPU tier launches SGLang: set MEMTEST_PYTHON and the models, not another target"
     );
     let r = s.run_blocking();

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use sglang_memtest::diagnose::sweep::{Dependence, Sweep};
+use sglang_memtest::campaign::sweep::{Dependence, Sweep};
 
 const PER_PIXEL: f64 = 16.0;
 

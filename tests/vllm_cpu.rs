@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serial_test::serial;
+use sglang_memtest::ScenarioConfig;
 use sglang_memtest::analysis::{MetricAnalysis, Outcome};
-use sglang_memtest::fixture::Device;
+use sglang_memtest::engine::Device;
 use sglang_memtest::report::{Report, RunOutcome};
 use sglang_memtest::tracker::metric;
-use sglang_memtest::{ScenarioConfig, Target};
 
 /// Measured requests of every test: the 50 MB cache fills in its first ~180 unique images, so
 /// 300 leave a long flat stretch after it.
@@ -90,7 +90,10 @@ fn on_vllm_cpu(preset: ScenarioConfig, test: &str) -> ScenarioConfig {
 fn run(c: ScenarioConfig) -> Report {
     let scenario = c.build().unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        matches!(scenario.target(), Target::Vllm(_)),
+        scenario
+            .target()
+            .engine()
+            .is_some_and(|e| e.engine().name() == "vllm"),
         "the install's settings choose vLLM: {:?}",
         scenario.target()
     );
@@ -459,7 +462,11 @@ fn nothing_is_left_after_a_panic() {
     let scenario = on_vllm_cpu(ScenarioConfig::text_model(), "lifecycle")
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let Target::Vllm(server) = scenario.target() else {
+    let Some(server) = scenario
+        .target()
+        .engine()
+        .filter(|e| e.engine().name() == "vllm")
+    else {
         panic!("the install's settings choose vLLM")
     };
     let spec = server

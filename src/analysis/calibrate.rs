@@ -12,9 +12,8 @@ use super::adaptive::{self, StopReason};
 use super::noise::{RecordedNoise, Shape};
 use super::{MIN_JUDGED, Outcome, RequestSeries, Thresholds, Verdict, analyze_with};
 use crate::load::KindSequence;
+use crate::util::{KIB, MIB};
 
-const KIB: f64 = 1024.0;
-const MIB: f64 = 1024.0 * KIB;
 /// Metrics a realistic run judges together (tree, three processes, GPU per process and
 /// device, shm): the power column "among 8" applies Holm's smallest-p bound for that many.
 const FAMILY: f64 = 8.0;

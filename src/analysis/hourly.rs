@@ -7,8 +7,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::sample::Sample;
-use super::{Batched, Estimate, Outcome, Thresholds, trend, warmup};
+use super::{Batched, Estimate, Outcome, Thresholds, warmup};
+use crate::stats::sample::Sample;
+use crate::stats::trend;
 
 /// Which stretch of the run an hourly judgement covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

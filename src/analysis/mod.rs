@@ -16,45 +16,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::load::KindSequence;
 use crate::tracker::metric::{Metric, MetricPattern, Source, Unit};
+use crate::util::{GIB, MIB};
 
 pub mod adaptive;
-mod batch;
 pub mod by_kind;
 pub mod calibrate;
 mod hourly;
 pub mod logical;
 pub mod noise;
-mod sample;
 #[cfg(test)]
 mod tests;
-mod trend;
 mod units;
 mod verdict;
 mod warmup;
 
-/// A point estimate with its standard error and confidence interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Estimate {
-    /// Point estimate.
-    pub point: f64,
-    /// Standard error of the estimate.
-    pub std_err: f64,
-    /// Confidence interval.
-    pub ci: ConfidenceInterval,
-}
-
-/// A two-sided confidence interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct ConfidenceInterval {
-    /// Confidence level, e.g. 0.95.
-    pub level: f64,
-    /// Lower bound.
-    pub lo: f64,
-    /// Upper bound.
-    pub hi: f64,
-}
-
-pub use batch::{BatchMeans, Batched, MAX_POINTS};
+/// The statistics' own types and the reducer the tracker's store fills live in the leaf below
+/// everything (`crate::stats`); they are named here, where a user looks for them.
+pub use crate::stats::{BatchMeans, Batched, ConfidenceInterval, Estimate, MAX_POINTS};
 pub(crate) use hourly::human_hours;
 pub use hourly::{HourlyAnalysis, Stretch};
 pub use logical::{IdleAccounting, IdleCheck};
@@ -266,8 +244,6 @@ impl Default for Thresholds {
     }
 }
 
-const MIB: f64 = 1024.0 * 1024.0;
-const GIB: f64 = 1024.0 * MIB;
 /// The default budget of every memory metric: 1 GiB per million requests (1.05 KiB/request).
 /// At a million requests a day a process within it grows at most 1 GiB a day; SGLang's own
 /// clean processes stay far below it once warm (docs/calibration.md).

@@ -17,9 +17,7 @@
 
 use rand::{Rng, RngCore};
 
-const KIB: f64 = 1024.0;
-const MIB: f64 = 1024.0 * KIB;
-const GIB: f64 = 1024.0 * MIB;
+use crate::util::{GIB, KIB, MIB};
 
 /// A synthetic series shape: negatives (clean servers) and positives (planted leaks).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -3,9 +3,8 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::util::{KIB, MIB};
 
-const KIB: f64 = 1024.0;
-const MIB: f64 = 1024.0 * 1024.0;
 const BASE: f64 = 2.0 * 1024.0 * MIB;
 
 /// Deterministic jitter of about ±`amp` (a tiny LCG: tests need no RNG dependency).

@@ -1,12 +1,13 @@
 //! One metric: measure it (warm-up cut, trends, levels), then judge it against its rule once
 //! the p-values of all judged metrics have been corrected together.
 
-use super::sample::{Sample, median};
-use super::trend::{self, Trend};
 use super::units::{fmt_per_request, fmt_value};
 use super::warmup;
 use super::{MetricAnalysis, Outcome, Plateau, RequestSeries, Rule, SeedBand, Thresholds};
+use crate::stats::sample::{Sample, median};
+use crate::stats::trend::{self, Trend};
 use crate::tracker::metric::Unit;
+use crate::util::MIB;
 
 /// How the reason of a transient process's metric starts (see `analyze_with`).
 pub(crate) const TRANSIENT: &str = "a transient process";
@@ -15,7 +16,6 @@ pub(crate) const TRANSIENT: &str = "a transient process";
 pub const MIN_JUDGED: usize = 10;
 /// Missing readings above this share of the series are named in the reasons.
 const MISSING_NOTE: f64 = 0.05;
-const MIB: f64 = 1024.0 * 1024.0;
 
 /// Measure one series: everything but the outcome and the corrected p-value.
 pub(crate) fn measure(

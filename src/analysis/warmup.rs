@@ -10,7 +10,7 @@
 //! and an allocator step in mid-run (a fraction of a MiB) is not worth the data it would cost
 //! (plain MSER keeps cutting to get past such steps, which halved power in calibration).
 
-use super::sample::Sample;
+use crate::stats::sample::Sample;
 
 /// Batch size of MSER-5: batch means tame single-request noise before the search.
 const BATCH: usize = 5;

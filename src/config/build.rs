@@ -1,15 +1,13 @@
-//! From a configuration to a [`Scenario`]: which server, SGLang's launch (vLLM's is in
-//! `vllm.rs`), the caches named in the report, and the checks of [`build`](ScenarioConfig::build).
+//! From a configuration to a [`Scenario`]: which server (an engine's as its preset launches it:
+//! `engine/`), the caches named in the report, and the checks of [`build`](ScenarioConfig::build).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{
-    Choice, ConfigError, DEFAULT_TEXT_MODEL, DEFAULT_VLM_MODEL, Origin, ScenarioConfig, Setting,
-    TargetKind, TestType, knob,
-};
-use crate::fixture::{Device, ServerSpec, SglangServer, WaitFor};
+use super::{Choice, ConfigError, Origin, ScenarioConfig, Setting, TargetKind, TestType, knob};
+use crate::engine::CacheInfo;
+use crate::engine::{Device, Preset, Server};
+use crate::fixture::{ServerSpec, WaitFor};
 use crate::load::{ImageSource, Workload};
-use crate::report::{CacheGrowth, CacheInfo};
 use crate::scenario::{Scenario, Target};
 use crate::tracker::GpuMode;
 
@@ -30,7 +28,8 @@ impl ScenarioConfig {
         let attach = layer.iter().any(|c| c.kind == TargetKind::Attach);
         let mut distinct: Vec<&Choice> = Vec::new();
         for c in layer {
-            let agrees_with_attach = attach && c.kind == TargetKind::Sglang;
+            let agrees_with_attach =
+                attach && c.kind == TargetKind::Engine(crate::engine::ENGINES[0].name());
             if !agrees_with_attach && !distinct.iter().any(|d| d.kind == c.kind) {
                 distinct.push(c);
             }
@@ -81,9 +80,13 @@ impl ScenarioConfig {
                     "kinds this scenario can send: {kind} needs a VLM (vlm-text or vlm-image), this is a text scenario"
                 )));
             }
-            if kind.is_abort() && matches!(target, Target::Vllm(_)) {
+            if kind.is_abort()
+                && let Some(engine) = target.engine().map(Server::engine)
+                && let Err(why) = engine.abort()
+            {
+                let name = engine.display_name();
                 return Err(invalid(format!(
-                    "kinds vLLM serves: {kind} uses SGLang's /abort_request, which vLLM does not have (vLLM aborts a request when its client goes away: use disconnect)"
+                    "kinds {name} serves: {kind} uses SGLang's /abort_request, which {name} does not have ({why})"
                 )));
             }
         }
@@ -98,98 +101,26 @@ impl ScenarioConfig {
         Ok(())
     }
 
-    fn model(&self) -> String {
-        self.pick_model(
-            &self.sglang.text_model,
-            &self.sglang.vlm_model,
-            &self.sglang.model,
-        )
-    }
-
-    /// The model for this workload: the workload's own setting, else the shared one, else the
-    /// default text or VLM model (SGLang's and vLLM's knobs alike).
-    pub(super) fn pick_model(
-        &self,
-        text: &Option<String>,
-        vlm: &Option<String>,
-        any: &Option<String>,
-    ) -> String {
-        let text_workload = self.workload.is_text();
-        let own = if text_workload { text } else { vlm };
-        own.clone().or_else(|| any.clone()).unwrap_or_else(|| {
-            if text_workload {
-                DEFAULT_TEXT_MODEL
-            } else {
-                DEFAULT_VLM_MODEL
-            }
-            .to_owned()
-        })
-    }
-
-    /// SGLang as the presets launch it: the caches that grow with unique input off, metrics on.
-    fn sglang_server(&self) -> SglangServer {
-        let vlm = !self.workload.is_text();
-        let mut args: Vec<String> = vec!["--disable-radix-cache".into(), "--enable-metrics".into()];
-        if self.workload == TestType::VlmText && self.sglang.language_model_only {
-            args.push("--language-model-only".into());
+    /// What the scenario tells an engine's preset.
+    fn engine_preset(&self) -> Preset<'_> {
+        Preset {
+            vlm: !self.workload.is_text(),
+            images: self.workload == TestType::VlmImage,
+            language_model_only: self.language_model_only,
+            device: self.device,
+            mem_fraction: self.mem_fraction,
+            server_env: &self.server_env,
         }
-        if let (true, Some((b, _))) = (vlm, &self.sglang.mm_attention_backend) {
-            args.extend(["--mm-attention-backend".to_owned(), b.clone()]);
-        }
-        if let Some(level) = &self.sglang.log_level {
-            args.extend(["--log-level".to_owned(), level.clone()]);
-        }
-        args.extend(self.sglang.args.iter().cloned());
-        let mut server = SglangServer::new(self.model())
-            .with_python(&self.sglang.python)
-            .with_mem_fraction_static(self.sglang.mem_fraction)
-            .with_device(self.sglang.device)
-            .with_args(args);
-        if let Some(t) = self.sglang.max_total_tokens {
-            server = server.with_max_total_tokens(t);
-        }
-        if vlm {
-            // SGLang's multimodal embedding cache (100 MB by default) fills with every unique
-            // image and would read as growth: off, and named in the report.
-            server = server.with_env("SGLANG_VLM_CACHE_SIZE_MB", "0");
-        }
-        for (k, v) in &self.server_env {
-            server = server.with_env(k, v);
-        }
-        server
     }
 
     fn caches(&self, target: &Target) -> Vec<CacheInfo> {
         let vlm = !self.workload.is_text();
+        let images = self.workload == TestType::VlmImage;
         match target {
-            Target::Sglang(server) => {
-                let mut caches = sglang_caches(vlm, server.device());
-                let overridden = self
-                    .server_env
-                    .iter()
-                    .rfind(|(k, _)| k == "SGLANG_VLM_CACHE_SIZE_MB");
-                if let (Some((_, mb)), Some(c)) = (
-                    overridden,
-                    caches.iter_mut().find(|c| c.name.starts_with("multimodal")),
-                ) && mb != "0"
-                {
-                    c.state = format!("on, {mb} MB");
-                    c.flag = Some(format!("SGLANG_VLM_CACHE_SIZE_MB={mb}"));
-                    c.growth = (self.workload == TestType::VlmImage).then(|| CacheGrowth {
-                        grows_with: "every unique image".into(),
-                        cap_bytes: mb.trim().parse::<f64>().ok().map(|m| (m * 1048576.0) as u64),
-                        held_by: vec!["scheduler".into()],
-                        off: "SGLANG_VLM_CACHE_SIZE_MB=0 (the preset's; drop the --server-env that set it)"
-                            .into(),
-                    });
-                }
-                caches
-            }
-            Target::Vllm(server) => {
-                super::vllm_caches(server.args(), self.workload, server.device())
-            }
+            Target::Engine(server) => server.engine().caches(server, vlm, images),
             Target::Attach { .. } => {
-                let mut caches = sglang_caches(vlm, Device::Gpu);
+                // Attached: SGLang's, as the default engine's (the model knob names it).
+                let mut caches = crate::engine::sglang::sglang_caches(vlm, Device::Gpu);
                 for c in &mut caches {
                     c.state = "as the attached server was started".into();
                 }
@@ -212,12 +143,16 @@ impl ScenarioConfig {
             TargetKind::Reference => Target::Reference {
                 exe: match &self.reference_bin {
                     Some(p) => p.clone(),
-                    None => crate::scenario::reference_exe()?,
+                    None => reference_exe()?,
                 },
                 args: self.reference_args.clone(),
             },
-            TargetKind::Sglang => Target::Sglang(self.sglang_server()),
-            TargetKind::Vllm => Target::Vllm(self.vllm_server()),
+            TargetKind::Engine(name) => {
+                let engine = crate::engine::engine(name)
+                    .ok_or_else(|| ConfigError::UnknownKnob(format!("engine {name}")))?;
+                let settings = self.engines.get(name).cloned().unwrap_or_default();
+                Target::Engine(engine.preset(&settings, &self.engine_preset()))
+            }
             TargetKind::Command => {
                 let argv = self.command.clone().unwrap_or_default();
                 let (program, args) = argv
@@ -324,6 +259,8 @@ impl ScenarioConfig {
             out_dir: self.out_dir,
             startup_timeout: self.startup_timeout,
             keep_server: self.keep_server,
+            reaper: self.reaper,
+            watchdog: self.watchdog,
             caches,
             plots: self.plots,
             seed_names: self.seed_names,
@@ -338,10 +275,41 @@ impl ScenarioConfig {
 }
 
 impl ScenarioConfig {
+    /// The one-call finish of a test: exactly
+    /// `self.env_overrides()?.build()?.run_blocking().into_result()`, every error as the crate's
+    /// [`Error`](crate::error::Error). The environment is layered here, over everything set
+    /// before: call [`env_overrides`](Self::env_overrides) yourself where it should sit instead.
+    ///
+    /// ```no_run
+    /// use sglang_memtest::{ScenarioConfig, tracker::metric};
+    ///
+    /// # fn main() -> sglang_memtest::Result<()> {
+    /// let report = ScenarioConfig::text_model().max_new_tokens(64).check()?;
+    /// assert!(report.metric(metric::HOST_RSS_TREE).is_some());
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Config`](crate::error::Error::Config) for a setting that cannot be used, and
+    /// [`Error::Run`](crate::error::Error::Run) with the whole report for a leak, an
+    /// inconclusive verdict or a run that failed.
+    pub fn check(self) -> crate::error::Result<crate::report::Report> {
+        Ok(self
+            .env_overrides()?
+            .build()?
+            .run_blocking()
+            .into_result()?)
+    }
+}
+
+impl ScenarioConfig {
     /// One engine's extra arguments given to the other, or SGLang's native API with vLLM, are an
     /// error, not silently dropped.
     fn check_engine_args(&self, target: &Target) -> Result<(), ConfigError> {
-        if matches!(target, Target::Vllm(_)) && self.driver.api == crate::load::Api::Native {
+        if self.driver.api == crate::load::Api::Native
+            && let Some(Err(needs)) = target.engine().map(|s| s.engine().native_api())
+        {
             let k = knob("api").ok_or_else(|| ConfigError::UnknownKnob("api".into()))?;
             return Err(ConfigError::Requires {
                 setting: self.api_setting.clone().unwrap_or(Setting {
@@ -351,7 +319,7 @@ impl ScenarioConfig {
                     origin: Origin::Code,
                     value: "native".into(),
                 }),
-                needs: "an SGLang server (SGLang's /generate): vLLM is driven through /v1/chat/completions, --api openai",
+                needs,
             });
         }
         if let (Target::Attach { .. }, Some(_)) = (target, self.port) {
@@ -367,44 +335,33 @@ impl ScenarioConfig {
                 needs: "a server this run launches: an attached server's port is the one in --base-url",
             });
         }
-        if let (Target::Vllm(_), Some((value, setting))) =
-            (target, &self.sglang.mm_attention_backend)
+        // An engine's knob given while another engine runs: an error when the knob says so
+        // (its arguments, say), rather than silently dropped.
+        let Some(running) = target.engine().map(|s| s.engine().name()) else {
+            return Ok(());
+        };
+        for engine in crate::engine::ENGINES
+            .iter()
+            .filter(|e| e.name() != running)
         {
-            let k = knob("mm_attention_backend")
-                .ok_or_else(|| ConfigError::UnknownKnob("mm_attention_backend".into()))?;
-            return Err(ConfigError::Requires {
-                setting: setting.clone().unwrap_or(Setting {
+            let Some(settings) = self.engines.get(engine.name()) else {
+                continue;
+            };
+            for k in engine.knobs() {
+                let Some(needs) = k.elsewhere.filter(|_| settings.has(k)) else {
+                    continue;
+                };
+                let setting = self.engine_set.get(k.name).cloned().unwrap_or(Setting {
                     knob: k.name,
                     env: k.env,
                     flag: k.flag,
                     origin: Origin::Code,
-                    value: value.clone(),
-                }),
-                needs: "an SGLang server: vLLM's own flags go in --vllm-arg / MEMTEST_VLLM_ARGS",
-            });
+                    value: settings.shown(k).unwrap_or_default(),
+                });
+                return Err(ConfigError::Requires { setting, needs });
+            }
         }
-        let (name, given, needs) = match target {
-            Target::Vllm(_) if !self.sglang.args.is_empty() => (
-                "server_arg",
-                (&self.sglang.args, &self.sglang.args_setting),
-                "an SGLang server: vLLM's arguments go in --vllm-arg / MEMTEST_VLLM_ARGS",
-            ),
-            Target::Sglang(_) if !self.vllm.args.is_empty() => (
-                "vllm_arg",
-                (&self.vllm.args, &self.vllm.args_setting),
-                "a vLLM server (--vllm-model / MEMTEST_VLLM_MODEL); SGLang's arguments go in --server-arg / MEMTEST_SERVER_ARGS",
-            ),
-            _ => return Ok(()),
-        };
-        let k = knob(name).ok_or_else(|| ConfigError::UnknownKnob(name.into()))?;
-        let setting = given.1.clone().unwrap_or_else(|| Setting {
-            knob: k.name,
-            env: k.env,
-            flag: k.flag,
-            origin: Origin::Code,
-            value: given.0.join(" "),
-        });
-        Err(ConfigError::Requires { setting, needs })
+        Ok(())
     }
 }
 
@@ -434,39 +391,45 @@ fn check_image_dir(path: &Path) -> Result<(), ConfigError> {
 /// GPU metrics unless told otherwise: required for SGLang or vLLM on a GPU, off for either on
 /// the CPU (the report says why), used when present for everything else.
 pub fn default_gpu_mode(target: &Target) -> GpuMode {
-    match target {
-        Target::Sglang(server) if server.device() == Device::Cpu => GpuMode::Off,
-        Target::Sglang(_) => GpuMode::Required,
-        Target::Vllm(server) if server.device() == Device::Cpu => GpuMode::Off,
-        Target::Vllm(_) => GpuMode::Required,
-        _ => GpuMode::Auto,
+    match target.engine() {
+        Some(server) if server.device() == Device::Cpu => GpuMode::Off,
+        Some(_) => GpuMode::Required,
+        None => GpuMode::Auto,
     }
 }
 
-/// The engine caches the presets switch off for SGLang (named in the report), and on the CPU
-/// the allocator setting of [`CPU_MALLOC_ENV`](crate::fixture::CPU_MALLOC_ENV).
-pub fn sglang_caches(vlm: bool, device: Device) -> Vec<CacheInfo> {
-    let mut caches = vec![CacheInfo {
-        name: "radix (prefix) cache".into(),
-        state: "off".into(),
-        flag: Some("--disable-radix-cache".into()),
-        growth: None,
-    }];
-    if vlm {
-        caches.push(CacheInfo {
-            name: "multimodal embedding cache".into(),
-            state: "off".into(),
-            flag: Some("SGLANG_VLM_CACHE_SIZE_MB=0".into()),
-            growth: None,
-        });
+/// The `sglang-memtest` executable that serves the reference server: the running executable
+/// when it is `sglang-memtest`, else `sglang-memtest` next to the running executable or one
+/// folder up (where cargo puts it for tests). `MEMTEST_REFERENCE_BIN` / `--reference-bin`
+/// choose another.
+///
+/// # Errors
+/// [`ConfigError::ReferenceBinary`] naming the places searched.
+pub fn reference_exe() -> Result<PathBuf, ConfigError> {
+    let me = std::env::current_exe().map_err(|e| ConfigError::ReferenceBinary {
+        searched: format!("the running executable is unknown: {e}"),
+    })?;
+    if me.file_stem().is_some_and(|s| s == "sglang-memtest") {
+        return Ok(me);
     }
-    if device == Device::Cpu {
-        caches.push(CacheInfo {
-            name: "glibc heap (freed memory malloc keeps)".into(),
-            state: "mmap threshold fixed at 128 KiB: freed tensors go back to the OS".into(),
-            flag: Some("MALLOC_MMAP_THRESHOLD_=131072 MALLOC_TRIM_THRESHOLD_=131072".into()),
-            growth: None,
-        });
-    }
-    caches
+    let candidates: Vec<PathBuf> = me
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("sglang-memtest"))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| ConfigError::ReferenceBinary {
+            searched: format!(
+                "looked in {}",
+                candidates
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })
 }

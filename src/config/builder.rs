@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::{ScenarioConfig, TargetKind};
 use crate::analysis::Thresholds;
-use crate::fixture::Device;
+use crate::engine::Device;
 use crate::load::{Api, ImageConfig};
 use crate::scenario::{CooldownConfig, Target};
 use crate::tracker::metric::MetricPattern;
@@ -82,7 +82,7 @@ impl ScenarioConfig {
 
     /// An extra SGLang argument.
     pub fn server_arg(mut self, arg: impl Into<String>) -> Self {
-        self.sglang.args.push(arg.into());
+        self.engine_settings("sglang").args.push(arg.into());
         self
     }
 

@@ -14,39 +14,33 @@
 
 mod build;
 mod builder;
-mod error;
 mod knobs;
-pub(crate) use knobs::switch;
-mod vllm;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use build::{default_gpu_mode, sglang_caches};
-pub use error::{ConfigError, Origin, Setting};
+pub use crate::engine::sglang::sglang_caches;
+pub use crate::engine::vllm::vllm_caches;
+pub use crate::error::{ConfigError, Origin, Setting};
+pub use build::{default_gpu_mode, reference_exe};
 pub use knobs::{Group, KNOBS, Knob, KnobKind, knob, markdown_table, parse_bytes};
-pub use vllm::vllm_caches;
 
 use crate::analysis::Thresholds;
-use crate::fixture::Device;
+use crate::engine::{Device, ENGINES, EngineSettings};
 use crate::load::{DriverConfig, ImageConfig};
 use crate::scenario::{CooldownConfig, Target};
 use crate::tracker::{GpuMode, TrackerConfig};
+use std::collections::BTreeMap;
 
-/// Default text model (the seed tool's).
-pub const DEFAULT_TEXT_MODEL: &str = "meta-llama/Llama-3.2-1B-Instruct";
-/// Default VLM (the seed tool's).
-pub const DEFAULT_VLM_MODEL: &str = "Qwen/Qwen2.5-VL-3B-Instruct";
+pub use crate::engine::{DEFAULT_TEXT_MODEL, DEFAULT_VLM_MODEL};
 
 /// Which kind of server a scenario runs against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TargetKind {
     /// The embedded reference server.
     Reference,
-    /// SGLang, launched by the fixture.
-    Sglang,
-    /// vLLM, launched by the fixture.
-    Vllm,
+    /// An engine of [`ENGINES`](crate::engine::ENGINES), by name, launched by the fixture.
+    Engine(&'static str),
     /// Any command.
     Command,
     /// A server someone else runs.
@@ -70,46 +64,6 @@ impl TestType {
     }
 }
 
-/// SGLang's launch settings (used when the target is SGLang).
-#[derive(Debug, Clone)]
-pub(crate) struct SglangSettings {
-    pub(crate) model: Option<String>,
-    pub(crate) text_model: Option<String>,
-    pub(crate) vlm_model: Option<String>,
-    pub(crate) python: PathBuf,
-    pub(crate) device: Device,
-    pub(crate) mem_fraction: f64,
-    pub(crate) max_total_tokens: Option<u64>,
-    pub(crate) args: Vec<String>,
-    /// The setting that added the last of `args` (a `--server-arg` with vLLM is an error).
-    pub(crate) args_setting: Option<Setting>,
-    pub(crate) language_model_only: bool,
-    /// `--mm-attention-backend` for VLM scenarios, and the setting that gave it (an error with
-    /// vLLM names it).
-    pub(crate) mm_attention_backend: Option<(String, Option<Setting>)>,
-    /// `--log-level` (from `SGLANG_LOG_LEVEL`, the seed tool's variable).
-    pub(crate) log_level: Option<String>,
-}
-
-/// vLLM's launch settings (used when the target is vLLM). The device, the memory share and
-/// `language_model_only` are shared with SGLang's settings.
-#[derive(Debug, Clone)]
-pub(crate) struct VllmSettings {
-    pub(crate) model: Option<String>,
-    pub(crate) text_model: Option<String>,
-    pub(crate) vlm_model: Option<String>,
-    pub(crate) python: PathBuf,
-    pub(crate) args: Vec<String>,
-    /// The setting that added the last of `args` (a `--vllm-arg` with SGLang is an error).
-    pub(crate) args_setting: Option<Setting>,
-    /// `--mm-processor-cache-gb` (GiB); `None`: the preset's 0 (off).
-    pub(crate) mm_processor_cache_gb: Option<f64>,
-    /// Leave vLLM's prefix cache on (the presets switch it off).
-    pub(crate) prefix_caching: bool,
-    /// Whether `mem_fraction` was set (vLLM keeps its own default otherwise).
-    pub(crate) mem_fraction_set: bool,
-}
-
 /// A server choice and the setting that made it.
 #[derive(Debug, Clone)]
 struct Choice {
@@ -127,8 +81,16 @@ pub struct ScenarioConfig {
     default_target: TargetKind,
     choices: Vec<Choice>,
     code_target: Option<Target>,
-    pub(crate) sglang: SglangSettings,
-    pub(crate) vllm: VllmSettings,
+    /// Each engine's knobs, by engine name (declared in the engine's file).
+    pub(crate) engines: BTreeMap<&'static str, EngineSettings>,
+    /// The setting that gave each engine knob its (last) value, to name it in an error.
+    pub(crate) engine_set: BTreeMap<&'static str, Setting>,
+    /// Where the engine runs the model.
+    pub(crate) device: Device,
+    /// The engine's share of GPU memory, when set.
+    pub(crate) mem_fraction: Option<f64>,
+    /// Build only the language model of a VLM receiving text.
+    pub(crate) language_model_only: bool,
     pub(crate) server_env: Vec<(String, String)>,
     pub(crate) reference_args: Vec<String>,
     pub(crate) reference_bin: Option<PathBuf>,
@@ -138,6 +100,8 @@ pub struct ScenarioConfig {
     pub(crate) attach_pid: Option<u32>,
     pub(crate) startup_timeout: Duration,
     pub(crate) keep_server: bool,
+    pub(crate) reaper: bool,
+    pub(crate) watchdog: bool,
     pub(crate) driver: DriverConfig,
     pub(crate) tracker: TrackerConfig,
     pub(crate) gpu: Option<GpuMode>,
@@ -181,34 +145,14 @@ impl ScenarioConfig {
             name: name.into(),
             workload,
             images: ImageConfig::default(),
-            default_target: TargetKind::Sglang,
+            default_target: TargetKind::Engine(ENGINES[0].name()),
             choices: Vec::new(),
             code_target: None,
-            sglang: SglangSettings {
-                model: None,
-                text_model: None,
-                vlm_model: None,
-                python: PathBuf::from("python3"),
-                device: Device::Gpu,
-                mem_fraction: 0.7,
-                max_total_tokens: None,
-                args: Vec::new(),
-                args_setting: None,
-                language_model_only: false,
-                mm_attention_backend: None,
-                log_level: None,
-            },
-            vllm: VllmSettings {
-                model: None,
-                text_model: None,
-                vlm_model: None,
-                python: PathBuf::from("python3"),
-                args: Vec::new(),
-                args_setting: None,
-                mm_processor_cache_gb: None,
-                prefix_caching: false,
-                mem_fraction_set: false,
-            },
+            engines: BTreeMap::new(),
+            engine_set: BTreeMap::new(),
+            device: Device::Gpu,
+            mem_fraction: None,
+            language_model_only: false,
             server_env: Vec::new(),
             reference_args: Vec::new(),
             reference_bin: None,
@@ -218,6 +162,8 @@ impl ScenarioConfig {
             attach_pid: None,
             startup_timeout: Duration::from_secs(600),
             keep_server: false,
+            reaper: true,
+            watchdog: false,
             driver: DriverConfig::default(),
             tracker: TrackerConfig::default(),
             gpu: None,
@@ -335,6 +281,11 @@ impl ScenarioConfig {
         self.applying = None;
     }
 
+    /// The settings of the engine named `name` (created on first use).
+    pub(crate) fn engine_settings(&mut self, name: &'static str) -> &mut EngineSettings {
+        self.engines.entry(name).or_default()
+    }
+
     fn fail(&mut self, expected: String) {
         if let Some(setting) = self.applying.clone() {
             self.errors.push(ConfigError::Invalid { setting, expected });
@@ -364,7 +315,7 @@ impl ScenarioConfig {
     /// # Errors
     /// [`ConfigError::Invalid`] naming the first variable that cannot be used.
     pub fn env_overrides(self) -> Result<Self, ConfigError> {
-        self.env_overrides_from(|var| std::env::var(var).ok())
+        self.env_overrides_from(crate::util::env::get)
     }
 
     /// [`env_overrides`](Self::env_overrides) from another source of variables: a map, or the
@@ -377,7 +328,7 @@ impl ScenarioConfig {
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let before = self.errors.len();
-        for k in KNOBS {
+        for k in KNOBS.iter() {
             if let Some(v) = lookup(k.env) {
                 self.apply(k, &v, Origin::Env);
             }

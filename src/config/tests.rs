@@ -28,11 +28,15 @@ fn presets_have_the_seed_tool_defaults() {
     let s = ScenarioConfig::vlm_image().build().expect("builds");
     assert_eq!(s.driver.num_requests, 50);
     assert_eq!(s.driver.interval, Duration::from_millis(200));
-    assert!(matches!(s.target, Target::Sglang(_)));
+    assert!(
+        s.target
+            .engine()
+            .is_some_and(|e| e.engine().name() == "sglang")
+    );
     assert_eq!(s.tracker.gpu, GpuMode::Required);
     let t = ScenarioConfig::text_model().build().expect("builds");
     assert_eq!(t.driver.num_requests, 100);
-    let Target::Sglang(server) = &t.target else {
+    let Some(server) = t.target.engine().filter(|e| e.engine().name() == "sglang") else {
         panic!("not SGLang")
     };
     assert_eq!(server.model_path, DEFAULT_TEXT_MODEL);
@@ -145,7 +149,7 @@ fn lists_split_like_a_shell_in_the_environment() {
         .expect("valid")
         .build()
         .expect("builds");
-    let Target::Sglang(server) = &s.target else {
+    let Some(server) = s.target.engine().filter(|e| e.engine().name() == "sglang") else {
         panic!("not SGLang")
     };
     let argv = server.clone().into_spec().argv().join(" ");
@@ -294,7 +298,9 @@ fn the_error_paths_preset_sends_every_error_path() {
 #[test]
 fn the_seed_tools_flags_reach_sglangs_command_line() {
     let argv = |c: ScenarioConfig| match c.build().expect("builds").target() {
-        Target::Sglang(s) => s.clone().into_spec().argv().join(" "),
+        Target::Engine(s) if s.engine().name() == "sglang" => {
+            s.clone().into_spec().argv().join(" ")
+        }
         other => panic!("not SGLang: {other:?}"),
     };
     let vlm = ScenarioConfig::vlm_image()
@@ -320,4 +326,113 @@ fn the_seed_tools_flags_reach_sglangs_command_line() {
         !line.contains("--mm-attention-backend") && line.contains("--log-level warning"),
         "{line}"
     );
+}
+
+// ---- vLLM as the presets launch it (was config/vllm.rs) ----
+
+#[test]
+fn the_presets_switch_both_caches_off() {
+    let s = ScenarioConfig::vlm_image()
+        .set("vllm_vlm_model", "/m/vl")
+        .set("device", "cpu")
+        .build()
+        .expect("builds");
+    let Some(server) = s.target().engine().filter(|e| e.engine().name() == "vllm") else {
+        panic!("not vLLM: {:?}", s.target())
+    };
+    assert_eq!(server.model_path, "/m/vl");
+    assert_eq!(
+        server.args(),
+        ["--no-enable-prefix-caching", "--mm-processor-cache-gb", "0"]
+    );
+    let names: Vec<(&str, &str)> = s
+        .caches()
+        .iter()
+        .map(|c| (c.name.as_str(), c.state.as_str()))
+        .collect();
+    assert_eq!(names[0], ("prefix cache", "off"));
+    assert_eq!(names[1], ("multimodal processor cache", "off"));
+    assert!(s.caches().iter().all(|c| c.growth.is_none()));
+    assert_eq!(s.tracker().gpu, crate::tracker::GpuMode::Off);
+}
+
+#[test]
+fn a_cache_turned_back_on_is_named_with_its_size_and_growth() {
+    let s = ScenarioConfig::vlm_image()
+        .set("vllm_model", "/m/vl")
+        .set("vllm_mm_processor_cache_gb", "0.05")
+        .build()
+        .expect("builds");
+    let mm = &s.caches()[1];
+    assert_eq!(mm.state, "on, 51.2 MiB per process");
+    let g = mm.growth.as_ref().expect("grows with images");
+    assert_eq!(
+        g.cap_bytes,
+        Some((0.05 * (1u64 << 30) as f64).round() as u64)
+    );
+    assert_eq!(g.held_by, ["EngineCore", "api_server"]);
+}
+
+#[test]
+fn vllm_knobs_choose_vllm_and_check_their_values() {
+    let s = ScenarioConfig::text_model()
+        .set("vllm_text_model", "/m/t")
+        .set("vllm_vlm_model", "/m/vl")
+        .set("vllm_arg", "--max-model-len=2048")
+        .set("mem_fraction", "0.5")
+        .build()
+        .expect("builds");
+    let Some(server) = s.target().engine().filter(|e| e.engine().name() == "vllm") else {
+        panic!("not vLLM")
+    };
+    assert_eq!(server.model_path, "/m/t");
+    let argv = server.clone().into_spec().argv().join(" ");
+    assert!(
+        argv.ends_with(
+            "--gpu-memory-utilization 0.5 --no-enable-prefix-caching --max-model-len=2048"
+        ),
+        "{argv}"
+    );
+    assert_eq!(s.caches().len(), 1, "a text model has no multimodal cache");
+    assert_eq!(s.tracker().gpu, crate::tracker::GpuMode::Required);
+    // Only a VLM model is named: a text scenario stays on the default target.
+    let s = ScenarioConfig::text_model()
+        .set("vllm_vlm_model", "/m/vl")
+        .build()
+        .expect("builds");
+    assert!(
+        s.target()
+            .engine()
+            .is_some_and(|e| e.engine().name() == "sglang")
+    );
+    for (knob, bad) in [
+        ("vllm_mm_processor_cache_gb", "-1"),
+        ("vllm_mm_processor_cache_gb", "lots"),
+        ("vllm_model", " "),
+        ("vllm_prefix_caching", "maybe"),
+    ] {
+        let e = ScenarioConfig::vlm_image()
+            .set(knob, bad)
+            .build()
+            .expect_err(bad);
+        assert_eq!(e.knob(), Some(knob), "{e}");
+    }
+    let e = ScenarioConfig::text_model()
+        .set("vllm_model", "m")
+        .set("api", "native")
+        .build()
+        .expect_err("vLLM has no /generate");
+    assert_eq!(e.knob(), Some("api"), "{e}");
+    let e = ScenarioConfig::text_model()
+        .set("vllm_model", "m")
+        .set("server_arg", "--tp-size=2")
+        .build()
+        .expect_err("an SGLang argument");
+    assert!(e.to_string().contains("--vllm-arg"), "{e}");
+    let e = ScenarioConfig::text_model()
+        .set("model", "m")
+        .set("vllm_model", "m")
+        .build()
+        .expect_err("two engines");
+    assert!(e.to_string().contains("choose different servers"), "{e}");
 }

@@ -6,15 +6,12 @@
 //! - [`snapshot`]: on a leak verdict, `py-spy dump` of the guilty process while it still runs.
 //! - [`py_heap`] (`--py-heap`): the Python allocation sites of the growth, by `tracemalloc`
 //!   inside every Python process of the server, snapshots at the same two moments.
-//! - [`sweep`]: dose–response, growth per request fitted against a knob.
 //!
 //! [`Capture`] is what a scenario run holds; [`Diagnosis`] is what lands in the report.
 
 pub mod py_heap;
 pub mod smaps;
 pub mod snapshot;
-pub mod sweep;
-mod sweep_plot;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -273,7 +270,7 @@ impl Capture {
             Ok(Some(p)) => p,
             Ok(None) => return,
             Err(line) => {
-                self.state().diagnosis.notes.push(line);
+                self.state().diagnosis.notes.push(line.0);
                 return;
             }
         };

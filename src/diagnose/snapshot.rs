@@ -27,10 +27,12 @@ pub enum PySpy {
 }
 
 impl std::str::FromStr for PySpy {
-    type Err = String;
+    type Err = crate::util::Invalid;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.trim() {
-            "" => Err("auto, off or the path of a py-spy executable".into()),
+            "" => Err(crate::util::Invalid::from(
+                "auto, off or the path of a py-spy executable",
+            )),
             "auto" => Ok(PySpy::Auto),
             "off" => Ok(PySpy::Off),
             p => Ok(PySpy::Path(PathBuf::from(p))),
@@ -43,33 +45,25 @@ impl PySpy {
     ///
     /// # Errors
     /// The sentence for the report when no py-spy is found.
-    pub fn locate(&self) -> Result<Option<PathBuf>, String> {
+    pub fn locate(&self) -> Result<Option<PathBuf>, crate::util::Invalid> {
         match self {
             PySpy::Off => Ok(None),
             PySpy::Path(p) if p.is_file() => Ok(Some(p.clone())),
-            PySpy::Path(p) => Err(format!(
+            PySpy::Path(p) => Err(crate::util::Invalid(format!(
                 "no stack snapshot: py-spy {} does not exist (--py-spy / MEMTEST_PY_SPY)",
                 p.display()
-            )),
-            PySpy::Auto => on_path("py-spy")
+            ))),
+            PySpy::Auto => crate::util::env::on_path("py-spy")
                 .or_else(|| {
-                    let home = std::env::var_os("HOME")?;
-                    let p = Path::new(&home).join(TOOLS_DIR).join("bin/py-spy");
+                    let p = crate::util::env::home()?.join(TOOLS_DIR).join("bin/py-spy");
                     p.is_file().then_some(p)
                 })
                 .map(Some)
                 .ok_or_else(|| {
-                    "no stack snapshot: py-spy is not installed — `pip install py-spy` (or `python3 -m venv ~/.cache/sglang-memtest/tools && ~/.cache/sglang-memtest/tools/bin/pip install py-spy`), or point --py-spy at it".to_owned()
+                    crate::util::Invalid::from("no stack snapshot: py-spy is not installed — `pip install py-spy` (or `python3 -m venv ~/.cache/sglang-memtest/tools && ~/.cache/sglang-memtest/tools/bin/pip install py-spy`), or point --py-spy at it")
                 }),
         }
     }
-}
-
-/// `name` in a folder of `PATH`.
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }
 
 /// One stack snapshot of one process.
@@ -196,7 +190,7 @@ mod tests {
         let e = PySpy::Path("/nonexistent/py-spy".into())
             .locate()
             .unwrap_err();
-        assert!(e.contains("/nonexistent/py-spy does not exist"), "{e}");
+        assert!(e.0.contains("/nonexistent/py-spy does not exist"), "{e}");
         assert_eq!(PySpy::Off.locate(), Ok(None));
     }
 

@@ -8,11 +8,11 @@ use plotters::prelude::*;
 use super::report::{FleetReport, FleetRow};
 use crate::analysis::Outcome;
 use crate::report::plot::{LEAK_RED, PALETTE, PlotError, UNSURE_ORANGE};
+use crate::util::MIB;
 
 /// Rows drawn at most (the worst first): more lines are unreadable.
 pub const MAX_LINES: usize = 8;
 const SIZE: (u32, u32) = (1200, 620);
-const MIB: f64 = 1024.0 * 1024.0;
 
 /// Leaking rows: shades of red, as leaks are everywhere else in the reports (undecided rows are
 /// the reports' orange, passing rows take the per-process palette, which has neither).

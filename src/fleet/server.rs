@@ -35,12 +35,10 @@ pub enum PrometheusError {
 
 /// The `prometheus` binary: `MEMTEST_PROMETHEUS`, else the first on `PATH`.
 pub fn prometheus_binary() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("MEMTEST_PROMETHEUS") {
+    if let Some(p) = crate::util::env::get_os("MEMTEST_PROMETHEUS") {
         return Some(PathBuf::from(p)).filter(|p| p.is_file());
     }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join("prometheus"))
-        .find(|p| p.is_file())
+    crate::util::env::on_path("prometheus")
 }
 
 /// A running Prometheus that scrapes `targets`.

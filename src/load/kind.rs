@@ -143,18 +143,18 @@ impl fmt::Display for RequestKind {
 }
 
 impl FromStr for RequestKind {
-    type Err = String;
+    type Err = crate::util::Invalid;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, crate::util::Invalid> {
         let s = s.trim().to_ascii_lowercase().replace('_', "-");
         RequestKind::ALL
             .into_iter()
             .find(|k| k.as_str() == s)
             .ok_or_else(|| {
-                format!(
+                crate::util::Invalid(format!(
                     "unknown request kind {s:?}: use one of {}",
                     RequestKind::ALL.map(RequestKind::as_str).join(", ")
-                )
+                ))
             })
     }
 }
@@ -248,26 +248,28 @@ impl Mix {
     ///
     /// # Errors
     /// A weight outside (0, 1], below a hundredth, a kind given twice, or weights summing past 1.
-    pub fn new(mut weights: Vec<(RequestKind, f64)>) -> Result<Self, String> {
+    pub fn new(mut weights: Vec<(RequestKind, f64)>) -> Result<Self, crate::util::Invalid> {
         let mut seen = std::collections::BTreeSet::new();
         for &(kind, w) in &weights {
             if !seen.insert(kind) {
-                return Err(format!("{kind} is given twice"));
+                return Err(crate::util::Invalid(format!("{kind} is given twice")));
             }
             if !(w.is_finite() && w > 0.0 && w <= 1.0) {
-                return Err(format!("the weight of {kind} must be in (0, 1], got {w}"));
+                return Err(crate::util::Invalid(format!(
+                    "the weight of {kind} must be in (0, 1], got {w}"
+                )));
             }
             if w < 0.01 - 1e-9 {
-                return Err(format!(
+                return Err(crate::util::Invalid(format!(
                     "the weight of {kind} is {w}: weights are kept to a hundredth, use 0.01 at least"
-                ));
+                )));
             }
         }
         let sum: f64 = weights.iter().map(|(_, w)| w).sum();
         if sum > 1.0 + 1e-6 {
-            return Err(format!(
+            return Err(crate::util::Invalid(format!(
                 "the weights sum to {sum:.3}, past 1 (plain takes what the others leave)"
-            ));
+            )));
         }
         let rest = 1.0 - sum;
         if rest > 0.005 && !seen.contains(&RequestKind::Plain) {
@@ -324,23 +326,28 @@ impl Mix {
 }
 
 impl FromStr for Mix {
-    type Err = String;
+    type Err = crate::util::Invalid;
 
     /// `kind=weight,...`, a single kind (`stream`: every request), or `error-paths`.
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, crate::util::Invalid> {
         let s = s.trim();
         if s.eq_ignore_ascii_case("error-paths") || s.eq_ignore_ascii_case("error_paths") {
             return Ok(Self::error_paths());
         }
         if s.is_empty() {
-            return Err("kind=weight pairs separated by commas, e.g. stream=0.3,abort=0.1".into());
+            return Err(crate::util::Invalid::from(
+                "kind=weight pairs separated by commas, e.g. stream=0.3,abort=0.1",
+            ));
         }
         let mut weights = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (kind, w) = match part.split_once('=') {
                 Some((k, w)) => {
                     let w: f64 = w.trim().parse().map_err(|_| {
-                        format!("the weight of {} must be a number, got {w:?}", k.trim())
+                        crate::util::Invalid(format!(
+                            "the weight of {} must be a number, got {w:?}",
+                            k.trim()
+                        ))
                     })?;
                     (k.parse::<RequestKind>()?, w)
                 }
@@ -393,7 +400,7 @@ mod tests {
         }
         assert_eq!("abort_queued".parse(), Ok(RequestKind::AbortQueued));
         let err = "abortt".parse::<RequestKind>().unwrap_err();
-        assert!(err.contains("abort-queued"), "{err}");
+        assert!(err.0.contains("abort-queued"), "{err}");
     }
 
     #[test]
@@ -433,7 +440,7 @@ mod tests {
             ("", "kind=weight"),
         ] {
             let err = spec.parse::<Mix>().unwrap_err();
-            assert!(err.contains(want), "{spec}: {err}");
+            assert!(err.0.contains(want), "{spec}: {err}");
         }
     }
 

@@ -40,11 +40,9 @@ pub fn likely_causes(report: &Report) -> Vec<LikelyCause> {
     let Some(verdict) = &report.verdict else {
         return Vec::new();
     };
-    let engine = match report.target.kind.as_str() {
-        "vllm" => "vLLM's ",
-        "sglang" => "SGLang's ",
-        _ => "",
-    };
+    let engine = crate::engine::engine(&report.target.kind)
+        .map(|e| format!("{}'s ", e.display_name()))
+        .unwrap_or_default();
     let mut causes: Vec<LikelyCause> = report
         .caches
         .iter()
@@ -57,7 +55,7 @@ pub fn likely_causes(report: &Report) -> Vec<LikelyCause> {
                 .filter(|m| m.growth.is_finite() && m.growth > 0.0)
                 .filter(|m| held_where(report, &m.metric, growth))
                 .collect();
-            (!suspects.is_empty()).then(|| cause(report, engine, cache, growth, &suspects))
+            (!suspects.is_empty()).then(|| cause(report, &engine, cache, growth, &suspects))
         })
         .collect();
     causes.sort_by_key(|c| !c.explains_all);
@@ -207,7 +205,7 @@ mod tests {
     use crate::report::{ReportFiles, RunOutcome, SCHEMA_VERSION, TargetInfo};
     use crate::tracker::{ProcessInfo, Timeline};
 
-    const KIB: f64 = 1024.0;
+    use crate::util::KIB;
 
     /// A report of a vLLM image run in which EngineCore (pid 7) grows `per_request` bytes for
     /// 300 requests while the API server (pid 5) stays flat, with `caches`.
@@ -278,14 +276,15 @@ mod tests {
     }
 
     fn mm_cache(cap_gib: f64) -> CacheInfo {
-        crate::config::vllm_caches(
+        crate::engine::vllm::vllm_caches(
             &[
                 "--mm-processor-cache-gb".to_owned(),
                 cap_gib.to_string(),
                 "--no-enable-prefix-caching".to_owned(),
             ],
-            crate::TestType::VlmImage,
-            crate::fixture::Device::Cpu,
+            true,
+            true,
+            crate::engine::Device::Cpu,
         )
         .into_iter()
         .find(|c| c.name.starts_with("multimodal"))

@@ -362,9 +362,7 @@ mod tests {
     use crate::report::{ReportFiles, RunOutcome, SCHEMA_VERSION, TargetInfo};
     use crate::tracker::{ProcessInfo, Timeline, Unit};
 
-    const KIB: f64 = 1024.0;
-    const MIB: f64 = 1024.0 * KIB;
-    const GIB: f64 = 1024.0 * MIB;
+    use crate::util::{GIB, KIB, MIB};
 
     /// A run of 200 requests: each `(pid, role, bytes per request)` grows at that rate (plus a
     /// little deterministic jitter), the tree is their sum.

@@ -22,7 +22,9 @@ pub(crate) fn console(report: &Report) -> String {
     let leaking = |prefix: &str| {
         report.verdict.as_ref().is_some_and(|v| {
             v.metrics.iter().any(|m| {
-                m.judged && m.outcome == crate::Outcome::Leak && m.metric.starts_with(prefix)
+                m.judged
+                    && m.outcome == crate::analysis::Outcome::Leak
+                    && m.metric.starts_with(prefix)
             })
         })
     };

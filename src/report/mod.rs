@@ -12,14 +12,17 @@ pub mod html;
 pub mod plot;
 mod py_heap;
 pub mod roles;
+mod writers;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use cause::{LikelyCause, likely_causes};
+pub use writers::{Outputs, ReportWriter, WRITERS, WriteError, write_outputs};
 
 use crate::analysis::{IdleAccounting, Outcome, Verdict};
+pub use crate::engine::{CacheGrowth, CacheInfo};
 use crate::fixture::{LogWatchReport, ShutdownReport};
 use crate::load::{DriverConfig, RequestRecord, RequestSummary, Workload};
 use crate::tracker::{Timeline, TrackerConfig};
@@ -108,8 +111,17 @@ pub enum ErrorKind {
     Run,
 }
 
+/// What the report needs of the error that ended a run: its [`ErrorKind`]; the sentence and its
+/// causes come from [`std::error::Error`]. The report owns this trait so that it need not know
+/// the crate's error type, which sits above it (the crate's `Error` implements it).
+pub trait RunCause: std::error::Error + Send + Sync + std::any::Any {
+    /// Setup or run.
+    fn kind(&self) -> ErrorKind;
+}
+
 /// Why a run ended in [`RunOutcome::Error`]: the kind and the sentence in the JSON, the typed
-/// error in memory (match on it in tests: `report.error.and_then(|e| e.cause())`).
+/// error in memory (match on it in tests:
+/// `report.error.as_ref().and_then(|e| e.cause::<sglang_memtest::Error>())`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunError {
     /// Setup or run.
@@ -118,12 +130,12 @@ pub struct RunError {
     pub message: String,
     /// The typed error (not serialized; `None` in a report read back from JSON).
     #[serde(skip)]
-    cause: Option<std::sync::Arc<crate::Error>>,
+    cause: Option<std::sync::Arc<dyn RunCause>>,
 }
 
 impl RunError {
     /// The record of `error`: its kind, its message with causes, and the error itself.
-    pub fn new(error: crate::Error) -> Self {
+    pub fn new(error: impl RunCause) -> Self {
         Self {
             kind: error.kind(),
             message: crate::util::error_chain(&error),
@@ -131,9 +143,11 @@ impl RunError {
         }
     }
 
-    /// The typed error, when this report was made by this process.
-    pub fn cause(&self) -> Option<&crate::Error> {
-        self.cause.as_deref()
+    /// The typed error, when this report was made by this process and the error is an `E`
+    /// (the crate's runs end with `sglang_memtest::Error`).
+    pub fn cause<E: RunCause>(&self) -> Option<&E> {
+        let any: &dyn std::any::Any = self.cause.as_deref()?;
+        any.downcast_ref()
     }
 }
 
@@ -157,8 +171,9 @@ impl RunFailure {
         self.report.outcome
     }
 
-    /// The typed error of a run that ended in [`RunOutcome::Error`].
-    pub fn error(&self) -> Option<&crate::Error> {
+    /// The typed error of a run that ended in [`RunOutcome::Error`], when it is an `E` (the
+    /// crate's runs end with `sglang_memtest::Error`).
+    pub fn error<E: RunCause>(&self) -> Option<&E> {
         self.report.error.as_ref()?.cause()
     }
 
@@ -190,8 +205,8 @@ impl std::fmt::Debug for RunFailure {
 
 impl std::error::Error for RunFailure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.error()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        let cause: &dyn RunCause = self.report.error.as_ref()?.cause.as_deref()?;
+        Some(cause)
     }
 }
 
@@ -206,35 +221,6 @@ pub struct TargetInfo {
     pub base_url: String,
     /// Model path, when known.
     pub model: Option<String>,
-}
-
-/// An engine cache that grows with unique inputs, and how the scenario set it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CacheInfo {
-    /// The cache (e.g. `radix cache`).
-    pub name: String,
-    /// `off`, `capped at …` or `on (default)`.
-    pub state: String,
-    /// The flag that set it, if any.
-    pub flag: Option<String>,
-    /// How it grows, when it is on and this run's requests fill it (`null` otherwise): what
-    /// [`likely_causes`] names when memory grows.
-    #[serde(default)]
-    pub growth: Option<CacheGrowth>,
-}
-
-/// How a cache that is on grows during a run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CacheGrowth {
-    /// What fills it (`every unique image`).
-    pub grows_with: String,
-    /// Its capacity per copy, in bytes; `None`: bounded by something else or not known.
-    pub cap_bytes: Option<u64>,
-    /// The roles of the processes that hold a copy (`EngineCore`, `api_server`, `scheduler`), or
-    /// `/dev/shm` for a shared-memory cache.
-    pub held_by: Vec<String>,
-    /// The setting that switches it off, as a user would write it.
-    pub off: String,
 }
 
 /// Files written for a run.
@@ -258,6 +244,14 @@ pub struct ReportFiles {
     /// `{test}_{model}_{unix}_memory_data.json` (this report) and `…_memory_plot.png`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub seed: Vec<PathBuf>,
+    /// The files of other writers ([`WRITERS`]), by the writer's name: a new format needs no
+    /// field here (in the JSON they sit beside the others: `"files": {"junit": "…"}`).
+    #[serde(
+        flatten,
+        default,
+        skip_serializing_if = "std::collections::BTreeMap::is_empty"
+    )]
+    pub other: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// Everything about one run: configuration, raw samples, requests, verdict.
@@ -419,6 +413,12 @@ impl Report {
                 report: Box::new(self),
             })
         }
+    }
+
+    /// The verdict on one metric (`host.rss@tree`, `server.kv_tokens@idle`, …), for assertions:
+    /// `None` when the run has no verdict or did not measure it.
+    pub fn metric(&self, name: &str) -> Option<&crate::analysis::MetricAnalysis> {
+        self.verdict.as_ref()?.metric(name)
     }
 
     /// Panic with the console summary unless the run passed.

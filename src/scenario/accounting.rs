@@ -7,8 +7,8 @@
 use std::time::{Duration, Instant};
 
 use super::ScenarioError;
-use crate::Error;
 use crate::analysis::logical::{self, IdleAccounting};
+use crate::error::Error;
 use crate::fixture::ExitInfo;
 use crate::report::{Report, RunOutcome};
 use crate::tracker::idle::{self, IdleReading};
@@ -32,7 +32,7 @@ fn client() -> Result<reqwest::Client, String> {
 /// The accounting before the load (the server idle, just started), with what `/v1/loads`
 /// answered when the reading is not from there: `Err` says why there is none.
 pub(super) async fn before(base_url: &str) -> Result<(IdleReading, Option<String>), String> {
-    idle::probe(&client()?, base_url).await
+    idle::probe(&client()?, base_url).await.map_err(|e| e.0)
 }
 
 /// The accounting once the load is over, judged against `before`: read until every quantity is
@@ -73,7 +73,7 @@ pub(super) async fn after(
                 }
             }
             // A busy or dying server: keep asking until the wait is over.
-            Err(why) => failed = Some(why),
+            Err(why) => failed = Some(why.0),
         }
         if t0.elapsed() + SETTLE_POLL > wait {
             break;

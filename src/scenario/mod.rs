@@ -1,11 +1,9 @@
 //! Scenarios: a server to launch ([`Target`]), a [`Workload`], pacing and [`Thresholds`],
-//! built by [`ScenarioConfig`](crate::ScenarioConfig). [`Scenario::run`] goes through the whole
-//! pipeline and always returns (and writes) a [`Report`](crate::Report), whatever happened;
+//! built by [`ScenarioConfig`](crate::config::ScenarioConfig). [`Scenario::run`] goes through the whole
+//! pipeline and always returns (and writes) a [`Report`](crate::report::Report), whatever happened;
 //! [`Scenario::run_blocking`] does the same for a plain `#[test]`.
 
 mod accounting;
-pub mod calibrate;
-mod error;
 mod progress;
 mod rebuild;
 mod run;
@@ -17,14 +15,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use error::ScenarioError;
+pub use crate::error::ScenarioError;
 pub use rebuild::reanalyze;
 
 use crate::analysis::Thresholds;
-use crate::config::ConfigError;
-use crate::fixture::{ServerSpec, SglangServer, VllmServer};
+use crate::engine::CacheInfo;
+use crate::engine::Server;
+use crate::fixture::ServerSpec;
 use crate::load::{DriverConfig, Workload};
-use crate::report::CacheInfo;
 use crate::tracker::TrackerConfig;
 
 /// The server a scenario runs against.
@@ -37,10 +35,8 @@ pub enum Target {
         /// Knobs, e.g. `--leak-bytes-per-request=1048576`.
         args: Vec<String>,
     },
-    /// SGLang, launched by the fixture.
-    Sglang(SglangServer),
-    /// vLLM, launched by the fixture.
-    Vllm(VllmServer),
+    /// An engine of [`ENGINES`](crate::engine::ENGINES) (SGLang, vLLM), launched by the fixture.
+    Engine(Server),
     /// Any command (`{port}` in its args is replaced by the port).
     Command(ServerSpec),
     /// A server someone else runs. With `pid`, its process tree is tracked too.
@@ -53,52 +49,23 @@ pub enum Target {
 }
 
 impl Target {
-    /// `reference`, `sglang`, `vllm`, `command` or `attach`.
+    /// The engine's server, when the target is an engine.
+    pub fn engine(&self) -> Option<&Server> {
+        match self {
+            Target::Engine(server) => Some(server),
+            _ => None,
+        }
+    }
+
+    /// `reference`, the engine's name (`sglang`, `vllm`), `command` or `attach`.
     pub fn kind(&self) -> &'static str {
         match self {
             Target::Reference { .. } => "reference",
-            Target::Sglang(_) => "sglang",
-            Target::Vllm(_) => "vllm",
+            Target::Engine(server) => server.engine().name(),
             Target::Command(_) => "command",
             Target::Attach { .. } => "attach",
         }
     }
-}
-
-/// The `sglang-memtest` executable that serves the reference server: the running executable
-/// when it is `sglang-memtest`, else `sglang-memtest` next to the running executable or one
-/// folder up (where cargo puts it for tests). `MEMTEST_REFERENCE_BIN` / `--reference-bin`
-/// choose another.
-///
-/// # Errors
-/// [`ConfigError::ReferenceBinary`] naming the places searched.
-pub fn reference_exe() -> Result<PathBuf, ConfigError> {
-    let me = std::env::current_exe().map_err(|e| ConfigError::ReferenceBinary {
-        searched: format!("the running executable is unknown: {e}"),
-    })?;
-    if me.file_stem().is_some_and(|s| s == "sglang-memtest") {
-        return Ok(me);
-    }
-    let candidates: Vec<PathBuf> = me
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|dir| dir.join("sglang-memtest"))
-        .collect();
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or_else(|| ConfigError::ReferenceBinary {
-            searched: format!(
-                "looked in {}",
-                candidates
-                    .iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        })
 }
 
 /// What happens after the last request.
@@ -139,6 +106,10 @@ pub struct Scenario {
     pub(crate) out_dir: PathBuf,
     pub(crate) startup_timeout: Duration,
     pub(crate) keep_server: bool,
+    /// Start this process's reaper at the first fixture start (`MEMTEST_REAPER`).
+    pub(crate) reaper: bool,
+    /// Install the watchdog (`MEMTEST_WATCHDOG`).
+    pub(crate) watchdog: bool,
     pub(crate) caches: Vec<CacheInfo>,
     pub(crate) plots: bool,
     /// Copies of the report and plot under the seed tool's names.

@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use super::ScenarioError;
-use crate::Error;
 use crate::analysis;
+use crate::error::Error;
 use crate::load::RequestLog;
 use crate::report::{Report, RunOutcome};
 
@@ -78,6 +78,12 @@ pub fn reanalyze(json: &Path, plots: bool) -> Result<Report, Error> {
             report.timeline.requests_in(crate::tracker::Phase::Measure)
         ));
     }
-    super::stages::write_files(&mut report, plots, false, dir, &stem, json);
+    let outputs = crate::report::Outputs {
+        dir,
+        stem: &stem,
+        plots,
+        seed_names: false,
+    };
+    crate::report::write_outputs(&mut report, &outputs, json);
     Ok(report)
 }

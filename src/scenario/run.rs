@@ -7,10 +7,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::accounting;
 use super::series::request_series;
-use super::stages::{check_sglang, check_vllm, flush};
+use super::stages::{check_engine, flush};
 use super::{Scenario, ScenarioError, Target};
-use crate::Error;
 use crate::analysis::{self, adaptive, adaptive::Adaptive};
+use crate::error::Error;
 use crate::fixture::watchdog;
 use crate::fixture::{LogWatchReport, ServerFixture, ServerSpec};
 use crate::load::{self, images::ImageSet};
@@ -41,9 +41,12 @@ impl Scenario {
     /// holds everything collected until then, the typed error included
     /// ([`RunError::cause`]). Use [`Report::into_result`] in tests.
     ///
-    /// With the [`watchdog`] installed, a signal to the process ends the run early as
-    /// [`run_until`](Self::run_until) does.
+    /// With the [`watchdog`] installed (`MEMTEST_WATCHDOG=1` installs it here), a signal to the
+    /// process ends the run early as [`run_until`](Self::run_until) does.
     pub async fn run(&self) -> Report {
+        if self.watchdog {
+            watchdog::install_or_warn();
+        }
         self.run_until(&watchdog::token()).await
     }
 
@@ -85,13 +88,10 @@ impl Scenario {
             Ok(rt) => rt.block_on(self.run()),
             Err(e) => {
                 let mut report = self.empty_report();
-                report.error = Some(RunError::new(
-                    ScenarioError::Harness {
-                        what: "start the async runtime",
-                        source: e,
-                    }
-                    .into(),
-                ));
+                report.error = Some(RunError::new(Error::from(ScenarioError::Harness {
+                    what: "start the async runtime",
+                    source: e,
+                })));
                 report
             }
         }
@@ -133,12 +133,8 @@ impl Scenario {
 
     /// The engine's name when it runs on the CPU (SGLang's CPU engine, vLLM's CPU build).
     fn cpu_engine(&self) -> Option<&'static str> {
-        use crate::fixture::Device;
-        match &self.target {
-            Target::Sglang(s) if s.device() == Device::Cpu => Some("SGLang"),
-            Target::Vllm(s) if s.device() == Device::Cpu => Some("vLLM"),
-            _ => None,
-        }
+        let server = self.target.engine()?;
+        (server.device() == crate::engine::Device::Cpu).then(|| server.engine().display_name())
     }
 
     fn spec(&self) -> Option<ServerSpec> {
@@ -152,14 +148,11 @@ impl Scenario {
                 argv.extend(args.iter().cloned());
                 ServerSpec::command(exe, argv).with_name(format!("{}-reference", self.name))
             }
-            Target::Sglang(server) => server
-                .clone()
-                .into_spec()
-                .with_name(format!("{}-sglang", self.name)),
-            Target::Vllm(server) => server
-                .clone()
-                .into_spec()
-                .with_name(format!("{}-vllm", self.name)),
+            Target::Engine(server) => server.clone().into_spec().with_name(format!(
+                "{}-{}",
+                self.name,
+                server.engine().name()
+            )),
             Target::Command(spec) => spec.clone(),
             Target::Attach { .. } => return None,
         };
@@ -168,9 +161,14 @@ impl Scenario {
             None => spec,
         };
         Some(
-            spec.with_log_dir(self.out_dir.join("logs"))
+            // Every engine's memory checks, whatever was launched: an engine behind a command
+            // prints the same lines.
+            spec.with_log_patterns(crate::engine::log_patterns())
+                .with_log_dir(self.out_dir.join("logs"))
                 .with_startup_timeout(self.startup_timeout)
-                .with_keep(self.keep_server),
+                .with_keep(self.keep_server)
+                .with_reaper(self.reaper)
+                .with_watchdog(self.watchdog),
         )
     }
 
@@ -219,8 +217,7 @@ impl Scenario {
                 .map_err(ScenarioError::GpuRequired)?;
         }
         match &self.target {
-            Target::Sglang(server) => check_sglang(server.python()).await?,
-            Target::Vllm(server) => check_vllm(server.python()).await?,
+            Target::Engine(server) => check_engine(server).await?,
             Target::Attach { base_url, .. } => check_reachable(base_url).await?,
             _ => {}
         }
@@ -273,10 +270,8 @@ impl Scenario {
         };
         report.target.base_url = fixture.base_url().to_owned();
         report.files.server_log = fixture.log_path().map(Path::to_path_buf);
-        match &self.target {
-            Target::Sglang(server) => report.target.model = Some(server.model_path.clone()),
-            Target::Vllm(server) => report.target.model = Some(server.model_path.clone()),
-            _ => {}
+        if let Some(server) = self.target.engine() {
+            report.target.model = Some(server.model_path.clone());
         }
         let tree = match &self.target {
             Target::Attach { pid: Some(pid), .. } => {
@@ -479,13 +474,15 @@ impl Scenario {
         report.idle_accounting =
             Some(accounting::after(fixture.base_url(), &idle_before, sent).await);
         tracker.mark(0, Phase::Cooldown);
-        if self.cooldown.flush && matches!(self.target, Target::Vllm(_)) {
-            report.notes.push(
-                "vLLM has no /flush_cache (its cache resets are served only with VLLM_SERVER_DEV_MODE=1): the cooldown residual is read without a flush".into(),
-            );
-        } else if self.cooldown.flush {
+        let route = match self.target.engine() {
+            Some(server) => server.engine().flush(),
+            None => Ok("/flush_cache"),
+        };
+        if let (true, Err(none)) = (self.cooldown.flush, route) {
+            report.notes.push(none.into());
+        } else if let (true, Ok(route)) = (self.cooldown.flush, route) {
             tokio::select! {
-                r = flush(fixture.base_url(), self.cooldown.flush_timeout) => {
+                r = flush(fixture.base_url(), route, self.cooldown.flush_timeout) => {
                     if let Err(note) = r {
                         report.notes.push(note);
                     }

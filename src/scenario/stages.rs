@@ -1,13 +1,12 @@
 //! What the run's stages need besides the pipeline itself: the engine's import check (preflight),
 //! the progress line (measure), the cache flush (cooldown), and writing the report and plots.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{Scenario, ScenarioError};
-use crate::report::Report;
+use crate::report::{Outputs, Report};
 use crate::tracker::MemoryTracker;
-use crate::util::error_chain as chain;
 
 impl Scenario {
     /// The live progress (a bar on a terminal, a line every `every` otherwise).
@@ -51,12 +50,11 @@ impl Scenario {
     /// The report as it stands, marked unfinished, with the raw files named: replaced at the end.
     pub(super) async fn write_provisional(&self, report: &Report) {
         let mut provisional = report.clone();
-        provisional.error = Some(crate::report::RunError::new(
+        provisional.error = Some(crate::report::RunError::new(crate::error::Error::from(
             super::ScenarioError::Unfinished {
                 dir: self.out_dir.clone(),
-            }
-            .into(),
-        ));
+            },
+        )));
         let (dir, name) = (self.out_dir.clone(), self.name.clone());
         provisional.timeline.raw = Some(crate::tracker::RawFiles {
             samples: format!("{name}.samples.csv"),
@@ -80,7 +78,13 @@ impl Scenario {
         );
         let mut owned = std::mem::replace(report, self.empty_report());
         let done = tokio::task::spawn_blocking(move || {
-            write_files(&mut owned, plots, seed, &out_dir, &name, &json);
+            let outputs = Outputs {
+                dir: &out_dir,
+                stem: &name,
+                plots,
+                seed_names: seed,
+            };
+            crate::report::write_outputs(&mut owned, &outputs, &json);
             owned
         })
         .await;
@@ -93,106 +97,9 @@ impl Scenario {
     }
 }
 
-/// Writes the plots (with `plots`), the HTML page and the JSON report of `report` into
-/// `out_dir` as `<name>.*`, and with `seed_names` copies of the JSON and the PNG under the seed
-/// tool's names beside them. The JSON is written last: it names every file that was written.
-pub(super) fn write_files(
-    report: &mut Report,
-    plots: bool,
-    seed_names: bool,
-    out_dir: &Path,
-    name: &str,
-    json: &Path,
-) {
-    if plots {
-        let title = report.plot_title();
-        let input = crate::report::plot::PlotInput::of(report, &title);
-        match crate::report::plot::write_plots(&input, out_dir, name) {
-            Ok(files) => {
-                report.files.png = Some(files.png);
-                report.files.svg = Some(files.svg);
-            }
-            Err(e) => report
-                .notes
-                .push(format!("plot not written: {}", chain(&e))),
-        }
-    }
-    report.files.json = Some(json.to_owned());
-    let seed = seed_names.then(|| out_dir.join(seed_stem(report)));
-    if let Some(stem) = &seed {
-        let data = PathBuf::from(format!("{}_memory_data.json", stem.display()));
-        report.files.seed = vec![data];
-        if report.files.png.is_some() {
-            report
-                .files
-                .seed
-                .push(PathBuf::from(format!("{}_memory_plot.png", stem.display())));
-        }
-    }
-    let html = out_dir.join(format!("{name}.html"));
-    report.files.html = Some(html.clone());
-    if let Err(e) = crate::report::html::write_html(report, &html, &[]) {
-        report.files.html = None;
-        report
-            .notes
-            .push(format!("HTML report not written: {}", chain(&e)));
-    }
-    if let Err(e) = report.write_json(json) {
-        // The report is the one thing a run must leave behind: say so loudly.
-        report.files.json = None;
-        report
-            .notes
-            .push(format!("JSON report not written: {}", chain(&e)));
-        tracing::error!("JSON report not written: {}", chain(&e));
-        return;
-    }
-    // The seed's names: copies, so a later run (which replaces ours) leaves them as they were.
-    let copies: Vec<(PathBuf, PathBuf)> = report
-        .files
-        .seed
-        .iter()
-        .map(|to| {
-            let from = if to.to_string_lossy().ends_with(".png") {
-                report.files.png.clone().unwrap_or_default()
-            } else {
-                json.to_owned()
-            };
-            (from, to.clone())
-        })
-        .collect();
-    for (from, to) in copies {
-        if let Err(e) = std::fs::copy(&from, &to) {
-            tracing::warn!("failed to copy {} to {}: {e}", from.display(), to.display());
-        }
-    }
-}
-
-/// `{test}_{model}_{unix}`, as the seed tool named its files: the test type, the model with `/`
-/// (and anything else not safe in a file name) as `_`, the Unix time.
-pub(super) fn seed_stem(report: &Report) -> String {
-    let model = report
-        .target
-        .model
-        .clone()
-        .unwrap_or_else(|| report.target.kind.clone());
-    let model: String = model
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    let unix = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    format!("{}_{model}_{unix}", report.test_type)
-}
-
-/// `/flush_cache`, retried while the server answers 400 (requests still running).
-pub(super) async fn flush(base_url: &str, timeout: Duration) -> Result<(), String> {
+/// The engine's flush route (`/flush_cache`), retried while the server answers 400 (requests
+/// still running).
+pub(super) async fn flush(base_url: &str, route: &str, timeout: Duration) -> Result<(), String> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -200,7 +107,7 @@ pub(super) async fn flush(base_url: &str, timeout: Duration) -> Result<(), Strin
     let deadline = Instant::now() + timeout;
     loop {
         let status = client
-            .post(format!("{base_url}/flush_cache"))
+            .post(format!("{base_url}{route}"))
             .send()
             .await
             .map(|r| r.status().as_u16());
@@ -210,37 +117,36 @@ pub(super) async fn flush(base_url: &str, timeout: Duration) -> Result<(), Strin
                 tokio::time::sleep(Duration::from_millis(200)).await
             }
             Ok(404) => {
-                return Err(
-                    "the server has no /flush_cache: cooldown without a cache flush".into(),
-                );
+                return Err(format!(
+                    "the server has no {route}: cooldown without a cache flush"
+                ));
             }
             Ok(s) => {
                 return Err(format!(
-                    "/flush_cache answered HTTP {s}: cooldown without a cache flush"
+                    "{route} answered HTTP {s}: cooldown without a cache flush"
                 ));
             }
             Err(e) => {
                 return Err(format!(
-                    "/flush_cache failed ({e}): cooldown without a cache flush"
+                    "{route} failed ({e}): cooldown without a cache flush"
                 ));
             }
         }
     }
 }
 
-pub(super) async fn check_sglang(python: &Path) -> Result<(), ScenarioError> {
-    import_error(python, "sglang")
+/// The engine's preflight: its Python module imports in the server's interpreter.
+pub(super) async fn check_engine(server: &crate::engine::Server) -> Result<(), ScenarioError> {
+    let engine = server.engine();
+    import_error(server.python(), engine.module())
         .await
         .map_or(Ok(()), |(python, detail)| {
-            Err(ScenarioError::SglangMissing { python, detail })
-        })
-}
-
-pub(super) async fn check_vllm(python: &Path) -> Result<(), ScenarioError> {
-    import_error(python, "vllm")
-        .await
-        .map_or(Ok(()), |(python, detail)| {
-            Err(ScenarioError::VllmMissing { python, detail })
+            Err(ScenarioError::EngineMissing {
+                engine: engine.display_name(),
+                fix: engine.install_hint(&python),
+                python,
+                detail,
+            })
         })
 }
 

@@ -83,40 +83,19 @@ pub(crate) fn process_name(comm: &str, cmdline: &[String]) -> String {
 /// The role of a process in an inference server, from its title and command line (see
 /// [`ProcessInfo::role`]); `None` when it is not recognised.
 ///
-/// SGLang: the launcher (`python -m sglang.launch_server`, or `sglang serve`) runs the HTTP
-/// server and the TokenizerManager in one process, where image preprocessing happens (#9365's
-/// leak lived there); its children set titles `sglang::scheduler` (`_TP0`… with several ranks),
-/// `sglang::detokenizer`, `sglang::data_parallel_controller`. vLLM: `VLLM::EngineCore`,
-/// `VLLM::Worker…` and an untitled API server. The reference server plays SGLang's launcher.
+/// Each engine knows its own processes (`engine::sglang`: the launcher is the
+/// `tokenizer_manager`, children titled `sglang::scheduler`, …; `engine::vllm`: `VLLM::EngineCore`,
+/// `VLLM::Worker…`, an untitled `api_server`). The reference server plays SGLang's launcher, and
+/// Python's multiprocessing resource tracker is named whatever the engine.
 pub(crate) fn process_role(cmdline: &[String]) -> Option<String> {
-    let first = cmdline.first().map(|s| s.trim()).unwrap_or("");
-    let title = first.split_whitespace().next().unwrap_or("");
-    if let Some(role) = title
-        .strip_prefix("sglang::")
-        .or_else(|| title.strip_prefix("VLLM::"))
-        .filter(|r| !r.is_empty())
-    {
-        return Some(role.to_owned());
+    if let Some(role) = crate::engine::role(cmdline) {
+        return Some(role);
+    }
+    let cmd = crate::engine::Cmdline::new(cmdline);
+    if cmd.program == "sglang-memtest" && cmd.sub == Some("serve-reference") {
+        return Some("tokenizer_manager".into());
     }
     let has = |a: &str| cmdline.iter().any(|x| x == a);
-    let module = cmdline
-        .iter()
-        .position(|a| a == "-m")
-        .and_then(|i| cmdline.get(i + 1))
-        .map(String::as_str);
-    let program = first.rsplit('/').next().unwrap_or(first);
-    let sub = cmdline.get(1).map(String::as_str);
-    match (module, program, sub) {
-        (Some("sglang.launch_server"), _, _) | (_, "sglang", Some("serve")) => {
-            return Some("tokenizer_manager".into());
-        }
-        (Some(m), _, _) if m.starts_with("vllm.entrypoints") => return Some("api_server".into()),
-        (_, "vllm", Some("serve")) => return Some("api_server".into()),
-        (_, "sglang-memtest", Some("serve-reference")) => {
-            return Some("tokenizer_manager".into());
-        }
-        _ => {}
-    }
     if has("-c")
         && cmdline
             .iter()
@@ -160,14 +139,12 @@ fn describe(pid: u32, t_ms: u64) -> Option<ProcessInfo> {
 /// The host source: per-process RSS every tick (PSS/USS: [`sample_rollups`]).
 #[derive(Debug)]
 pub(crate) struct HostSource {
-    page_size: u64,
     known: HashMap<u32, ProcessInfo>,
 }
 
 impl HostSource {
     pub(crate) fn new() -> Self {
         Self {
-            page_size: procfs::page_size(),
             known: HashMap::new(),
         }
     }
@@ -185,8 +162,22 @@ impl HostSource {
         }
         new
     }
+}
 
-    /// Read the tree. `full` also reads PSS/USS when it is their turn.
+/// RSS of every process of the tree (`/proc/PID/statm`), every tick: the fast host source.
+#[derive(Debug)]
+pub(crate) struct HostRss {
+    page_size: u64,
+}
+
+impl HostRss {
+    pub(crate) fn new() -> Self {
+        Self {
+            page_size: procfs::page_size(),
+        }
+    }
+
+    /// Read the tree's RSS.
     pub(crate) fn sample_rss(&mut self, pids: &[u32], out: &mut Vec<Reading>) {
         let mut total = 0u64;
         let mut alive = 0u64;
@@ -326,7 +317,7 @@ mod tests {
     #[test]
     fn samples_this_process() {
         let me = std::process::id();
-        let mut host = HostSource::new();
+        let mut host = HostRss::new();
         let mut out = Vec::new();
         host.sample_rss(&[me], &mut out);
         sample_rollups(&[me], &mut out);
@@ -337,8 +328,9 @@ mod tests {
             .v;
         assert!(rss > 1024.0 * 1024.0, "rss {rss}");
         assert!(out.iter().any(|r| r.metric == HOST_PSS_TREE));
-        let new = host.describe_new(&[me], 0);
+        let mut names = HostSource::new();
+        let new = names.describe_new(&[me], 0);
         assert_eq!(new.len(), 1);
-        assert!(host.describe_new(&[me], 1).is_empty());
+        assert!(names.describe_new(&[me], 1).is_empty());
     }
 }

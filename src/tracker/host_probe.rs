@@ -2,12 +2,12 @@
 //! process tree (for example against psutil doing the same walk).
 
 use super::Reading;
-use super::host::HostSource;
+use super::host::HostRss;
 
 /// The host source, one tick at a time.
 #[derive(Debug)]
 pub struct HostProbe {
-    source: HostSource,
+    source: HostRss,
     out: Vec<Reading>,
 }
 
@@ -21,7 +21,7 @@ impl HostProbe {
     /// A probe (nothing is read yet).
     pub fn new() -> Self {
         Self {
-            source: HostSource::new(),
+            source: HostRss::new(),
             out: Vec::new(),
         }
     }

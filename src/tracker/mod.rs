@@ -17,6 +17,7 @@ mod replay;
 mod sampler;
 mod server;
 pub(crate) mod shm;
+mod source;
 mod store;
 mod timeline;
 
@@ -28,6 +29,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::fixture::ProcessTree;
+pub use crate::stats::{BatchMeans, Batched, MAX_POINTS};
 pub use gpu::GpuProbe;
 pub use host_probe::HostProbe;
 pub use replay::{ReplayError, Replayed, replay};
@@ -191,59 +193,20 @@ impl MemoryTracker {
                     source,
                 })?;
         }
-        let gpu = match config.gpu {
-            GpuMode::Off => {
-                store.set_source(status(
-                    "gpu",
-                    false,
-                    Some("GPU metrics off (not requested)".into()),
-                ));
-                None
-            }
-            GpuMode::Auto | GpuMode::Required => {
-                match gpu::GpuSource::open(config.visible_devices.as_deref()) {
-                    Ok(source) => {
-                        store.set_source(status("gpu", true, Some(source.describe())));
-                        Some(source)
-                    }
-                    Err(reason) if config.gpu == GpuMode::Required => {
-                        return Err(TrackerError::GpuUnavailable(GpuUnavailable { reason }));
-                    }
-                    Err(reason) => {
-                        store.set_source(status("gpu", false, Some(reason)));
-                        None
-                    }
-                }
-            }
-        };
-        match &config.shm_dir {
-            Some(dir) if dir.is_dir() => store.set_source(status(
-                "shm",
-                true,
-                Some(format!(
-                    "{}: the server's segments (held by its processes or made during the run) are judged; the whole folder is shm.*@host, context only",
-                    dir.display()
-                )),
-            )),
-            Some(dir) => store.set_source(status(
-                "shm",
-                false,
-                Some(format!("{} does not exist", dir.display())),
-            )),
-            None => store.set_source(status("shm", false, Some("shm metrics off".into()))),
-        }
+        let sources = source::open(&source::Open {
+            config,
+            tree: tree.as_ref(),
+            store: &store,
+        })?;
+        let (fast, slow): (Vec<_>, Vec<_>) = sources
+            .into_iter()
+            .partition(|s| s.pace() == source::Pace::Fast);
         let (tx, rx) = mpsc::channel();
         let shared_pids = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let shm = config
-            .shm_dir
-            .clone()
-            .map(|dir| shm::ShmSource::new(dir, tree.as_ref().and_then(|t| t.ledger.as_ref())));
         let interval = config.interval.max(Duration::from_millis(1));
         let slow = sampler::Slow {
             store: store.clone(),
-            shm,
-            rollups: tree.is_some(),
-            pss_every: config.pss_every.max(1),
+            sources: slow,
             interval,
             pids: std::sync::Arc::clone(&shared_pids),
         };
@@ -251,7 +214,7 @@ impl MemoryTracker {
             store: store.clone(),
             tree,
             host: host::HostSource::new(),
-            gpu,
+            fast,
             interval,
             pids: Vec::new(),
             slow: Some(slow),

@@ -9,7 +9,8 @@
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
-use super::{ProcessInfo, SourceStatus, Store, gpu, host, shm, status};
+use super::source::MemorySource;
+use super::{ProcessInfo, Store, host, status};
 use crate::fixture::ProcessTree;
 
 /// What the tracker and its markers tell the sampler thread.
@@ -25,8 +26,10 @@ pub(super) enum Msg {
 pub(super) struct Sampler {
     pub(super) store: Store,
     pub(super) tree: Option<ProcessTree>,
+    /// Process descriptions (names, roles) of the tree.
     pub(super) host: host::HostSource,
-    pub(super) gpu: Option<gpu::GpuSource>,
+    /// The fast sources ([`Pace::Fast`](super::source::Pace::Fast)), read together.
+    pub(super) fast: Vec<Box<dyn MemorySource>>,
     pub(super) interval: Duration,
     pub(super) pids: Vec<u32>,
     /// The slow thread's work, handed over when the fast thread starts.
@@ -35,26 +38,17 @@ pub(super) struct Sampler {
     pub(super) shared_pids: Arc<Mutex<Vec<u32>>>,
 }
 
-/// The slow readings: PSS/USS every `pss_every` ticks, `/dev/shm` every tick.
+/// The slow readings (`/dev/shm` every tick, PSS/USS at their own pace), each at its own
+/// timestamp.
 pub(super) struct Slow {
     pub(super) store: Store,
-    pub(super) shm: Option<shm::ShmSource>,
-    pub(super) rollups: bool,
-    pub(super) pss_every: u32,
+    pub(super) sources: Vec<Box<dyn MemorySource>>,
     pub(super) interval: Duration,
     pub(super) pids: Arc<Mutex<Vec<u32>>>,
 }
 
-/// PSS/USS (`smaps_rollup`, ~36 ms on SGLang's CPU tree) takes at most 1/`ROLLUP_DUTY` of the
-/// slow thread's time: after a read that took `d`, the next waits at least `(ROLLUP_DUTY - 1) × d`
-/// (and `pss_every` ticks). Small servers read at the `pss_every` pace; a big one is not robbed of
-/// the CPU it needs. `/dev/shm` (judged per request) is read every tick.
-const ROLLUP_DUTY: u32 = 50;
-
 impl Slow {
     fn run(mut self, rx: mpsc::Receiver<()>) {
-        let mut tick: u32 = 0;
-        let mut next_rollup = std::time::Instant::now();
         loop {
             let last = match rx.recv_timeout(self.interval) {
                 Err(mpsc::RecvTimeoutError::Timeout) => false,
@@ -65,26 +59,22 @@ impl Slow {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone();
-            let mut out = Vec::new();
-            if let Some(shm) = &mut self.shm {
-                shm.sample(&pids, &mut out);
+            for source in &mut self.sources {
+                let mut out = Vec::new();
+                let errors = source.sample(&pids, &mut out, last);
+                if errors > 0 {
+                    self.store.source_errors(source.name(), errors);
+                }
+                if !out.is_empty() {
+                    self.store.push(self.store.now_us(), out);
+                }
             }
-            if !out.is_empty() {
-                self.store
-                    .push(self.store.now_us(), std::mem::take(&mut out));
-            }
-            let due = tick.is_multiple_of(self.pss_every.max(1))
-                && std::time::Instant::now() >= next_rollup;
-            if self.rollups && (due || last) {
-                let started = std::time::Instant::now();
-                host::sample_rollups(&pids, &mut out);
-                self.store.push(self.store.now_us(), out);
-                next_rollup = std::time::Instant::now() + started.elapsed() * (ROLLUP_DUTY - 1);
-            }
-            tick = tick.wrapping_add(1);
             if last {
                 break;
             }
+        }
+        for source in &self.sources {
+            source.finish(&self.store);
         }
     }
 }
@@ -112,7 +102,9 @@ impl Sampler {
         if let Some(slow) = slow {
             let _ = slow.join();
         }
-        self.note_gpu_gaps();
+        for source in &self.fast {
+            source.finish(&self.store);
+        }
     }
 
     fn fast_loop(&mut self, rx: &mpsc::Receiver<Msg>) {
@@ -164,33 +156,6 @@ impl Sampler {
         }
     }
 
-    /// Say in the GPU status when per-process numbers were missing.
-    fn note_gpu_gaps(&self) {
-        let Some(gpu) = &self.gpu else { return };
-        let mut note = gpu.describe();
-        if gpu.per_process_disabled() {
-            note.push_str("; per-process GPU memory off: the harness runs in a PID namespace (run the container with --pid=host)");
-        } else if gpu.unavailable_ticks() > 0 {
-            note.push_str(&format!(
-                "; per-process GPU memory unavailable from this driver in {} samples (gpu.proc@tree left out there)",
-                gpu.unavailable_ticks()
-            ));
-        }
-        let errors = self
-            .store
-            .snapshot()
-            .sources
-            .iter()
-            .find(|s| s.name == "gpu")
-            .map_or(0, |s| s.errors);
-        self.store.set_source(SourceStatus {
-            name: "gpu".into(),
-            available: true,
-            note: Some(note),
-            errors,
-        });
-    }
-
     fn refresh_tree(&mut self) {
         let Some(tree) = &self.tree else { return };
         self.pids = tree.pids();
@@ -211,13 +176,10 @@ impl Sampler {
     /// One sample of the fast sources, stamped once it is complete.
     fn sample(&mut self) {
         let mut out = Vec::new();
-        if self.tree.is_some() {
-            self.host.sample_rss(&self.pids, &mut out);
-        }
-        if let Some(gpu) = &mut self.gpu {
-            let errors = gpu.sample(&self.pids, &mut out);
+        for source in &mut self.fast {
+            let errors = source.sample(&self.pids, &mut out, false);
             if errors > 0 {
-                self.store.source_errors("gpu", errors);
+                self.store.source_errors(source.name(), errors);
             }
         }
         self.store.push(self.store.now_us(), out);

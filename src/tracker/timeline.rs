@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use super::metric::Unit;
-use crate::analysis::Batched;
+use crate::stats::Batched;
 
 /// One reading of one metric.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -57,7 +57,7 @@ impl Phase {
 }
 
 impl std::str::FromStr for Phase {
-    type Err = String;
+    type Err = crate::util::Invalid;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(match s {
             "baseline" => Phase::Baseline,
@@ -65,7 +65,7 @@ impl std::str::FromStr for Phase {
             "measure" => Phase::Measure,
             "idle" => Phase::Idle,
             "cooldown" => Phase::Cooldown,
-            _ => return Err(format!("unknown phase {s:?}")),
+            _ => return Err(crate::util::Invalid(format!("unknown phase {s:?}"))),
         })
     }
 }

@@ -294,8 +294,8 @@ fn write_calibration(path: &std::path::Path, marker: &str, table: &str) -> anyho
 /// Real runs against the reference server, per shape: clean shapes get `runs`, planted leaks a
 /// quarter of that (their rate is near 100 % and needs fewer runs to pin down).
 async fn calibrate_reference(runs: usize) -> anyhow::Result<String> {
-    use sglang_memtest::scenario::calibrate;
-    let exe = sglang_memtest::scenario::reference_exe()?;
+    use sglang_memtest::campaign::calibrate;
+    let exe = sglang_memtest::config::reference_exe()?;
     let dir = calibrate::scratch_dir();
     let mut rows = Vec::new();
     for shape in calibrate::default_shapes() {

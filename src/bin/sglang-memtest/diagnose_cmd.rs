@@ -74,13 +74,13 @@ pub(crate) async fn sweep(args: &SweepArgs) -> anyhow::Result<u8> {
     let knob = args.knob.replace('-', "_");
     let base = configure(args.monitor.test_type.into(), &args.monitor.scenario, false)?;
     let out_dir = base.clone().build()?.out_dir().to_owned();
-    let plan = sglang_memtest::diagnose::sweep::SweepPlan {
+    let plan = sglang_memtest::campaign::sweep::SweepPlan {
         knob: &knob,
         values: &args.values,
         metric: &args.metric,
     };
     let mut worst = crate::EXIT_PASS;
-    let sweep = sglang_memtest::diagnose::sweep::run(&base, &plan, interrupt(), |r| {
+    let sweep = sglang_memtest::campaign::sweep::run(&base, &plan, interrupt(), |r| {
         let _ = print_report(r, false);
         let code = crate::exit_code(r);
         if crate::severity(code) > crate::severity(worst) {
@@ -89,7 +89,7 @@ pub(crate) async fn sweep(args: &SweepArgs) -> anyhow::Result<u8> {
     })
     .await
     .map_err(anyhow::Error::msg)?;
-    println!("\n{}", sglang_memtest::diagnose::sweep::table(&sweep));
+    println!("\n{}", sglang_memtest::campaign::sweep::table(&sweep));
     for p in &sweep.plots {
         println!("plot: {}", p.display());
     }

@@ -57,7 +57,7 @@ impl FromArgMatches for KnobArgs {
 
 impl Args for KnobArgs {
     fn augment_args(mut cmd: Command) -> Command {
-        for k in KNOBS {
+        for k in KNOBS.iter() {
             let Some(flag) = k.flag else { continue };
             let help = format!("{} [env: {}] [default: {}]", k.help, k.env, k.default);
             let arg = Arg::new(k.name)

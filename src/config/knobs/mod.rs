@@ -10,27 +10,17 @@ mod parse;
 mod requests;
 mod server;
 mod verdict;
-mod vllm;
 
 pub use parse::parse_bytes;
-pub(crate) use parse::switch;
+
+use std::sync::LazyLock;
 
 use super::{ScenarioConfig, TargetKind};
+use crate::engine::{ENGINES, Engine, EngineKnob, Role};
 use crate::load::{ImageFormat, ImageSource};
 
-/// How a knob takes its value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KnobKind {
-    /// One value (`--num-requests 300`, `MEMTEST_NUM_REQUESTS=300`).
-    Value,
-    /// A switch: `--reference` on the command line, `1`/`0` in the environment.
-    Switch,
-    /// Repeatable on the command line (`--server-arg A --server-arg B`); in the environment one
-    /// variable split like a shell would (`MEMTEST_SERVER_ARGS="A 'B C'"`), nothing expanded.
-    ShellList,
-    /// Repeatable on the command line; in the environment comma-separated.
-    CommaList,
-}
+/// How a knob takes its value (the engines declare theirs with it too).
+pub use crate::engine::KnobKind;
 
 /// Which part of the configuration a knob belongs to (the CLI's help headings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,43 +98,67 @@ fn set_generated(c: &mut ScenarioConfig, f: impl FnOnce(&mut u32, &mut u32, &mut
     }
 }
 
-/// Every knob, in the order they are applied and shown: the server's (`server.rs`, then vLLM's
-/// in `vllm.rs`), what is sent (`requests.rs`, the images last), then measurement and outputs
-/// (`verdict.rs`), then the diagnosis that changes how the server runs (`diagnose.rs`).
-pub static KNOBS: &[Knob] = &concat::<ALL>([
-    server::SERVER,
-    vllm::VLLM,
-    requests::REQUESTS,
-    verdict::VERDICT,
-    diagnose::DIAGNOSE,
-]);
+/// Every knob, in the order they are applied and shown: which reference server (`server.rs`),
+/// every engine's own (declared in its file under `engine/`, in
+/// [`ENGINES`](crate::engine::ENGINES) order), the rest of the server's (`server.rs`), what is
+/// sent (`requests.rs`, the images last), then measurement and outputs (`verdict.rs`).
+pub static KNOBS: LazyLock<Vec<Knob>> = LazyLock::new(|| {
+    let engines = ENGINES.iter().flat_map(|e| e.knobs()).map(|k| Knob {
+        name: k.name,
+        env: k.env,
+        flag: k.flag,
+        value_name: k.value_name,
+        default: k.default,
+        help: k.help,
+        kind: k.kind,
+        group: Group::Server,
+        apply: apply_engine_knob,
+    });
+    server::REFERENCE
+        .iter()
+        .copied()
+        .chain(engines)
+        .chain(server::SERVER.iter().copied())
+        .chain(requests::REQUESTS.iter().copied())
+        .chain(verdict::VERDICT.iter().copied())
+        .chain(diagnose::DIAGNOSE.iter().copied())
+        .collect()
+});
 
-const ALL: usize = server::SERVER.len()
-    + vllm::VLLM.len()
-    + requests::REQUESTS.len()
-    + verdict::VERDICT.len()
-    + diagnose::DIAGNOSE.len();
+/// The engine knob being applied (named by `c.applying`), and its engine.
+pub(crate) fn engine_knob(name: &str) -> Option<(&'static dyn Engine, &'static EngineKnob)> {
+    ENGINES
+        .iter()
+        .find_map(|e| e.knobs().iter().find(|k| k.name == name).map(|k| (*e, k)))
+}
 
-/// The groups' tables one after the other, at compile time (`N`: their total length).
-const fn concat<const N: usize>(groups: [&[Knob]; 5]) -> [Knob; N] {
-    let mut out = [groups[0][0]; N];
-    let (mut g, mut at) = (0, 0);
-    while g < groups.len() {
-        let mut i = 0;
-        while i < groups[g].len() {
-            out[at] = groups[g][i];
-            (i, at) = (i + 1, at + 1);
-        }
-        g += 1;
+/// An engine's knob: its value into the engine's settings; a model chooses the engine (for the
+/// scenarios it names a model of).
+fn apply_engine_knob(c: &mut ScenarioConfig, v: &str) -> Result<(), String> {
+    let name = c.applying.as_ref().map(|s| s.knob).unwrap_or_default();
+    let Some((engine, knob)) = engine_knob(name) else {
+        return Err(format!("a knob of an engine ({name} is none)"));
+    };
+    c.engine_settings(engine.name()).apply(knob, v)?;
+    let chooses = match knob.role {
+        Role::Model => true,
+        Role::TextModel => c.workload.is_text(),
+        Role::VlmModel => !c.workload.is_text(),
+        Role::Python | Role::Arg | Role::Value(_) => false,
+    };
+    if chooses {
+        choose_target(c, TargetKind::Engine(engine.name()));
     }
-    assert!(at == N, "N is the groups' total length");
-    out
+    if let Some(setting) = c.applying.clone() {
+        c.engine_set.insert(knob.name, setting);
+    }
+    Ok(())
 }
 
 /// The README's table of knobs, from [`KNOBS`] (`sglang-memtest knobs` prints it).
 pub fn markdown_table() -> String {
     let mut out = String::from("| variable | flag | default | meaning |\n|---|---|---|---|\n");
-    for k in KNOBS {
+    for k in KNOBS.iter() {
         let flag = k.flag.map(|f| format!("`--{f}`")).unwrap_or_default();
         out.push_str(&format!(
             "| `{}` | {flag} | {} | {} |\n",
@@ -167,7 +181,7 @@ mod tests {
             std::collections::HashSet::new(),
             std::collections::HashSet::new(),
         );
-        for k in KNOBS {
+        for k in KNOBS.iter() {
             assert!(names.insert(k.name), "{}", k.name);
             assert!(envs.insert(k.env), "{}", k.env);
             if let Some(f) = k.flag {

@@ -7,16 +7,6 @@ use crate::load::images;
 /// A day in seconds, the longest timeout a knob takes.
 pub(super) const SECS_DAY: f64 = 86_400.0;
 
-pub(super) fn whole(v: &str, min: u64, max: u64, what: &str) -> Result<u64, String> {
-    let expected = || format!("{what}, a whole number from {min} to {max}");
-    let n: u64 = v.trim().replace('_', "").parse().map_err(|_| expected())?;
-    if (min..=max).contains(&n) {
-        Ok(n)
-    } else {
-        Err(expected())
-    }
-}
-
 pub(super) fn seconds(v: &str, min: f64, max: f64) -> Result<Duration, String> {
     let expected = || {
         format!(
@@ -44,23 +34,7 @@ pub(super) fn fraction(v: &str, min: f64, max: f64) -> Result<f64, String> {
     }
 }
 
-/// `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off` (empty: on, as a bare switch).
-pub(crate) fn switch(v: &str) -> Result<bool, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "" | "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        _ => Err("1 or 0".into()),
-    }
-}
-
-pub(super) fn nonempty(v: &str, what: &str) -> Result<String, String> {
-    let t = v.trim();
-    if t.is_empty() {
-        Err(format!("{what}, not empty"))
-    } else {
-        Ok(t.to_owned())
-    }
-}
+pub(crate) use crate::util::{nonempty, switch, whole};
 
 /// A byte size: `65536`, `64KiB`, `64K`, `1.5MiB`, `2GB` (K/M/G are binary, as in the report).
 pub fn parse_bytes(text: &str) -> Option<f64> {
@@ -70,9 +44,9 @@ pub fn parse_bytes(text: &str) -> Option<f64> {
     let n: f64 = num.trim().parse().ok()?;
     let mult = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "k" | "kb" | "kib" => crate::util::KIB,
+        "m" | "mb" | "mib" => crate::util::MIB,
+        "g" | "gb" | "gib" => crate::util::GIB,
         _ => return None,
     };
     (n.is_finite() && n >= 0.0).then_some(n * mult)

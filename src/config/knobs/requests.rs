@@ -193,7 +193,7 @@ pub(super) static REQUESTS: &[Knob] = &[
         kind: KnobKind::Value,
         group: Group::Requests,
         apply: |c, v| {
-            c.driver.mix = v.parse()?;
+            c.driver.mix = v.parse().map_err(|e: crate::util::Invalid| e.0)?;
             c.mix_set = c.applying.clone();
             Ok(())
         },

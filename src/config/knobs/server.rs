@@ -1,13 +1,15 @@
-//! The knobs of which server is run, and how it is launched.
+//! The knobs of which server is run, and how it is launched (each engine's own are in its file
+//! under `engine/`).
 
 use std::path::PathBuf;
 
 use super::parse::{SECS_DAY, fraction, nonempty, seconds, switch, whole};
 use super::{Group, Knob, KnobKind, choose_target};
 use crate::config::TargetKind;
-use crate::fixture::Device;
+use crate::engine::Device;
 
-pub(super) static SERVER: &[Knob] = &[
+/// Which reference server; the engines' knobs come after these (their files under `engine/`).
+pub(super) static REFERENCE: &[Knob] = &[
     Knob {
         name: "reference",
         env: "MEMTEST_REFERENCE",
@@ -57,69 +59,10 @@ pub(super) static SERVER: &[Knob] = &[
             Ok(())
         },
     },
-    Knob {
-        name: "model",
-        env: "MEMTEST_MODEL",
-        flag: Some("model"),
-        value_name: "MODEL",
-        default: "the scenario's own (text_model / vlm_model)",
-        help: "Launch SGLang with this model path or Hugging Face id, for every scenario (text_model and vlm_model win for theirs).",
-        kind: KnobKind::Value,
-        group: Group::Server,
-        apply: |c, v| {
-            c.sglang.model = Some(nonempty(v, "a model path or id")?);
-            choose_target(c, TargetKind::Sglang);
-            Ok(())
-        },
-    },
-    Knob {
-        name: "text_model",
-        env: "MEMTEST_TEXT_MODEL",
-        flag: Some("text-model"),
-        value_name: "MODEL",
-        default: "meta-llama/Llama-3.2-1B-Instruct",
-        help: "The model of text scenarios (text_model).",
-        kind: KnobKind::Value,
-        group: Group::Server,
-        apply: |c, v| {
-            c.sglang.text_model = Some(nonempty(v, "a model path or id")?);
-            if c.workload.is_text() {
-                choose_target(c, TargetKind::Sglang);
-            }
-            Ok(())
-        },
-    },
-    Knob {
-        name: "vlm_model",
-        env: "MEMTEST_VLM_MODEL",
-        flag: Some("vlm-model"),
-        value_name: "MODEL",
-        default: "Qwen/Qwen2.5-VL-3B-Instruct",
-        help: "The model of VLM scenarios (vlm_no_mm_processor, vlm_image).",
-        kind: KnobKind::Value,
-        group: Group::Server,
-        apply: |c, v| {
-            c.sglang.vlm_model = Some(nonempty(v, "a model path or id")?);
-            if !c.workload.is_text() {
-                choose_target(c, TargetKind::Sglang);
-            }
-            Ok(())
-        },
-    },
-    Knob {
-        name: "python",
-        env: "MEMTEST_PYTHON",
-        flag: Some("python"),
-        value_name: "PATH",
-        default: "python3",
-        help: "The Python interpreter that has SGLang.",
-        kind: KnobKind::Value,
-        group: Group::Server,
-        apply: |c, v| {
-            c.sglang.python = PathBuf::from(nonempty(v, "an interpreter path or name")?);
-            Ok(())
-        },
-    },
+];
+
+/// How the chosen server is launched, whichever it is.
+pub(super) static SERVER: &[Knob] = &[
     Knob {
         name: "device",
         env: "MEMTEST_DEVICE",
@@ -130,7 +73,7 @@ pub(super) static SERVER: &[Knob] = &[
         kind: KnobKind::Value,
         group: Group::Server,
         apply: |c, v| {
-            c.sglang.device = v
+            c.device = v
                 .trim()
                 .parse::<Device>()
                 .map_err(|_| "gpu or cpu".to_owned())?;
@@ -147,73 +90,7 @@ pub(super) static SERVER: &[Knob] = &[
         kind: KnobKind::Value,
         group: Group::Server,
         apply: |c, v| {
-            c.sglang.mem_fraction = fraction(v, 0.05, 0.99)?;
-            c.vllm.mem_fraction_set = true;
-            Ok(())
-        },
-    },
-    Knob {
-        name: "max_total_tokens",
-        env: "MEMTEST_MAX_TOTAL_TOKENS",
-        flag: Some("max-total-tokens"),
-        value_name: "N",
-        default: "65536 on CPU, SGLang's choice on GPU",
-        help: "SGLang's --max-total-tokens: the KV pool's size in tokens.",
-        kind: KnobKind::Value,
-        group: Group::Server,
-        apply: |c, v| {
-            c.sglang.max_total_tokens = Some(whole(v, 1, 1 << 40, "a KV pool size in tokens")?);
-            Ok(())
-        },
-    },
-    Knob {
-        name: "mm_attention_backend",
-        env: "MEMTEST_MM_ATTENTION_BACKEND",
-        flag: Some("mm-attention-backend"),
-        value_name: "BACKEND",
-        default: "SGLang's choice",
-        help: "SGLang's --mm-attention-backend for VLM scenarios (the vision tower's attention: sdpa, fa3, triton_attn, …), as the seed tool's flag.",
-        kind: KnobKind::Value,
-        group: Group::Server,
-        apply: |c, v| {
-            let v = v.trim();
-            if v.is_empty() || !v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err("a backend name such as sdpa, fa3 or triton_attn".into());
-            }
-            c.sglang.mm_attention_backend = Some((v.to_owned(), c.applying.clone()));
-            Ok(())
-        },
-    },
-    Knob {
-        name: "sglang_log_level",
-        env: "SGLANG_LOG_LEVEL",
-        flag: Some("sglang-log-level"),
-        value_name: "LEVEL",
-        default: "SGLang's (info)",
-        help: "SGLang's --log-level (debug, info, warning, error, critical); the seed tool's variable, read from the environment as it was.",
-        kind: KnobKind::Value,
-        group: Group::Server,
-        apply: |c, v| {
-            let level = v.trim().to_ascii_lowercase();
-            if !["debug", "info", "warning", "error", "critical"].contains(&level.as_str()) {
-                return Err("debug, info, warning, error or critical".into());
-            }
-            c.sglang.log_level = Some(level);
-            Ok(())
-        },
-    },
-    Knob {
-        name: "server_arg",
-        env: "MEMTEST_SERVER_ARGS",
-        flag: Some("server-arg"),
-        value_name: "ARG",
-        default: "none",
-        help: "An extra SGLang argument, e.g. --server-arg=--tp-size=2 (repeatable; in the environment quotes group words, nothing is run through a shell).",
-        kind: KnobKind::ShellList,
-        group: Group::Server,
-        apply: |c, v| {
-            c.sglang.args.push(v.to_owned());
-            c.sglang.args_setting = c.applying.clone();
+            c.mem_fraction = Some(fraction(v, 0.05, 0.99)?);
             Ok(())
         },
     },
@@ -244,7 +121,7 @@ pub(super) static SERVER: &[Knob] = &[
         kind: KnobKind::Switch,
         group: Group::Server,
         apply: |c, v| {
-            c.sglang.language_model_only = switch(v)?;
+            c.language_model_only = switch(v)?;
             Ok(())
         },
     },
@@ -358,6 +235,34 @@ pub(super) static SERVER: &[Knob] = &[
         group: Group::Server,
         apply: |c, v| {
             c.keep_server = switch(v)?;
+            Ok(())
+        },
+    },
+    Knob {
+        name: "reaper",
+        env: "MEMTEST_REAPER",
+        flag: None,
+        value_name: "",
+        default: "on",
+        help: "A reaper process that cleans up the moment the harness dies, SIGKILL included; 0: the next fixture start cleans up instead.",
+        kind: KnobKind::Switch,
+        group: Group::Server,
+        apply: |c, v| {
+            c.reaper = switch(v)?;
+            Ok(())
+        },
+    },
+    Knob {
+        name: "watchdog",
+        env: "MEMTEST_WATCHDOG",
+        flag: None,
+        value_name: "",
+        default: "off",
+        help: "In a test process: Ctrl-C or SIGTERM stops every server and writes the reports before the process exits (the CLI has its own handler).",
+        kind: KnobKind::Switch,
+        group: Group::Server,
+        apply: |c, v| {
+            c.watchdog = switch(v)?;
             Ok(())
         },
     },

@@ -20,6 +20,7 @@ use super::axis::XMap;
 use crate::analysis::{MetricAnalysis, Outcome};
 use crate::report::roles::{process_keys, relabel};
 use crate::tracker::{Phase, Timeline};
+pub(super) use crate::util::{GIB, KIB, MIB};
 use crate::util::{human_bytes, signed_bytes};
 
 /// Processes drawn per overview panel; more make the picture unreadable.
@@ -30,10 +31,6 @@ pub(super) const MAX_FOCUS: usize = 3;
 const MAX_POINTS: usize = 2000;
 /// A panel whose lines all moved less than this during the measured requests is collapsed.
 pub(super) const FLAT_BYTES: f64 = 64.0 * 1024.0;
-
-pub(super) const KIB: f64 = 1024.0;
-pub(super) const MIB: f64 = 1024.0 * KIB;
-pub(super) const GIB: f64 = 1024.0 * MIB;
 
 /// Colours of the per-process lines (Tableau 10, minus the reds and oranges kept for leaks and
 /// undecided metrics, and the grey).

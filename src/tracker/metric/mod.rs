@@ -98,17 +98,9 @@ impl fmt::Display for Scope {
     }
 }
 
-/// What a series measures; decides how it is shown and which thresholds apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Unit {
-    /// Bytes (host RSS/PSS/USS, GPU memory, `/dev/shm`).
-    Bytes,
-    /// A plain count (files, requests, tokens).
-    Count,
-    /// A ratio in `[0, 1]` (token usage, cache hit rate).
-    Ratio,
-}
+/// What a series measures (defined with the byte units below every room, so that an engine's
+/// idle accounting can say it too).
+pub use crate::util::Unit;
 
 /// A metric name that does not parse.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,31 +5,24 @@
 //! `--gpu-memory-utilization`) does not grow when KV slots are never given back: no memory metric
 //! sees that leak, only the engine's own counters do. Sources, first that answers:
 //!
-//! 1. SGLang's `GET /v1/loads`: `loads[].num_used_tokens`, `num_running_reqs`,
-//!    `max_total_num_tokens` per data-parallel rank, summed. Fresh at idle: the scheduler
-//!    publishes its load snapshot whenever it goes idle.
-//! 2. `GET /metrics`: SGLang's `sglang:num_used_tokens` / `sglang:num_running_reqs` (updated when
-//!    the scheduler logs or goes idle), or vLLM's `vllm:kv_cache_usage_perc` (a fraction of the
-//!    KV blocks, despite its name) / `vllm:num_requests_running`, with `vllm:cache_config_info`'s
-//!    `num_gpu_blocks` label as the capacity.
+//! 1. Each engine's JSON route ([`Engine::idle_route`](crate::engine::Engine::idle_route)):
+//!    SGLang's `GET /v1/loads`.
+//! 2. `GET /metrics`, read by the first engine whose gauges it has
+//!    ([`Engine::idle_from_metrics`](crate::engine::Engine::idle_from_metrics)): SGLang's, else
+//!    vLLM's.
+//!
+//! The engines' files say what each reads; the types are `engine::idle`'s, named here too.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde::{Deserialize, Serialize};
 
 use super::parse::normalize_line;
-use crate::tracker::Unit;
-
-/// SGLang's KV tokens in use (`num_used_tokens`).
-pub const KV_TOKENS: &str = "server.kv_tokens@idle";
-/// SGLang's running requests (`num_running_reqs`).
-pub const RUNNING_REQS: &str = "server.running_reqs@idle";
-/// vLLM's share of KV blocks in use (`vllm:kv_cache_usage_perc`, 0..1).
-pub const KV_CACHE_USAGE: &str = "server.kv_cache_usage@idle";
-/// vLLM's running requests (`vllm:num_requests_running`).
-pub const REQUESTS_RUNNING: &str = "server.requests_running@idle";
+use crate::engine::ENGINES;
+pub use crate::engine::idle::{Expect, IdleReading, IdleValue};
+use crate::engine::idle::{IdleRoute, MetricsPage};
+pub use crate::engine::sglang::{KV_TOKENS, LOADS, RUNNING_REQS};
+pub use crate::engine::vllm::{KV_CACHE_USAGE, REQUESTS_RUNNING};
 
 /// Per-request timeout of a probe: a stuck server must not stall the run, but a busy one may be
 /// slow (a real SGLang on two loaded cores took over 2 s to answer `/v1/loads` at times).
@@ -37,186 +30,27 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Tries of `/v1/loads` that failed without an answer (timeout, connection) before `/metrics`.
 const LOADS_TRIES: u32 = 3;
 
-/// What an idle value must return to once the load is over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Expect {
-    /// Its value before the load (KV in use: a radix cache's evictable tokens are not counted).
-    Baseline,
-    /// Zero (requests running with none in flight).
-    Zero,
-}
-
-/// One quantity of the server's accounting.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IdleValue {
-    /// `server.kv_tokens@idle`, `server.running_reqs@idle`, `server.kv_cache_usage@idle`,
-    /// `server.requests_running@idle`.
-    pub metric: String,
-    /// `count` (tokens, requests) or `ratio` (vLLM's KV usage).
-    pub unit: Unit,
-    /// The value read.
-    pub value: f64,
-    /// What it is out of: the KV pool's tokens (SGLang) or blocks (vLLM), when the server says.
-    #[serde(default)]
-    pub capacity: Option<f64>,
-    /// What it must return to.
-    pub expect: Expect,
-}
-
-/// One reading of the server's accounting.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IdleReading {
-    /// `/v1/loads`, `/metrics (sglang)` or `/metrics (vllm)`.
-    pub source: String,
-    /// The quantities read.
-    pub values: Vec<IdleValue>,
-}
-
-impl IdleReading {
-    /// The value of `metric`.
-    pub fn get(&self, metric: &str) -> Option<&IdleValue> {
-        self.values.iter().find(|v| v.metric == metric)
-    }
-}
-
-fn value(metric: &str, unit: Unit, value: f64, capacity: Option<f64>, expect: Expect) -> IdleValue {
-    IdleValue {
-        metric: metric.to_owned(),
-        unit,
-        value,
-        capacity,
-        expect,
-    }
-}
-
-/// SGLang's `/v1/loads` body: `{"loads": [{"num_used_tokens": …, "num_running_reqs": …,
-/// "max_total_num_tokens": …}, …]}`, one entry per data-parallel rank.
-///
-/// # Errors
-/// A sentence saying what is missing.
-pub(crate) fn parse_loads(json: &serde_json::Value) -> Result<IdleReading, String> {
-    let loads = json
-        .get("loads")
-        .and_then(serde_json::Value::as_array)
-        .ok_or("/v1/loads has no `loads` list")?;
-    if loads.is_empty() {
-        return Err("/v1/loads lists no scheduler".into());
-    }
-    let sum = |key: &str| -> Option<f64> {
-        loads
-            .iter()
-            .map(|l| l.get(key).and_then(serde_json::Value::as_f64))
-            .sum::<Option<f64>>()
-            .filter(|v| v.is_finite() && *v >= 0.0)
-    };
-    let used = sum("num_used_tokens").ok_or("/v1/loads has no numeric `num_used_tokens`")?;
-    let running = sum("num_running_reqs").ok_or("/v1/loads has no numeric `num_running_reqs`")?;
-    let capacity = sum("max_total_num_tokens");
-    Ok(IdleReading {
-        source: LOADS.into(),
-        values: vec![
-            value(KV_TOKENS, Unit::Count, used, capacity, Expect::Baseline),
-            value(RUNNING_REQS, Unit::Count, running, None, Expect::Zero),
-        ],
-    })
-}
-
-/// The accounting gauges of a `/metrics` page: SGLang's, else vLLM's; `None` when it has
-/// neither pair.
+/// The accounting of a `/metrics` page, as the first engine of [`ENGINES`] whose gauges it has
+/// reads it; `None` when none has.
 pub(crate) fn parse_metrics(text: &str) -> Option<IdleReading> {
-    let sglang = super::parse::parse_metrics(text);
-    let get = |m: &str| sglang.iter().find(|r| r.metric == m).map(|r| r.v);
-    if let (Some(used), Some(running)) = (
-        get("server.num_used_tokens"),
-        get("server.num_running_reqs"),
-    ) {
-        return Some(IdleReading {
-            source: "/metrics (sglang)".into(),
-            values: vec![
-                value(
-                    KV_TOKENS,
-                    Unit::Count,
-                    used,
-                    get("server.max_total_num_tokens"),
-                    Expect::Baseline,
-                ),
-                value(RUNNING_REQS, Unit::Count, running, None, Expect::Zero),
-            ],
+    let gauges = super::parse::parse_metrics(text);
+    let gauge = |m: &str| gauges.iter().find(|r| r.metric == m).map(|r| r.v);
+    let lines = text.lines().map(|l| Ok(normalize_line(l)));
+    let scrape =
+        prometheus_parse::Scrape::parse(lines).unwrap_or_else(|_| prometheus_parse::Scrape {
+            docs: Default::default(),
+            samples: Vec::new(),
         });
-    }
-    let vllm = VllmGauges::parse(text);
-    let (usage, running) = (vllm.usage?, vllm.running?);
-    Some(IdleReading {
-        source: "/metrics (vllm)".into(),
-        values: vec![
-            value(
-                KV_CACHE_USAGE,
-                Unit::Ratio,
-                usage,
-                vllm.blocks,
-                Expect::Baseline,
-            ),
-            value(REQUESTS_RUNNING, Unit::Count, running, None, Expect::Zero),
-        ],
-    })
+    let page = MetricsPage {
+        gauge: &gauge,
+        scrape: &scrape,
+    };
+    ENGINES.iter().find_map(|e| e.idle_from_metrics(&page))
 }
 
-/// vLLM's gauges, one series per engine (`engine="0"`, …): usage averaged, requests summed.
-#[derive(Debug, Default)]
-struct VllmGauges {
-    usage: Option<f64>,
-    running: Option<f64>,
-    blocks: Option<f64>,
-}
-
-impl VllmGauges {
-    fn parse(text: &str) -> Self {
-        let lines = text.lines().map(|l| Ok(normalize_line(l)));
-        let Ok(scrape) = prometheus_parse::Scrape::parse(lines) else {
-            return Self::default();
-        };
-        let mut usage: BTreeMap<String, f64> = BTreeMap::new();
-        let mut running: BTreeMap<String, f64> = BTreeMap::new();
-        let mut blocks: BTreeMap<String, f64> = BTreeMap::new();
-        for s in &scrape.samples {
-            let v = match s.value {
-                prometheus_parse::Value::Gauge(v)
-                | prometheus_parse::Value::Untyped(v)
-                | prometheus_parse::Value::Counter(v) => v,
-                _ => continue,
-            };
-            let engine = s.labels.get("engine").unwrap_or("").to_owned();
-            match s.metric.as_str() {
-                // `gpu_cache_usage_perc` before vLLM 0.10.
-                "vllm_kv_cache_usage_perc" | "vllm_gpu_cache_usage_perc" if v.is_finite() => {
-                    usage.insert(engine, v);
-                }
-                "vllm_num_requests_running" if v.is_finite() => {
-                    running.insert(engine, v);
-                }
-                "vllm_cache_config_info" => {
-                    if let Some(n) = s
-                        .labels
-                        .get("num_gpu_blocks")
-                        .and_then(|b| b.parse::<f64>().ok())
-                    {
-                        blocks.insert(engine, n);
-                    }
-                }
-                _ => {}
-            }
-        }
-        let mean = |m: &BTreeMap<String, f64>| {
-            (!m.is_empty()).then(|| m.values().sum::<f64>() / m.len() as f64)
-        };
-        let total = |m: &BTreeMap<String, f64>| (!m.is_empty()).then(|| m.values().sum::<f64>());
-        Self {
-            usage: mean(&usage),
-            running: total(&running),
-            blocks: total(&blocks),
-        }
-    }
+/// The engines' JSON routes, in [`ENGINES`]' order.
+fn routes() -> impl Iterator<Item = IdleRoute> {
+    ENGINES.iter().filter_map(|e| e.idle_route())
 }
 
 /// Outcome of one GET.
@@ -246,35 +80,34 @@ fn said(path: &str, got: &Got, why: Option<&str>) -> String {
     }
 }
 
-/// Source name of `/v1/loads` readings.
-pub const LOADS: &str = "/v1/loads";
-
-/// `/v1/loads`, parsed; `Err` says what it answered. An attempt that got no answer at all
+/// `route`, parsed; `Err` says what it answered. An attempt that got no answer at all
 /// (timeout, connection) is tried again, up to `tries` in all.
-async fn read_loads(
+async fn read_route(
     client: &reqwest::Client,
     base: &str,
+    route: IdleRoute,
     tries: u32,
 ) -> Result<IdleReading, String> {
-    let mut got = get(client, &format!("{base}{LOADS}")).await;
+    let path = route.path;
+    let mut got = get(client, &format!("{base}{path}")).await;
     for _ in 1..tries {
         if !matches!(got, Got::Failed(_)) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-        got = get(client, &format!("{base}{LOADS}")).await;
+        got = get(client, &format!("{base}{path}")).await;
     }
     let why = match &got {
         Got::Body(text) => match serde_json::from_str::<serde_json::Value>(text) {
-            Ok(json) => match parse_loads(&json) {
+            Ok(json) => match (route.parse)(&json) {
                 Ok(r) => return Ok(r),
-                Err(why) => Some(why),
+                Err(why) => Some(why.0),
             },
-            Err(e) => Some(format!("{LOADS} is not JSON ({e}): {}", snippet(text))),
+            Err(e) => Some(format!("{path} is not JSON ({e}): {}", snippet(text))),
         },
         _ => None,
     };
-    Err(said(LOADS, &got, why.as_deref()))
+    Err(said(path, &got, why.as_deref()))
 }
 
 /// `/metrics`, parsed; `Err` says what it answered.
@@ -285,10 +118,18 @@ async fn read_metrics(client: &reqwest::Client, base: &str) -> Result<IdleReadin
     {
         return Ok(r);
     }
-    let why = matches!(got, Got::Body(_)).then_some(
-        "no SGLang or vLLM KV/running-request gauges (sglang:num_used_tokens, vllm:kv_cache_usage_perc)",
-    );
-    Err(said("/metrics", &got, why))
+    let why = matches!(got, Got::Body(_)).then(|| {
+        let (names, hints): (Vec<&str>, Vec<&str>) = ENGINES
+            .iter()
+            .filter_map(|e| Some((e.display_name(), e.idle_metrics_hint()?)))
+            .unzip();
+        format!(
+            "no {} KV/running-request gauges ({})",
+            names.join(" or "),
+            hints.join(", ")
+        )
+    });
+    Err(said("/metrics", &got, why.as_deref()))
 }
 
 /// The start of a body, for an error message.
@@ -299,23 +140,35 @@ fn snippet(text: &str) -> String {
     }
 }
 
-/// Reads the server's accounting: `/v1/loads`, else `/metrics`. With the reading comes, when it
-/// is not from `/v1/loads`, what `/v1/loads` answered.
+/// Why the server's accounting could not be read: what each endpoint answered, in one sentence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotAvailable(pub String);
+
+/// Reads the server's accounting: the engines' JSON routes (`/v1/loads`), else `/metrics`. With
+/// the reading comes, when it is not from a route, what the routes answered.
 ///
 /// # Errors
 /// Why neither gave it, in one sentence naming both answers.
 pub async fn probe(
     client: &reqwest::Client,
     base_url: &str,
-) -> Result<(IdleReading, Option<String>), String> {
+) -> Result<(IdleReading, Option<String>), NotAvailable> {
     let base = base_url.trim_end_matches('/');
-    let loads = match read_loads(client, base, LOADS_TRIES).await {
-        Ok(r) => return Ok((r, None)),
-        Err(why) => why,
-    };
+    let mut answers = Vec::new();
+    for route in routes() {
+        match read_route(client, base, route, LOADS_TRIES).await {
+            Ok(r) => return Ok((r, None)),
+            Err(why) => answers.push(why),
+        }
+    }
+    let loads = (!answers.is_empty()).then(|| answers.join("; "));
     match read_metrics(client, base).await {
-        Ok(r) => Ok((r, Some(loads))),
-        Err(metrics) => Err(format!("{loads}; {metrics}")),
+        Ok(r) => Ok((r, loads)),
+        Err(metrics) => Err(NotAvailable(match loads {
+            Some(loads) => format!("{loads}; {metrics}"),
+            None => metrics,
+        })),
     }
 }
 
@@ -328,26 +181,29 @@ pub async fn probe_again(
     client: &reqwest::Client,
     base_url: &str,
     source: &str,
-) -> Result<IdleReading, String> {
+) -> Result<IdleReading, NotAvailable> {
     let base = base_url.trim_end_matches('/');
-    let r = if source == LOADS {
-        read_loads(client, base, 1).await?
+    let r = if let Some(route) = routes().find(|r| r.path == source) {
+        read_route(client, base, route, 1).await
     } else {
-        read_metrics(client, base).await?
-    };
+        read_metrics(client, base).await
+    }
+    .map_err(NotAvailable)?;
     if r.source == source {
         Ok(r)
     } else {
-        Err(format!(
+        Err(NotAvailable(format!(
             "the accounting now comes from {}, not {source}",
             r.source
-        ))
+        )))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::sglang::parse_loads;
+    use crate::tracker::Unit;
 
     /// `/v1/loads` of a real SGLang 0.5.23 (tiny-llama on the CPU engine) at idle, trimmed of the
     /// sections the probe does not read.

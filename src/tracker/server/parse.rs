@@ -1,83 +1,16 @@
-//! SGLang's and vLLM's `/metrics` and SGLang's `/get_server_info`, parsed into readings.
+//! The engines' `/metrics` (each engine's gauges are in its file under `engine/`) and SGLang's
+//! `/get_server_info`, parsed into readings.
 
 use std::collections::BTreeMap;
 
+use crate::engine::{ENGINES, Fold};
 use crate::tracker::Reading;
-
-/// SGLang reports these in GiB (`get_available_gpu_memory` divides by `1 << 30`, the KV pool by
-/// `1024**3`, both rounded to 2 decimals), although its log lines say "GB".
-const GIB: f64 = (1u64 << 30) as f64;
+use crate::util::GIB;
 
 /// `server.<quantity>@rank:<i>`, e.g. `server.mem.kvcache@rank:0`.
 fn server_rank(quantity: &str, rank: usize) -> String {
     format!("server.{quantity}@rank:{rank}")
 }
-
-/// How a gauge is folded over label sets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fold {
-    /// Counts add up over data-parallel ranks and models.
-    Sum,
-    /// Ratios are averaged (a sum of two 0.6 usages is not 1.2).
-    Mean,
-}
-
-/// The gauges recorded: (the Prometheus name with `:` written `_`, our metric, fold).
-/// SGLang's names from `python/sglang/srt/metrics/collector.py` (sgl-project/sglang,
-/// SchedulerMetricsCollector); vLLM's from `vllm/v1/metrics/loggers.py` (0.32), mapped onto the
-/// same metrics where they mean the same (`vllm:kv_cache_usage_perc` is a fraction, 1 = full).
-/// vLLM's cache counters say whether its multimodal and prefix caches are in use at all.
-const GAUGES: &[(&str, &str, Fold)] = &[
-    (
-        "sglang_num_running_reqs",
-        "server.num_running_reqs",
-        Fold::Sum,
-    ),
-    ("sglang_num_queue_reqs", "server.num_queue_reqs", Fold::Sum),
-    (
-        "sglang_num_used_tokens",
-        "server.num_used_tokens",
-        Fold::Sum,
-    ),
-    (
-        "sglang_max_total_num_tokens",
-        "server.max_total_num_tokens",
-        Fold::Sum,
-    ),
-    ("sglang_token_usage", "server.token_usage", Fold::Mean),
-    ("sglang_cache_hit_rate", "server.cache_hit_rate", Fold::Mean),
-    (
-        "vllm_num_requests_running",
-        "server.num_running_reqs",
-        Fold::Sum,
-    ),
-    (
-        "vllm_num_requests_waiting",
-        "server.num_queue_reqs",
-        Fold::Sum,
-    ),
-    ("vllm_kv_cache_usage_perc", "server.token_usage", Fold::Mean),
-    (
-        "vllm_mm_cache_queries_total",
-        "server.mm_cache_queries",
-        Fold::Sum,
-    ),
-    (
-        "vllm_mm_cache_hits_total",
-        "server.mm_cache_hits",
-        Fold::Sum,
-    ),
-    (
-        "vllm_prefix_cache_queries_total",
-        "server.prefix_cache_queries",
-        Fold::Sum,
-    ),
-    (
-        "vllm_prefix_cache_hits_total",
-        "server.prefix_cache_hits",
-        Fold::Sum,
-    ),
-];
 
 /// Labels whose values repeat one engine's numbers: every tensor/pipeline/expert rank of one
 /// engine may report the same gauge (with `--enable-metrics-for-all-schedulers`, and
@@ -114,7 +47,9 @@ pub(super) fn parse_metrics(text: &str) -> Vec<Reading> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for &(name, metric, fold) in GAUGES {
+    // Each engine's gauges (`engine::sglang`, `engine::vllm`), in the registry's order.
+    for g in ENGINES.iter().flat_map(|e| e.gauges()) {
+        let (name, metric, fold) = (g.prometheus, g.metric, g.fold);
         // engine (labels without replica labels) -> max over its replicas.
         let mut engines: BTreeMap<Vec<(String, String)>, f64> = BTreeMap::new();
         for s in &scrape.samples {
@@ -155,7 +90,9 @@ pub(super) fn parse_metrics(text: &str) -> Vec<Reading> {
 }
 
 /// GiB as SGLang reports them, to bytes; `None` for negative or non-numbers (the weight figure is
-/// a difference of free memory and can dip below zero when other processes free memory).
+/// a difference of free memory and can dip below zero when other processes free memory). SGLang
+/// reports these in GiB (`get_available_gpu_memory` divides by `1 << 30`, the KV pool by
+/// `1024**3`, both rounded to 2 decimals), although its log lines say "GB".
 fn gib_to_bytes(v: &serde_json::Value) -> Option<u64> {
     let g = v.as_f64()?;
     (g.is_finite() && g >= 0.0).then(|| (g * GIB).round() as u64)

@@ -13,7 +13,7 @@
 //! bounded batch means: nothing here grows with the run but the completion times (8 bytes a
 //! request).
 
-use crate::analysis::{BatchMeans, Batched};
+use crate::tracker::{BatchMeans, Batched};
 
 /// The completion times of the measured requests, shared by every metric's aligner.
 #[derive(Debug, Clone, Default)]

@@ -18,7 +18,7 @@ use std::time::Instant;
 use super::timeline::{
     Mark, Phase, PhaseSpan, Point, ProcessInfo, Series, SourceStatus, Timeline, Unit,
 };
-use crate::analysis::BatchMeans;
+use crate::tracker::BatchMeans;
 use align::{Aligner, Completions};
 use envelope::Envelope;
 use sink::Sink;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ScenarioConfig;
 use crate::analysis::Estimate;
+use crate::config::ScenarioConfig;
 use crate::report::{Report, RunOutcome};
 use crate::util::signed_bytes;
 
@@ -19,32 +19,55 @@ pub const KNOBS: &[(&str, &str)] = &[
     ("concurrency", "request in flight"),
 ];
 
+/// Why a sweep did not run or could not write its result.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SweepError {
+    /// The plan cannot run: a knob a sweep does not vary, fewer than two values, a value that
+    /// is not a number or does not build.
+    #[error(transparent)]
+    Plan(#[from] crate::util::Invalid),
+    /// The sweep's JSON could not be written.
+    #[error("failed to write {}", path.display())]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// The x value of a knob's setting: pixels for `WxH`, the number otherwise.
 ///
 /// # Errors
 /// A sentence naming the knobs a sweep takes, or the value that is not a number.
-pub fn x_of(knob: &str, value: &str) -> Result<f64, String> {
+pub fn x_of(knob: &str, value: &str) -> Result<f64, crate::util::Invalid> {
     if !KNOBS.iter().any(|(k, _)| *k == knob) {
-        return Err(format!(
+        return Err(crate::util::Invalid(format!(
             "a sweep varies one of {}, not `{knob}`",
             KNOBS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
-        ));
+        )));
     }
     let v = value.trim();
     if knob == "image_size" {
-        let (w, h) = v
-            .split_once(['x', 'X'])
-            .ok_or_else(|| format!("image size `{v}` is not WxH (e.g. 448x448)"))?;
+        let (w, h) = v.split_once(['x', 'X']).ok_or_else(|| {
+            crate::util::Invalid(format!("image size `{v}` is not WxH (e.g. 448x448)"))
+        })?;
         let (w, h): (f64, f64) = (
-            w.trim().parse().map_err(|_| format!("`{v}` is not WxH"))?,
-            h.trim().parse().map_err(|_| format!("`{v}` is not WxH"))?,
+            w.trim()
+                .parse()
+                .map_err(|_| crate::util::Invalid(format!("`{v}` is not WxH")))?,
+            h.trim()
+                .parse()
+                .map_err(|_| crate::util::Invalid(format!("`{v}` is not WxH")))?,
         );
         return Ok(w * h);
     }
     v.parse::<f64>()
         .ok()
         .filter(|x| x.is_finite())
-        .ok_or_else(|| format!("`{v}` is not a number (sweeping {knob})"))
+        .ok_or_else(|| crate::util::Invalid(format!("`{v}` is not a number (sweeping {knob})")))
 }
 
 /// One run of a sweep.
@@ -64,48 +87,7 @@ pub struct SweepPoint {
     pub report: Option<PathBuf>,
 }
 
-/// Least-squares line of growth per request against x.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Fit {
-    /// Bytes per request per unit of x (per pixel, per image, …).
-    pub per_unit: f64,
-    /// Bytes per request at x = 0: growth that does not follow the knob.
-    pub intercept: f64,
-    /// Share of the variance the line explains.
-    pub r2: f64,
-}
-
-/// Ordinary least squares over `(x, y)`; `None` with fewer than two distinct x.
-pub fn fit(points: &[(f64, f64)]) -> Option<Fit> {
-    let n = points.len() as f64;
-    if points.len() < 2 {
-        return None;
-    }
-    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
-    let my = points.iter().map(|p| p.1).sum::<f64>() / n;
-    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
-    if sxx <= 0.0 {
-        return None;
-    }
-    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
-    let per_unit = sxy / sxx;
-    let intercept = my - per_unit * mx;
-    let ss_res: f64 = points
-        .iter()
-        .map(|p| (p.1 - intercept - per_unit * p.0).powi(2))
-        .sum();
-    let ss_tot: f64 = points.iter().map(|p| (p.1 - my).powi(2)).sum();
-    let r2 = if ss_tot > 0.0 {
-        1.0 - ss_res / ss_tot
-    } else {
-        1.0
-    };
-    Some(Fit {
-        per_unit,
-        intercept,
-        r2,
-    })
-}
+pub use crate::stats::least_squares::{Fit, fit};
 
 /// How growth depends on the knob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -235,18 +217,19 @@ pub struct SweepPlan<'a> {
 pub async fn run(
     base: &ScenarioConfig,
     plan: &SweepPlan<'_>,
-    cancel: &crate::CancellationToken,
+    cancel: &tokio_util::sync::CancellationToken,
     mut each: impl FnMut(&Report),
-) -> Result<Sweep, String> {
+) -> Result<Sweep, SweepError> {
     let SweepPlan {
         knob,
         values,
         metric,
     } = *plan;
     if values.len() < 2 {
-        return Err(
-            "a sweep needs at least two values (e.g. --values 224x224,448x448,896x896)".into(),
-        );
+        return Err(crate::util::Invalid::from(
+            "a sweep needs at least two values (e.g. --values 224x224,448x448,896x896)",
+        )
+        .into());
     }
     let unit = KNOBS
         .iter()
@@ -264,12 +247,14 @@ pub async fn run(
             .set("py_spy", "off")
             .set(knob, v)
             .build()
-            .map_err(|e| format!("{knob}={v}: {e}"))?;
+            .map_err(|e| crate::util::Invalid(format!("{knob}={v}: {e}")))?;
         built.push((v.clone(), x, scenario));
     }
     let (out_dir, plots) = match built.first() {
         Some((_, _, s)) => (s.out_dir().to_owned(), s.plots()),
-        None => return Err("a sweep needs at least two values".into()),
+        None => {
+            return Err(crate::util::Invalid::from("a sweep needs at least two values").into());
+        }
     };
     let out_dir = out_dir.as_path();
     let mut points = Vec::new();
@@ -312,13 +297,12 @@ pub async fn run(
             Err(e) => tracing::warn!("sweep plot not written: {e}"),
         }
     }
-    let json = serde_json::to_vec_pretty(&sweep).map_err(|e| e.to_string())?;
-    crate::util::write_atomic(&out_dir.join(format!("{stem}.json")), &json).map_err(|e| {
-        format!(
-            "failed to write {}: {e}",
-            out_dir.join(format!("{stem}.json")).display()
-        )
+    let path = out_dir.join(format!("{stem}.json"));
+    let json = serde_json::to_vec_pretty(&sweep).map_err(|e| SweepError::Write {
+        path: path.clone(),
+        source: std::io::Error::other(e),
     })?;
+    crate::util::write_atomic(&path, &json).map_err(|source| SweepError::Write { path, source })?;
     Ok(sweep)
 }
 
@@ -353,9 +337,9 @@ mod tests {
     #[test]
     fn image_sizes_become_pixels_and_bad_values_say_why() {
         assert_eq!(x_of("image_size", "448x448"), Ok(448.0 * 448.0));
-        assert!(x_of("image_size", "448").unwrap_err().contains("WxH"));
+        assert!(x_of("image_size", "448").unwrap_err().0.contains("WxH"));
         assert_eq!(x_of("concurrency", "4"), Ok(4.0));
-        assert!(x_of("seed", "4").unwrap_err().contains("image_size"));
+        assert!(x_of("seed", "4").unwrap_err().0.contains("image_size"));
     }
 
     #[test]

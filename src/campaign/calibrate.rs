@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::Target;
 use crate::config::{ScenarioConfig, TestType};
 use crate::report::RunOutcome;
+use crate::scenario::Target;
 use crate::tracker::metric;
 
 /// One server configuration and whether it leaks.
@@ -133,7 +133,7 @@ pub async fn run_shape(
             .as_ref()
             .and_then(|v| v.metric(metric::HOST_RSS_TREE))
             .is_some_and(|m| {
-                m.n > 1 && m.growth / (m.n - 1) as f64 * 100.0 > 100.0 * 1024.0 * 1024.0
+                m.n > 1 && m.growth / (m.n - 1) as f64 * 100.0 > 100.0 * crate::util::MIB
             });
         tally.seed_fail += usize::from(seed_fail);
     }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 /// Where a setting came from, to name it in an error the way the user wrote it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Origin {
-    /// Set in code ([`ScenarioConfig`](super::ScenarioConfig)'s builder or a preset).
+    /// Set in code ([`ScenarioConfig`](crate::config::ScenarioConfig)'s builder or a preset).
     Code,
     /// An environment variable (`MEMTEST_*`).
     Env,

@@ -26,25 +26,17 @@ pub enum ScenarioError {
         "this scenario needs GPU metrics and none are available; run it on a GPU machine, or set MEMTEST_GPU=auto (--gpu auto) to measure host memory only"
     )]
     GpuRequired(#[source] GpuUnavailable),
-    /// SGLang cannot be imported by the configured interpreter.
-    #[error(
-        "SGLang is not importable by {python}: {detail}. Install it (`{python} -m pip install \"sglang[all]\"`, or scripts/setup-sglang-cpu.sh for the CPU), or set MEMTEST_PYTHON (--python) to the interpreter that has it"
-    )]
-    SglangMissing {
+    /// The engine (SGLang, vLLM) cannot be imported by the configured interpreter.
+    #[error("{engine} is not importable by {python}: {detail}. {fix}")]
+    EngineMissing {
+        /// The engine, as people write it (`SGLang`).
+        engine: &'static str,
         /// The interpreter.
         python: String,
         /// What Python said.
         detail: String,
-    },
-    /// vLLM cannot be imported by the configured interpreter.
-    #[error(
-        "vLLM is not importable by {python}: {detail}. Install it (`{python} -m pip install vllm`, or scripts/setup-vllm-cpu.sh for its CPU build), or set MEMTEST_VLLM_PYTHON (--vllm-python) to the interpreter that has it"
-    )]
-    VllmMissing {
-        /// The interpreter.
-        python: String,
-        /// What Python said.
-        detail: String,
+        /// What to install, or which setting names the interpreter that has it.
+        fix: String,
     },
     /// Nothing answers at the URL of a server to attach to.
     #[error(
@@ -69,7 +61,7 @@ pub enum ScenarioError {
         oom: Option<String>,
         /// What the run was doing when it noticed (a failed request, usually).
         #[source]
-        during: Option<Box<crate::Error>>,
+        during: Option<Box<super::Error>>,
     },
     /// The engine's own memory check fired in its log and the server then died (SGLang raises
     /// its idle leak check by default, which kills the scheduler).
@@ -81,7 +73,7 @@ pub enum ScenarioError {
         status: ExitInfo,
         /// What the run was doing when it noticed (a failed request, usually).
         #[source]
-        during: Option<Box<crate::Error>>,
+        during: Option<Box<super::Error>>,
     },
     /// The run was cancelled (Ctrl-C, SIGTERM, the watchdog) outside the requests themselves.
     #[error(

@@ -1,5 +1,7 @@
 //! Small helpers shared by several modules.
 
+pub(crate) mod env;
+
 /// Serialize a `Duration` as integer milliseconds.
 pub(crate) mod serde_ms {
     use serde::{Deserialize, Deserializer, Serializer};
@@ -116,6 +118,61 @@ pub(crate) mod nan_null_vec {
     }
 }
 
+/// `1`/`true`/`yes`/`on` or `0`/`false`/`no`/`off` (empty: on, as a bare switch).
+pub(crate) fn switch(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "" | "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("1 or 0".into()),
+    }
+}
+
+/// A value that cannot be used: one sentence saying what would be accepted (`a whole number
+/// from 1 to 8`, `the weights sum to 1.2, past 1`). The error of the public functions that check
+/// a value a person wrote.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Invalid(pub String);
+
+impl From<String> for Invalid {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<Invalid> for String {
+    fn from(e: Invalid) -> Self {
+        e.0
+    }
+}
+
+impl From<&str> for Invalid {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+/// A whole number from `min` to `max` (`_` allowed between digits); `Err` names `what`.
+pub(crate) fn whole(v: &str, min: u64, max: u64, what: &str) -> Result<u64, String> {
+    let expected = || format!("{what}, a whole number from {min} to {max}");
+    let n: u64 = v.trim().replace('_', "").parse().map_err(|_| expected())?;
+    if (min..=max).contains(&n) {
+        Ok(n)
+    } else {
+        Err(expected())
+    }
+}
+
+/// `v` trimmed, when not empty; `Err` names `what`.
+pub(crate) fn nonempty(v: &str, what: &str) -> Result<String, String> {
+    let t = v.trim();
+    if t.is_empty() {
+        Err(format!("{what}, not empty"))
+    } else {
+        Ok(t.to_owned())
+    }
+}
+
 /// `1.5 MiB`, `12.0 KiB`, `3 B`: bytes for a person (signed).
 pub fn human_bytes(bytes: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
@@ -138,6 +195,25 @@ pub fn human_bytes(bytes: f64) -> String {
     }
 }
 
+/// What a series measures; decides how it is shown and which thresholds apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// Bytes (host RSS/PSS/USS, GPU memory, `/dev/shm`).
+    Bytes,
+    /// A plain count (files, requests, tokens).
+    Count,
+    /// A ratio in `[0, 1]` (token usage, cache hit rate).
+    Ratio,
+}
+
+/// A kibibyte, in the `f64` the statistics and the plots count bytes in.
+pub const KIB: f64 = 1024.0;
+/// A mebibyte.
+pub const MIB: f64 = 1024.0 * KIB;
+/// A gibibyte.
+pub const GIB: f64 = 1024.0 * MIB;
+
 /// `+1.5 MiB`, `-12 B`: a difference in bytes, with its sign always shown (`+0 B` for zero).
 pub fn signed_bytes(bytes: f64) -> String {
     let s = human_bytes(bytes);
@@ -151,9 +227,6 @@ pub fn byte_interval(lo: f64, hi: f64) -> String {
         return "n/a".into();
     }
     let m = lo.abs().max(hi.abs());
-    const KIB: f64 = 1024.0;
-    const MIB: f64 = 1024.0 * KIB;
-    const GIB: f64 = 1024.0 * MIB;
     let (div, name) = if m >= GIB {
         (GIB, "GiB")
     } else if m >= MIB {

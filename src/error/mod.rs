@@ -1,9 +1,22 @@
-//! The crate's error: one variant per stage, each carrying that stage's typed error, plus the
-//! configuration and a run that did not pass.
+//! The errors a run can end with: the crate's [`Error`] (one variant per stage, each carrying
+//! that stage's typed error, plus the configuration and a run that did not pass), and the two it
+//! joins that belong to no single stage: [`ConfigError`] (`config.rs`, re-exported as
+//! `config::ConfigError`) and [`ScenarioError`] (`scenario.rs`, re-exported as
+//! `scenario::ScenarioError`).
+//!
+//! This room sits above the stages and the report and below the scenario that produces these
+//! errors. The report holds a run's error through its own [`RunCause`] trait, so the data model
+//! does not know this type; [`RunError::cause`](crate::report::RunError::cause) gives it back.
+
+mod config;
+mod scenario;
 
 use std::fmt;
 
-use crate::report::{ErrorKind, RunFailure};
+pub use config::{ConfigError, Origin, Setting};
+pub use scenario::ScenarioError;
+
+use crate::report::{ErrorKind, RunCause, RunFailure};
 
 /// Anything that can stop a run, or a run that did not pass.
 ///
@@ -14,7 +27,7 @@ use crate::report::{ErrorKind, RunFailure};
 pub enum Error {
     /// The configuration cannot run (found before anything is launched).
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] ConfigError),
     /// Launching, readying or stopping the server failed.
     #[error(transparent)]
     Fixture(#[from] crate::fixture::FixtureError),
@@ -32,7 +45,7 @@ pub enum Error {
     Replay(#[from] crate::tracker::ReplayError),
     /// A condition of the run itself (the server exited, nothing measured, ...).
     #[error(transparent)]
-    Scenario(#[from] crate::scenario::ScenarioError),
+    Scenario(#[from] ScenarioError),
     /// The run finished and did not pass: a leak, inconclusive, or an error above.
     #[error(transparent)]
     Run(#[from] RunFailure),
@@ -43,7 +56,7 @@ impl Error {
     /// the run itself failed ([`ErrorKind::Run`]).
     pub fn kind(&self) -> ErrorKind {
         use crate::fixture::FixtureError as F;
-        use crate::scenario::ScenarioError as S;
+        use ScenarioError as S;
         match self {
             Error::Config(_) | Error::Tracker(_) => ErrorKind::Setup,
             Error::Fixture(F::Teardown { .. } | F::Cancelled { .. }) => ErrorKind::Run,
@@ -55,14 +68,19 @@ impl Error {
             Error::Scenario(
                 S::OutDirNotWritable { .. }
                 | S::GpuRequired(_)
-                | S::SglangMissing { .. }
-                | S::VllmMissing { .. }
+                | S::EngineMissing { .. }
                 | S::AttachUnreachable { .. }
                 | S::NothingJudged,
             ) => ErrorKind::Setup,
             Error::Scenario(_) => ErrorKind::Run,
             Error::Run(f) => f.error_kind().unwrap_or(ErrorKind::Run),
         }
+    }
+}
+
+impl RunCause for Error {
+    fn kind(&self) -> ErrorKind {
+        Error::kind(self)
     }
 }
 
