@@ -278,7 +278,7 @@ fn error_paths_reach_sglang_and_pass() {
         "error_paths",
         ERROR_PATH_REQUESTS,
     )
-    .max_requests(2 * ERROR_PATH_REQUESTS);
+    .max_requests(4 * ERROR_PATH_REQUESTS);
     let r = assert_passes(c);
     let q = r.requests.as_ref().expect("request counts");
     assert_eq!(q.failed, 0, "{}", r.summary());
