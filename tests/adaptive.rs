@@ -21,14 +21,14 @@ fn adaptive(r: &Report) -> &sglang_memtest::analysis::adaptive::Adaptive {
 fn a_certain_leak_stops_the_run_before_the_planned_count() {
     let r = run(&quick(
         "adaptive_big_leak",
-        &["--leak-bytes-per-request=8388608"],
+        &["--leak-bytes-per-request=33554432"],
         Workload::Text,
     )
     .requests(100));
     assert_eq!(r.outcome, RunOutcome::Leak, "{}", r.summary());
     let a = adaptive(&r);
     assert_eq!(a.stopped, StopReason::LeakCertain, "{}", a.summary());
-    // 8 MiB/request: 200 MiB by n/4, past the 128 MiB (64 × the 2 MiB floor) no cache of a
+    // 32 MiB/request: 800 MiB by n/4, past the 512 MiB (512 × the 1 MiB floor) no cache of a
     // clean run is trusted to reach.
     assert_eq!(
         a.requests,

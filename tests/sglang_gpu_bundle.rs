@@ -277,7 +277,7 @@ fn a_planted_gpu_leak_with_a_bad_setting_stops_the_server_with_a_sentence() {
         ),
         (
             vec![("MEMTEST_SGLANG_LEAK", "image-tensor")],
-            "use one of abort, image_tensor",
+            "use one of abort, detokenizer, gc_cycle, image_tensor",
         ),
     ] {
         let o = python(&env);
