@@ -371,9 +371,13 @@ mod tests {
     fn small_calibration_is_deterministic_and_sane() {
         let config = CalibrationConfig {
             runs: 20,
-            only: ["host: white jitter", "host: allocator steps", "host leak 64"]
-                .map(String::from)
-                .to_vec(),
+            only: [
+                "host: white jitter",
+                "host: allocator steps",
+                "host leak 64",
+            ]
+            .map(String::from)
+            .to_vec(),
             ..CalibrationConfig::default()
         };
         let a = run(&config);
