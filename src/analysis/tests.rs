@@ -233,16 +233,16 @@ fn cooldown_never_makes_a_leak_alone_and_clears_only_growth_it_gave_back() {
         "{:?}",
         m.reasons
     );
-    // A tenth or less kept (a collector's cycles, its arenas left fragmented): given back.
+    // A fifth or less kept (a collector's cycles, its arenas left fragmented): given back.
     let mut most = host(|i| i as f64 * MIB, 100, 8);
     most.cooldown = vec![BASE + 6.0 * MIB; 5];
     let m = one(most);
     assert_eq!(m.outcome, Outcome::Pass, "{:?}", m.reasons);
     assert!(m.given_back.is_some());
-    // A fifth kept: 20 MiB over 100 requests stays a leak.
-    let mut fifth = host(|i| i as f64 * MIB, 100, 8);
-    fifth.cooldown = vec![BASE + 20.0 * MIB; 5];
-    assert_eq!(one(fifth).outcome, Outcome::Leak);
+    // A third kept: 33 MiB over 100 requests stays a leak.
+    let mut third = host(|i| i as f64 * MIB, 100, 8);
+    third.cooldown = vec![BASE + 33.0 * MIB; 5];
+    assert_eq!(one(third).outcome, Outcome::Leak);
     // Half of it kept: 50 MiB over 100 requests is far past the limit, so still a leak.
     let mut half = host(|i| i as f64 * MIB, 100, 8);
     half.cooldown = vec![BASE + 50.0 * MIB; 5];

@@ -235,7 +235,7 @@ fn decelerating(w: &Sample, level: f64) -> Option<(Sample, super::Estimate, supe
 /// [`KEPT_SHARE`] of the growth. Python servers rarely hand freed memory back, so a leak never
 /// passes this way; a cache the flush empties and a collector's sawtooth do. (Reference cycles
 /// of 256 KiB a request in real SGLang: 60 MiB grew over 300 requests, the flush's collection
-/// gave back all but 3.6 MiB — 6 %, the arenas it left fragmented.)
+/// gave back all but 3.4–3.6 MiB — 6–10 %, the arenas it left fragmented.)
 fn given_back(grew: f64, kept: f64, requests: f64, rule: &Rule) -> Option<super::GivenBack> {
     let allowed = rule
         .min_growth
@@ -250,8 +250,10 @@ fn given_back(grew: f64, kept: f64, requests: f64, rule: &Rule) -> Option<super:
     )
 }
 
-/// Share of the growth the cooldown may keep for the rest to count as given back.
-const KEPT_SHARE: f64 = 0.1;
+/// Share of the growth the cooldown may keep for the rest to count as given back: at least four
+/// fifths returned. (No allocator returns everything: real SGLang's collected reference cycles
+/// kept 9.5 % in the scheduler, 11.6 % in the tree with the other processes' own warm-up.)
+const KEPT_SHARE: f64 = 0.2;
 
 /// Plateaus the analysis looks for: the flat stretch is at least this share of the window…
 const PLATEAU_MIN_SHARE: f64 = 0.3;
