@@ -44,8 +44,17 @@ fn report_schema_v2() {
     paths(&json, "", &mut out);
     out.sort();
     out.dedup();
-    // Fields whose presence depends on the run, not the schema, are left out of the listing.
-    let out: Vec<String> = out.into_iter().filter(|p| !p.is_empty()).collect();
+    // Fields whose presence depends on what was measured, not the schema, are left out of the
+    // listing (each is in docs/report-schema.md): whether a clean reference server's warm-up
+    // slowed down or its cooldown gave growth back varies from run to run.
+    let measured = [
+        ".verdict.metrics[].deceleration",
+        ".verdict.metrics[].given_back",
+    ];
+    let out: Vec<String> = out
+        .into_iter()
+        .filter(|p| !p.is_empty() && !measured.iter().any(|m| p.starts_with(m)))
+        .collect();
     insta::assert_snapshot!(out.join("\n"));
 }
 
