@@ -137,6 +137,14 @@ fn assert_nothing_left(pids: &[u32], shm_before: &BTreeSet<String>, tmp: Option<
 }
 
 /// Roles of the processes seen during the run.
+/// Nothing of `r`'s server is left: no process, no `/dev/shm` entry beyond `before`, no
+/// temporary folder.
+fn assert_torn_down(r: &Report, before: &BTreeSet<String>) {
+    let shutdown = r.shutdown.as_ref().expect("a shutdown record");
+    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
+    assert_nothing_left(&pids, before, shutdown.tmp_dir.as_deref());
+}
+
 fn roles(r: &Report) -> BTreeSet<String> {
     r.timeline
         .processes
@@ -191,8 +199,7 @@ fn assert_passes(c: ScenarioConfig) -> Report {
     );
     let shutdown = r.shutdown.as_ref().expect("a shutdown record");
     assert!(shutdown.is_clean(), "{shutdown:?}");
-    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
-    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
+    assert_torn_down(&r, &before);
     r
 }
 
@@ -259,8 +266,7 @@ fn vlm_image_runs_and_any_growth_is_the_schedulers() {
     );
     let shutdown = r.shutdown.as_ref().expect("a shutdown record");
     assert!(shutdown.is_clean(), "{shutdown:?}");
-    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
-    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
+    assert_torn_down(&r, &before);
 }
 
 /// Measured requests of the `error_paths` scenario (capped: no adaptive extension past it).
@@ -340,9 +346,7 @@ fn a_leak_on_sglangs_abort_path_follows_the_abort_requests() {
         .as_ref()
         .unwrap_or_else(|| panic!("no per-kind split\n{}", r.summary()));
     assert_eq!(split.follows, ["abort"], "{}", split.finding);
-    let shutdown = r.shutdown.as_ref().expect("a shutdown record");
-    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
-    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
+    assert_torn_down(&r, &before);
 }
 
 /// A leak planted in `role`'s process (see `fixtures/sglang/planted_leaks`) must be called, in
@@ -376,9 +380,7 @@ fn planted_leak_is_caught(role: &str) {
     // The other process is not called a leak (at 80 requests it may still be warming up:
     // SGLang's tokenizer manager fills a 128-prompt chat-template cache).
     assert_ne!(rss_of(&r, other).outcome, Outcome::Leak, "{}", r.summary());
-    let shutdown = r.shutdown.as_ref().expect("a shutdown record");
-    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
-    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
+    assert_torn_down(&r, &before);
 }
 
 #[test]
@@ -476,9 +478,7 @@ fn py_heap_names_the_planted_line_in_the_scheduler() {
             .all(|s| s.line != planted_line() || !s.file.contains("planted_leaks")),
         "the planted line is named in the tokenizer manager: {tm:?}"
     );
-    let shutdown = r.shutdown.as_ref().expect("a shutdown record");
-    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
-    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
+    assert_torn_down(&r, &before);
 }
 
 /// KV tokens the planted `kv_tokens` leak keeps per request (SGLang's page size is 1 on the CPU).
@@ -545,9 +545,7 @@ fn a_2_kib_leak_in_the_detokenizer_is_caught_there_and_compare_fails_it() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(3), "{table}");
     assert!(table.contains("regressed: host.rss@detokenizer"), "{table}");
-    let shutdown = leaking.shutdown.as_ref().expect("a shutdown record");
-    let pids: Vec<u32> = leaking.timeline.processes.keys().copied().collect();
-    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
+    assert_torn_down(&leaking, &before);
 }
 
 /// 64 KiB kept per request SGLang rejects (the error-paths mix: three kinds of rejection, a
@@ -596,9 +594,7 @@ fn a_leak_on_rejected_requests_is_called_on_those_kinds() {
         "{:?}",
         m.reasons
     );
-    let shutdown = r.shutdown.as_ref().expect("a shutdown record");
-    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
-    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
+    assert_torn_down(&r, &before);
 }
 
 /// A reference cycle per request (256 KiB each), freed only by Python's cyclic collector, is
@@ -666,9 +662,7 @@ fn a_kv_token_leak_memory_cannot_see_is_caught_by_the_idle_accounting() {
     let log = r.log_watch.as_ref().expect("the log was watched");
     let first = log.first().expect("SGLang's own check in its log");
     assert!(first.text.contains("memory leak detected"), "{first:?}");
-    let shutdown = r.shutdown.as_ref().expect("a shutdown record");
-    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
-    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
+    assert_torn_down(&r, &before);
 }
 
 #[test]
@@ -695,9 +689,7 @@ fn sglang_killed_by_its_own_leak_check_fails_the_run_cleanly_with_the_line_quote
         ),
         "{message}"
     );
-    let shutdown = r.shutdown.as_ref().expect("a shutdown record");
-    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
-    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
+    assert_torn_down(&r, &before);
 }
 
 /// Starts SGLang with the fixture and hands it to `body`, which fails (a failed assertion or a
@@ -807,9 +799,7 @@ fn tensor_leak_lands_in(preset: ScenarioConfig, leak: &str, role: &str) {
             r.summary()
         );
     }
-    let shutdown = r.shutdown.as_ref().expect("a shutdown record");
-    let pids: Vec<u32> = r.timeline.processes.keys().copied().collect();
-    assert_nothing_left(&pids, &before, shutdown.tmp_dir.as_deref());
+    assert_torn_down(&r, &before);
 }
 
 #[test]

@@ -153,7 +153,7 @@ pub fn decide(look: &Look, verdict: &Verdict, last: bool) -> Option<StopReason> 
 /// process, not a tree. (A 2 KiB/request leak in SGLang's detokenizer is certain in the tree's
 /// sum at 300 requests, in the detokenizer alone only later.)
 fn unnamed(verdict: &Verdict) -> bool {
-    let per_process = |metric: &str| metric.contains("@pid:");
+    let per_process = |metric: &str| crate::tracker::metric::pid_of(metric).is_some();
     !verdict.leaks().any(|m| per_process(&m.metric))
         && verdict
             .metrics
