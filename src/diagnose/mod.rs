@@ -116,21 +116,27 @@ pub fn headline(p: &ProcessGrowth) -> String {
     )
 }
 
-/// The PIDs a leak verdict blames: those of per-process metrics that leak; else, when only a
-/// tree-wide metric leaks, the process whose resident memory grew most.
+/// The PIDs a leak verdict blames, worst first (the one that leaked the most bytes leads: it is
+/// the one the Python heap section and the stacks look at first): those of per-process metrics
+/// that leak; else, when only a tree-wide metric leaks, the process whose resident memory grew
+/// most.
 pub fn guilty(verdict: &Verdict, mappings: Option<&Mappings>) -> Vec<u32> {
     if verdict.outcome != Outcome::Leak {
         return Vec::new();
     }
-    let leaking = verdict
+    let mut leaking: Vec<_> = verdict
         .metrics
         .iter()
-        .filter(|m| m.judged && m.outcome == Outcome::Leak);
-    let mut pids: Vec<u32> = leaking
-        .clone()
-        .filter_map(|m| metric::pid_of(&m.metric))
+        .filter(|m| m.judged && m.outcome == Outcome::Leak)
         .collect();
-    if pids.is_empty() && leaking.count() > 0 {
+    leaking.sort_by(|a, b| b.growth.total_cmp(&a.growth));
+    let mut pids: Vec<u32> = Vec::new();
+    for pid in leaking.iter().filter_map(|m| metric::pid_of(&m.metric)) {
+        if !pids.contains(&pid) {
+            pids.push(pid);
+        }
+    }
+    if pids.is_empty() && !leaking.is_empty() {
         let by_rss = verdict
             .metrics
             .iter()
@@ -140,8 +146,6 @@ pub fn guilty(verdict: &Verdict, mappings: Option<&Mappings>) -> Vec<u32> {
         let by_maps = mappings.and_then(|m| m.processes.first().map(|p| p.pid));
         pids.extend(by_maps.or(by_rss));
     }
-    pids.sort_unstable();
-    pids.dedup();
     pids
 }
 
@@ -296,5 +300,45 @@ impl Capture {
         }
         d.mappings = mappings;
         Some(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{RequestSeries, Thresholds, analyze};
+    use crate::tracker::Unit;
+
+    fn series(metric: &str, per_request: f64) -> RequestSeries {
+        RequestSeries {
+            metric: metric.to_owned(),
+            unit: Unit::Bytes,
+            values: crate::tracker::Batched::from_requests(
+                &(0..200)
+                    .map(|i| 300e6 + per_request * i as f64 + (i % 7) as f64 * 512.0)
+                    .collect::<Vec<_>>(),
+                0,
+            ),
+            cooldown: Vec::new(),
+            headroom: None,
+            by_time: None,
+            idle: None,
+        }
+    }
+
+    /// Two processes leak: the one that leaked more leads, whatever the PIDs' order (the Python
+    /// heap section and the stacks look at the first).
+    #[test]
+    fn the_worst_leak_is_guilty_first() {
+        let v = analyze(
+            &[
+                series("host.rss@pid:10", 16.0 * 1024.0),
+                series("host.rss@pid:20", 256.0 * 1024.0),
+                series("host.rss@pid:30", 0.0),
+            ],
+            &Thresholds::default(),
+        );
+        assert_eq!(v.outcome, Outcome::Leak);
+        assert_eq!(guilty(&v, None), vec![20, 10]);
     }
 }
