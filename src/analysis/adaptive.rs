@@ -137,7 +137,9 @@ pub fn decide(look: &Look, verdict: &Verdict, last: bool) -> Option<StopReason> 
     match look.kind {
         LookKind::Early => (leak && unmistakable(verdict)).then_some(StopReason::LeakCertain),
         LookKind::Planned | LookKind::Extension => {
-            if (leak && (last || !unnamed(verdict))) || verdict.outcome == Outcome::Pass {
+            if (leak && (last || !(unnamed(verdict) || slowing(verdict) || stepped(verdict))))
+                || verdict.outcome == Outcome::Pass
+            {
                 Some(StopReason::Decided)
             } else if last {
                 Some(StopReason::Budget)
@@ -159,6 +161,38 @@ fn unnamed(verdict: &Verdict) -> bool {
             .metrics
             .iter()
             .any(|m| m.judged && m.outcome == Outcome::Inconclusive && per_process(&m.metric))
+}
+
+/// A leak whose last half grew less than this share of its whole window's slope is still
+/// slowing down: the run goes on rather than stop on it.
+const SLOWING_SHARE: f64 = 0.75;
+
+/// Whether a leaking metric still measurably slows down — its last half's slope (the point
+/// estimate) below [`SLOWING_SHARE`] of the whole window's, though not confidently enough for
+/// the deceleration cut. A server warming up (τ ≈ 50 requests) and a cache that stops late read
+/// as leaks at the planned look; a straight line does not slow down, and more requests tell them
+/// apart (the warm-up ends, the cache's plateau grows long enough to be seen). Only a look that
+/// may extend uses this: the last one judges what it has.
+fn slowing(verdict: &Verdict) -> bool {
+    verdict.leaks().any(|m| match (m.slope, m.late_slope) {
+        (Some(whole), Some(late)) => late.point < SLOWING_SHARE * whole.point,
+        _ => false,
+    })
+}
+
+/// Whether a leaking metric grew in a few jumps and, between them, not clearly above its limit
+/// (the slope with the jumps taken out has an interval reaching below the limit): an allocator
+/// growing its heap in chunks now and then, or a leak of large objects seen too few times. More
+/// requests tell them apart — the chunks stop, the objects keep coming.
+fn stepped(verdict: &Verdict) -> bool {
+    verdict.leaks().any(|m| {
+        m.steps.is_some_and(|s| {
+            verdict
+                .thresholds
+                .rule_for(&m.metric)
+                .is_some_and(|r| s.total > 0.0 && s.between.ci.lo <= r.max_slope_per_request)
+        })
+    })
 }
 
 /// Whether every leaking metric of an early look grew far past its floor and still grows
@@ -317,5 +351,35 @@ mod tests {
         assert_eq!(decide(&planned, &v, false), None);
         // …unless the budget is spent.
         assert_eq!(decide(&planned, &v, true), Some(StopReason::Decided));
+    }
+
+    /// A leak whose last half grew at under ¾ of its whole window's pace (a warm-up still ending
+    /// at the planned look, too noisy for the deceleration cut) does not stop the run; at the
+    /// budget's end the look judges what it has. A straight line stops at once.
+    #[test]
+    fn a_leak_that_still_slows_down_runs_on() {
+        use crate::analysis::{RequestSeries, Thresholds, analyze};
+        use crate::tracker::metric::Unit;
+        let values: Vec<f64> = (0..300)
+            .map(|i| 1e9 + 8192.0 * f64::from(i) + 512.0 * f64::from(i % 7))
+            .collect();
+        let line = analyze(
+            &[RequestSeries::raw("host.rss@pid:7", Unit::Bytes, &values)],
+            &Thresholds::default(),
+        );
+        let planned = Look {
+            requests: 300,
+            alpha: 0.025,
+            kind: LookKind::Planned,
+        };
+        assert_eq!(line.outcome, Outcome::Leak);
+        assert!(!slowing(&line));
+        assert_eq!(decide(&planned, &line, false), Some(StopReason::Decided));
+        let mut slower = line.clone();
+        let late = slower.metrics[0].late_slope.as_mut().unwrap();
+        late.point *= 0.6;
+        assert!(slowing(&slower));
+        assert_eq!(decide(&planned, &slower, false), None);
+        assert_eq!(decide(&planned, &slower, true), Some(StopReason::Decided));
     }
 }

@@ -337,6 +337,16 @@ pub struct MetricAnalysis {
     /// then a pass, with this named).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plateau: Option<Plateau>,
+    /// A collector's sawtooth: the window climbs and falls at least [`verdict::SAWTOOTH_MIN_CYCLES`]
+    /// times, so the trend is judged on its cycles' troughs too (where the window ends in a
+    /// cycle moves a straight line's slope; the troughs do not care).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sawtooth: Option<Sawtooth>,
+    /// Growth that came in a few jumps (an allocator's heap growing in chunks): the jumps and
+    /// the slope of what is left between them. An adaptive run does not stop on a leak that
+    /// this explains (see `adaptive::decide`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<Steps>,
     /// Growth that slowed down: the first half of the window grew confidently faster than the
     /// second, so the first half was judged as warm-up and only the second half was judged
     /// (`slope` is then the second half's).
@@ -388,6 +398,32 @@ pub struct Plateau {
     /// Upper bound of the plateau's slope (per request), confidently below the limit.
     #[serde(with = "crate::util::nan_null")]
     pub slope_hi: f64,
+}
+
+/// A sawtooth in the judged window: memory that climbs and is freed all at once, cycle after
+/// cycle (a garbage collector, a pool trimmed when full).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Sawtooth {
+    /// Falls seen (each ends a cycle).
+    pub cycles: usize,
+    /// The median fall.
+    #[serde(with = "crate::util::nan_null")]
+    pub height: f64,
+    /// Slope of the cycles' troughs (the lowest reading after each fall), with its interval.
+    pub troughs: Estimate,
+}
+
+/// Jumps in the judged window: readings that moved by at least a quarter of the floor and eight
+/// times the median step at once.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Steps {
+    /// How many jumps (up or down).
+    pub count: usize,
+    /// Their sum (signed).
+    #[serde(with = "crate::util::nan_null")]
+    pub total: f64,
+    /// Slope of the window with the jumps taken out, with its interval.
+    pub between: Estimate,
 }
 
 /// Growth that slowed down over the window: judged on its second half only.

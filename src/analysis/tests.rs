@@ -251,6 +251,26 @@ fn cooldown_never_makes_a_leak_alone_and_clears_only_growth_it_gave_back() {
     assert!(m.given_back.is_none());
 }
 
+/// A collector's sawtooth (3 MiB teeth every 25 requests) whose window ends at a peak: a line
+/// through it climbs ~+9 KiB/request, the troughs stay level. Judged on the troughs: a pass,
+/// named a sawtooth. The same with a real 16 KiB/request leak under it: its troughs climb, a leak.
+#[test]
+fn a_sawtooth_is_judged_on_its_troughs() {
+    let tooth = |i: usize| 3.0 * MIB * ((i + 1) % 25) as f64 / 24.0;
+    let clean = one(host(tooth, 300, 11));
+    assert_eq!(clean.outcome, Outcome::Pass, "{:?}", clean.reasons);
+    let t = clean.sawtooth.expect("a sawtooth");
+    assert!(t.cycles >= 10 && t.troughs.ci.hi < KIB, "{t:?}");
+    assert!(
+        clean.reasons.iter().any(|r| r.contains("its troughs grow")),
+        "{:?}",
+        clean.reasons
+    );
+    let leak = one(host(|i| tooth(i) + 16.0 * KIB * i as f64, 300, 12));
+    assert_eq!(leak.outcome, Outcome::Leak, "{:?}", leak.reasons);
+    assert!(leak.sawtooth.expect("a sawtooth").troughs.ci.lo > KIB);
+}
+
 #[test]
 fn same_input_same_verdict() {
     let s = vec![host(

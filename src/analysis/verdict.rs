@@ -63,6 +63,8 @@ pub(crate) fn measure(
         hourly: Vec::new(),
         plateau: None,
         deceleration: None,
+        sawtooth: None,
+        steps: None,
         warmed_from: explicit,
         steady: false,
         given_back: None,
@@ -186,6 +188,8 @@ pub(crate) fn measure(
         .parse::<crate::tracker::metric::Metric>()
         .is_ok_and(|m| m.source == crate::tracker::metric::Source::Gpu);
     if let (Some(r), false) = (rule, stepwise) {
+        m.sawtooth = sawtooth(&window, r, t.confidence);
+        m.steps = steps(&window, r, t.confidence);
         m.plateau = find_plateau(&whole, r, t.confidence, batch, first).map(|mut p| {
             // Report the growth from the first measured request, not from the cut.
             p.growth = p.growth.max(p.level - measured_start);
@@ -196,6 +200,84 @@ pub(crate) fn measure(
         g.capped = m.plateau.is_some();
     }
     (m, Some(window), fit)
+}
+
+/// Falls a window must show for its troughs to be judged: a sawtooth of fewer cycles has too
+/// few troughs for a trend.
+pub const SAWTOOTH_MIN_CYCLES: usize = 4;
+/// A fall is at least this share of the rule's floor…
+const SAWTOOTH_FALL_FLOOR: f64 = 0.5;
+/// …and this many times the median step between readings (the climb's own pace).
+const SAWTOOTH_FALL_STEPS: f64 = 4.0;
+
+/// The window's sawtooth, when it has one: at least [`SAWTOOTH_MIN_CYCLES`] falls, each at least
+/// half the floor and four times the median step, and the Theil–Sen slope of the cycles' troughs
+/// (the lowest reading between one fall and the next). A straight line fitted through a sawtooth
+/// of 1–4 MiB moves by a tooth's height with where the window happens to end in a cycle — a few
+/// KiB a request over 300 requests — while the troughs are what a leak raises cycle after cycle.
+fn sawtooth(w: &Sample, rule: &Rule, level: f64) -> Option<super::Sawtooth> {
+    let y = w.y();
+    if y.len() < 2 * PLATEAU_MIN_POINTS {
+        return None;
+    }
+    let steps: Vec<f64> = y.windows(2).map(|p| p[1] - p[0]).collect();
+    let pace = median(&steps.iter().map(|d| d.abs()).collect::<Vec<_>>());
+    let fall = (SAWTOOTH_FALL_FLOOR * rule.min_growth).max(SAWTOOTH_FALL_STEPS * pace);
+    let falls: Vec<usize> = (0..steps.len()).filter(|&i| steps[i] < -fall).collect();
+    if falls.len() < SAWTOOTH_MIN_CYCLES {
+        return None;
+    }
+    let height = median(&falls.iter().map(|&i| -steps[i]).collect::<Vec<_>>());
+    let (mut tx, mut ty) = (Vec::new(), Vec::new());
+    for (k, &i) in falls.iter().enumerate() {
+        let end = falls.get(k + 1).map_or(y.len(), |&j| j + 1);
+        let (at, low) = (i + 1..end)
+            .map(|j| (j, y[j]))
+            .min_by(|a, b| a.1.total_cmp(&b.1))?;
+        tx.push(w.x()[at]);
+        ty.push(low);
+    }
+    let troughs = Sample::from_points(tx, ty)?;
+    let fit = trend::theil_sen(&troughs, level)?;
+    Some(super::Sawtooth {
+        cycles: falls.len(),
+        height,
+        troughs: fit.estimate,
+    })
+}
+
+/// At most this many jumps make growth "a few steps"; more is a staircase (a leak of large
+/// objects), judged as it is.
+pub const MAX_STEPS: usize = 8;
+
+/// The window's jumps when there are 1..=[`MAX_STEPS`] of them — readings that moved by at least
+/// a quarter of the floor and eight times the median step at once — and the Theil–Sen slope of
+/// the window with them taken out. A heap that grows in 0.3–0.6 MiB chunks now and then reads,
+/// over 300 requests, as a few KiB a request in both halves; between its jumps it is flat.
+fn steps(w: &Sample, rule: &Rule, level: f64) -> Option<super::Steps> {
+    let y = w.y();
+    let diffs: Vec<f64> = y.windows(2).map(|p| p[1] - p[0]).collect();
+    let pace = median(&diffs.iter().map(|d| d.abs()).collect::<Vec<_>>());
+    let jump = (0.25 * rule.min_growth).max(8.0 * pace);
+    let jumps: Vec<f64> = diffs.iter().copied().filter(|d| d.abs() >= jump).collect();
+    if jumps.is_empty() || jumps.len() > MAX_STEPS {
+        return None;
+    }
+    let mut shift = 0.0;
+    let mut flat = Vec::with_capacity(y.len());
+    flat.push(y[0]);
+    for (i, d) in diffs.iter().enumerate() {
+        if d.abs() >= jump {
+            shift += d;
+        }
+        flat.push(y[i + 1] - shift);
+    }
+    let rest = Sample::from_points(w.x().to_vec(), flat)?;
+    Some(super::Steps {
+        count: jumps.len(),
+        total: jumps.iter().sum(),
+        between: trend::theil_sen(&rest, level)?.estimate,
+    })
 }
 
 /// Fewest points in each half of a window for the deceleration test.
@@ -433,6 +515,31 @@ pub(crate) fn judge(
             }
         ));
         Outcome::Pass
+    } else if let Some(t) = m.sawtooth.filter(|t| t.troughs.ci.hi < theta) {
+        m.reasons.push(format!(
+            "a sawtooth ({} cycles, falls of {}): its troughs grow {} ({level}% CI {}..{}), confidently below the {limit} — memory freed cycle after cycle, not a leak",
+            t.cycles,
+            val(t.height),
+            per(t.troughs.point),
+            per(t.troughs.ci.lo),
+            per(t.troughs.ci.hi),
+        ));
+        Outcome::Pass
+    } else if let Some(t) = m
+        .sawtooth
+        .filter(|t| t.troughs.ci.lo <= theta && p_adj <= alpha)
+    {
+        m.reasons.push(format!(
+            "grows {} ({level}% CI {ci}) through a sawtooth ({} cycles, falls of {}), but its troughs grow {} ({level}% CI {}..{}): not clearly above the {limit}; a longer run would tell",
+            per(s.point),
+            t.cycles,
+            val(t.height),
+            per(t.troughs.point),
+            per(t.troughs.ci.lo),
+            per(t.troughs.ci.hi),
+        ));
+        m.requests_to_decide = Some(2 * total_requests);
+        Outcome::Inconclusive
     } else if m.growth < rule.min_growth && p_adj <= alpha {
         // Confidently above the limit, but too little growth so far to count: a short run.
         m.reasons.push(format!(

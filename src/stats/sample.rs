@@ -42,6 +42,13 @@ impl Sample {
         ((!y.is_empty()).then_some(Self { x, y }), dropped)
     }
 
+    /// Build from points already checked by a sample (finite, x strictly increasing), such as
+    /// a subset of one; None when empty.
+    pub(crate) fn from_points(x: Vec<f64>, y: Vec<f64>) -> Option<Self> {
+        debug_assert!(x.len() == y.len() && x.windows(2).all(|p| p[0] < p[1]));
+        (!y.is_empty() && x.len() == y.len()).then_some(Self { x, y })
+    }
+
     /// Number of readings (at least 1).
     pub(crate) fn len(&self) -> usize {
         self.y.len()
