@@ -228,6 +228,14 @@ fn the_bundle_scripts_refuse_bad_input_with_a_sentence() {
         ),
         "MEMTEST_SGLANG_GPU_MAX_FACTOR=0 is not a whole number from 1 to 9",
     );
+    refused(
+        &script(
+            "run-bundle.sh",
+            &[],
+            &[("MEMTEST_SGLANG_GPU_PHASE_LIMIT", "5min")],
+        ),
+        "MEMTEST_SGLANG_GPU_PHASE_LIMIT=5min is not a whole number of seconds",
+    );
     let empty = tempfile::tempdir().expect("a temp dir");
     let dir = empty.path().to_str().expect("a UTF-8 path");
     refused(

@@ -15,7 +15,8 @@
 #   planted_image        ... kept per image in the tokenizer manager (the launcher process)
 #   planted_kv           ... KV slots never freed: SGLang's accounting, GPU memory flat
 #   gpu                  tests/gpu.rs against the reference server (no SGLang)
-#   seed_images          the seed's vlm-image with repeated images (compare with vlm_image: unique)
+#   seed_images          the seed's vlm-image at 50 requests with one repeated image
+#   seed_unique          the same with a unique image per request (the #9365 before/after pair)
 #   cuda_graph           text_model with the Triton attention backend and CUDA graphs captured
 #
 # Phases run at once (A+B) share the card: both get MEMTEST_MEM_FRACTION=0.3 and
@@ -31,8 +32,9 @@
 # second), summary.txt. MEMTEST_SGLANG_GPU_BUDGET=S skips phases whose estimate no longer fits in S
 # seconds from the start (0: no budget); MEMTEST_SGLANG_GPU_MAX_FACTOR=F caps a scenario test's
 # adaptive extension at F times its planned requests (the preset's 4 unless set). A failed
-# preflight stops the run (MEMTEST_SGLANG_GPU_KEEP_GOING=1 goes on). MEMTEST_* knobs set by the
-# caller win over the tier's.
+# preflight stops the run (MEMTEST_SGLANG_GPU_KEEP_GOING=1 goes on). A phase may run twice its
+# estimate, or MEMTEST_SGLANG_GPU_PHASE_LIMIT=S seconds (within the budget); then SIGTERM, and
+# the watchdog writes what was measured. MEMTEST_* knobs set by the caller win over the tier's.
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -52,11 +54,11 @@ refuse() {
 }
 
 ALL_PHASES=(preflight text_model vlm_no_mm_processor vlm_image error_paths planted_scheduler
-    planted_image planted_kv gpu seed_images cuda_graph)
+    planted_image planted_kv gpu seed_images seed_unique cuda_graph)
 # Seconds a phase takes on an H100 (SGLang starts in ~50 s), for the budget.
 declare -A ESTIMATE=([preflight]=30 [text_model]=80 [vlm_no_mm_processor]=80 [vlm_image]=80
     [error_paths]=90 [planted_scheduler]=90 [planted_image]=90 [planted_kv]=90 [gpu]=20
-    [seed_images]=80 [cuda_graph]=110)
+    [seed_images]=80 [seed_unique]=80 [cuda_graph]=110)
 # The scenario tests' planned measured requests (the presets'), for MEMTEST_SGLANG_GPU_MAX_FACTOR.
 declare -A PLANNED=([text_model]=100 [vlm_no_mm_processor]=100 [vlm_image]=50 [error_paths]=200)
 
@@ -82,6 +84,8 @@ done
 [[ "$BUDGET" =~ ^[0-9]+$ ]] || refuse "MEMTEST_SGLANG_GPU_BUDGET=$BUDGET is not a whole number of seconds"
 FACTOR="${MEMTEST_SGLANG_GPU_MAX_FACTOR:-}"
 [[ -z "$FACTOR" || "$FACTOR" =~ ^[1-9]$ ]] || refuse "MEMTEST_SGLANG_GPU_MAX_FACTOR=$FACTOR is not a whole number from 1 to 9"
+PHASE_LIMIT="${MEMTEST_SGLANG_GPU_PHASE_LIMIT:-}"
+[[ -z "$PHASE_LIMIT" || "$PHASE_LIMIT" =~ ^[1-9][0-9]*$ ]] || refuse "MEMTEST_SGLANG_GPU_PHASE_LIMIT=$PHASE_LIMIT is not a whole number of seconds"
 [ ${#phases[@]} -gt 0 ] || phases=("${ALL_PHASES[@]}")
 
 print_env() {
@@ -236,8 +240,10 @@ phase_cmd() {
     planted_image) "${t[@]}" "$BIN/sglang_gpu" --ignored --exact a_gpu_tensor_kept_per_image_in_the_tokenizer_manager_is_caught_there --nocapture ;;
     planted_kv) "${t[@]}" "$BIN/sglang_gpu" --ignored --exact a_kv_slot_leak_is_caught_by_the_idle_accounting_with_gpu_memory_flat --nocapture ;;
     gpu) "${t[@]}" "$BIN/gpu" --ignored --test-threads=1 --nocapture ;;
-    seed_images)
-        MEMTEST_IMAGE_MODE=repeated "${t[@]}" "$BIN/sglang-memtest" run --test vlm-with-images \
+    seed_images | seed_unique)
+        local mode=repeated
+        [ "$1" = seed_unique ] && mode=unique
+        MEMTEST_IMAGE_MODE=$mode "${t[@]}" "$BIN/sglang-memtest" run --test vlm-with-images \
             --num-requests 50 --max-requests 50 --out-dir "$MEMTEST_OUT_DIR"
         ;;
     cuda_graph)
@@ -277,7 +283,7 @@ for item in "${phases[@]}"; do
         printf '%s\t-\t-\t0\tskipped\n' "$item" >>"$OUT/phases.tsv"
         continue
     fi
-    limit=$((2 * need))
+    limit=${PHASE_LIMIT:-$((2 * need))}
     [ "$BUDGET" -gt 0 ] && [ "$limit" -gt "$(left)" ] && limit=$(left)
     if [ ${#members[@]} -eq 1 ]; then
         run_one "$item" "$limit" || status=1

@@ -382,4 +382,45 @@ mod tests {
         assert_eq!(decide(&planned, &slower, false), None);
         assert_eq!(decide(&planned, &slower, true), Some(StopReason::Decided));
     }
+
+    /// Three 512 KiB jumps over 300 requests, flat between them: the window reads as a leak of
+    /// ~5 KiB a request, but the jumps explain it, so the run goes on; a line with the same jumps
+    /// on top still leaks between them and stops.
+    #[test]
+    fn a_leak_a_few_jumps_explain_runs_on() {
+        use crate::analysis::{RequestSeries, Thresholds, analyze};
+        use crate::tracker::metric::Unit;
+        let run = |per_request: f64| {
+            let values: Vec<f64> = (0..300)
+                .map(|i| {
+                    let jumps = [60, 140, 230].iter().filter(|&&at| i >= at).count();
+                    1e9 + 524_288.0 * jumps as f64
+                        + per_request * f64::from(i)
+                        + 512.0 * f64::from(i % 7)
+                })
+                .collect();
+            analyze(
+                &[RequestSeries::raw("host.rss@pid:7", Unit::Bytes, &values)],
+                &Thresholds::default(),
+            )
+        };
+        let planned = Look {
+            requests: 300,
+            alpha: 0.025,
+            kind: LookKind::Planned,
+        };
+        let mut jumps = run(0.0);
+        let steps = jumps.metrics[0].steps.expect("the jumps are seen");
+        assert_eq!(steps.count, 3);
+        assert!(steps.between.ci.hi < 1024.0, "{steps:?}");
+        jumps.metrics[0].outcome = Outcome::Leak;
+        jumps.outcome = Outcome::Leak;
+        assert!(stepped(&jumps));
+        assert_eq!(decide(&planned, &jumps, false), None);
+        assert_eq!(decide(&planned, &jumps, true), Some(StopReason::Decided));
+        let leak = run(8192.0);
+        assert_eq!(leak.outcome, Outcome::Leak, "{:?}", leak.metrics[0].reasons);
+        assert!(!stepped(&leak));
+        assert_eq!(decide(&planned, &leak, false), Some(StopReason::Decided));
+    }
 }
