@@ -22,6 +22,8 @@ echo "== $(date -u +%FT%TZ) $(uname -r)"
 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,memory.reserved --format=csv
 tar -xJf "$BUNDLE" -C "$B" 2>/dev/null ||
     python3 -c 'import sys, tarfile; tarfile.open(sys.argv[1]).extractall(sys.argv[2])' "$BUNDLE" "$B"
+# The checkout's runner wins over the bundle's (a fix to it needs no new bundle).
+install -m 0755 "$ROOT/scripts/sglang-gpu/run-bundle.sh" "$B/memtest-sglang-gpu/run-bundle.sh"
 base=python3
 [ -x /opt/torch/.venv/bin/python3 ] && base=/opt/torch/.venv/bin/python3
 export MEMTEST_SGLANG_GPU_BASE_PYTHON=${MEMTEST_SGLANG_GPU_BASE_PYTHON:-$base} MEMTEST_OUT_DIR=$R PYTHONUNBUFFERED=1

@@ -243,7 +243,9 @@ phase_cmd() {
     seed_images | seed_unique)
         local mode=repeated
         [ "$1" = seed_unique ] && mode=unique
-        MEMTEST_IMAGE_MODE=$mode "${t[@]}" "$BIN/sglang-memtest" run --test vlm-with-images \
+        # The seed's own settings: its warm-up and 50 requests, whatever the tier's tests were given.
+        MEMTEST_IMAGE_MODE=$mode "${t[@]}" env -u MEMTEST_WARMUP_REQUESTS -u MEMTEST_NUM_REQUESTS \
+            -u MEMTEST_MAX_REQUESTS "$BIN/sglang-memtest" run --test vlm-with-images \
             --num-requests 50 --max-requests 50 --out-dir "$MEMTEST_OUT_DIR"
         ;;
     cuda_graph)
