@@ -205,6 +205,8 @@ pub(crate) fn measure(
 /// Falls a window must show for its troughs to be judged: a sawtooth of fewer cycles has too
 /// few troughs for a trend.
 pub const SAWTOOTH_MIN_CYCLES: usize = 4;
+/// Readings a cycle spans on average, at least.
+const SAWTOOTH_MIN_PERIOD: usize = 4;
 /// A fall is at least this share of the rule's floor…
 const SAWTOOTH_FALL_FLOOR: f64 = 0.5;
 /// …and this many times the median step between readings (the climb's own pace).
@@ -224,7 +226,9 @@ fn sawtooth(w: &Sample, rule: &Rule, level: f64) -> Option<super::Sawtooth> {
     let pace = median(&steps.iter().map(|d| d.abs()).collect::<Vec<_>>());
     let fall = (SAWTOOTH_FALL_FLOOR * rule.min_growth).max(SAWTOOTH_FALL_STEPS * pace);
     let falls: Vec<usize> = (0..steps.len()).filter(|&i| steps[i] < -fall).collect();
-    if falls.len() < SAWTOOTH_MIN_CYCLES {
+    // A tooth climbs over several readings: falls every other reading are noise as large as
+    // the floor, not cycles.
+    if falls.len() < SAWTOOTH_MIN_CYCLES || falls.len() * SAWTOOTH_MIN_PERIOD > y.len() {
         return None;
     }
     let height = median(&falls.iter().map(|&i| -steps[i]).collect::<Vec<_>>());
