@@ -14,7 +14,8 @@
 //!
 //! The *judgement* does not lean on that model: consecutive requests of one kind form blocks,
 //! and each block's growth per request is a sample. A kind leaks when its blocks grow more per
-//! request than the other kinds' blocks by more than the limit — a one-sided Mann–Whitney test
+//! request than the reference blocks — plain requests' when the mix has enough of them, else
+//! every other kind's — by more than the limit — a one-sided Mann–Whitney test
 //! (exact for up to 12 blocks a side), Holm-corrected with every other test of the run — and its
 //! requests together grew the metric by at least the rule's floor (the Hodges–Lehmann shift ×
 //! its requests). Blocks compare like with like: a GC pause or an allocator step lands in some
@@ -264,7 +265,8 @@ const MIN_BLOCKS: usize = 3;
 /// Tests each kind of `a` on the run's blocks: the kind sequence falls into blocks (runs of
 /// consecutive requests of one kind); a block's growth per request is the reading after its last
 /// request minus the reading before its first, over its length. A kind leaks when its blocks
-/// grow more per request than the other kinds' blocks by more than `limit` (Mann–Whitney on the
+/// grow more per request than the reference blocks (plain requests' when there are enough, else
+/// the other kinds') by more than `limit` (Mann–Whitney on the
 /// blocks' growth less the limit; the shift estimated Hodges–Lehmann). Rank-based on blocks, so
 /// an allocator step lands in one block and moves one rank, and a collector's sawtooth spreads
 /// over every kind alike. Needs one reading per request (batch 1).
@@ -305,11 +307,23 @@ pub(crate) fn test_blocks(
         }
         i = j + 1;
     }
+    // The reference: plain requests' blocks when there are enough of them — the mix's baseline,
+    // fixed before anything is measured. Against "every other kind" a leak shared by several
+    // kinds (SGLang's rejection path: every rejection kind keeps its state) is diluted by the
+    // other leaking kinds in the reference; against plain requests it is not, and under no leak
+    // plain blocks are as good a reference as any. Plain itself is tested against the others.
+    let plain = kinds
+        .names
+        .iter()
+        .position(|n| n == BASELINE_KIND)
+        .map(|p| p as u8)
+        .filter(|p| blocks.iter().filter(|b| b.0 == *p).count() >= MIN_BLOCKS);
     for k in &mut a.kinds {
         let Some(id) = kinds.names.iter().position(|n| *n == k.kind) else {
             continue;
         };
         let id = id as u8;
+        let reference = |b: u8| b != id && plain.is_none_or(|p| p == b || p == id);
         let mut own: Vec<f64> = Vec::new();
         let mut requests = 0;
         let mut rest: Vec<f64> = Vec::new();
@@ -317,7 +331,7 @@ pub(crate) fn test_blocks(
             if b == id {
                 own.push(g - limit);
                 requests += len;
-            } else {
+            } else if reference(b) {
                 rest.push(g);
             }
         }
@@ -330,6 +344,9 @@ pub(crate) fn test_blocks(
         k.requests = requests;
     }
 }
+
+/// The kind every other kind's blocks are compared with when the mix has enough of its blocks.
+const BASELINE_KIND: &str = "plain";
 
 /// One-sided p-value of "`a` is stochastically greater than `b`" (Mann–Whitney U): exact for
 /// up to [`EXACT_MAX`] values in `a`, normal otherwise. Ties count half.
@@ -466,6 +483,34 @@ mod tests {
             "{abort:?}"
         );
         assert!(a.finding.contains("follows abort"), "{}", a.finding);
+    }
+
+    /// Every rejection kind and the aborts keep 64 KiB (SGLang's error path: half the kinds of
+    /// the mix): each is tested against the plain requests' blocks, not against the other
+    /// leaking kinds, and each is seen; plain and the kinds that keep nothing are not.
+    #[test]
+    fn a_leak_shared_by_several_kinds_is_seen_in_each() {
+        let mix = Mix::error_paths();
+        let n = 300;
+        let s = series(&mix, n, |k| {
+            if k.as_str().starts_with("reject-") || k == RequestKind::Abort {
+                65536.0
+            } else {
+                0.0
+            }
+        });
+        let seq = sequence(&mix, n);
+        let mut a =
+            attribute(&s, 0, &seq, 1024.0, 0.95, fmt).unwrap_or_else(|| panic!("no attribution"));
+        test_blocks(&mut a, &s, 0, &seq, 1024.0, 0.95);
+        for k in &a.kinds {
+            let p = k.p_value.unwrap_or(1.0);
+            if k.kind.starts_with("reject-") || k.kind == "abort" {
+                assert!(p < 0.01, "{} p = {p}: {:?}", k.kind, k.excess);
+            } else {
+                assert!(p > 0.05, "{} p = {p}: {:?}", k.kind, k.excess);
+            }
+        }
     }
 
     #[test]

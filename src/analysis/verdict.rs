@@ -523,7 +523,7 @@ pub(crate) fn judge(
         m.reasons.push(format!(
             "a sawtooth ({} cycles, falls of {}): its troughs grow {} ({level}% CI {}..{}), confidently below the {limit} — memory freed cycle after cycle, not a leak",
             t.cycles,
-            val(t.height),
+            val(t.height).trim_start_matches('+'),
             per(t.troughs.point),
             per(t.troughs.ci.lo),
             per(t.troughs.ci.hi),
@@ -537,7 +537,7 @@ pub(crate) fn judge(
             "grows {} ({level}% CI {ci}) through a sawtooth ({} cycles, falls of {}), but its troughs grow {} ({level}% CI {}..{}): not clearly above the {limit}; a longer run would tell",
             per(s.point),
             t.cycles,
-            val(t.height),
+            val(t.height).trim_start_matches('+'),
             per(t.troughs.point),
             per(t.troughs.ci.lo),
             per(t.troughs.ci.hi),
