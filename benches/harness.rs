@@ -24,10 +24,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
+use sglang_memtest::ScenarioConfig;
 use sglang_memtest::fixture::{ServerFixture, ServerSpec};
 use sglang_memtest::load::{Api, Driver, DriverConfig, Plan, RequestLog, Workload};
 use sglang_memtest::tracker::{GpuMode, HostProbe, MemoryTracker, Phase, TrackerConfig};
-use sglang_memtest::{ScenarioConfig, TestType};
 
 fn exe() -> PathBuf {
     std::env::var_os("MEMTEST_REFERENCE_BIN")
@@ -502,7 +502,7 @@ fn verdict(t: &mut Table) {
     ] {
         let mut cells = Vec::new();
         for fixed in [false, true] {
-            let mut c = ScenarioConfig::new("verdict", TestType::Text)
+            let mut c = ScenarioConfig::new("verdict", Workload::Text)
                 .reference(knobs.iter().copied())
                 .set("reference_bin", exe().display().to_string())
                 .requests(100)

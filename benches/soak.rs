@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Instant;
 
-use sglang_memtest::{ScenarioConfig, TestType};
+use sglang_memtest::{ScenarioConfig, Workload};
 
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -27,7 +27,7 @@ fn one(label: &str, knobs: &[&str], requests: u64) {
     let exe = std::path::PathBuf::from(env!("CARGO_BIN_EXE_sglang-memtest"));
     let out = std::env::temp_dir().join(format!("memtest-bench-soak-{label}"));
     let _ = std::fs::remove_dir_all(&out);
-    let scenario = ScenarioConfig::new(format!("soak_{label}"), TestType::Text)
+    let scenario = ScenarioConfig::new(format!("soak_{label}"), Workload::Text)
         // Tokens at once: the driver, not the reference server's generation, is what is timed.
         .reference(knobs.iter().copied().chain(["--token-delay-us=0"]))
         .set("reference_bin", exe.display().to_string())

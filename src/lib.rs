@@ -45,7 +45,7 @@ pub mod tracker;
 pub mod util;
 
 pub use analysis::{Outcome, Thresholds, Verdict};
-pub use config::{ConfigError, ScenarioConfig, TestType};
+pub use config::{ConfigError, ScenarioConfig};
 pub use error::{Error, Result};
 pub use fixture::{ServerFixture, ServerSpec, ShutdownReport, kill_all_registered};
 pub use load::{Api, DriverConfig, Workload};

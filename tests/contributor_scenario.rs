@@ -2,11 +2,11 @@
 //! plain `cargo test` against the reference server; swap `.reference([...])` for
 //! `.sglang("your/model")` (and `#[ignore]` it) to run it against SGLang.
 
-use sglang_memtest::{ScenarioConfig, TestType};
+use sglang_memtest::{ScenarioConfig, Workload};
 
 #[test]
 fn long_outputs_through_two_children_do_not_leak() -> sglang_memtest::Result<()> {
-    let report = ScenarioConfig::new("long_outputs", TestType::Text)
+    let report = ScenarioConfig::new("long_outputs", Workload::Text)
         .reference(["--children=2"])
         .quick()
         .max_new_tokens(512)
@@ -21,7 +21,7 @@ fn long_outputs_through_two_children_do_not_leak() -> sglang_memtest::Result<()>
 
 #[test]
 fn a_planted_leak_fails_the_same_test_with_the_report() {
-    let failed = ScenarioConfig::new("long_outputs_leaking", TestType::Text)
+    let failed = ScenarioConfig::new("long_outputs_leaking", Workload::Text)
         .reference(["--leak-bytes-per-request=1048576"])
         .quick()
         .out_dir(concat!(env!("CARGO_TARGET_TMPDIR"), "/contributor"))

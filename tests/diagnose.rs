@@ -6,10 +6,10 @@
 mod common;
 
 use common::{quick, run};
+use sglang_memtest::ScenarioConfig;
 use sglang_memtest::diagnose::PySpy;
 use sglang_memtest::load::Workload;
 use sglang_memtest::report::RunOutcome;
-use sglang_memtest::{ScenarioConfig, TestType};
 use std::time::Duration;
 
 const LEAK: u64 = 1024 * 1024;
@@ -237,7 +237,7 @@ fn py_heap_names_the_leaking_line_in_the_leaking_python_child_and_chains_to_a_us
     )
     .expect("write the user's sitecustomize");
     let exe = common::exe().display().to_string();
-    let r = run(&ScenarioConfig::new("py_heap_python_child", TestType::Text)
+    let r = run(&ScenarioConfig::new("py_heap_python_child", Workload::Text)
         .quick()
         .warmup_requests(5)
         .out_dir(common::out_dir("py_heap_python_child"))

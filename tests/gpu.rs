@@ -24,7 +24,7 @@ use serial_test::serial;
 use sglang_memtest::analysis::{MetricAnalysis, Outcome};
 use sglang_memtest::report::{Report, RunOutcome};
 use sglang_memtest::tracker::{GpuMode, GpuProbe, Phase, metric};
-use sglang_memtest::{ScenarioConfig, Target, TestType};
+use sglang_memtest::{ScenarioConfig, Target, Workload};
 
 const MIB: f64 = 1024.0 * 1024.0;
 const KIB: f64 = 1024.0;
@@ -72,7 +72,7 @@ fn gpu_scenario(test: &str, knobs: &[String]) -> ScenarioConfig {
         exe: reference_exe(),
         args: knobs.to_vec(),
     };
-    ScenarioConfig::new(test, TestType::Text)
+    ScenarioConfig::new(test, Workload::Text)
         .target(target)
         .quick()
         .gpu(GpuMode::Required)

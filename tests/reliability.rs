@@ -248,7 +248,7 @@ fn child_harness() {
     if startup {
         knobs.push("--startup-delay-ms=60000".into());
     }
-    let r = ScenarioConfig::new("harness", sglang_memtest::TestType::Text)
+    let r = ScenarioConfig::new("harness", sglang_memtest::Workload::Text)
         .reference(knobs)
         .set("reference_bin", common::exe().display().to_string())
         .quick()
@@ -281,7 +281,7 @@ fn scratch(test: &str, i: usize) -> PathBuf {
 fn scenario(test: &str, i: usize, extra: &[&str], requests: u64) -> ScenarioConfig {
     let mut knobs: Vec<String> = TREE_KNOBS.iter().map(|s| (*s).to_owned()).collect();
     knobs.extend(extra.iter().map(|s| (*s).to_owned()));
-    ScenarioConfig::new(format!("{test}_{i}"), sglang_memtest::TestType::Text)
+    ScenarioConfig::new(format!("{test}_{i}"), sglang_memtest::Workload::Text)
         .reference(knobs)
         .set("reference_bin", common::exe().display().to_string())
         .quick()

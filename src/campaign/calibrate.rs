@@ -7,7 +7,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{ScenarioConfig, TestType};
+use crate::config::ScenarioConfig;
+use crate::load::Workload;
 use crate::report::RunOutcome;
 use crate::scenario::Target;
 use crate::tracker::metric;
@@ -102,7 +103,7 @@ pub async fn run_shape(
             exe: exe.to_path_buf(),
             args: shape.knobs.clone(),
         };
-        let built = ScenarioConfig::new(format!("calibrate_{i}"), TestType::Text)
+        let built = ScenarioConfig::new(format!("calibrate_{i}"), Workload::Text)
             .target(target)
             .quick()
             .requests(requests)

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Choice, ConfigError, Origin, ScenarioConfig, Setting, TargetKind, TestType, knob};
+use super::{Choice, ConfigError, Origin, ScenarioConfig, Setting, TargetKind, knob};
 use crate::engine::CacheInfo;
 use crate::engine::{Device, Preset, Server};
 use crate::fixture::{ServerSpec, WaitFor};
@@ -63,19 +63,19 @@ impl ScenarioConfig {
             setting: setting(),
             expected,
         };
-        if self.custom.is_some() && *mix != crate::load::Mix::plain() {
+        if matches!(self.workload, Workload::Custom(_)) && *mix != crate::load::Mix::plain() {
             return Err(invalid(
                 "no mix with a custom workload: its source labels and builds every request itself"
                     .into(),
             ));
         }
         for kind in mix.kinds() {
-            if kind.needs_images() && self.workload != TestType::VlmImage {
+            if kind.needs_images() && self.workload.images().is_none() {
                 return Err(invalid(format!(
                     "kinds this scenario can send: {kind} sends images, which only a vlm-image scenario has"
                 )));
             }
-            if kind.needs_vlm() && self.workload == TestType::Text {
+            if kind.needs_vlm() && !self.workload.needs_vlm() {
                 return Err(invalid(format!(
                     "kinds this scenario can send: {kind} needs a VLM (vlm-text or vlm-image), this is a text scenario"
                 )));
@@ -104,8 +104,8 @@ impl ScenarioConfig {
     /// What the scenario tells an engine's preset.
     fn engine_preset(&self) -> Preset<'_> {
         Preset {
-            vlm: !self.workload.is_text(),
-            images: self.workload == TestType::VlmImage,
+            vlm: self.workload.needs_vlm(),
+            images: self.workload.images().is_some(),
             language_model_only: self.language_model_only,
             device: self.device,
             mem_fraction: self.mem_fraction,
@@ -114,8 +114,8 @@ impl ScenarioConfig {
     }
 
     fn caches(&self, target: &Target) -> Vec<CacheInfo> {
-        let vlm = !self.workload.is_text();
-        let images = self.workload == TestType::VlmImage;
+        let vlm = self.workload.needs_vlm();
+        let images = self.workload.images().is_some();
         match target {
             Target::Engine(server) => server.engine().caches(server, vlm, images),
             Target::Attach { .. } => {
@@ -217,20 +217,14 @@ impl ScenarioConfig {
             }
         }
         self.check_engine_args(&target)?;
-        if self.workload == TestType::VlmImage
-            && let ImageSource::Files(paths) = &self.images.source
+        if let Workload::VlmImage(images) = &self.workload
+            && let ImageSource::Files(paths) = &images.source
         {
             for p in paths {
                 check_image_dir(p)?;
             }
         }
         self.check_mix(&target)?;
-        let workload = match (&self.custom, self.workload) {
-            (Some(w), _) => w.clone(),
-            (None, TestType::Text) => Workload::Text,
-            (None, TestType::VlmText) => Workload::VlmText,
-            (None, TestType::VlmImage) => Workload::VlmImage(self.images.clone()),
-        };
         // Blocks at least as long as the concurrency: a block's requests then finish together.
         let block = u32::try_from(self.driver.concurrency)
             .unwrap_or(u32::MAX)
@@ -247,7 +241,7 @@ impl ScenarioConfig {
         Ok(Scenario {
             name: self.name,
             target,
-            workload,
+            workload: self.workload,
             driver: crate::load::DriverConfig {
                 seed: self.thresholds.seed,
                 ..self.driver

@@ -116,9 +116,11 @@ impl ScenarioConfig {
         self.set("base_url", base_url)
     }
 
-    /// The images of a `vlm-image` scenario.
+    /// The images of a `vlm-image` scenario (the other workloads have none to set).
     pub fn images(mut self, images: ImageConfig) -> Self {
-        self.images = images;
+        if let Some(i) = self.images_mut() {
+            *i = images;
+        }
         self
     }
 

@@ -27,7 +27,7 @@ pub use knobs::{Group, KNOBS, Knob, KnobKind, knob, markdown_table, parse_bytes}
 
 use crate::analysis::Thresholds;
 use crate::engine::{Device, ENGINES, EngineSettings};
-use crate::load::{DriverConfig, ImageConfig};
+use crate::load::{DriverConfig, ImageConfig, Workload};
 use crate::scenario::{CooldownConfig, Target};
 use crate::tracker::{GpuMode, TrackerConfig};
 use std::collections::BTreeMap;
@@ -47,23 +47,6 @@ pub enum TargetKind {
     Attach,
 }
 
-/// What the requests carry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TestType {
-    /// Text prompts.
-    Text,
-    /// Text prompts to a VLM: no image reaches the multimodal processor.
-    VlmText,
-    /// Prompts with images.
-    VlmImage,
-}
-
-impl TestType {
-    pub(crate) fn is_text(self) -> bool {
-        self == TestType::Text
-    }
-}
-
 /// A server choice and the setting that made it.
 #[derive(Debug, Clone)]
 struct Choice {
@@ -76,8 +59,8 @@ struct Choice {
 #[derive(Debug, Clone)]
 pub struct ScenarioConfig {
     pub(crate) name: String,
-    pub(crate) workload: TestType,
-    pub(crate) images: ImageConfig,
+    /// What the requests carry; the image knobs set a `vlm-image` workload's images.
+    pub(crate) workload: Workload,
     default_target: TargetKind,
     choices: Vec<Choice>,
     code_target: Option<Target>,
@@ -130,8 +113,6 @@ pub struct ScenarioConfig {
     max_requests_set: Option<Setting>,
     /// How the mix was set, to name it if the scenario cannot send one of its kinds.
     mix_set: Option<Setting>,
-    /// A contributor's workload (replaces the test type's requests).
-    pub(crate) custom: Option<crate::load::Workload>,
     /// Errors of setters, reported by `build`.
     errors: Vec<ConfigError>,
 }
@@ -140,11 +121,10 @@ impl ScenarioConfig {
     /// A scenario named `name` sending `workload`, against SGLang unless told otherwise, with
     /// the defaults of every knob (100 measured requests 0.1 s apart, default thresholds,
     /// output under `target/memtest`).
-    pub fn new(name: impl Into<String>, workload: TestType) -> Self {
+    pub fn new(name: impl Into<String>, workload: Workload) -> Self {
         Self {
             name: name.into(),
             workload,
-            images: ImageConfig::default(),
             default_target: TargetKind::Engine(ENGINES[0].name()),
             choices: Vec::new(),
             code_target: None,
@@ -183,7 +163,6 @@ impl ScenarioConfig {
             applying: None,
             max_requests_set: None,
             mix_set: None,
-            custom: None,
             errors: Vec::new(),
         }
     }
@@ -191,36 +170,30 @@ impl ScenarioConfig {
     /// A text model receiving text requests: `text_model`, 100 requests 0.1 s apart, against
     /// `meta-llama/Llama-3.2-1B-Instruct` (`MEMTEST_TEXT_MODEL`).
     pub fn text_model() -> Self {
-        Self::new("text_model", TestType::Text)
+        Self::new("text_model", Workload::Text)
     }
 
     /// A VLM receiving text-only requests, so no image reaches the multimodal processor:
     /// `vlm_no_mm_processor`, 100 requests 0.1 s apart, against `Qwen/Qwen2.5-VL-3B-Instruct`
     /// (`MEMTEST_VLM_MODEL`).
     pub fn vlm_no_mm_processor() -> Self {
-        Self::new("vlm_no_mm_processor", TestType::VlmText)
+        Self::new("vlm_no_mm_processor", Workload::VlmText)
     }
 
     /// A VLM receiving one unique generated 448×448 PNG per request: `vlm_image`, 50 requests
     /// 0.2 s apart (the seed tool's runner).
     pub fn vlm_image() -> Self {
-        Self::new("vlm_image", TestType::VlmImage)
+        Self::new("vlm_image", Workload::VlmImage(ImageConfig::default()))
             .requests(50)
             .request_interval(Duration::from_millis(200))
     }
 
     /// A contributor's scenario: `workload`'s requests (see
-    /// [`Workload::custom`](crate::load::Workload::custom)) against the text model, or the VLM
-    /// when the workload carries images; every other knob as [`new`](Self::new).
-    pub fn custom(name: impl Into<String>, workload: crate::load::Workload) -> Self {
-        let test_type = if workload.images().is_some() {
-            TestType::VlmImage
-        } else {
-            TestType::Text
-        };
-        let mut c = Self::new(name, test_type);
-        c.custom = Some(workload);
-        c
+    /// [`Workload::custom`]) against the text model, or the VLM when the workload carries
+    /// images; every other knob as [`new`](Self::new) (the image knobs do not change a custom
+    /// workload's images).
+    pub fn custom(name: impl Into<String>, workload: Workload) -> Self {
+        Self::new(name, workload)
     }
 
     /// Every error path a text request can reach (streams, client disconnects, aborts of
@@ -228,17 +201,32 @@ impl ScenarioConfig {
     /// of an unknown parameter) mixed with plain requests: `error_paths`, 200 requests 0.1 s
     /// apart against the text model. See [`Mix::error_paths`](crate::load::Mix::error_paths).
     pub fn error_paths() -> Self {
-        let mut c = Self::new("error_paths", TestType::Text).requests(200);
+        let mut c = Self::new("error_paths", Workload::Text).requests(200);
         c.driver.mix = crate::load::Mix::error_paths();
         c
     }
 
-    /// The preset for a test type (`text`, `vlm-text`, `vlm-image`).
-    pub fn preset(test_type: TestType) -> Self {
-        match test_type {
-            TestType::Text => Self::text_model(),
-            TestType::VlmText => Self::vlm_no_mm_processor(),
-            TestType::VlmImage => Self::vlm_image(),
+    /// The preset for a workload: [`text_model`](Self::text_model),
+    /// [`vlm_no_mm_processor`](Self::vlm_no_mm_processor), [`vlm_image`](Self::vlm_image) with
+    /// the workload's images, or [`custom`](Self::custom) named after the custom workload.
+    pub fn preset(workload: Workload) -> Self {
+        match workload {
+            Workload::Text => Self::text_model(),
+            Workload::VlmText => Self::vlm_no_mm_processor(),
+            Workload::VlmImage(images) => Self::vlm_image().images(images),
+            Workload::Custom(c) => {
+                let name = c.name.clone();
+                Self::custom(name, Workload::Custom(c))
+            }
+        }
+    }
+
+    /// The images of a `vlm-image` workload, which the image knobs and
+    /// [`images`](Self::images) set; `None` for the others (a custom workload keeps its own).
+    pub(crate) fn images_mut(&mut self) -> Option<&mut ImageConfig> {
+        match &mut self.workload {
+            Workload::VlmImage(images) => Some(images),
+            _ => None,
         }
     }
 

@@ -133,6 +133,12 @@ impl Workload {
         }
     }
 
+    /// Whether the requests need a VLM: text sent to one, or images (a `vlm-image` workload's
+    /// or a custom workload's).
+    pub fn needs_vlm(&self) -> bool {
+        matches!(self, Workload::VlmText) || self.images().is_some()
+    }
+
     /// A contributor's workload: `make` builds the request for each index.
     ///
     /// ```
@@ -194,6 +200,23 @@ impl Workload {
                 with_images: matches!(other, Workload::VlmImage(_)),
                 mix: mix.clone(),
             })),
+        }
+    }
+}
+
+/// A shipped workload by its `--test-type` name (`text`, `vlm-text`, `vlm-image`: the default
+/// [`ImageConfig`]); a custom workload has no name to parse.
+impl std::str::FromStr for Workload {
+    type Err = crate::util::Invalid;
+
+    fn from_str(s: &str) -> Result<Self, crate::util::Invalid> {
+        match s {
+            "text" => Ok(Workload::Text),
+            "vlm-text" => Ok(Workload::VlmText),
+            "vlm-image" => Ok(Workload::VlmImage(ImageConfig::default())),
+            _ => Err(crate::util::Invalid(format!(
+                "unknown test type {s:?}: use one of text, vlm-text, vlm-image"
+            ))),
         }
     }
 }

@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sglang_memtest::ScenarioConfig;
 use sglang_memtest::load::Workload;
 use sglang_memtest::report::Report;
 use sglang_memtest::tracker::Phase;
-use sglang_memtest::{ScenarioConfig, TestType};
 
 /// The reference server's executable, built by cargo for these tests.
 pub fn exe() -> PathBuf {
@@ -26,15 +26,7 @@ pub fn out_dir(test: &str) -> PathBuf {
 /// A short scenario against the reference server with `knobs`: 60 measured requests 10 ms
 /// apart, sampled every 50 ms (each request also gets its own reading), no plots, no GPU.
 pub fn quick(test: &str, knobs: &[&str], workload: Workload) -> ScenarioConfig {
-    let (test_type, images) = match workload {
-        Workload::Text => (TestType::Text, None),
-        Workload::VlmText => (TestType::VlmText, None),
-        Workload::VlmImage(images) => (TestType::VlmImage, Some(images)),
-        Workload::Custom(_) => {
-            panic!("quick() takes a shipped workload; use ScenarioConfig::custom")
-        }
-    };
-    let mut c = ScenarioConfig::new(test, test_type)
+    ScenarioConfig::new(test, workload)
         .reference(knobs.iter().copied())
         .set("reference_bin", exe().display().to_string())
         .quick()
@@ -42,11 +34,7 @@ pub fn quick(test: &str, knobs: &[&str], workload: Workload) -> ScenarioConfig {
         .warmup_requests(5)
         .out_dir(out_dir(test))
         .plots(false)
-        .startup_timeout(Duration::from_secs(30));
-    if let Some(images) = images {
-        c = c.images(images);
-    }
-    c
+        .startup_timeout(Duration::from_secs(30))
 }
 
 /// Build and run a scenario (on a runtime of its own, as a plain test would).

@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use sglang_memtest::analysis::calibrate::{self, CalibrationConfig};
-use sglang_memtest::config::{ScenarioConfig, TestType};
-use sglang_memtest::load::DEFAULT_BUDGET_FACTOR;
+use sglang_memtest::config::ScenarioConfig;
+use sglang_memtest::load::{DEFAULT_BUDGET_FACTOR, Workload};
 use sglang_memtest::report::compare::compare_with as compare_reports;
 use sglang_memtest::report::{Report, RunOutcome};
 
@@ -215,7 +215,7 @@ pub async fn demo(out_dir: PathBuf, num_requests: u64) -> anyhow::Result<u8> {
     let mut reports = Vec::new();
     let mut ok = true;
     for (name, knobs) in runs {
-        let s = ScenarioConfig::new(name, TestType::Text)
+        let s = ScenarioConfig::new(name, Workload::Text)
             .reference(knobs.clone())
             .quick()
             .requests(num_requests)

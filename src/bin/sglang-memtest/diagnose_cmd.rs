@@ -26,7 +26,7 @@ pub(crate) fn bisect_code(report: &Report) -> u8 {
 
 /// `bisect-run`: one scenario, as `monitor`, with `git bisect run`'s exit codes.
 pub(crate) async fn bisect_run(args: &MonitorArgs) -> u8 {
-    let scenario = match configure(args.test_type.into(), &args.scenario, false)
+    let scenario = match configure(args.test_type.clone(), &args.scenario, false)
         .and_then(|c| Ok(c.build()?))
     {
         Ok(s) => s,
@@ -72,7 +72,11 @@ pub(crate) struct SweepArgs {
 /// `sweep`: the scenario once per value, the fit, one table, one plot.
 pub(crate) async fn sweep(args: &SweepArgs) -> anyhow::Result<u8> {
     let knob = args.knob.replace('-', "_");
-    let base = configure(args.monitor.test_type.into(), &args.monitor.scenario, false)?;
+    let base = configure(
+        args.monitor.test_type.clone(),
+        &args.monitor.scenario,
+        false,
+    )?;
     let out_dir = base.clone().build()?.out_dir().to_owned();
     let plan = sglang_memtest::campaign::sweep::SweepPlan {
         knob: &knob,

@@ -14,7 +14,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use sglang_memtest::config::{ScenarioConfig, TestType};
+use sglang_memtest::config::ScenarioConfig;
+use sglang_memtest::load::{ImageConfig, Workload};
 use sglang_memtest::report::{ErrorKind, Report, RunOutcome};
 use sglang_memtest::{CancellationToken, fixture};
 
@@ -119,25 +120,24 @@ enum Cmd {
     },
 }
 
-/// What the requests carry.
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum TestTypeArg {
-    /// Text requests.
-    Text,
-    /// Text requests to a VLM (no image processing).
-    VlmText,
-    /// Image requests to a VLM.
-    VlmImage,
+/// `--test-type`: a shipped [`Workload`] by its name (`text`, `vlm-text`, `vlm-image`).
+fn test_type_parser() -> impl clap::builder::TypedValueParser<Value = Workload> {
+    use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+    PossibleValuesParser::new([
+        PossibleValue::new("text").help("Text requests"),
+        PossibleValue::new("vlm-text").help("Text requests to a VLM (no image processing)"),
+        PossibleValue::new("vlm-image").help("Image requests to a VLM"),
+    ])
+    .try_map(|name| name.parse::<Workload>())
 }
 
-impl From<TestTypeArg> for TestType {
-    fn from(t: TestTypeArg) -> Self {
-        match t {
-            TestTypeArg::Text => TestType::Text,
-            TestTypeArg::VlmText => TestType::VlmText,
-            TestTypeArg::VlmImage => TestType::VlmImage,
-        }
-    }
+/// The three shipped workloads, in the suite's order.
+fn shipped() -> [Workload; 3] {
+    [
+        Workload::Text,
+        Workload::VlmText,
+        Workload::VlmImage(ImageConfig::default()),
+    ]
 }
 
 /// The seed tool's test names.
@@ -165,8 +165,8 @@ struct ScenarioArgs {
 #[derive(Args)]
 struct MonitorArgs {
     /// What to send.
-    #[arg(long, value_enum, default_value_t = TestTypeArg::Text)]
-    test_type: TestTypeArg,
+    #[arg(long, value_parser = test_type_parser(), default_value = "text")]
+    test_type: Workload,
     #[command(flatten)]
     scenario: ScenarioArgs,
     #[command(flatten)]
@@ -226,7 +226,7 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
             Ok(EXIT_PASS)
         }
         Cmd::Monitor(args) if args.prometheus.wanted() => {
-            let config = configure(args.test_type.into(), &args.scenario, false)?;
+            let config = configure(args.test_type.clone(), &args.scenario, false)?;
             let report = run_interruptible(&config.build()?).await;
             // Attached by URL to a server this machine cannot see: nothing was measured here,
             // which is expected; the memory comes from Prometheus below.
@@ -257,27 +257,21 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
             }
             judge::after_run(&args.prometheus, &report).await
         }
-        Cmd::Monitor(args) => scenarios(&[args.test_type.into()], &args.scenario, false).await,
+        Cmd::Monitor(args) => scenarios(&[args.test_type], &args.scenario, false).await,
         Cmd::Judge(args) => judge::judge(args).await,
         Cmd::BisectRun(args) => Ok(diagnose_cmd::bisect_run(&args).await),
         Cmd::Sweep(args) => diagnose_cmd::sweep(&args).await,
-        Cmd::Suite(args) => {
-            scenarios(
-                &[TestType::Text, TestType::VlmText, TestType::VlmImage],
-                &args,
-                false,
-            )
-            .await
-        }
+        Cmd::Suite(args) => scenarios(&shipped(), &args, false).await,
         Cmd::Run(args) => {
-            let tests: &[TestType] = match args.test {
-                SeedTest::TextModel => &[TestType::Text],
-                SeedTest::VlmNoMmProcessor => &[TestType::VlmText],
-                SeedTest::VlmWithImages => &[TestType::VlmImage],
-                SeedTest::All => &[TestType::Text, TestType::VlmText, TestType::VlmImage],
+            let [text, vlm_text, vlm_image] = shipped();
+            let tests = match args.test {
+                SeedTest::TextModel => vec![text],
+                SeedTest::VlmNoMmProcessor => vec![vlm_text],
+                SeedTest::VlmWithImages => vec![vlm_image],
+                SeedTest::All => vec![text, vlm_text, vlm_image],
             };
             // The seed runner's users find their files under the seed's names too.
-            scenarios(tests, &args.scenario, true).await
+            scenarios(&tests, &args.scenario, true).await
         }
         Cmd::Compare {
             before,
@@ -313,11 +307,11 @@ async fn run(cmd: Cmd) -> anyhow::Result<u8> {
 /// The CLI's configuration of one scenario: its preset, the reference server unless another
 /// server is chosen, `seed_names` (the seed runner's default), `MEMTEST_*`, then the flags.
 fn configure(
-    test_type: TestType,
+    workload: Workload,
     args: &ScenarioArgs,
     seed_names: bool,
 ) -> anyhow::Result<ScenarioConfig> {
-    Ok(ScenarioConfig::preset(test_type)
+    Ok(ScenarioConfig::preset(workload)
         .reference_by_default()
         .seed_names(seed_names)
         .progress(Some(std::time::Duration::from_secs(2)))
@@ -329,13 +323,13 @@ fn configure(
 /// status is the worst outcome, a leak first. Several scenarios also get a suite page
 /// (`index.html`) linking theirs.
 async fn scenarios(
-    tests: &[TestType],
+    tests: &[Workload],
     args: &ScenarioArgs,
     seed_names: bool,
 ) -> anyhow::Result<u8> {
     let built = tests
         .iter()
-        .map(|&t| Ok(configure(t, args, seed_names)?.build()?))
+        .map(|t| Ok(configure(t.clone(), args, seed_names)?.build()?))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut worst = EXIT_PASS;
     let mut lines = Vec::new();

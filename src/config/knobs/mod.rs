@@ -17,7 +17,7 @@ use std::sync::LazyLock;
 
 use super::{ScenarioConfig, TargetKind};
 use crate::engine::{ENGINES, Engine, EngineKnob, Role};
-use crate::load::{ImageFormat, ImageSource};
+use crate::load::{ImageConfig, ImageFormat, ImageSource};
 
 /// How a knob takes its value (the engines declare theirs with it too).
 pub use crate::engine::KnobKind;
@@ -88,11 +88,15 @@ fn choose_target(c: &mut ScenarioConfig, kind: TargetKind) {
 }
 
 fn set_generated(c: &mut ScenarioConfig, f: impl FnOnce(&mut u32, &mut u32, &mut ImageFormat)) {
-    if let ImageSource::Generated {
-        width,
-        height,
-        format,
-    } = &mut c.images.source
+    if let Some(ImageConfig {
+        source:
+            ImageSource::Generated {
+                width,
+                height,
+                format,
+            },
+        ..
+    }) = c.images_mut()
     {
         f(width, height, format);
     }
@@ -142,8 +146,8 @@ fn apply_engine_knob(c: &mut ScenarioConfig, v: &str) -> Result<(), String> {
     c.engine_settings(engine.name()).apply(knob, v)?;
     let chooses = match knob.role {
         Role::Model => true,
-        Role::TextModel => c.workload.is_text(),
-        Role::VlmModel => !c.workload.is_text(),
+        Role::TextModel => !c.workload.needs_vlm(),
+        Role::VlmModel => c.workload.needs_vlm(),
         Role::Python | Role::Arg | Role::Value(_) => false,
     };
     if chooses {

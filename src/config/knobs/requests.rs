@@ -313,7 +313,10 @@ pub(super) static REQUESTS: &[Knob] = &[
         kind: KnobKind::Value,
         group: Group::Images,
         apply: |c, v| {
-            c.images.per_request = whole(v, 1, 64, "a number of images")? as u32;
+            let n = whole(v, 1, 64, "a number of images")? as u32;
+            if let Some(images) = c.images_mut() {
+                images.per_request = n;
+            }
             Ok(())
         },
     },
@@ -327,11 +330,14 @@ pub(super) static REQUESTS: &[Knob] = &[
         kind: KnobKind::Value,
         group: Group::Images,
         apply: |c, v| {
-            c.images.mode = match v.trim() {
+            let mode = match v.trim() {
                 "unique" => ImageMode::Unique,
                 "repeated" => ImageMode::Repeated,
                 _ => return Err("unique or repeated".into()),
             };
+            if let Some(images) = c.images_mut() {
+                images.mode = mode;
+            }
             Ok(())
         },
     },
@@ -345,8 +351,10 @@ pub(super) static REQUESTS: &[Knob] = &[
         kind: KnobKind::Value,
         group: Group::Images,
         apply: |c, v| {
-            c.images.source =
-                ImageSource::Files(vec![PathBuf::from(nonempty(v, "a folder of images")?)]);
+            let dir = PathBuf::from(nonempty(v, "a folder of images")?);
+            if let Some(images) = c.images_mut() {
+                images.source = ImageSource::Files(vec![dir]);
+            }
             Ok(())
         },
     },
