@@ -180,14 +180,17 @@ fn kind_unnamed(verdict: &Verdict, alpha: f64) -> bool {
     // Only a leak certain enough to survive the smaller levels of the later looks: a marginal one
     // is called where it is (extending it would trade a leak now for a coin toss later).
     let certain = |p: Option<f64>| p.is_some_and(|p| p <= KIND_CERTAIN * alpha);
-    verdict.leaks().filter(|m| certain(m.p_value_adjusted)).any(|m| {
-        m.by_kind.as_ref().is_some_and(|a| {
-            !a.kinds.iter().any(|k| k.outcome == Outcome::Leak)
-                && a.kinds
-                    .iter()
-                    .any(|k| k.p_value.is_some_and(|p| p <= alpha))
+    verdict
+        .leaks()
+        .filter(|m| certain(m.p_value_adjusted))
+        .any(|m| {
+            m.by_kind.as_ref().is_some_and(|a| {
+                !a.kinds.iter().any(|k| k.outcome == Outcome::Leak)
+                    && a.kinds
+                        .iter()
+                        .any(|k| k.p_value.is_some_and(|p| p <= alpha))
+            })
         })
-    })
 }
 
 /// A leak whose last half grew less than this share of its whole window's slope is still
