@@ -575,7 +575,7 @@ fn shades(input: &PlotInput<'_>, traces: &Traces<'_>, x_hi: f64) -> Vec<Shade> {
             to: map.x(map.measure.1) + 0.5,
             kind: ShadeKind::Extension,
             label: format!(
-                "adaptive extension: requests {planned}–{} (not settled at {planned}: undecided, still slowing, or not yet named)",
+                "adaptive extension: requests {planned}–{} (ran on past the planned {planned})",
                 map.requests - 1
             ),
         });
