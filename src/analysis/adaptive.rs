@@ -308,6 +308,27 @@ impl Adaptive {
 mod tests {
     use super::*;
 
+    /// The planned look of a 300-request run, at its level.
+    const PLANNED: Look = Look {
+        requests: 300,
+        alpha: 0.025,
+        kind: LookKind::Planned,
+    };
+
+    /// The verdict on one process's memory over 300 readings, `f(i)` above 1 GB plus a
+    /// deterministic jitter of up to 3 KiB.
+    fn one_process(f: impl Fn(f64) -> f64) -> Verdict {
+        use crate::analysis::{RequestSeries, Thresholds, analyze};
+        use crate::tracker::metric::Unit;
+        let values: Vec<f64> = (0..300)
+            .map(|i| 1e9 + f(f64::from(i)) + 512.0 * f64::from(i % 7))
+            .collect();
+        analyze(
+            &[RequestSeries::raw("host.rss@pid:7", Unit::Bytes, &values)],
+            &Thresholds::default(),
+        )
+    }
+
     fn total(looks: &[Look]) -> f64 {
         looks.iter().map(|l| l.alpha).sum()
     }
@@ -369,11 +390,7 @@ mod tests {
             &Thresholds::default(),
         );
         assert_eq!(v.outcome, Outcome::Leak);
-        let planned = Look {
-            requests: 300,
-            alpha: 0.025,
-            kind: LookKind::Planned,
-        };
+        let planned = PLANNED;
         // The process leaks too: named, the run stops.
         assert_eq!(decide(&planned, &v, false), Some(StopReason::Decided));
         // Only the tree: the process is still undecided, so the run goes on…
@@ -388,20 +405,8 @@ mod tests {
     /// budget's end the look judges what it has. A straight line stops at once.
     #[test]
     fn a_leak_that_still_slows_down_runs_on() {
-        use crate::analysis::{RequestSeries, Thresholds, analyze};
-        use crate::tracker::metric::Unit;
-        let values: Vec<f64> = (0..300)
-            .map(|i| 1e9 + 8192.0 * f64::from(i) + 512.0 * f64::from(i % 7))
-            .collect();
-        let line = analyze(
-            &[RequestSeries::raw("host.rss@pid:7", Unit::Bytes, &values)],
-            &Thresholds::default(),
-        );
-        let planned = Look {
-            requests: 300,
-            alpha: 0.025,
-            kind: LookKind::Planned,
-        };
+        let line = one_process(|i| 8192.0 * i);
+        let planned = PLANNED;
         assert_eq!(line.outcome, Outcome::Leak);
         assert!(!slowing(&line));
         assert_eq!(decide(&planned, &line, false), Some(StopReason::Decided));
@@ -418,20 +423,8 @@ mod tests {
     /// points anywhere, it stops.
     #[test]
     fn a_leak_that_points_at_an_unnamed_kind_runs_on() {
-        use crate::analysis::{RequestSeries, Thresholds, analyze};
-        use crate::tracker::metric::Unit;
-        let values: Vec<f64> = (0..300)
-            .map(|i| 1e9 + 16384.0 * f64::from(i) + 512.0 * f64::from(i % 7))
-            .collect();
-        let mut v = analyze(
-            &[RequestSeries::raw("host.rss@pid:7", Unit::Bytes, &values)],
-            &Thresholds::default(),
-        );
-        let planned = Look {
-            requests: 300,
-            alpha: 0.025,
-            kind: LookKind::Planned,
-        };
+        let mut v = one_process(|i| 16384.0 * i);
+        let planned = PLANNED;
         let kind = |name: &str, p: f64, outcome: &str| {
             serde_json::json!({"kind": name, "requests": 30, "blocks": 6, "p_value": p,
                 "outcome": outcome,
@@ -467,27 +460,13 @@ mod tests {
     /// on top still leaks between them and stops.
     #[test]
     fn a_leak_a_few_jumps_explain_runs_on() {
-        use crate::analysis::{RequestSeries, Thresholds, analyze};
-        use crate::tracker::metric::Unit;
         let run = |per_request: f64| {
-            let values: Vec<f64> = (0..300)
-                .map(|i| {
-                    let jumps = [60, 140, 230].iter().filter(|&&at| i >= at).count();
-                    1e9 + 524_288.0 * jumps as f64
-                        + per_request * f64::from(i)
-                        + 512.0 * f64::from(i % 7)
-                })
-                .collect();
-            analyze(
-                &[RequestSeries::raw("host.rss@pid:7", Unit::Bytes, &values)],
-                &Thresholds::default(),
-            )
+            one_process(|i| {
+                let jumps = [60.0, 140.0, 230.0].iter().filter(|&&at| i >= at).count();
+                524_288.0 * jumps as f64 + per_request * i
+            })
         };
-        let planned = Look {
-            requests: 300,
-            alpha: 0.025,
-            kind: LookKind::Planned,
-        };
+        let planned = PLANNED;
         let mut jumps = run(0.0);
         let steps = jumps.metrics[0].steps.expect("the jumps are seen");
         assert_eq!(steps.count, 3);

@@ -188,8 +188,9 @@ pub(crate) fn measure(
         .parse::<crate::tracker::metric::Metric>()
         .is_ok_and(|m| m.source == crate::tracker::metric::Source::Gpu);
     if let (Some(r), false) = (rule, stepwise) {
-        m.sawtooth = sawtooth(&window, r, t.confidence);
-        m.steps = steps(&window, r, t.confidence);
+        let moves = Moves::of(&window);
+        m.sawtooth = sawtooth(&window, &moves, r, t.confidence);
+        m.steps = steps(&window, &moves, r, t.confidence);
         m.plateau = find_plateau(&whole, r, t.confidence, batch, first).map(|mut p| {
             // Report the growth from the first measured request, not from the cut.
             p.growth = p.growth.max(p.level - measured_start);
@@ -200,6 +201,21 @@ pub(crate) fn measure(
         g.capped = m.plateau.is_some();
     }
     (m, Some(window), fit)
+}
+
+/// How a window moves from one reading to the next: the differences and their median size (the
+/// pace a climb or the noise sets), which the sawtooth and the jumps are measured against.
+struct Moves {
+    diffs: Vec<f64>,
+    pace: f64,
+}
+
+impl Moves {
+    fn of(w: &Sample) -> Self {
+        let diffs: Vec<f64> = w.y().windows(2).map(|p| p[1] - p[0]).collect();
+        let pace = median(&diffs.iter().map(|d| d.abs()).collect::<Vec<_>>());
+        Self { diffs, pace }
+    }
 }
 
 /// Falls a window must show for its troughs to be judged: a sawtooth of fewer cycles has too
@@ -217,14 +233,13 @@ const SAWTOOTH_FALL_STEPS: f64 = 4.0;
 /// (the lowest reading between one fall and the next). A straight line fitted through a sawtooth
 /// of 1–4 MiB moves by a tooth's height with where the window happens to end in a cycle — a few
 /// KiB a request over 300 requests — while the troughs are what a leak raises cycle after cycle.
-fn sawtooth(w: &Sample, rule: &Rule, level: f64) -> Option<super::Sawtooth> {
+fn sawtooth(w: &Sample, moves: &Moves, rule: &Rule, level: f64) -> Option<super::Sawtooth> {
     let y = w.y();
     if y.len() < 2 * PLATEAU_MIN_POINTS {
         return None;
     }
-    let steps: Vec<f64> = y.windows(2).map(|p| p[1] - p[0]).collect();
-    let pace = median(&steps.iter().map(|d| d.abs()).collect::<Vec<_>>());
-    let fall = (SAWTOOTH_FALL_FLOOR * rule.min_growth).max(SAWTOOTH_FALL_STEPS * pace);
+    let steps = &moves.diffs;
+    let fall = (SAWTOOTH_FALL_FLOOR * rule.min_growth).max(SAWTOOTH_FALL_STEPS * moves.pace);
     let falls: Vec<usize> = (0..steps.len()).filter(|&i| steps[i] < -fall).collect();
     // A tooth climbs over several readings: falls every other reading are noise as large as
     // the floor, not cycles.
@@ -258,11 +273,10 @@ pub const MAX_STEPS: usize = 8;
 /// a quarter of the floor and eight times the median step at once — and the Theil–Sen slope of
 /// the window with them taken out. A heap that grows in 0.3–0.6 MiB chunks now and then reads,
 /// over 300 requests, as a few KiB a request in both halves; between its jumps it is flat.
-fn steps(w: &Sample, rule: &Rule, level: f64) -> Option<super::Steps> {
+fn steps(w: &Sample, moves: &Moves, rule: &Rule, level: f64) -> Option<super::Steps> {
     let y = w.y();
-    let diffs: Vec<f64> = y.windows(2).map(|p| p[1] - p[0]).collect();
-    let pace = median(&diffs.iter().map(|d| d.abs()).collect::<Vec<_>>());
-    let jump = (0.25 * rule.min_growth).max(8.0 * pace);
+    let diffs = &moves.diffs;
+    let jump = (0.25 * rule.min_growth).max(8.0 * moves.pace);
     let jumps: Vec<f64> = diffs.iter().copied().filter(|d| d.abs() >= jump).collect();
     if jumps.is_empty() || jumps.len() > MAX_STEPS {
         return None;
@@ -498,6 +512,17 @@ pub(crate) fn judge(
         ));
     }
     let limit = format!("{} limit ({})", per(theta), super::budget(unit, theta));
+    // "a sawtooth (N cycles, falls of H)" + `then` + " troughs grow T (CI lo..hi)".
+    let sawtooth_text = |t: &super::Sawtooth, then: &str| {
+        format!(
+            "a sawtooth ({} cycles, falls of {}){then} troughs grow {} ({level}% CI {}..{})",
+            t.cycles,
+            val(t.height).trim_start_matches('+'),
+            per(t.troughs.point),
+            per(t.troughs.ci.lo),
+            per(t.troughs.ci.hi),
+        )
+    };
     m.outcome = if let Some(p) = m.plateau {
         m.reasons.push(format!(
             "bounded growth: {}, flat since request {} ({} requests on the plateau, slope at most {}): a cache that filled, not a leak",
@@ -521,12 +546,8 @@ pub(crate) fn judge(
         Outcome::Pass
     } else if let Some(t) = m.sawtooth.filter(|t| t.troughs.ci.hi < theta) {
         m.reasons.push(format!(
-            "a sawtooth ({} cycles, falls of {}): its troughs grow {} ({level}% CI {}..{}), confidently below the {limit} — memory freed cycle after cycle, not a leak",
-            t.cycles,
-            val(t.height).trim_start_matches('+'),
-            per(t.troughs.point),
-            per(t.troughs.ci.lo),
-            per(t.troughs.ci.hi),
+            "{}, confidently below the {limit} — memory freed cycle after cycle, not a leak",
+            sawtooth_text(&t, ": its")
         ));
         Outcome::Pass
     } else if let Some(t) = m
@@ -534,13 +555,9 @@ pub(crate) fn judge(
         .filter(|t| t.troughs.ci.lo <= theta && p_adj <= alpha)
     {
         m.reasons.push(format!(
-            "grows {} ({level}% CI {ci}) through a sawtooth ({} cycles, falls of {}), but its troughs grow {} ({level}% CI {}..{}): not clearly above the {limit}; a longer run would tell",
+            "grows {} ({level}% CI {ci}) through {}: not clearly above the {limit}; a longer run would tell",
             per(s.point),
-            t.cycles,
-            val(t.height).trim_start_matches('+'),
-            per(t.troughs.point),
-            per(t.troughs.ci.lo),
-            per(t.troughs.ci.hi),
+            sawtooth_text(&t, ", but its")
         ));
         m.requests_to_decide = Some(2 * total_requests);
         Outcome::Inconclusive

@@ -310,20 +310,10 @@ mod tests {
     use crate::tracker::Unit;
 
     fn series(metric: &str, per_request: f64) -> RequestSeries {
-        RequestSeries {
-            metric: metric.to_owned(),
-            unit: Unit::Bytes,
-            values: crate::tracker::Batched::from_requests(
-                &(0..200)
-                    .map(|i| 300e6 + per_request * i as f64 + (i % 7) as f64 * 512.0)
-                    .collect::<Vec<_>>(),
-                0,
-            ),
-            cooldown: Vec::new(),
-            headroom: None,
-            by_time: None,
-            idle: None,
-        }
+        let values: Vec<f64> = (0..200)
+            .map(|i| 300e6 + per_request * i as f64 + (i % 7) as f64 * 512.0)
+            .collect();
+        RequestSeries::raw(metric, Unit::Bytes, &values)
     }
 
     /// Two processes leak: the one that leaked more leads, whatever the PIDs' order (the Python
