@@ -91,8 +91,60 @@ fn on_cpu(preset: ScenarioConfig, test: &str, requests: u64) -> ScenarioConfig {
         .out_dir(out_dir(test))
 }
 
-fn run(c: ScenarioConfig) -> Report {
-    c.build().unwrap_or_else(|e| panic!("{e}")).run_blocking()
+fn run(c: ScenarioConfig) -> Judged {
+    Judged(c.build().unwrap_or_else(|e| panic!("{e}")).run_blocking())
+}
+
+/// A run's report that, if the test fails while holding it, appends every judged metric that did
+/// not pass — all its reasons, not the summary's first six — and the run's length to
+/// `target/tmp/sglang_cpu/FAILED.txt`, which `.ci/run` prints last (a CI log keeps its tail).
+struct Judged(Report);
+
+impl std::ops::Deref for Judged {
+    type Target = Report;
+    fn deref(&self) -> &Report {
+        &self.0
+    }
+}
+
+impl Drop for Judged {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let r = &self.0;
+        let test = std::thread::current().name().unwrap_or("?").to_owned();
+        let mut text = format!("== {test}: {:?} · {}\n", r.outcome, r.scenario);
+        for m in r.verdict.iter().flat_map(|v| &v.metrics) {
+            if !m.judged || m.outcome == Outcome::Pass {
+                continue;
+            }
+            let role = metric::pid_of(&m.metric)
+                .and_then(|pid| r.timeline.processes.get(&pid))
+                .map_or(String::new(), |p| format!(" ({})", p.label()));
+            text.push_str(&format!("  {:?} {}{role}\n", m.outcome, m.metric));
+            for reason in &m.reasons {
+                text.push_str(&format!("    - {reason}\n"));
+            }
+        }
+        if let Some(l) = r
+            .summary()
+            .lines()
+            .find(|l| l.trim_start().starts_with("length:"))
+        {
+            text.push_str(&format!("{l}\n"));
+        }
+        let file = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sglang_cpu/FAILED.txt");
+        let _ = std::fs::create_dir_all(file.parent().unwrap_or(Path::new(".")));
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&file)
+        {
+            use std::io::Write;
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
 }
 
 /// What is in `/dev/shm` now.
@@ -183,7 +235,7 @@ fn rss_of<'a>(r: &'a Report, role: &str) -> &'a sglang_memtest::analysis::Metric
 
 /// Runs a scenario that must pass, and checks what every real-engine run must show: SGLang's
 /// tree by role, GPU metrics off with the reason, and nothing left behind.
-fn assert_passes(c: ScenarioConfig) -> Report {
+fn assert_passes(c: ScenarioConfig) -> Judged {
     let before = shm_names();
     let r = run(c);
     eprintln!("{}", r.summary());

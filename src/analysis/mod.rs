@@ -610,9 +610,10 @@ pub fn analyze_with(
             for h in &mut m.hourly {
                 hourly::judge(h, alpha, rule.min_growth, &fmt);
                 // The same growth under traffic, by the clock: what the cooldown gave back is
-                // not a leak per hour either (real SGLang's collected reference cycles grew
-                // +1 GiB/hour for 3 minutes and were all returned).
-                if given_back && h.stretch == Stretch::Traffic && h.outcome == Outcome::Leak {
+                // not a leak per hour either, nor undecided (real SGLang's collected reference
+                // cycles grew +1 GiB/hour for 3 minutes and were all returned; on a busy machine
+                // the same cycles read +153 MiB/hour, CI −435..+1004, "not clearly below").
+                if given_back && h.stretch == Stretch::Traffic && h.outcome != Outcome::Pass {
                     h.outcome = Outcome::Pass;
                     h.reason
                         .push_str("; the cooldown gave it back: memory that is freed, not a leak");
