@@ -240,7 +240,51 @@ fn assert_passes(c: ScenarioConfig) -> Judged {
     let r = run(c);
     eprintln!("{}", r.summary());
     r.assert_pass();
-    let seen = roles(&r);
+    assert_clean_run(&r, &before);
+    r
+}
+
+/// Runs a scenario that must not leak: no judged metric leaks and any metric left undecided grew
+/// less than its floor. A clean SGLang 0.5.23 drifts about 1 KiB/request — the tokenizer manager,
+/// or the tree's sum — over a few hundred requests after its warm-up, right on the 1 GiB per
+/// million requests limit: too little to call either way at this length, and the verdict says
+/// so (docs/validation-sglang-cpu.md, stop 32). Everything else as [`assert_passes`].
+fn assert_no_leak(c: ScenarioConfig) -> Judged {
+    let before = shm_names();
+    let r = run(c);
+    eprintln!("{}", r.summary());
+    assert!(
+        matches!(r.outcome, RunOutcome::Pass | RunOutcome::Inconclusive),
+        "{}",
+        r.summary()
+    );
+    let v = r.verdict.as_ref().expect("a verdict");
+    for m in v
+        .metrics
+        .iter()
+        .filter(|m| m.judged && m.outcome != Outcome::Pass)
+    {
+        let floor = v
+            .thresholds
+            .rule_for(&m.metric)
+            .map_or(0.0, |x| x.min_growth);
+        assert!(
+            m.outcome == Outcome::Inconclusive && m.growth < floor,
+            "{} is {:?} after growing {:.0} bytes (floor {floor:.0})\n{}",
+            m.metric,
+            m.outcome,
+            m.growth,
+            r.summary()
+        );
+    }
+    assert_clean_run(&r, &before);
+    r
+}
+
+/// What every clean real-engine run must show: SGLang's tree by role, GPU metrics off with the
+/// reason, a clean shutdown, and nothing left behind.
+fn assert_clean_run(r: &Report, before: &BTreeSet<String>) {
+    let seen = roles(r);
     for role in ["tokenizer_manager", "scheduler", "detokenizer"] {
         assert!(seen.contains(role), "no {role} among {seen:?}");
     }
@@ -251,8 +295,7 @@ fn assert_passes(c: ScenarioConfig) -> Judged {
     );
     let shutdown = r.shutdown.as_ref().expect("a shutdown record");
     assert!(shutdown.is_clean(), "{shutdown:?}");
-    assert_torn_down(&r, &before);
-    r
+    assert_torn_down(r, before);
 }
 
 #[test]
@@ -340,7 +383,9 @@ fn error_paths_reach_sglang_and_pass() {
     // warm-up past them (run 8 on an H100; `--py-heap` in docs/validation-sglang-cpu.md).
     .warmup_requests(150)
     .max_requests(4 * ERROR_PATH_REQUESTS);
-    let r = assert_passes(c);
+    // Not a leak, and any drift below the floor (the tree read +1.4 KiB/request, 854 KiB over
+    // 600 requests, in one clean run): `assert_no_leak`.
+    let r = assert_no_leak(c);
     let q = r.requests.as_ref().expect("request counts");
     assert_eq!(q.failed, 0, "{}", r.summary());
     for kind in Mix::error_paths().kinds() {
@@ -659,12 +704,20 @@ fn a_leak_on_rejected_requests_is_called_on_those_kinds() {
 fn reference_cycles_the_collector_frees_pass() {
     // Past the tokenizer manager's 128-prompt chat-template cache, so that what is judged is
     // the collector's sawtooth in the scheduler, not SGLang's warm-up beside it.
-    let r = assert_passes(planted(
+    let r = assert_no_leak(planted(
         on_cpu(ScenarioConfig::text_model(), "gc_cycle", REQUESTS).warmup_requests(150),
         "gc_cycle",
         PLANTED,
     ));
     assert_eq!(r.requests.as_ref().map(|q| q.failed), Some(0));
+    // The collector's process and the tree pass: memory freed, cycle after cycle or by the flush.
+    // (The tokenizer manager beside it may be left undecided by its own drift: the adaptive rule
+    // stops on the scheduler's straight climb at the planned look — a leak until the cooldown's
+    // collection gives it back — so the drift gets no extension; the report says so.)
+    let scheduler = rss_of(&r, "scheduler");
+    assert_eq!(scheduler.outcome, Outcome::Pass, "{:?}", scheduler.reasons);
+    let tree = r.metric("host.rss@tree").expect("the tree's verdict");
+    assert_eq!(tree.outcome, Outcome::Pass, "{:?}", tree.reasons);
 }
 
 /// `text_model` with KV slots planted in SGLang's scheduler (see `fixtures/sglang/planted_leaks`).

@@ -302,11 +302,69 @@ impl Adaptive {
     pub fn final_alpha(&self) -> Option<f64> {
         self.looks.last().map(|l| l.look.alpha)
     }
+
+    /// A sentence when the run stopped on a leak that the final verdict — with the cooldown —
+    /// does not hold (a collector's garbage or a flushable cache climbs like a leak until the
+    /// flush), leaving metrics undecided that the extension would have had requests for.
+    pub fn refuted_stop(&self, verdict: &Verdict) -> Option<String> {
+        let last = self.looks.last()?;
+        if self.stopped == StopReason::Budget
+            || last.outcome != Outcome::Leak
+            || verdict.outcome == Outcome::Leak
+        {
+            return None;
+        }
+        let undecided: Vec<&str> = verdict
+            .metrics
+            .iter()
+            .filter(|m| m.judged && m.outcome == Outcome::Inconclusive)
+            .map(|m| m.metric.as_str())
+            .collect();
+        (!undecided.is_empty()).then(|| {
+            format!(
+                "the run stopped at {} measured requests on a leak that the cooldown then gave back, so {} got no extension; a longer run (--requests) would decide it",
+                self.requests,
+                undecided.join(", ")
+            )
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A run that stopped on a leak the cooldown gave back says what got no extension.
+    #[test]
+    fn a_stop_on_a_leak_the_cooldown_refuted_is_said() {
+        let mut v = one_process(|_| 0.0);
+        let a = Adaptive {
+            planned: 300,
+            budget: 1200,
+            requests: 300,
+            stopped: StopReason::Decided,
+            looks: vec![LookRecord {
+                look: PLANNED,
+                outcome: Outcome::Leak,
+                undecided: Vec::new(),
+            }],
+            alpha: 0.05,
+        };
+        assert_eq!(
+            a.refuted_stop(&v),
+            None,
+            "nothing undecided: nothing to say"
+        );
+        v.metrics[0].outcome = Outcome::Inconclusive;
+        v.outcome = Outcome::Inconclusive;
+        let note = a.refuted_stop(&v).unwrap_or_default();
+        assert!(
+            note.contains("gave back") && note.contains(&v.metrics[0].metric),
+            "{note}"
+        );
+        v.outcome = Outcome::Leak;
+        assert_eq!(a.refuted_stop(&v), None, "a leak that held is no news");
+    }
 
     /// The planned look of a 300-request run, at its level.
     const PLANNED: Look = Look {

@@ -97,6 +97,17 @@ pub enum Outcome {
     Leak,
 }
 
+impl Outcome {
+    /// The word, as the JSON spells it: `pass`, `inconclusive`, `leak`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Pass => "pass",
+            Outcome::Inconclusive => "inconclusive",
+            Outcome::Leak => "leak",
+        }
+    }
+}
+
 /// The seed tool's growth bands, per 100 requests (reported beside our verdict).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

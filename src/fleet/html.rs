@@ -1,20 +1,12 @@
 //! The fleet report as one self-contained HTML page: the verdict, the plot inline, and the
 //! table of rows (worst first) with each row's reasons.
 
-use std::fmt::Write;
+use serde::Serialize;
 
 use super::report::{FleetReport, FleetRow};
-use crate::analysis::{Outcome, human_hours};
-use crate::report::html::{esc, page};
+use crate::analysis::human_hours;
+use crate::report::html::render_template;
 use crate::util::{human_bytes, signed_bytes};
-
-fn word(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Leak => "leak",
-        Outcome::Inconclusive => "inconclusive",
-        Outcome::Pass => "pass",
-    }
-}
 
 fn cells(r: &FleetRow) -> [String; 6] {
     [
@@ -30,54 +22,46 @@ fn cells(r: &FleetRow) -> [String; 6] {
     ]
 }
 
+/// A row of the fleet page's table.
+#[derive(Serialize)]
+struct Row {
+    outcome: &'static str,
+    name: String,
+    reasons: Vec<String>,
+    query: String,
+    memory: String,
+    cells: [String; 6],
+}
+
 /// The page; `svg` is the plot to inline, when there is one.
 pub(crate) fn render(report: &FleetReport, svg: Option<&str>) -> String {
-    let mut b = String::from("<main>");
-    let _ = write!(
-        b,
-        "<h1>Fleet: {:?}</h1><p>{} series from <code>{}</code>, {} .. {} (step {} s); each row judged at α = {:.2e}.</p>",
-        report.outcome,
-        report.rows.len(),
-        esc(&report.prometheus),
-        esc(&report.window.from),
-        esc(&report.window.to),
-        report.window.step_s,
-        report.alpha
-    );
-    if let Some(e) = &report.error {
-        let _ = write!(b, "<p><strong>Error:</strong> {}</p>", esc(e));
-    }
-    if let Some(svg) = svg {
-        let _ = write!(b, "<div class=\"plot\">{svg}</div>");
-    }
-    b.push_str(
-        "<table><tr><th>outcome</th><th>series</th><th>memory</th><th>growth/hour</th>\
-         <th>growth/request</th><th>last</th><th>headroom</th><th>full in</th><th>requests</th></tr>",
-    );
-    for r in &report.rows {
-        let c = cells(r);
-        let _ = write!(
-            b,
-            "<tr><td>{}</td><td><details><summary>{}</summary><ul class=\"reasons\">{}</ul><code>{}</code></details></td><td>{:?}</td>",
-            word(r.outcome),
-            esc(&r.name),
-            r.analysis
-                .reasons
-                .iter()
-                .map(|x| format!("<li>{}</li>", esc(x)))
-                .collect::<String>(),
-            esc(&r.query),
-            r.memory
-        );
-        for v in c {
-            let _ = write!(b, "<td class=\"num\">{}</td>", esc(&v));
-        }
-        b.push_str("</tr>");
-    }
-    b.push_str("</table>");
-    for n in &report.notes {
-        let _ = write!(b, "<p>note: {}</p>", esc(n));
-    }
-    b.push_str("</main>");
-    page(&format!("fleet: {:?}", report.outcome), &b)
+    let rows: Vec<Row> = report
+        .rows
+        .iter()
+        .map(|r| Row {
+            outcome: r.outcome.as_str(),
+            name: r.name.clone(),
+            reasons: r.analysis.reasons.clone(),
+            query: r.query.clone(),
+            memory: format!("{:?}", r.memory),
+            cells: cells(r),
+        })
+        .collect();
+    render_template(
+        "fleet.html",
+        serde_json::json!({
+            "title": format!("fleet: {:?}", report.outcome),
+            "nav": [],
+            "outcome": format!("{:?}", report.outcome),
+            "prometheus": report.prometheus,
+            "from": report.window.from,
+            "to": report.window.to,
+            "step_s": report.window.step_s,
+            "alpha": format!("{:.2e}", report.alpha),
+            "error": report.error,
+            "svg": svg,
+            "rows": rows,
+            "notes": report.notes,
+        }),
+    )
 }

@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use serde::Serialize;
+
 use super::Report;
 use crate::util::{human_bytes, signed_bytes};
 
@@ -84,80 +86,100 @@ pub(crate) fn console(report: &Report) -> String {
     out
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// What the HTML page shows of the diagnosis (`<h2>Where the memory grew</h2>` in
+/// `run.html`): formatted text, escaped by the template.
+#[derive(Serialize)]
+pub(crate) struct DiagnosisView {
+    mappings: Option<MappingsView>,
+    stacks: Vec<StackView>,
+    notes: Vec<String>,
+    py_heap: Option<super::py_heap::PyHeapView>,
 }
 
-/// The HTML section (`<h2>Where the memory grew</h2>`), empty without a diagnosis.
-pub(crate) fn html(b: &mut String, report: &Report) {
-    let Some(d) = &report.diagnosis else {
-        return;
-    };
-    b.push_str("<h2 id=\"diagnosis\">Where the memory grew</h2>");
-    if let Some(m) = &d.mappings {
-        let _ = write!(
-            b,
-            "<p>Resident memory by mapping kind (<code>/proc/PID/smaps</code>), {} and {}: {} measured requests apart.</p>",
-            esc(&m.from),
-            esc(&m.to),
-            m.requests
-        );
-        for h in d.headlines() {
-            let _ = write!(b, "<p><b>{}</b></p>", esc(&h));
-        }
-        b.push_str("<table><tr><th>process</th><th>kind</th><th>before</th><th>after</th><th>growth</th><th>per request</th><th>mappings</th><th>usually</th></tr>");
-        for p in &m.processes {
-            let guilty = if d.guilty.contains(&p.pid) {
-                " (guilty)"
-            } else {
-                ""
-            };
-            for k in p.kinds.iter().filter(|k| k.growth != 0).take(4) {
-                let _ = write!(
-                    b,
-                    "<tr><td>{} (pid {}){guilty}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td></tr>",
-                    esc(&p.label),
-                    p.pid,
-                    esc(&k.kind),
-                    human_bytes(k.before as f64),
-                    human_bytes(k.after as f64),
-                    signed_bytes(k.growth as f64),
-                    k.per_request.map(signed_bytes).unwrap_or_default(),
-                    k.mappings[0],
-                    k.mappings[1],
-                    esc(&k.meaning)
-                );
-            }
-        }
-        b.push_str("</table>");
-        for u in &m.unreadable {
-            let _ = write!(b, "<p>not read: {}</p>", esc(u));
-        }
-    }
-    for s in &d.stacks {
-        let _ = write!(
-            b,
-            "<p>Stacks of {} (pid {}), <code>{}</code>: ",
-            esc(&s.label),
-            s.pid,
-            esc(&s.command)
-        );
-        if let Some(name) = s.file.as_ref().and_then(|f| f.file_name()) {
-            let n = name.to_string_lossy();
-            let _ = write!(b, "<a href=\"{}\">{}</a> ", esc(&n), esc(&n));
-        }
-        if let Some(m) = &s.message {
-            let _ = write!(b, "— {}", esc(m));
-        }
-        b.push_str("</p>");
-    }
-    for n in &d.notes {
-        let _ = write!(b, "<p>{}</p>", esc(n));
-    }
-    if let Some(h) = &d.py_heap {
-        super::py_heap::html(b, h);
-    }
+#[derive(Serialize)]
+struct MappingsView {
+    from: String,
+    to: String,
+    requests: u64,
+    headlines: Vec<String>,
+    rows: Vec<MappingRow>,
+    unreadable: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct MappingRow {
+    process: String,
+    kind: String,
+    before: String,
+    after: String,
+    growth: String,
+    per_request: String,
+    mappings: String,
+    meaning: String,
+}
+
+#[derive(Serialize)]
+struct StackView {
+    label: String,
+    pid: u32,
+    command: String,
+    file: Option<String>,
+    message: Option<String>,
+}
+
+/// The diagnosis section's content, `None` without a diagnosis.
+pub(crate) fn view(report: &Report) -> Option<DiagnosisView> {
+    let d = report.diagnosis.as_ref()?;
+    let mappings = d.mappings.as_ref().map(|m| MappingsView {
+        from: m.from.clone(),
+        to: m.to.clone(),
+        requests: m.requests,
+        headlines: d.headlines(),
+        rows: m
+            .processes
+            .iter()
+            .flat_map(|p| {
+                let guilty = if d.guilty.contains(&p.pid) {
+                    " (guilty)"
+                } else {
+                    ""
+                };
+                p.kinds
+                    .iter()
+                    .filter(|k| k.growth != 0)
+                    .take(4)
+                    .map(move |k| MappingRow {
+                        process: format!("{} (pid {}){guilty}", p.label, p.pid),
+                        kind: k.kind.clone(),
+                        before: human_bytes(k.before as f64),
+                        after: human_bytes(k.after as f64),
+                        growth: signed_bytes(k.growth as f64),
+                        per_request: k.per_request.map(signed_bytes).unwrap_or_default(),
+                        mappings: format!("{} → {}", k.mappings[0], k.mappings[1]),
+                        meaning: k.meaning.clone(),
+                    })
+            })
+            .collect(),
+        unreadable: m.unreadable.clone(),
+    });
+    Some(DiagnosisView {
+        mappings,
+        stacks: d
+            .stacks
+            .iter()
+            .map(|s| StackView {
+                label: s.label.clone(),
+                pid: s.pid,
+                command: s.command.clone(),
+                file: s
+                    .file
+                    .as_ref()
+                    .and_then(|f| f.file_name())
+                    .map(|n| n.to_string_lossy().into_owned()),
+                message: s.message.clone(),
+            })
+            .collect(),
+        notes: d.notes.clone(),
+        py_heap: d.py_heap.as_ref().map(super::py_heap::view),
+    })
 }

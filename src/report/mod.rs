@@ -91,6 +91,18 @@ pub enum RunOutcome {
     Error,
 }
 
+impl RunOutcome {
+    /// The word, as the JSON spells it: `pass`, `leak`, `inconclusive`, `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Pass => "pass",
+            RunOutcome::Leak => "leak",
+            RunOutcome::Inconclusive => "inconclusive",
+            RunOutcome::Error => "error",
+        }
+    }
+}
+
 impl From<Outcome> for RunOutcome {
     fn from(o: Outcome) -> Self {
         match o {

@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+use serde::Serialize;
+
 use crate::diagnose::py_heap::{PyHeap, PyHeapProcess, PySite, short_path};
 use crate::util::{human_bytes, signed_bytes};
 
@@ -104,62 +106,80 @@ pub(crate) fn console(out: &mut String, h: &PyHeap) {
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+/// What the HTML page shows of the Python heap (`<h3>Where, in Python terms</h3>` in
+/// `run.html`): formatted text, escaped by the template.
+#[derive(Serialize)]
+pub(crate) struct PyHeapView {
+    frames: u32,
+    from: String,
+    to: String,
+    requests: u64,
+    processes: Vec<PyProcessView>,
+    notes: Vec<String>,
 }
 
-/// The HTML part (`<h3>Where, in Python terms</h3>`).
-pub(crate) fn html(b: &mut String, h: &PyHeap) {
-    let _ = write!(
-        b,
-        "<h3 id=\"py-heap\">Where, in Python terms</h3><p>Python heap growth by allocation site (<code>tracemalloc</code>, {} frames per allocation), {} and {}: {} measured requests apart.</p>",
-        h.frames,
-        esc(&h.from),
-        esc(&h.to),
-        h.requests
-    );
-    for p in &h.processes {
-        let reason = (Some(p.pid) == h.focus)
-            .then_some(h.focus_reason.as_deref())
-            .flatten();
-        let _ = write!(b, "<p><b>{}</b></p>", esc(&headline(p, h.requests, reason)));
-        if p.sites.is_empty() {
-            continue;
-        }
-        b.push_str("<table><tr><th>growth</th><th>per request</th><th>blocks</th><th>site</th><th>code</th><th>call stacks (innermost first)</th></tr>");
-        for s in &p.sites {
-            let stacks: Vec<String> = s
-                .stacks
-                .iter()
-                .map(|st| {
-                    let frames: Vec<String> =
-                        st.frames.iter().map(|f| esc(&short_frame(f))).collect();
-                    format!(
-                        "{} in {}: {}",
-                        signed_bytes(st.growth as f64),
-                        blocks(st.count),
-                        frames.join(" ← ")
-                    )
-                })
-                .collect();
-            let _ = write!(
-                b,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td title=\"{}\"><code>{}</code></td><td><code>{}</code></td><td>{}</td></tr>",
-                signed_bytes(s.growth as f64),
-                s.per_request.map(signed_bytes).unwrap_or_default(),
-                s.count,
-                esc(&s.file),
-                esc(&s.place()),
-                esc(&s.code),
-                stacks.join("<br>")
-            );
-        }
-        b.push_str("</table>");
-    }
-    for n in &h.notes {
-        let _ = write!(b, "<p>{}</p>", esc(n));
+#[derive(Serialize)]
+struct PyProcessView {
+    headline: String,
+    sites: Vec<PySiteView>,
+}
+
+#[derive(Serialize)]
+struct PySiteView {
+    growth: String,
+    per_request: String,
+    count: i64,
+    file: String,
+    place: String,
+    code: String,
+    /// Each call stack, innermost frame first: `+1.0 MiB in 40 blocks: a ← b ← c`.
+    stacks: Vec<String>,
+}
+
+pub(crate) fn view(h: &PyHeap) -> PyHeapView {
+    PyHeapView {
+        frames: h.frames as u32,
+        from: h.from.clone(),
+        to: h.to.clone(),
+        requests: h.requests,
+        processes: h
+            .processes
+            .iter()
+            .map(|p| {
+                let reason = (Some(p.pid) == h.focus)
+                    .then_some(h.focus_reason.as_deref())
+                    .flatten();
+                PyProcessView {
+                    headline: headline(p, h.requests, reason),
+                    sites: p
+                        .sites
+                        .iter()
+                        .map(|s| PySiteView {
+                            growth: signed_bytes(s.growth as f64),
+                            per_request: s.per_request.map(signed_bytes).unwrap_or_default(),
+                            count: s.count,
+                            file: s.file.clone(),
+                            place: s.place(),
+                            code: s.code.clone(),
+                            stacks: s
+                                .stacks
+                                .iter()
+                                .map(|st| {
+                                    let frames: Vec<String> =
+                                        st.frames.iter().map(|f| short_frame(f)).collect();
+                                    format!(
+                                        "{} in {}: {}",
+                                        signed_bytes(st.growth as f64),
+                                        blocks(st.count),
+                                        frames.join(" ← ")
+                                    )
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect(),
+        notes: h.notes.clone(),
     }
 }

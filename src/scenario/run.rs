@@ -413,6 +413,13 @@ impl Scenario {
                 ));
             }
         }
+        if let Some(note) = report
+            .adaptive
+            .as_ref()
+            .and_then(|a| a.refuted_stop(&verdict))
+        {
+            report.notes.push(note);
+        }
         if !judged_memory {
             report.verdict = Some(verdict);
             return Err(ScenarioError::NothingJudged.into());
